@@ -1,0 +1,270 @@
+//! Command line: `serve` (the default), `token`, `check-config`, `print-default-config`.
+//!
+//! Flags override the TOML file; each flag can also come from a `SWITCHBOARD_*` environment
+//! variable (the flag wins over the variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use switchboard::config::{Config, ConfigError, ServiceMode};
+use switchboard::{Switchboard, telemetry};
+
+/// `EX_USAGE`: the configuration is wrong.
+const EXIT_CONFIG: i32 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version, about = "A self-hosted SignalR Service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker (the default when no command is given).
+    Serve(ServeArgs),
+    /// Print a client URL and an access token for a hub.
+    Token(TokenArgs),
+    /// Check a configuration file and exit.
+    CheckConfig(ConfigArg),
+    /// Print the built-in default configuration as TOML.
+    PrintDefaultConfig,
+}
+
+#[derive(Args, Debug, Default)]
+struct ConfigArg {
+    /// Configuration file (switchboard.toml).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Service mode: default, serverless or classic [default: default].
+    #[arg(long, env = "SWITCHBOARD_MODE")]
+    mode: Option<ServiceMode>,
+    /// Access key; give it twice for primary and secondary (env: comma-separated).
+    #[arg(long = "access-key", env = "SWITCHBOARD_ACCESS_KEY", value_delimiter = ',')]
+    access_keys: Vec<String>,
+    /// Public base URL clients use, if not http://<listen>.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_ENDPOINT")]
+    public_endpoint: Option<String>,
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "SWITCHBOARD_WORKERS")]
+    workers: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Hub the token is for.
+    #[arg(long)]
+    hub: String,
+    /// User id (the token's nameid).
+    #[arg(long)]
+    user: Option<String>,
+    /// Lifetime, e.g. 1h, 30m, 90s.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration '{s}'"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("invalid duration unit in '{s}' (use s, m, h or d)")),
+    };
+    if secs == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+impl ServeArgs {
+    /// Defaults, then the file, then flags and environment.
+    fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(mode) = self.mode {
+            config.mode = mode;
+        }
+        if !self.access_keys.is_empty() {
+            config.access_keys = self.access_keys.clone();
+        }
+        if let Some(endpoint) = &self.public_endpoint {
+            config.public_endpoint = endpoint.clone();
+        }
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Run the command line; returns the exit code.
+pub(crate) fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => match args.load() {
+            Ok(config) => serve(config),
+            Err(e) => config_error(&e),
+        },
+        Command::Token(args) => match args.serve.load() {
+            Ok(config) => token(&config, &args),
+            Err(e) => config_error(&e),
+        },
+        Command::CheckConfig(arg) => {
+            let args = ServeArgs { config: arg, ..ServeArgs::default() };
+            match args.load() {
+                Ok(_) => {
+                    println!("configuration is valid");
+                    0
+                }
+                Err(e) => config_error(&e),
+            }
+        }
+        Command::PrintDefaultConfig => match toml::to_string_pretty(&Config::default()) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                1
+            }
+        },
+    }
+}
+
+fn config_error(e: &ConfigError) -> i32 {
+    eprintln!("switchboard: {e}");
+    EXIT_CONFIG
+}
+
+fn token(config: &Config, args: &TokenArgs) -> i32 {
+    if config.access_keys.is_empty() {
+        eprintln!(
+            "switchboard: invalid configuration: access_keys: a key is needed to sign tokens (--access-key, SWITCHBOARD_ACCESS_KEY or the config file)"
+        );
+        return EXIT_CONFIG;
+    }
+    if let Err(e) = switchboard::hub::validate_hub_name(&args.hub) {
+        eprintln!("switchboard: {e}");
+        return EXIT_CONFIG;
+    }
+    let keys = switchboard::auth::AccessKeys::new(config.access_keys.clone());
+    let endpoint = config.public_endpoint_or(config.listen);
+    let aud = format!(
+        "{}/client/?hub={}",
+        switchboard::switchboard::audience_base(&endpoint),
+        args.hub
+    );
+    let claims: Vec<(&str, &str)> = args.user.as_deref().map(|u| vec![("nameid", u)]).unwrap_or_default();
+    let token = keys.mint(&aud, args.ttl.as_secs(), &claims);
+    println!("URL: {endpoint}/client/?hub={}", args.hub);
+    println!("Token: {token}");
+    0
+}
+
+fn serve(config: Config) -> i32 {
+    telemetry::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, async move {
+        let listen = config.listen;
+        let mode = config.mode;
+        let generated_key = config.access_keys.is_empty();
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let board = Switchboard::new(config).map_err(|e| e.to_string())?;
+        let handle = board.start(listener).map_err(|e| e.to_string())?;
+        println!("Listening on http://{}", handle.local_addr());
+        println!("Connection string: {}", handle.connection_string());
+        println!("Mode: {mode}");
+        if generated_key {
+            println!("Access key: generated at random for this run (pass --access-key to fix it)");
+        }
+        let server = handle.server_handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            server.stop(true).await;
+        });
+        handle.wait().await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            1
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,363 @@
+//! Configuration: the `switchboard.toml` structs, their defaults, layering and validation.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file (`--config`), then environment
+//! variables and flags (`SWITCHBOARD_LISTEN` / `--listen` and friends; a flag wins over its
+//! variable). [`Config::validate`] names the key at fault so that a bad configuration exits with
+//! one line. `switchboard.example.toml` at the repository root documents every key; a test keeps
+//! it in sync with these structs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a hub serves its clients (`spec/service-protocol.md` §6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceMode {
+    /// Clients are routed to a connected hub server; with none connected they are refused.
+    #[default]
+    Default,
+    /// No hub servers: applications use the REST API, client events go to upstreams.
+    Serverless,
+    /// Decided per client at connect time: routed when a hub server is connected, else a
+    /// limited serverless connection.
+    Classic,
+}
+
+impl ServiceMode {
+    /// The name used in the configuration and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Serverless => "serverless",
+            Self::Classic => "classic",
+        }
+    }
+
+    /// The capitalised name Azure uses in its messages (`'Default' service mode`).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Default => "Default",
+            Self::Serverless => "Serverless",
+            Self::Classic => "Classic",
+        }
+    }
+}
+
+impl fmt::Display for ServiceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ServiceMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "default" => Ok(Self::Default),
+            "serverless" => Ok(Self::Serverless),
+            "classic" => Ok(Self::Classic),
+            other => Err(format!(
+                "unknown mode '{other}' (expected default, serverless or classic)"
+            )),
+        }
+    }
+}
+
+/// The whole configuration of one Switchboard instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Service mode of every hub.
+    pub mode: ServiceMode,
+    /// Access keys; the first is the primary, the second the secondary. Tokens signed with any
+    /// of them are accepted. Empty: a random key is generated at start and printed.
+    pub access_keys: Vec<String>,
+    /// The public base URL clients and SDKs use (`Endpoint=` of the connection string).
+    /// Empty: `http://` plus the listen address.
+    pub public_endpoint: String,
+    /// Number of HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Sizes, timeouts and queue bounds.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            mode: ServiceMode::Default,
+            access_keys: Vec::new(),
+            public_endpoint: String::new(),
+            workers: 0,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Sizes, timeouts and queue bounds. Every queue in Switchboard is bounded by one of these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest hub message a client may send, in bytes (also the handshake and WebSocket
+    /// frame limit). Azure's SSE/long-polling limit is 1 MB.
+    pub max_message_size: usize,
+    /// Largest REST request body, in bytes (Azure: 1 MB).
+    pub max_rest_body_size: usize,
+    /// Messages a connection's outbox may hold before the connection is closed as too slow.
+    pub outbox_max_messages: usize,
+    /// Bytes a connection's outbox may hold before the connection is closed as too slow.
+    pub outbox_max_bytes: usize,
+    /// Commands a hub's inbox holds before senders wait.
+    pub hub_inbox_capacity: usize,
+    /// Client connections this process accepts at once; more get HTTP 429.
+    pub max_connections: usize,
+    /// Negotiated connections waiting for their transport; more get HTTP 429.
+    pub max_pending_negotiations: usize,
+    /// Seconds a client has to send its handshake after the transport opens.
+    pub handshake_timeout_secs: u64,
+    /// Seconds of silence after which the server sends a Ping.
+    pub keep_alive_interval_secs: u64,
+    /// Seconds without any message from a client (after its first Ping) before it is dropped.
+    pub client_timeout_secs: u64,
+    /// Seconds a negotiated connection id stays valid without a transport.
+    pub negotiate_timeout_secs: u64,
+    /// Seconds a blocked socket write may take before the connection is dropped.
+    pub send_timeout_secs: u64,
+    /// Clock skew tolerated when checking token `exp` and `nbf`, in seconds.
+    pub token_clock_skew_secs: u64,
+    /// User-group memberships without TTL remembered per user (Azure keeps 100).
+    pub max_user_groups_without_ttl: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 1024 * 1024,
+            max_rest_body_size: 1024 * 1024,
+            outbox_max_messages: 4096,
+            outbox_max_bytes: 1024 * 1024,
+            hub_inbox_capacity: 4096,
+            max_connections: 19_000,
+            max_pending_negotiations: 100_000,
+            handshake_timeout_secs: 15,
+            keep_alive_interval_secs: 15,
+            client_timeout_secs: 30,
+            negotiate_timeout_secs: 15,
+            send_timeout_secs: 10,
+            token_clock_skew_secs: 30,
+            max_user_groups_without_ttl: 100,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// [`Self::handshake_timeout_secs`] as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    /// [`Self::keep_alive_interval_secs`] as a duration.
+    pub fn keep_alive_interval(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_interval_secs)
+    }
+    /// [`Self::client_timeout_secs`] as a duration.
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_secs(self.client_timeout_secs)
+    }
+    /// [`Self::negotiate_timeout_secs`] as a duration.
+    pub fn negotiate_timeout(&self) -> Duration {
+        Duration::from_secs(self.negotiate_timeout_secs)
+    }
+    /// [`Self::send_timeout_secs`] as a duration.
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs)
+    }
+}
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `limits.max_message_size`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse TOML text; errors name the key at fault.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            ConfigError::new("(file)", e.message().replace('\n', " ").trim().to_owned())
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().message().replace('\n', " ").trim().to_owned();
+            ConfigError::new(if key == "." { "(file)".into() } else { key }, message)
+        })
+    }
+
+    /// Read and parse a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        for (i, key) in self.access_keys.iter().enumerate() {
+            if key.trim().is_empty() {
+                return Err(ConfigError::new(format!("access_keys[{i}]"), "must not be empty"));
+            }
+            if key.contains(';') {
+                return Err(ConfigError::new(
+                    format!("access_keys[{i}]"),
+                    "must not contain ';' (it would break the connection string)",
+                ));
+            }
+        }
+        if !self.public_endpoint.is_empty() {
+            let ok = (self.public_endpoint.starts_with("http://")
+                || self.public_endpoint.starts_with("https://"))
+                && self.public_endpoint.len() > "https://".len();
+            if !ok {
+                return Err(ConfigError::new(
+                    "public_endpoint",
+                    "must be an absolute http:// or https:// URL",
+                ));
+            }
+        }
+        let positive: [(&str, u64); 12] = [
+            ("limits.max_message_size", l.max_message_size as u64),
+            ("limits.max_rest_body_size", l.max_rest_body_size as u64),
+            ("limits.outbox_max_messages", l.outbox_max_messages as u64),
+            ("limits.outbox_max_bytes", l.outbox_max_bytes as u64),
+            ("limits.hub_inbox_capacity", l.hub_inbox_capacity as u64),
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_pending_negotiations", l.max_pending_negotiations as u64),
+            ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            ("limits.keep_alive_interval_secs", l.keep_alive_interval_secs),
+            ("limits.client_timeout_secs", l.client_timeout_secs),
+            ("limits.negotiate_timeout_secs", l.negotiate_timeout_secs),
+            ("limits.send_timeout_secs", l.send_timeout_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        if l.max_message_size > i32::MAX as usize {
+            return Err(ConfigError::new(
+                "limits.max_message_size",
+                "must be below 2 GiB (the hub protocol's framing limit)",
+            ));
+        }
+        if l.keep_alive_interval_secs >= l.client_timeout_secs {
+            return Err(ConfigError::new(
+                "limits.keep_alive_interval_secs",
+                "must be smaller than limits.client_timeout_secs",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public endpoint, defaulting to `http://<listen>`.
+    pub fn public_endpoint_or(&self, bound: SocketAddr) -> String {
+        if self.public_endpoint.is_empty() {
+            format!("http://{bound}")
+        } else {
+            self.public_endpoint.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+/// The connection string an Azure SignalR SDK uses to reach this instance
+/// (`Endpoint=http://127.0.0.1;Port=8080;AccessKey=...;Version=1.0;`).
+pub fn connection_string(endpoint: &str, access_key: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", endpoint));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    // Split a trailing ":port" off the authority (IPv6 literals keep their brackets).
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') && p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (authority, None),
+    };
+    match port {
+        Some(port) => {
+            format!("Endpoint={scheme}://{host};Port={port};AccessKey={access_key};Version=1.0;")
+        }
+        None => format!("Endpoint={scheme}://{host};AccessKey={access_key};Version=1.0;"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let err = Config::from_toml("[limits]\nmax_mesage_size = 3\n").unwrap_err();
+        assert!(err.message.contains("max_mesage_size"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = Config::from_toml("[limits]\nmax_message_size = \"big\"\n").unwrap_err();
+        assert_eq!(err.key, "limits.max_message_size", "{err}");
+        let err = Config::from_toml("mode = \"turbo\"\n").unwrap_err();
+        assert_eq!(err.key, "mode", "{err}");
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let mut c = Config::default();
+        c.limits.outbox_max_bytes = 0;
+        assert_eq!(c.validate().unwrap_err().key, "limits.outbox_max_bytes");
+        let mut c = Config::default();
+        c.limits.keep_alive_interval_secs = 40;
+        assert_eq!(c.validate().unwrap_err().key, "limits.keep_alive_interval_secs");
+        let mut c = Config::default();
+        c.access_keys = vec!["a;b".into()];
+        assert_eq!(c.validate().unwrap_err().key, "access_keys[0]");
+        let mut c = Config::default();
+        c.public_endpoint = "ftp://x".into();
+        assert_eq!(c.validate().unwrap_err().key, "public_endpoint");
+    }
+
+    #[test]
+    fn connection_string_shapes() {
+        assert_eq!(
+            connection_string("http://127.0.0.1:8080", "K"),
+            "Endpoint=http://127.0.0.1;Port=8080;AccessKey=K;Version=1.0;"
+        );
+        assert_eq!(
+            connection_string("https://sb.example.com", "K"),
+            "Endpoint=https://sb.example.com;AccessKey=K;Version=1.0;"
+        );
+        assert_eq!(
+            connection_string("http://[::1]:9000", "K"),
+            "Endpoint=http://[::1];Port=9000;AccessKey=K;Version=1.0;"
+        );
+    }
+}

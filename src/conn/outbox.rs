@@ -1,0 +1,237 @@
+//! The bounded per-connection outbox and its slow-consumer policy.
+//!
+//! Producers (hub fan-out, REST sends, the connection itself) call [`Outbox::push`], which never
+//! waits. The connection task drains everything queued in one go ([`Outbox::drain_into`]) and
+//! writes it as one WebSocket frame, so a burst costs one socket write.
+//!
+//! **When the outbox is full** (more than `max_messages` frames or `max_bytes` bytes queued) the
+//! decision is *close the connection*: the queue is discarded, the connection is told to close
+//! with an error Close message, and the push reports [`PushError::Full`] so the caller can count
+//! it (`switchboard_outbox_overflow_total`). A slow client thus costs at most its cap in memory
+//! and never blocks a hub or other clients. Dropping messages silently instead would break the
+//! in-order, no-gap delivery SignalR clients assume.
+//!
+//! The queue is a `VecDeque` behind a mutex that is held only to push or swap, never across an
+//! `.await`. An empty outbox holds no heap memory: the deque is released after a large drain.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// Close reason text sent to a client whose outbox overflowed.
+pub const OVERFLOW_CLOSE_ERROR: &str =
+    "Connection closed because it could not keep up: its outbox limit was exceeded.";
+
+/// Why a push was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The outbox overflowed with this push; the connection is being closed.
+    Full,
+    /// The connection is already closing; the frame was discarded.
+    Closed,
+}
+
+/// A request to close a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// Error text for the client's Close message; `None` for a plain close.
+    pub error: Option<String>,
+    /// Whether the Close message allows the client to reconnect.
+    pub allow_reconnect: bool,
+    /// Write the frames queued before the close first (false: discard them).
+    pub flush: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    close: Option<CloseRequest>,
+}
+
+/// A bounded queue of encoded frames for one connection.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    notify: Notify,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+/// What one drain produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Frames appended to the buffer.
+    pub frames: usize,
+    /// A close was requested; write it after the frames (if any).
+    pub close: Option<CloseRequest>,
+}
+
+impl Outbox {
+    /// An empty outbox with the given bounds.
+    pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// Queue a frame without waiting. On overflow the connection is set to close (see the
+    /// module docs) and `Full` is returned once; later pushes return `Closed`.
+    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut s = self.state.lock();
+        if s.close.is_some() {
+            return Err(PushError::Closed);
+        }
+        if s.queue.len() >= self.max_messages || s.bytes + frame.len() > self.max_bytes {
+            s.queue = VecDeque::new();
+            s.bytes = 0;
+            s.close = Some(CloseRequest {
+                error: Some(OVERFLOW_CLOSE_ERROR.to_owned()),
+                allow_reconnect: true,
+                flush: false,
+            });
+            drop(s);
+            self.notify.notify_one();
+            return Err(PushError::Full);
+        }
+        s.bytes += frame.len();
+        let was_empty = s.queue.is_empty();
+        s.queue.push_back(frame);
+        drop(s);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Ask for the connection to close. The first request wins.
+    pub fn request_close(&self, request: CloseRequest) {
+        let mut s = self.state.lock();
+        if s.close.is_none() {
+            if !request.flush {
+                s.queue = VecDeque::new();
+                s.bytes = 0;
+            }
+            s.close = Some(request);
+        }
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Wait until something was queued or a close was requested.
+    pub async fn ready(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Move every queued frame into `buf` (concatenated: SignalR framing lets one transport
+    /// frame carry several messages) and report a pending close. Returns the single frame
+    /// unchanged in `single` when exactly one is queued, so the common case copies nothing.
+    pub fn drain_into(&self, buf: &mut BytesMut, single: &mut Option<Bytes>) -> Drained {
+        let mut s = self.state.lock();
+        let frames = s.queue.len();
+        if frames == 1 {
+            *single = s.queue.pop_front();
+        } else if frames > 1 {
+            buf.reserve(s.bytes);
+            for f in s.queue.drain(..) {
+                buf.extend_from_slice(&f);
+            }
+        }
+        s.bytes = 0;
+        if s.queue.capacity() > 64 {
+            // Give a burst's memory back; an idle connection keeps nothing.
+            s.queue = VecDeque::new();
+        }
+        Drained {
+            frames,
+            close: s.close.clone(),
+        }
+    }
+
+    /// Number of frames queued now.
+    pub fn len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a close was requested.
+    pub fn is_closing(&self) -> bool {
+        self.state.lock().close.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drains_in_order_and_coalesces() {
+        let o = Outbox::new(10, 1000);
+        o.push(Bytes::from_static(b"a\x1e")).unwrap();
+        o.push(Bytes::from_static(b"b\x1e")).unwrap();
+        let (mut buf, mut single) = (BytesMut::new(), None);
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!(d.frames, 2);
+        assert_eq!(&buf[..], b"a\x1eb\x1e");
+        assert!(single.is_none());
+        o.push(Bytes::from_static(b"c")).unwrap();
+        buf.clear();
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!((d.frames, single.as_deref()), (1, Some(&b"c"[..])));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn overflow_by_count_closes_and_discards() {
+        let o = Outbox::new(2, 1000);
+        o.push(Bytes::from_static(b"1")).unwrap();
+        o.push(Bytes::from_static(b"2")).unwrap();
+        assert_eq!(o.push(Bytes::from_static(b"3")), Err(PushError::Full));
+        assert_eq!(o.push(Bytes::from_static(b"4")), Err(PushError::Closed));
+        let (mut buf, mut single) = (BytesMut::new(), None);
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!(d.frames, 0, "an overflowing queue is discarded");
+        let close = d.close.unwrap();
+        assert_eq!(close.error.as_deref(), Some(OVERFLOW_CLOSE_ERROR));
+        assert!(!close.flush);
+    }
+
+    #[test]
+    fn overflow_by_bytes() {
+        let o = Outbox::new(100, 5);
+        o.push(Bytes::from_static(b"abc")).unwrap();
+        assert_eq!(o.push(Bytes::from_static(b"def")), Err(PushError::Full));
+        assert!(o.is_closing());
+    }
+
+    #[test]
+    fn flushing_close_keeps_queued_frames() {
+        let o = Outbox::new(10, 100);
+        o.push(Bytes::from_static(b"x")).unwrap();
+        o.request_close(CloseRequest { error: Some("bye".into()), allow_reconnect: false, flush: true });
+        assert_eq!(o.push(Bytes::from_static(b"y")), Err(PushError::Closed));
+        let (mut buf, mut single) = (BytesMut::new(), None);
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!(single.as_deref(), Some(&b"x"[..]));
+        assert_eq!(d.close.unwrap().error.as_deref(), Some("bye"));
+    }
+
+    #[tokio::test]
+    async fn ready_fires_after_push() {
+        let o = std::sync::Arc::new(Outbox::new(10, 100));
+        let o2 = o.clone();
+        let waiter = tokio::spawn(async move { o2.ready().await });
+        tokio::task::yield_now().await;
+        o.push(Bytes::from_static(b"x")).unwrap();
+        waiter.await.unwrap();
+    }
+}

@@ -1,0 +1,126 @@
+//! `GET /client/?hub=H&id=TOKEN` with a WebSocket upgrade: authenticate, claim the negotiated
+//! connection, upgrade, and hand the socket to a client connection actor.
+//!
+//! Without `id` the upgrade starts a new connection (the clients' `skipNegotiation`, and
+//! third-party clients that connect straight to the redirect URL). The token is required on the
+//! upgrade too: browsers send it as `access_token`, other clients in `Authorization`.
+//! Server-Sent Events and long polling use the same URL; until they are implemented their
+//! requests get .NET's "transport not supported" answers.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::negotiate::hub_param;
+use super::{ApiError, bearer_token, query_value};
+use crate::auth::{Audience, AuthError};
+use crate::conn::ConnectionId;
+use crate::conn::client::{self, ClientContext};
+use crate::switchboard::Shared;
+use crate::telemetry::Metrics;
+
+/// Register the client transport routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in ["/client", "/client/"] {
+        cfg.route(path, web::get().to(connect));
+        cfg.route(path, web::to(other_method));
+    }
+}
+
+fn plain(status: actix_web::http::StatusCode, text: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain")
+        .body(text)
+}
+
+async fn other_method(req: HttpRequest) -> HttpResponse {
+    use actix_web::http::{Method, StatusCode};
+    match *req.method() {
+        Method::OPTIONS => HttpResponse::NoContent().finish(),
+        Method::POST | Method::DELETE => {
+            if query_value(&req, "id").is_none() {
+                plain(StatusCode::BAD_REQUEST, "Connection ID required")
+            } else {
+                plain(StatusCode::NOT_FOUND, "No Connection with that ID")
+            }
+        }
+        _ => HttpResponse::MethodNotAllowed().finish(),
+    }
+}
+
+fn is_websocket_upgrade(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, actix_web::Error> {
+    use actix_web::http::StatusCode;
+    let id = query_value(&req, "id");
+    if !is_websocket_upgrade(&req) {
+        if id.is_none() {
+            return Ok(plain(StatusCode::BAD_REQUEST, "Connection ID required"));
+        }
+        let sse = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        return Ok(plain(
+            StatusCode::NOT_FOUND,
+            if sse {
+                "ServerSentEvents transport not supported by this end point type"
+            } else {
+                "LongPolling transport not supported by this end point type"
+            },
+        ));
+    }
+
+    let hub = hub_param(&req)?;
+    let token = bearer_token(&req, true).ok_or_else(|| {
+        Metrics::inc(&shared.metrics.auth_failures);
+        ApiError::from(AuthError::Missing)
+    })?;
+    let identity = shared
+        .keys
+        .validate(&token, Audience::Client { hub: &hub }, shared.config.limits.token_clock_skew_secs)
+        .map_err(|e| {
+            Metrics::inc(&shared.metrics.auth_failures);
+            ApiError::from(e)
+        })?;
+
+    let connection_id = match id {
+        Some(token) => match shared.pending.take(&token) {
+            Some(p) if p.hub == hub => p.connection_id,
+            _ => return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID")),
+        },
+        None => ConnectionId::random(),
+    };
+
+    let shared = shared.into_inner();
+    let Some(slot) = shared.try_reserve_connection() else {
+        Metrics::inc(&shared.metrics.connections_rejected_limit);
+        return Err(ApiError::too_many("The connection limit of this Switchboard instance was reached.").into());
+    };
+
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let max = shared.config.limits.max_message_size;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let hub_handle = shared.hubs.get_or_create(&hub);
+    let ctx = ClientContext {
+        shared,
+        hub: hub_handle,
+        connection_id,
+        identity,
+        slot,
+    };
+    actix_web::rt::spawn(client::run(ctx, session, stream));
+    Ok(response)
+}

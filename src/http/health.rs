@@ -1,0 +1,36 @@
+//! Health and metrics: `HEAD|GET /api/health` and `/api/v1/health` (the Azure SDK's probe,
+//! unauthenticated), `/healthz` (alive), `/readyz` (accepting connections) and `/metrics`
+//! (Prometheus text).
+
+use actix_web::{HttpResponse, web};
+
+use crate::switchboard::Shared;
+
+/// Register the health routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in ["/api/health", "/api/v1/health", "/healthz"] {
+        cfg.route(path, web::get().to(ok));
+        cfg.route(path, web::head().to(ok));
+    }
+    cfg.route("/readyz", web::get().to(ready));
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
+async fn ok() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+    if shared.connection_count() < shared.config.limits.max_connections {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "mode": shared.mode().as_str() }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "full", "mode": shared.mode().as_str() }))
+    }
+}
+
+async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(shared.metrics.render())
+}

@@ -1,0 +1,136 @@
+//! actix-web glue only: extract, call into the modules below, respond.
+//!
+//! | path | module |
+//! | --- | --- |
+//! | `POST /client/negotiate?hub=` | [`negotiate`] |
+//! | `GET /client/?hub=&id=` (WebSocket) | [`client_ws`] |
+//! | `/api/...`, `/api/v1/...` | [`rest`] |
+//! | `/api/health`, `/healthz`, `/readyz`, `/metrics` | [`health`] |
+//!
+//! Browser clients send credentialed, preflighted requests, so every response to a request
+//! with an `Origin` carries CORS headers echoing that origin, and `OPTIONS` is answered here.
+
+pub mod client_ws;
+pub mod error;
+pub mod health;
+pub mod negotiate;
+pub mod rest;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub use self::error::ApiError;
+
+/// Register every route (the `App::configure` callback).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(from_fn(cors))
+            .configure(negotiate::configure)
+            .configure(client_ws::configure)
+            .configure(health::configure)
+            .configure(rest::configure)
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    if req.method() == Method::OPTIONS {
+        return HttpResponse::NoContent().finish();
+    }
+    actix_web::ResponseError::error_response(&ApiError::new(
+        StatusCode::NOT_FOUND,
+        "Error.NotFound",
+        format!("No route for {} {}.", req.method(), req.path()),
+    ))
+}
+
+/// CORS for browsers: echo the origin with credentials, answer preflights.
+async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let requested_headers = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut res = if preflight {
+        let (http_req, _) = req.into_parts();
+        ServiceResponse::new(http_req, HttpResponse::NoContent().finish())
+            .map_into_right_body()
+    } else {
+        next.call(req).await?.map_into_left_body()
+    };
+    if let Some(origin) = origin {
+        let h = res.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if preflight {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, PUT, DELETE, HEAD, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                requested_headers.unwrap_or_else(|| {
+                    HeaderValue::from_static(
+                        "authorization, content-type, x-requested-with, x-signalr-user-agent",
+                    )
+                }),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
+        }
+    }
+    Ok(res)
+}
+
+/// The bearer token of a request: the `Authorization: Bearer` header, else (when
+/// `allow_query`) the last `access_token` query value.
+pub fn bearer_token(req: &HttpRequest, allow_query: bool) -> Option<String> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION)
+        && let Ok(s) = v.to_str()
+    {
+        let s = s.trim();
+        if s.len() > 7 && s[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(s[7..].trim().to_owned());
+        }
+    }
+    if allow_query {
+        return form_urlencoded::parse(req.query_string().as_bytes())
+            .filter(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+            .last();
+    }
+    None
+}
+
+/// The values of query parameter `name`, decoded with form rules (`+` is a space).
+pub fn query_values(req: &HttpRequest, name: &str) -> Vec<String> {
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// The first value of query parameter `name`, compared case-insensitively.
+pub fn query_value(req: &HttpRequest, name: &str) -> Option<String> {
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.into_owned())
+}

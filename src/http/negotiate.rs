@@ -1,0 +1,131 @@
+//! `POST /client/negotiate?hub=H`: the second negotiate of the Azure flow, answered by the
+//! service itself (`spec/client-protocol.md` §1).
+//!
+//! The request must carry a client token for the hub (Bearer header, or the `access_token`
+//! query as a fallback). Version 0 and 1 are answered as ASP.NET Core does; a version error is
+//! HTTP 200 with `{"error": ...}` so that clients show the text. The negotiated connection waits
+//! in `Shared::pending` for its transport.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{ApiError, bearer_token, query_value};
+use crate::auth::Audience;
+use crate::conn::{ConnectionId, random_token};
+use crate::hub::validate_hub_name;
+use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_response};
+use crate::switchboard::Shared;
+use crate::telemetry::Metrics;
+
+/// Bit of the `asrs.s.htt` claim that allows WebSockets.
+const HTT_WEBSOCKETS: u32 = 1;
+
+/// Register the negotiate route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in ["/client/negotiate", "/client/negotiate/"] {
+        cfg.route(path, web::post().to(negotiate));
+        cfg.route(path, web::method(actix_web::http::Method::OPTIONS).to(HttpResponse::NoContent));
+        cfg.route(path, web::to(method_not_allowed));
+    }
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed().finish()
+}
+
+/// The `hub` query value, validated.
+pub(crate) fn hub_param(req: &HttpRequest) -> Result<String, ApiError> {
+    let hubs = super::query_values(req, "hub");
+    match hubs.as_slice() {
+        [] => Err(ApiError::bad_request("The 'hub' query parameter is required.")),
+        [hub] => {
+            validate_hub_name(hub).map_err(ApiError::bad_request)?;
+            Ok(hub.clone())
+        }
+        _ => Err(ApiError::bad_request("The 'hub' query parameter must be given once.")),
+    }
+}
+
+async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, ApiError> {
+    let hub = hub_param(&req)?;
+    let token = bearer_token(&req, true).ok_or_else(|| {
+        Metrics::inc(&shared.metrics.auth_failures);
+        ApiError::from(crate::auth::AuthError::Missing)
+    })?;
+    let identity = shared
+        .keys
+        .validate(&token, Audience::Client { hub: &hub }, shared.config.limits.token_clock_skew_secs)
+        .map_err(|e| {
+            Metrics::inc(&shared.metrics.auth_failures);
+            ApiError::from(e)
+        })?;
+
+    let version = match query_value(&req, "negotiateVersion") {
+        None => 0,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(v) if v < 0 => {
+                return Ok(json_ok(error_response(&format!(
+                    "The client requested version '{v}', but the server does not support this version."
+                ))));
+            }
+            Ok(v) => v.min(1) as u32,
+            Err(_) => {
+                return Ok(json_ok(error_response(&format!(
+                    "The client requested an invalid protocol version '{raw}'"
+                ))));
+            }
+        },
+    };
+
+    if shared.connection_count() >= shared.config.limits.max_connections {
+        Metrics::inc(&shared.metrics.connections_rejected_limit);
+        return Err(ApiError::too_many("The connection limit of this Switchboard instance was reached."));
+    }
+
+    let allowed = identity
+        .claim("asrs.s.htt")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(u32::MAX);
+    let mut transports = Vec::new();
+    if allowed & HTT_WEBSOCKETS != 0 {
+        transports.push(AvailableTransport {
+            transport: "WebSockets".into(),
+            transfer_formats: vec!["Text".into(), "Binary".into()],
+        });
+    }
+
+    let connection_id = ConnectionId::random();
+    let connection_token = if version >= 1 {
+        random_token()
+    } else {
+        connection_id.as_str().to_owned()
+    };
+    if shared
+        .pending
+        .insert(connection_token.clone(), connection_id.clone(), hub, identity, false)
+        .is_err()
+    {
+        Metrics::inc(&shared.metrics.connections_rejected_limit);
+        return Err(ApiError::too_many("Too many negotiated connections are waiting for a transport."));
+    }
+    Metrics::inc(&shared.metrics.negotiations);
+
+    let body = NegotiateResponse {
+        negotiate_version: version,
+        connection_id: connection_id.as_str().to_owned(),
+        connection_token: (version >= 1).then_some(connection_token),
+        use_stateful_reconnect: false,
+        available_transports: transports,
+        url: None,
+        access_token: None,
+        error: None,
+    }
+    .to_json();
+    Ok(json_ok(body))
+}
+
+fn json_ok(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .body(body)
+}

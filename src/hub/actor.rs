@@ -1,0 +1,434 @@
+//! The hub actor: owns one hub's connections, users, groups and user-group memberships.
+//!
+//! Every operation on a hub is a [`HubCommand`] processed one at a time, so the maps need no
+//! locks. Fan-out pushes the shared encoded bytes into each recipient's outbox without waiting
+//! (see `conn::outbox` for what happens when one is full) and adds to the counters once per
+//! fan-out, not once per recipient.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{
+    ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl, Scope,
+    SerializedMessage, UserId,
+};
+use crate::conn::{ConnHandle, ConnectionId, PushError};
+use crate::telemetry::Metrics;
+
+/// How long a membership without ttl is remembered at most (Azure: one year).
+const UNLIMITED_MEMBERSHIP: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How often expired user-group memberships are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Entry {
+    conn: ConnHandle,
+    groups: Vec<GroupName>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Membership {
+    expires: Instant,
+    updated: Instant,
+    unlimited: bool,
+}
+
+/// Per-fan-out tallies, added to the metrics once.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    overflowed: u64,
+    dropped: u64,
+}
+
+/// One hub's state and inbox.
+#[derive(Debug)]
+pub struct Hub {
+    name: HubName,
+    rx: mpsc::Receiver<HubCommand>,
+    settings: HubSettings,
+    metrics: Arc<Metrics>,
+    connections: HashMap<ConnectionId, Entry>,
+    users: HashMap<UserId, Vec<ConnHandle>>,
+    groups: HashMap<GroupName, HashMap<ConnectionId, ConnHandle>>,
+    user_groups: HashMap<UserId, HashMap<GroupName, Membership>>,
+}
+
+impl Hub {
+    /// A hub with no connections, reading `rx`.
+    pub fn new(
+        name: HubName,
+        rx: mpsc::Receiver<HubCommand>,
+        settings: HubSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            name,
+            rx,
+            settings,
+            metrics,
+            connections: HashMap::new(),
+            users: HashMap::new(),
+            groups: HashMap::new(),
+            user_groups: HashMap::new(),
+        }
+    }
+
+    /// Process commands until every handle is dropped.
+    pub async fn run(mut self) {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = sweep.tick() => {
+                    if !self.user_groups.is_empty() {
+                        self.expire_memberships(Instant::now());
+                    }
+                }
+            }
+        }
+        tracing::debug!(hub = %self.name, "hub actor stopped");
+    }
+
+    fn handle(&mut self, cmd: HubCommand) {
+        match cmd {
+            HubCommand::Connect { conn, reply } => {
+                self.connect(conn);
+                // The caller may have given up waiting; the registration stands either way.
+                let _ = reply.send(());
+            }
+            HubCommand::Disconnect { id } => self.disconnect(&id),
+            HubCommand::SendAll { msg, excluded } => {
+                let mut t = Tally::default();
+                for (id, e) in &self.connections {
+                    if !excluded.contains(id) {
+                        deliver(&e.conn, &msg, &mut t);
+                    }
+                }
+                self.count(t);
+            }
+            HubCommand::SendConnection { id, msg } => {
+                let mut t = Tally::default();
+                if let Some(e) = self.connections.get(&id) {
+                    deliver(&e.conn, &msg, &mut t);
+                }
+                self.count(t);
+            }
+            HubCommand::SendUser { user, msg } => {
+                let mut t = Tally::default();
+                for conn in self.users.get(&user).into_iter().flatten() {
+                    deliver(conn, &msg, &mut t);
+                }
+                self.count(t);
+            }
+            HubCommand::SendGroup {
+                group,
+                msg,
+                excluded,
+            } => {
+                let mut t = Tally::default();
+                for (id, conn) in self.groups.get(&group).into_iter().flatten() {
+                    if !excluded.contains(id) {
+                        deliver(conn, &msg, &mut t);
+                    }
+                }
+                self.count(t);
+            }
+            HubCommand::AddToGroup { id, group, reply } => {
+                let _ = reply.send(self.join(&id, group));
+            }
+            HubCommand::RemoveFromGroup { id, group, reply } => {
+                let existed = self.connections.contains_key(&id);
+                self.leave(&id, &group);
+                let _ = reply.send(existed);
+            }
+            HubCommand::RemoveFromAllGroups { id, reply } => {
+                let groups = match self.connections.get_mut(&id) {
+                    Some(e) => std::mem::take(&mut e.groups),
+                    None => {
+                        let _ = reply.send(false);
+                        return;
+                    }
+                };
+                for g in groups {
+                    self.remove_group_member(&g, &id);
+                }
+                let _ = reply.send(true);
+            }
+            HubCommand::AddUserToGroup {
+                user,
+                group,
+                ttl,
+                reply,
+            } => {
+                self.add_user_to_group(user, group, ttl, Instant::now());
+                let _ = reply.send(());
+            }
+            HubCommand::RemoveUserFromGroup { user, group, reply } => {
+                self.remove_user_from_group(&user, &group);
+                let _ = reply.send(());
+            }
+            HubCommand::RemoveUserFromAllGroups { user, reply } => {
+                let mut groups: Vec<GroupName> = self
+                    .user_groups
+                    .remove(&user)
+                    .map(|m| m.into_keys().collect())
+                    .unwrap_or_default();
+                for conn in self.users.get(&user).into_iter().flatten() {
+                    if let Some(e) = self.connections.get(conn.id()) {
+                        groups.extend(e.groups.iter().cloned());
+                    }
+                }
+                groups.sort();
+                groups.dedup();
+                for g in groups {
+                    self.remove_user_from_group(&user, &g);
+                }
+                let _ = reply.send(());
+            }
+            HubCommand::Exists { query, reply } => {
+                let _ = reply.send(self.exists(&query, Instant::now()));
+            }
+            HubCommand::GroupConnections { group, reply } => {
+                let mut members: Vec<Member> = self
+                    .groups
+                    .get(&group)
+                    .into_iter()
+                    .flatten()
+                    .map(|(id, conn)| Member {
+                        connection_id: id.clone(),
+                        user_id: conn.user().cloned(),
+                    })
+                    .collect();
+                members.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+                let _ = reply.send(members);
+            }
+            HubCommand::CloseConnection { id, reason, reply } => {
+                let found = match self.connections.get(&id) {
+                    Some(e) => {
+                        e.conn.close(reason, false);
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(found);
+            }
+            HubCommand::CloseConnections {
+                scope,
+                excluded,
+                reason,
+                reply,
+            } => {
+                let targets: Vec<&ConnHandle> = match &scope {
+                    Scope::All => self.connections.values().map(|e| &e.conn).collect(),
+                    Scope::User(u) => self.users.get(u).into_iter().flatten().collect(),
+                    Scope::Group(g) => self.groups.get(g).into_iter().flat_map(|m| m.values()).collect(),
+                };
+                for conn in targets {
+                    if !excluded.contains(conn.id()) {
+                        conn.close(reason.clone(), false);
+                    }
+                }
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn count(&self, t: Tally) {
+        Metrics::add(&self.metrics.messages_delivered, t.delivered);
+        Metrics::add(&self.metrics.outbox_overflow, t.overflowed);
+        Metrics::add(&self.metrics.outbox_dropped, t.dropped + t.overflowed);
+    }
+
+    fn connect(&mut self, conn: ConnHandle) {
+        let id = conn.id().clone();
+        self.connections.insert(
+            id.clone(),
+            Entry {
+                conn: conn.clone(),
+                groups: Vec::new(),
+            },
+        );
+        if let Some(user) = conn.user().cloned() {
+            self.users.entry(user.clone()).or_default().push(conn);
+            let now = Instant::now();
+            let groups: Vec<GroupName> = self
+                .user_groups
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .filter(|(_, m)| m.expires > now)
+                .map(|(g, _)| g.clone())
+                .collect();
+            for g in groups {
+                self.join(&id, g);
+            }
+        }
+    }
+
+    fn disconnect(&mut self, id: &ConnectionId) {
+        let Some(entry) = self.connections.remove(id) else {
+            return;
+        };
+        for g in &entry.groups {
+            self.remove_group_member(g, id);
+        }
+        if let Some(user) = entry.conn.user()
+            && let Some(conns) = self.users.get_mut(user)
+        {
+            conns.retain(|c| c.id() != id);
+            if conns.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    /// Add a connection to a group; false if the connection does not exist.
+    fn join(&mut self, id: &ConnectionId, group: GroupName) -> bool {
+        let Some(entry) = self.connections.get_mut(id) else {
+            return false;
+        };
+        if !entry.groups.contains(&group) {
+            entry.groups.push(group.clone());
+            self.groups
+                .entry(group)
+                .or_default()
+                .insert(id.clone(), entry.conn.clone());
+        }
+        true
+    }
+
+    fn leave(&mut self, id: &ConnectionId, group: &GroupName) {
+        if let Some(entry) = self.connections.get_mut(id) {
+            entry.groups.retain(|g| g != group);
+        }
+        self.remove_group_member(group, id);
+    }
+
+    fn remove_group_member(&mut self, group: &GroupName, id: &ConnectionId) {
+        if let Some(members) = self.groups.get_mut(group) {
+            members.remove(id);
+            if members.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    fn user_connection_ids(&self, user: &UserId) -> Vec<ConnectionId> {
+        self.users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .map(|c| c.id().clone())
+            .collect()
+    }
+
+    fn add_user_to_group(&mut self, user: UserId, group: GroupName, ttl: MembershipTtl, now: Instant) {
+        for id in self.user_connection_ids(&user) {
+            self.join(&id, group.clone());
+        }
+        let (expires, unlimited) = match ttl {
+            MembershipTtl::CurrentConnectionsOnly => return,
+            MembershipTtl::Unlimited => (now + UNLIMITED_MEMBERSHIP, true),
+            MembershipTtl::For(d) => (now + d, false),
+        };
+        let memberships = self.user_groups.entry(user).or_default();
+        memberships.insert(
+            group,
+            Membership {
+                expires,
+                updated: now,
+                unlimited,
+            },
+        );
+        // Remember only the most recently updated memberships without ttl.
+        let unlimited_count = memberships.values().filter(|m| m.unlimited).count();
+        if unlimited_count > self.settings.max_user_groups_without_ttl {
+            let mut by_age: Vec<(Instant, GroupName)> = memberships
+                .iter()
+                .filter(|(_, m)| m.unlimited)
+                .map(|(g, m)| (m.updated, g.clone()))
+                .collect();
+            by_age.sort();
+            for (_, g) in by_age
+                .into_iter()
+                .take(unlimited_count - self.settings.max_user_groups_without_ttl)
+            {
+                memberships.remove(&g);
+            }
+        }
+    }
+
+    fn remove_user_from_group(&mut self, user: &UserId, group: &GroupName) {
+        if let Some(m) = self.user_groups.get_mut(user) {
+            m.remove(group);
+            if m.is_empty() {
+                self.user_groups.remove(user);
+            }
+        }
+        for id in self.user_connection_ids(user) {
+            self.leave(&id, group);
+        }
+    }
+
+    /// Drop memberships whose ttl ran out; the user's connections leave those groups.
+    fn expire_memberships(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (user, groups) in &self.user_groups {
+            for (group, m) in groups {
+                if m.expires <= now {
+                    expired.push((user.clone(), group.clone()));
+                }
+            }
+        }
+        for (user, group) in expired {
+            self.remove_user_from_group(&user, &group);
+        }
+    }
+
+    fn exists(&self, query: &ExistsQuery, now: Instant) -> bool {
+        match query {
+            ExistsQuery::Connection(id) => self.connections.contains_key(id),
+            ExistsQuery::User(u) => self.users.contains_key(u),
+            ExistsQuery::Group(g) => self.groups.contains_key(g),
+            ExistsQuery::UserInGroup(u, g) => {
+                let remembered = self
+                    .user_groups
+                    .get(u)
+                    .and_then(|m| m.get(g))
+                    .is_some_and(|m| m.expires > now);
+                remembered
+                    || self.users.get(u).into_iter().flatten().any(|c| {
+                        self.connections
+                            .get(c.id())
+                            .is_some_and(|e| e.groups.contains(g))
+                    })
+            }
+        }
+    }
+}
+
+#[inline]
+fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally) {
+    match msg.bytes_for(conn.protocol()) {
+        Some(bytes) => match conn.outbox().push(bytes.clone()) {
+            Ok(()) => t.delivered += 1,
+            Err(PushError::Full) => t.overflowed += 1,
+            Err(PushError::Closed) => t.dropped += 1,
+        },
+        None => t.dropped += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests;

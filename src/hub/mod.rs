@@ -1,0 +1,464 @@
+//! Hubs: who is connected where.
+//!
+//! Each hub is an actor ([`actor::Hub`]) that owns the hub's connections, users, groups and
+//! user-group memberships, and fans messages out to connection outboxes. The rest of the program
+//! holds a [`HubHandle`]; hubs are created on first use through the [`HubRegistry`].
+
+pub mod actor;
+mod message;
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::message::SerializedMessage;
+use crate::conn::{ConnHandle, ConnectionId};
+use crate::telemetry::Metrics;
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.into())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s.into())
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A hub name (the `hub` query value), as given by the client.
+    HubName
+);
+name_type!(
+    /// A group name within a hub.
+    GroupName
+);
+name_type!(
+    /// A user id, from the token's `asrs.s.uid`, `nameid` or `sub` claim.
+    UserId
+);
+
+/// Check a hub (or application) name against Azure's pattern
+/// ``^[A-Za-z][A-Za-z0-9_`,.[\]]{0,127}$``.
+pub fn validate_hub_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_`,.[]".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "Invalid hub name '{name}': it must start with a letter and contain at most 128 letters, digits or the characters _`,.[]"
+        ))
+    }
+}
+
+/// Check a group name: 1 to 1024 characters, not only whitespace.
+pub fn validate_group_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.chars().count() > 1024 {
+        Err(format!(
+            "Invalid group name '{name}': it must be 1 to 1024 characters and not only whitespace."
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Check a user id: 1 to 1024 characters.
+pub fn validate_user_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.chars().count() > 1024 {
+        Err("Invalid user id: it must be 1 to 1024 characters.".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Where a close or send is aimed.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    /// Every connection of the hub.
+    All,
+    /// Every connection of a user.
+    User(UserId),
+    /// Every connection in a group.
+    Group(GroupName),
+}
+
+/// A hub member as listed by [`HubHandle::group_connections`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The connection id.
+    pub connection_id: ConnectionId,
+    /// Its user, if any.
+    pub user_id: Option<UserId>,
+}
+
+/// How long a user-group membership lasts (`ttl` of the REST API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipTtl {
+    /// No ttl: kept for at most a year, and only the most recently updated
+    /// `max_user_groups_without_ttl` such groups per user are remembered.
+    Unlimited,
+    /// `ttl=0`: only the user's current connections join; nothing is remembered.
+    CurrentConnectionsOnly,
+    /// `ttl=N`: remembered for N seconds, applied to connections the user opens meanwhile.
+    For(Duration),
+}
+
+/// Messages into a hub actor.
+#[derive(Debug)]
+pub enum HubCommand {
+    /// Register a connection that completed its handshake; it joins its user's groups.
+    Connect {
+        /// The connection.
+        conn: ConnHandle,
+        /// Answered once the connection is registered.
+        reply: oneshot::Sender<()>,
+    },
+    /// Forget a connection (it ended).
+    Disconnect {
+        /// The connection that ended.
+        id: ConnectionId,
+    },
+    /// Send to every connection except `excluded`.
+    SendAll {
+        /// The message.
+        msg: Arc<SerializedMessage>,
+        /// Connection ids to skip.
+        excluded: Vec<ConnectionId>,
+    },
+    /// Send to one connection.
+    SendConnection {
+        /// Recipient.
+        id: ConnectionId,
+        /// The message.
+        msg: Arc<SerializedMessage>,
+    },
+    /// Send to every connection of a user.
+    SendUser {
+        /// Recipient.
+        user: UserId,
+        /// The message.
+        msg: Arc<SerializedMessage>,
+    },
+    /// Send to every connection in a group except `excluded`.
+    SendGroup {
+        /// Recipients.
+        group: GroupName,
+        /// The message.
+        msg: Arc<SerializedMessage>,
+        /// Connection ids to skip.
+        excluded: Vec<ConnectionId>,
+    },
+    /// Add a connection to a group; answers whether the connection exists.
+    AddToGroup {
+        /// Member.
+        id: ConnectionId,
+        /// Group.
+        group: GroupName,
+        /// Whether the connection exists.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Remove a connection from a group; answers whether the connection exists.
+    RemoveFromGroup {
+        /// Member.
+        id: ConnectionId,
+        /// Group.
+        group: GroupName,
+        /// Whether the connection exists.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Remove a connection from all its groups; answers whether the connection exists.
+    RemoveFromAllGroups {
+        /// Member.
+        id: ConnectionId,
+        /// Whether the connection exists.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Add a user to a group (now and, with a ttl, for connections opened later).
+    AddUserToGroup {
+        /// Member.
+        user: UserId,
+        /// Group.
+        group: GroupName,
+        /// Membership duration.
+        ttl: MembershipTtl,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Remove a user (all its connections and its remembered membership) from a group.
+    RemoveUserFromGroup {
+        /// Member.
+        user: UserId,
+        /// Group.
+        group: GroupName,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Remove a user from every group.
+    RemoveUserFromAllGroups {
+        /// Member.
+        user: UserId,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Existence checks.
+    Exists {
+        /// What to look for.
+        query: ExistsQuery,
+        /// The answer.
+        reply: oneshot::Sender<bool>,
+    },
+    /// List the connections of a group.
+    GroupConnections {
+        /// Group.
+        group: GroupName,
+        /// Members in connection-id order.
+        reply: oneshot::Sender<Vec<Member>>,
+    },
+    /// Close one connection; answers whether it existed.
+    CloseConnection {
+        /// Which.
+        id: ConnectionId,
+        /// Close error text (the REST `reason`).
+        reason: Option<String>,
+        /// Whether it existed.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Close every connection in a scope except `excluded`.
+    CloseConnections {
+        /// Which.
+        scope: Scope,
+        /// Connection ids to keep.
+        excluded: Vec<ConnectionId>,
+        /// Close error text.
+        reason: Option<String>,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What [`HubCommand::Exists`] looks for.
+#[derive(Clone, Debug)]
+pub enum ExistsQuery {
+    /// A connection with this id.
+    Connection(ConnectionId),
+    /// Any connection of this user.
+    User(UserId),
+    /// Any connection in this group.
+    Group(GroupName),
+    /// The user is in the group (a remembered membership or a connection of theirs).
+    UserInGroup(UserId, GroupName),
+}
+
+/// The hub actor is gone (only during shutdown).
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error("the hub is shutting down")]
+pub struct HubGone;
+
+/// Cloneable front of one hub actor.
+#[derive(Clone, Debug)]
+pub struct HubHandle {
+    name: HubName,
+    tx: mpsc::Sender<HubCommand>,
+}
+
+impl HubHandle {
+    /// The hub's name.
+    pub fn name(&self) -> &HubName {
+        &self.name
+    }
+
+    /// Queue a command, waiting while the hub's inbox is full (backpressure to the caller).
+    pub async fn send(&self, cmd: HubCommand) -> Result<(), HubGone> {
+        self.tx.send(cmd).await.map_err(|_| HubGone)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> HubCommand) -> Result<T, HubGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| HubGone)
+    }
+
+    /// Register a connection (after its handshake).
+    pub async fn connect(&self, conn: ConnHandle) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::Connect { conn, reply }).await
+    }
+
+    /// Forget a connection. Waits for room in the inbox rather than dropping the command: a
+    /// lost disconnect would leak the connection's entry.
+    pub async fn disconnect(&self, id: ConnectionId) {
+        // If the hub is gone there is nothing to deregister from.
+        let _ = self.send(HubCommand::Disconnect { id }).await;
+    }
+
+    /// Broadcast to the hub.
+    pub async fn send_all(&self, msg: Arc<SerializedMessage>, excluded: Vec<ConnectionId>) -> Result<(), HubGone> {
+        self.send(HubCommand::SendAll { msg, excluded }).await
+    }
+
+    /// Send to one connection.
+    pub async fn send_connection(&self, id: ConnectionId, msg: Arc<SerializedMessage>) -> Result<(), HubGone> {
+        self.send(HubCommand::SendConnection { id, msg }).await
+    }
+
+    /// Send to a user's connections.
+    pub async fn send_user(&self, user: UserId, msg: Arc<SerializedMessage>) -> Result<(), HubGone> {
+        self.send(HubCommand::SendUser { user, msg }).await
+    }
+
+    /// Send to a group.
+    pub async fn send_group(&self, group: GroupName, msg: Arc<SerializedMessage>, excluded: Vec<ConnectionId>) -> Result<(), HubGone> {
+        self.send(HubCommand::SendGroup { group, msg, excluded }).await
+    }
+
+    /// Add a connection to a group; `false` if there is no such connection.
+    pub async fn add_to_group(&self, id: ConnectionId, group: GroupName) -> Result<bool, HubGone> {
+        self.ask(|reply| HubCommand::AddToGroup { id, group, reply }).await
+    }
+
+    /// Remove a connection from a group; `false` if there is no such connection.
+    pub async fn remove_from_group(&self, id: ConnectionId, group: GroupName) -> Result<bool, HubGone> {
+        self.ask(|reply| HubCommand::RemoveFromGroup { id, group, reply }).await
+    }
+
+    /// Remove a connection from all groups; `false` if there is no such connection.
+    pub async fn remove_from_all_groups(&self, id: ConnectionId) -> Result<bool, HubGone> {
+        self.ask(|reply| HubCommand::RemoveFromAllGroups { id, reply }).await
+    }
+
+    /// Add a user to a group.
+    pub async fn add_user_to_group(&self, user: UserId, group: GroupName, ttl: MembershipTtl) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::AddUserToGroup { user, group, ttl, reply }).await
+    }
+
+    /// Remove a user from a group.
+    pub async fn remove_user_from_group(&self, user: UserId, group: GroupName) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::RemoveUserFromGroup { user, group, reply }).await
+    }
+
+    /// Remove a user from all groups.
+    pub async fn remove_user_from_all_groups(&self, user: UserId) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::RemoveUserFromAllGroups { user, reply }).await
+    }
+
+    /// Existence check.
+    pub async fn exists(&self, query: ExistsQuery) -> Result<bool, HubGone> {
+        self.ask(|reply| HubCommand::Exists { query, reply }).await
+    }
+
+    /// The connections of a group, ordered by connection id.
+    pub async fn group_connections(&self, group: GroupName) -> Result<Vec<Member>, HubGone> {
+        self.ask(|reply| HubCommand::GroupConnections { group, reply }).await
+    }
+
+    /// Close one connection with an optional reason; `false` if there is no such connection.
+    pub async fn close_connection(&self, id: ConnectionId, reason: Option<String>) -> Result<bool, HubGone> {
+        self.ask(|reply| HubCommand::CloseConnection { id, reason, reply }).await
+    }
+
+    /// Close every connection in `scope` except `excluded`.
+    pub async fn close_connections(&self, scope: Scope, excluded: Vec<ConnectionId>, reason: Option<String>) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::CloseConnections { scope, excluded, reason, reply }).await
+    }
+}
+
+/// Settings every hub actor shares.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    /// Capacity of each hub's inbox.
+    pub inbox_capacity: usize,
+    /// User-group memberships without ttl remembered per user.
+    pub max_user_groups_without_ttl: usize,
+}
+
+/// Finds hub actors by name, starting them on first use.
+///
+/// Hub names are case-sensitive here (the Azure SDKs lower-case them before they reach the
+/// service; the REST API lower-cases nothing either).
+#[derive(Debug)]
+pub struct HubRegistry {
+    hubs: RwLock<HashMap<HubName, HubHandle>>,
+    settings: HubSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl HubRegistry {
+    /// An empty registry.
+    pub fn new(settings: HubSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            hubs: RwLock::new(HashMap::new()),
+            settings,
+            metrics,
+        }
+    }
+
+    /// The hub called `name`, if it was ever used.
+    pub fn get(&self, name: &str) -> Option<HubHandle> {
+        self.hubs.read().get(name).cloned()
+    }
+
+    /// The hub called `name`, started if needed. Must be called inside a tokio runtime.
+    pub fn get_or_create(&self, name: &str) -> HubHandle {
+        if let Some(h) = self.get(name) {
+            return h;
+        }
+        let mut hubs = self.hubs.write();
+        if let Some(h) = hubs.get(name) {
+            return h.clone();
+        }
+        let name = HubName::from(name);
+        let (tx, rx) = mpsc::channel(self.settings.inbox_capacity);
+        let hub = actor::Hub::new(name.clone(), rx, self.settings.clone(), self.metrics.clone());
+        tokio::spawn(hub.run());
+        let handle = HubHandle { name: name.clone(), tx };
+        hubs.insert(name, handle.clone());
+        handle
+    }
+
+    /// Names of the hubs started so far.
+    pub fn names(&self) -> Vec<HubName> {
+        self.hubs.read().keys().cloned().collect()
+    }
+}

@@ -1,0 +1,104 @@
+//! Pure routing decisions, table-tested: may a client connect in a service mode, and where does
+//! each of its messages go.
+//!
+//! The connection actor asks these functions and carries out the answer; they hold no state and
+//! do no I/O. Hub-server routing (Default mode) and upstreams (Serverless mode) arrive with their
+//! own issues and slot in as new [`ClientRoute`] and [`MessageAction`] variants.
+
+use crate::config::ServiceMode;
+use crate::protocol::HubMessage;
+
+/// Azure's handshake error for a Default-mode hub without a connected app server.
+pub const NO_SERVER_DEFAULT_MODE: &str = "SignalR Service is now in 'Default' service mode. Current mode works as a proxy that routes client traffic to the connected app servers. However app servers are not connected.";
+
+/// Close error for a Classic-mode client (connected while no app server was) that sends an
+/// invocation.
+pub const NO_SERVER_CLASSIC_MODE: &str =
+    "No app server is currently connected to the Azure service.";
+
+/// How a connected client is served, fixed at connect time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientRoute {
+    /// Serverless mode: the service is the hub; invocations go to an upstream when configured.
+    Serverless {
+        /// Whether an upstream is configured for the hub.
+        upstream: bool,
+    },
+    /// Classic mode with no app server at connect time: receives REST sends only.
+    ServerlessLimited,
+}
+
+/// The answer to a client's handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Complete the handshake and serve the client this way.
+    Accept(ClientRoute),
+    /// Fail the handshake with this error text.
+    Reject(String),
+}
+
+/// Decide whether a client may connect to a hub in `mode`.
+pub fn admit_client(mode: ServiceMode, servers_connected: bool, upstream: bool) -> Admission {
+    match (mode, servers_connected) {
+        (ServiceMode::Serverless, _) => Admission::Accept(ClientRoute::Serverless { upstream }),
+        // Hub-server connections arrive with Default mode support; until one is connected a
+        // Default hub refuses clients exactly as Azure does.
+        (ServiceMode::Default, _) => Admission::Reject(NO_SERVER_DEFAULT_MODE.to_owned()),
+        (ServiceMode::Classic, _) => Admission::Accept(ClientRoute::ServerlessLimited),
+    }
+}
+
+/// What to do with one message a client sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageAction {
+    /// Keep-alive only; nothing to forward.
+    Liveness,
+    /// The client said goodbye: end the connection without a Close message of ours.
+    EndConnection,
+    /// Answer the invocation with an error Completion carrying this text.
+    RejectInvocation(String),
+    /// Nothing can handle it: drop it (counted).
+    Drop,
+    /// Close the connection with this error.
+    Close(String),
+}
+
+/// Decide what happens to `msg` from a client served as `route` on hub `hub`.
+pub fn route_client_message(route: ClientRoute, hub: &str, msg: &HubMessage) -> MessageAction {
+    match msg {
+        HubMessage::Ping => return MessageAction::Liveness,
+        HubMessage::Close(_) => return MessageAction::EndConnection,
+        _ => {}
+    }
+    match route {
+        ClientRoute::Serverless { upstream: _ } => match msg {
+            HubMessage::Invocation(inv) | HubMessage::StreamInvocation(inv) => {
+                match &inv.invocation_id {
+                    Some(_) => MessageAction::RejectInvocation(no_upstream_error(hub, &inv.target)),
+                    None => MessageAction::Drop,
+                }
+            }
+            _ => MessageAction::Drop,
+        },
+        ClientRoute::ServerlessLimited => match msg {
+            HubMessage::Invocation(_)
+            | HubMessage::StreamInvocation(_)
+            | HubMessage::StreamItem(_)
+            | HubMessage::Completion(_)
+            | HubMessage::CancelInvocation(_) => {
+                MessageAction::Close(NO_SERVER_CLASSIC_MODE.to_owned())
+            }
+            _ => MessageAction::Drop,
+        },
+    }
+}
+
+/// Completion error for a blocking invocation in a serverless hub without upstream.
+pub fn no_upstream_error(hub: &str, target: &str) -> String {
+    format!(
+        "Invocation failed: hub '{hub}' is in Serverless mode and no upstream is configured to handle '{target}'."
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! Decision tables for the routing functions.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::protocol::{
+    CancelInvocation, Close, Completion, CompletionOutcome, Invocation, RawValue, StreamItem,
+};
+
+fn inv(id: Option<&str>) -> Invocation {
+    Invocation {
+        headers: vec![],
+        invocation_id: id.map(str::to_owned),
+        target: "Send".into(),
+        arguments: RawValue::Json(Bytes::from_static(b"[]")),
+        stream_ids: vec![],
+    }
+}
+
+#[test]
+fn admission_table() {
+    use ServiceMode::*;
+    let table = [
+        (Serverless, false, false, Admission::Accept(ClientRoute::Serverless { upstream: false })),
+        (Serverless, false, true, Admission::Accept(ClientRoute::Serverless { upstream: true })),
+        (Default, false, false, Admission::Reject(NO_SERVER_DEFAULT_MODE.into())),
+        (Classic, false, false, Admission::Accept(ClientRoute::ServerlessLimited)),
+    ];
+    for (mode, servers, upstream, want) in table {
+        assert_eq!(admit_client(mode, servers, upstream), want, "{mode} servers={servers} upstream={upstream}");
+    }
+}
+
+#[test]
+fn serverless_message_table() {
+    let route = ClientRoute::Serverless { upstream: false };
+    let item = HubMessage::StreamItem(StreamItem {
+        headers: vec![],
+        invocation_id: "1".into(),
+        item: RawValue::Json(Bytes::from_static(b"1")),
+    });
+    let completion = HubMessage::Completion(Completion {
+        headers: vec![],
+        invocation_id: "1".into(),
+        outcome: CompletionOutcome::Void,
+    });
+    let cancel = HubMessage::CancelInvocation(CancelInvocation { headers: vec![], invocation_id: "1".into() });
+    let table = [
+        (HubMessage::Ping, MessageAction::Liveness),
+        (HubMessage::Close(Close::default()), MessageAction::EndConnection),
+        (HubMessage::Invocation(inv(None)), MessageAction::Drop),
+        (HubMessage::Invocation(inv(Some("7"))), MessageAction::RejectInvocation(no_upstream_error("chat", "Send"))),
+        (HubMessage::StreamInvocation(inv(Some("8"))), MessageAction::RejectInvocation(no_upstream_error("chat", "Send"))),
+        (item, MessageAction::Drop),
+        (completion, MessageAction::Drop),
+        (cancel, MessageAction::Drop),
+        (HubMessage::Ack { sequence_id: 1 }, MessageAction::Drop),
+        (HubMessage::Sequence { sequence_id: 1 }, MessageAction::Drop),
+    ];
+    for (msg, want) in table {
+        assert_eq!(route_client_message(route, "chat", &msg), want, "{msg:?}");
+    }
+}
+
+#[test]
+fn classic_without_server_table() {
+    let route = ClientRoute::ServerlessLimited;
+    let close = MessageAction::Close(NO_SERVER_CLASSIC_MODE.into());
+    let table = [
+        (HubMessage::Ping, MessageAction::Liveness),
+        (HubMessage::Close(Close::default()), MessageAction::EndConnection),
+        (HubMessage::Invocation(inv(None)), close.clone()),
+        (HubMessage::Invocation(inv(Some("1"))), close.clone()),
+        (HubMessage::Ack { sequence_id: 3 }, MessageAction::Drop),
+    ];
+    for (msg, want) in table {
+        assert_eq!(route_client_message(route, "chat", &msg), want, "{msg:?}");
+    }
+}

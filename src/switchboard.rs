@@ -1,0 +1,268 @@
+//! The embedding API: build a broker from a [`Config`], start it on a bound listener, and hold
+//! a [`SwitchboardHandle`] to inspect or stop it.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let mut config = switchboard::Config::default();
+//! config.mode = switchboard::ServiceMode::Serverless;
+//! config.access_keys = vec!["my-access-key".into()];
+//! let handle = switchboard::Switchboard::new(config)?.start(listener)?;
+//! println!("{}", handle.connection_string());
+//! handle.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use parking_lot::RwLock;
+
+use crate::auth::AccessKeys;
+use crate::config::{self, Config, ServiceMode};
+use crate::conn::pending::PendingConnections;
+use crate::hub::{HubRegistry, HubSettings};
+use crate::telemetry::Metrics;
+
+/// State shared by every HTTP worker and actor of one broker.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration the broker started with.
+    pub config: Config,
+    /// Keys tokens may be signed with.
+    pub keys: AccessKeys,
+    /// The hubs.
+    pub hubs: HubRegistry,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Negotiated connections waiting for their transport.
+    pub pending: PendingConnections,
+    /// Public base URL (no trailing slash).
+    pub public_endpoint: String,
+    mode: RwLock<ServiceMode>,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    /// The current service mode.
+    pub fn mode(&self) -> ServiceMode {
+        *self.mode.read()
+    }
+
+    /// Change the service mode; connections keep the routing they were given at connect time.
+    pub fn set_mode(&self, mode: ServiceMode) {
+        *self.mode.write() = mode;
+    }
+
+    /// Reserve a connection slot; `None` when `limits.max_connections` is reached.
+    pub fn try_reserve_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let max = self.config.limits.max_connections;
+        let mut cur = self.connections.load(Ordering::Relaxed);
+        loop {
+            if cur >= max {
+                return None;
+            }
+            match self.connections.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(ConnectionSlot(self.clone())),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Client connections holding a slot now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// A reserved connection slot, released on drop.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<Shared>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A configured, not yet started broker.
+#[derive(Debug)]
+pub struct Switchboard {
+    config: Config,
+    keys: AccessKeys,
+}
+
+impl Switchboard {
+    /// Validate `config`; generate an access key when none is configured.
+    pub fn new(config: Config) -> Result<Self, std::io::Error> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let keys = if config.access_keys.is_empty() {
+            AccessKeys::new(vec![generate_access_key()])
+        } else {
+            AccessKeys::new(config.access_keys.clone())
+        };
+        Ok(Self { config, keys })
+    }
+
+    /// The access keys in force (the generated one when none was configured).
+    pub fn access_keys(&self) -> &AccessKeys {
+        &self.keys
+    }
+
+    /// Serve on an already bound listener. Must be called inside a tokio runtime; the server
+    /// runs on its own worker threads until [`SwitchboardHandle::stop`].
+    pub fn start(self, listener: TcpListener) -> std::io::Result<SwitchboardHandle> {
+        let local_addr = listener.local_addr()?;
+        let limits = &self.config.limits;
+        let metrics = Arc::new(Metrics::default());
+        let shared = Arc::new(Shared {
+            public_endpoint: self.config.public_endpoint_or(local_addr),
+            keys: self.keys,
+            hubs: HubRegistry::new(
+                HubSettings {
+                    inbox_capacity: limits.hub_inbox_capacity,
+                    max_user_groups_without_ttl: limits.max_user_groups_without_ttl,
+                },
+                metrics.clone(),
+            ),
+            pending: PendingConnections::new(limits.negotiate_timeout(), limits.max_pending_negotiations),
+            metrics,
+            mode: RwLock::new(self.config.mode),
+            connections: AtomicUsize::new(0),
+            config: self.config,
+        });
+
+        let workers = match shared.config.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let data = web::Data::from(shared.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(crate::http::configure)
+        })
+        .workers(workers)
+        // Per worker; the process-wide cap is limits.max_connections (and the fd limit).
+        .max_connections(shared.config.limits.max_connections.max(1024))
+        .backlog(4096)
+        .shutdown_timeout(5)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let server_handle = server.handle();
+        let join = tokio::spawn(server);
+
+        let sweeper_shared = shared.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                sweeper_shared.pending.sweep();
+            }
+        });
+
+        Ok(SwitchboardHandle {
+            local_addr,
+            shared,
+            server: server_handle,
+            join,
+            sweeper,
+        })
+    }
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct SwitchboardHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: actix_web::dev::ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl SwitchboardHandle {
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn endpoint(&self) -> &str {
+        &self.shared.public_endpoint
+    }
+
+    /// The connection string an Azure SignalR SDK uses for this broker.
+    pub fn connection_string(&self) -> String {
+        config::connection_string(&self.shared.public_endpoint, self.shared.keys.primary())
+    }
+
+    /// The shared state (metrics, hubs, keys).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Mint a client access token for `hub` (and `user`), valid `lifetime`.
+    pub fn client_token(&self, hub: &str, user: Option<&str>, lifetime: Duration) -> String {
+        client_token(&self.shared, hub, user, lifetime)
+    }
+
+    /// Stop accepting, close connections, and wait for the server to finish.
+    pub async fn stop(self) {
+        self.sweeper.abort();
+        self.server.stop(true).await;
+        // The server's own result only reports what already went wrong while serving.
+        let _ = self.join.await;
+    }
+
+    /// Wait until the server stops (for the binary: forever, or until a signal stops it).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = self.join.await.unwrap_or(Ok(()));
+        self.sweeper.abort();
+        result
+    }
+
+    /// A handle that can stop the server from elsewhere (signal handlers).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.clone()
+    }
+}
+
+/// Mint a client token the way the Azure SDK does: audience `<endpoint>/client/?hub=<hub>`
+/// (host without port), `nameid` = user.
+pub fn client_token(shared: &Shared, hub: &str, user: Option<&str>, lifetime: Duration) -> String {
+    let aud = format!("{}/client/?hub={hub}", audience_base(&shared.public_endpoint));
+    let claims: Vec<(&str, &str)> = user.map(|u| vec![("nameid", u)]).unwrap_or_default();
+    shared.keys.mint(&aud, lifetime.as_secs(), &claims)
+}
+
+/// `scheme://host` of an endpoint, without port or path: the SDKs' audience base.
+pub fn audience_base(endpoint: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", endpoint));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    format!("{scheme}://{host}")
+}
+
+/// A random 44-character access key (32 random bytes, base64), the shape Azure uses.
+pub fn generate_access_key() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is not recoverable for a server that mints secrets.
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

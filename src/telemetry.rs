@@ -1,0 +1,136 @@
+//! Counters and their Prometheus rendering.
+//!
+//! Each counter is a relaxed atomic, named after the `switchboard_` metric it renders as. Hot
+//! paths add to a counter once per batch (a fan-out adds its delivered count once, not once per
+//! recipient). The counters are plain atomics rather than a metrics facade so that tests and the
+//! embedding API can read exact values (`Metrics::get`) without a recorder.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $field:ident => $name:literal, $kind:literal, $help:literal; )*) => {
+        /// All of Switchboard's counters and gauges.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $( $(#[$doc])* pub $field: AtomicU64, )*
+        }
+
+        /// Metric names, for lookups with [`Metrics::get`].
+        #[allow(non_upper_case_globals)]
+        pub mod names {
+            $( #[doc = $help] pub const $field: &str = $name; )*
+        }
+
+        impl Metrics {
+            /// Render every metric in the Prometheus text exposition format.
+            pub fn render(&self) -> String {
+                let mut out = String::with_capacity(4096);
+                $(
+                    let _ = writeln!(out, "# HELP {} {}", $name, $help);
+                    let _ = writeln!(out, "# TYPE {} {}", $name, $kind);
+                    let _ = writeln!(out, "{} {}", $name, self.$field.load(Ordering::Relaxed));
+                )*
+                out
+            }
+
+            /// The current value of the metric called `name`.
+            pub fn get(&self, name: &str) -> Option<u64> {
+                match name {
+                    $( $name => Some(self.$field.load(Ordering::Relaxed)), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Client connections that completed the handshake.
+    connections_opened => "switchboard_connections_opened_total", "counter", "Client connections that completed the handshake.";
+    /// Client connections that ended (after a successful handshake).
+    connections_closed => "switchboard_connections_closed_total", "counter", "Client connections that ended after a successful handshake.";
+    /// Client connections open right now (handshake done).
+    connections_current => "switchboard_connections", "gauge", "Client connections currently open.";
+    /// Handshakes refused (bad protocol, mode, timeout).
+    handshakes_failed => "switchboard_handshakes_failed_total", "counter", "Client handshakes that failed or were refused.";
+    /// Successful negotiate calls.
+    negotiations => "switchboard_negotiations_total", "counter", "Successful negotiate requests.";
+    /// Requests refused because a connection or negotiation limit was reached.
+    connections_rejected_limit => "switchboard_connections_rejected_total", "counter", "Negotiations or connections refused with 429 because a limit was reached.";
+    /// Requests refused for a missing, bad or expired token.
+    auth_failures => "switchboard_auth_failures_total", "counter", "Requests refused with 401 for a missing, invalid or expired token.";
+    /// Messages queued into connection outboxes.
+    messages_delivered => "switchboard_messages_delivered_total", "counter", "Messages queued to client connections.";
+    /// Hub messages received from clients.
+    messages_received => "switchboard_messages_received_total", "counter", "Hub messages received from clients.";
+    /// Client messages that had nowhere to go and were dropped.
+    messages_dropped_no_route => "switchboard_messages_dropped_no_route_total", "counter", "Client messages dropped because their mode gives them no destination.";
+    /// Client invocations answered with an error Completion because nothing could run them.
+    invocations_rejected => "switchboard_invocations_rejected_total", "counter", "Client invocations answered with an error because nothing can run them.";
+    /// Connections closed because their outbox was full (slow consumers).
+    outbox_overflow => "switchboard_outbox_overflow_total", "counter", "Connections closed because their outbox overflowed (slow consumer).";
+    /// Messages discarded with an overflowing outbox.
+    outbox_dropped => "switchboard_outbox_dropped_messages_total", "counter", "Messages discarded because the recipient's outbox was full or closing.";
+    /// Socket writes performed by connection actors.
+    socket_writes => "switchboard_socket_writes_total", "counter", "WebSocket frames written to clients (each may carry several messages).";
+    /// Connections closed for a protocol error.
+    protocol_errors => "switchboard_protocol_errors_total", "counter", "Connections closed because of a malformed or oversized message.";
+    /// Connections closed because the client stopped sending.
+    client_timeouts => "switchboard_client_timeouts_total", "counter", "Connections closed because the client sent nothing within the client timeout.";
+    /// REST requests handled.
+    rest_requests => "switchboard_rest_requests_total", "counter", "REST API requests handled.";
+    /// REST requests refused with 4xx.
+    rest_errors => "switchboard_rest_errors_total", "counter", "REST API requests answered with a 4xx status.";
+    /// Hub commands that could not be queued because the hub inbox was closed.
+    hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
+}
+
+impl Metrics {
+    /// Add `n` to a counter.
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Add one to a counter.
+    #[inline]
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Subtract one from a gauge.
+    #[inline]
+    pub fn dec(gauge: &AtomicU64) {
+        gauge.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Install the tracing subscriber (log filter from `RUST_LOG`, default `info`), on stderr.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests, embedding) keeps the first subscriber; that is fine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_and_get() {
+        let m = Metrics::default();
+        Metrics::add(&m.messages_delivered, 5);
+        assert_eq!(m.get(names::messages_delivered), Some(5));
+        let text = m.render();
+        assert!(text.contains("switchboard_messages_delivered_total 5\n"), "{text}");
+        assert!(text.contains("# TYPE switchboard_connections gauge"));
+        assert_eq!(m.get("nope"), None);
+    }
+}
