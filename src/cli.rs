@@ -51,7 +51,11 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_MODE")]
     mode: Option<ServiceMode>,
     /// Access key; give it twice for primary and secondary (env: comma-separated).
-    #[arg(long = "access-key", env = "SWITCHBOARD_ACCESS_KEY", value_delimiter = ',')]
+    #[arg(
+        long = "access-key",
+        env = "SWITCHBOARD_ACCESS_KEY",
+        value_delimiter = ','
+    )]
     access_keys: Vec<String>,
     /// Public base URL clients use, if not http://<listen>.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_ENDPOINT")]
@@ -133,7 +137,10 @@ pub(crate) fn main() -> i32 {
             Err(e) => config_error(&e),
         },
         Command::CheckConfig(arg) => {
-            let args = ServeArgs { config: arg, ..ServeArgs::default() };
+            let args = ServeArgs {
+                config: arg,
+                ..ServeArgs::default()
+            };
             match args.load() {
                 Ok(_) => {
                     println!("configuration is valid");
@@ -178,7 +185,11 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
         switchboard::switchboard::audience_base(&endpoint),
         args.hub
     );
-    let claims: Vec<(&str, &str)> = args.user.as_deref().map(|u| vec![("nameid", u)]).unwrap_or_default();
+    let claims: Vec<(&str, &str)> = args
+        .user
+        .as_deref()
+        .map(|u| vec![("nameid", u)])
+        .unwrap_or_default();
     let token = keys.mint(&aud, args.ttl.as_secs(), &claims);
     println!("URL: {endpoint}/client/?hub={}", args.hub);
     println!("Token: {token}");
@@ -187,7 +198,10 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
 
 fn serve(config: Config) -> i32 {
     telemetry::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");

@@ -206,7 +206,12 @@ impl Config {
         })?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let message = e.into_inner().message().replace('\n', " ").trim().to_owned();
+            let message = e
+                .into_inner()
+                .message()
+                .replace('\n', " ")
+                .trim()
+                .to_owned();
             ConfigError::new(if key == "." { "(file)".into() } else { key }, message)
         })
     }
@@ -224,7 +229,10 @@ impl Config {
         let l = &self.limits;
         for (i, key) in self.access_keys.iter().enumerate() {
             if key.trim().is_empty() {
-                return Err(ConfigError::new(format!("access_keys[{i}]"), "must not be empty"));
+                return Err(ConfigError::new(
+                    format!("access_keys[{i}]"),
+                    "must not be empty",
+                ));
             }
             if key.contains(';') {
                 return Err(ConfigError::new(
@@ -251,9 +259,15 @@ impl Config {
             ("limits.outbox_max_bytes", l.outbox_max_bytes as u64),
             ("limits.hub_inbox_capacity", l.hub_inbox_capacity as u64),
             ("limits.max_connections", l.max_connections as u64),
-            ("limits.max_pending_negotiations", l.max_pending_negotiations as u64),
+            (
+                "limits.max_pending_negotiations",
+                l.max_pending_negotiations as u64,
+            ),
             ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
-            ("limits.keep_alive_interval_secs", l.keep_alive_interval_secs),
+            (
+                "limits.keep_alive_interval_secs",
+                l.keep_alive_interval_secs,
+            ),
             ("limits.client_timeout_secs", l.client_timeout_secs),
             ("limits.negotiate_timeout_secs", l.negotiate_timeout_secs),
             ("limits.send_timeout_secs", l.send_timeout_secs),
@@ -336,7 +350,10 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().key, "limits.outbox_max_bytes");
         let mut c = Config::default();
         c.limits.keep_alive_interval_secs = 40;
-        assert_eq!(c.validate().unwrap_err().key, "limits.keep_alive_interval_secs");
+        assert_eq!(
+            c.validate().unwrap_err().key,
+            "limits.keep_alive_interval_secs"
+        );
         let mut c = Config::default();
         c.access_keys = vec!["a;b".into()];
         assert_eq!(c.validate().unwrap_err().key, "access_keys[0]");

@@ -65,7 +65,12 @@ impl Shared {
             if cur >= max {
                 return None;
             }
-            match self.connections.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.connections.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Some(ConnectionSlot(self.clone())),
                 Err(now) => cur = now,
             }
@@ -130,7 +135,10 @@ impl Switchboard {
                 },
                 metrics.clone(),
             ),
-            pending: PendingConnections::new(limits.negotiate_timeout(), limits.max_pending_negotiations),
+            pending: PendingConnections::new(
+                limits.negotiate_timeout(),
+                limits.max_pending_negotiations,
+            ),
             metrics,
             mode: RwLock::new(self.config.mode),
             connections: AtomicUsize::new(0),
@@ -242,7 +250,10 @@ impl SwitchboardHandle {
 /// Mint a client token the way the Azure SDK does: audience `<endpoint>/client/?hub=<hub>`
 /// (host without port), `nameid` = user.
 pub fn client_token(shared: &Shared, hub: &str, user: Option<&str>, lifetime: Duration) -> String {
-    let aud = format!("{}/client/?hub={hub}", audience_base(&shared.public_endpoint));
+    let aud = format!(
+        "{}/client/?hub={hub}",
+        audience_base(&shared.public_endpoint)
+    );
     let claims: Vec<(&str, &str)> = user.map(|u| vec![("nameid", u)]).unwrap_or_default();
     shared.keys.mint(&aud, lifetime.as_secs(), &claims)
 }

@@ -129,7 +129,10 @@ mod tests {
         Metrics::add(&m.messages_delivered, 5);
         assert_eq!(m.get(names::messages_delivered), Some(5));
         let text = m.render();
-        assert!(text.contains("switchboard_messages_delivered_total 5\n"), "{text}");
+        assert!(
+            text.contains("switchboard_messages_delivered_total 5\n"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE switchboard_connections gauge"));
         assert_eq!(m.get("nope"), None);
     }

@@ -63,23 +63,35 @@ async fn negotiate(base: &str, hub: &str, tok: &str, version: &str) -> reqwest::
         .unwrap()
 }
 
-async fn ws_raw(base: &str, query: &str, tok: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+async fn ws_raw(
+    base: &str,
+    query: &str,
+    tok: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let url = format!("{}/client/?{query}", base.replacen("http", "ws", 1));
     let mut req = url.into_client_request().unwrap();
     if let Some(t) = tok {
         req.headers_mut()
             .insert("Authorization", format!("Bearer {t}").parse().unwrap());
     }
-    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 /// Negotiate and open the WebSocket (no handshake yet). Returns the socket and connection id.
 async fn open(base: &str, hub: &str, user: Option<&str>) -> (Ws, String) {
     let tok = client_token(hub, user);
-    let body: Value = negotiate(base, hub, &tok, "&negotiateVersion=1").await.json().await.unwrap();
+    let body: Value = negotiate(base, hub, &tok, "&negotiateVersion=1")
+        .await
+        .json()
+        .await
+        .unwrap();
     let id = body["connectionId"].as_str().unwrap().to_owned();
     let ctoken = body["connectionToken"].as_str().unwrap().to_owned();
-    let ws = ws_raw(base, &format!("hub={hub}&id={ctoken}"), Some(&tok)).await.unwrap();
+    let ws = ws_raw(base, &format!("hub={hub}&id={ctoken}"), Some(&tok))
+        .await
+        .unwrap();
     (ws, id)
 }
 
@@ -106,7 +118,9 @@ async fn next_text(ws: &mut Ws) -> String {
 /// Open and complete a JSON handshake.
 async fn connect_json(base: &str, hub: &str, user: Option<&str>) -> (Ws, String) {
     let (mut ws, id) = open(base, hub, user).await;
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
     assert_eq!(next_text(&mut ws).await, "{}\u{1e}");
     (ws, id)
 }
@@ -151,28 +165,47 @@ async fn rest_broadcast(base: &str, hub: &str, args: Value) -> u16 {
 async fn negotiate_versions_and_errors() {
     let (sb, base) = start(config(ServiceMode::Serverless));
     let tok = client_token("chat", None);
-    let v1: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=1").await.json().await.unwrap();
+    let v1: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=1")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v1["negotiateVersion"], 1);
     assert_eq!(v1["connectionId"].as_str().unwrap().len(), 22);
     assert_ne!(v1["connectionToken"], v1["connectionId"]);
     assert_eq!(v1["availableTransports"][0]["transport"], "WebSockets");
     assert!(v1.get("useStatefulReconnect").is_none());
 
-    let v0: Value = negotiate(&base, "chat", &tok, "").await.json().await.unwrap();
+    let v0: Value = negotiate(&base, "chat", &tok, "")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v0["negotiateVersion"], 0);
     assert!(v0.get("connectionToken").is_none());
     // Version 0: the connection id is the token.
     let id = v0["connectionId"].as_str().unwrap();
-    let mut ws = ws_raw(&base, &format!("hub=chat&id={id}"), Some(&tok)).await.unwrap();
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
+    let mut ws = ws_raw(&base, &format!("hub=chat&id={id}"), Some(&tok))
+        .await
+        .unwrap();
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
     assert_eq!(next_text(&mut ws).await, "{}\u{1e}");
 
-    let high: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=7").await.json().await.unwrap();
+    let high: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=7")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(high["negotiateVersion"], 1);
     let bad = negotiate(&base, "chat", &tok, "&negotiateVersion=abc").await;
     assert_eq!(bad.status(), 200);
     let bad: Value = bad.json().await.unwrap();
-    assert_eq!(bad["error"], "The client requested an invalid protocol version 'abc'");
+    assert_eq!(
+        bad["error"],
+        "The client requested an invalid protocol version 'abc'"
+    );
 
     let r = negotiate(&base, "chat", "not-a-token", "").await;
     assert_eq!(r.status(), 401);
@@ -182,7 +215,11 @@ async fn negotiate_versions_and_errors() {
     // A token for another hub does not open this one.
     let r = negotiate(&base, "other", &tok, "").await;
     assert_eq!(r.status(), 401);
-    let r = reqwest::Client::new().get(format!("{base}/client/negotiate?hub=chat")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{base}/client/negotiate?hub=chat"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     sb.stop().await;
 }
@@ -191,10 +228,16 @@ async fn negotiate_versions_and_errors() {
 async fn cors_preflight_echoes_the_origin() {
     let (sb, base) = start(config(ServiceMode::Serverless));
     let r = reqwest::Client::new()
-        .request(reqwest::Method::OPTIONS, format!("{base}/client/negotiate?hub=chat"))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{base}/client/negotiate?hub=chat"),
+        )
         .header("Origin", "http://app.example")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "x-requested-with,x-signalr-user-agent,authorization")
+        .header(
+            "Access-Control-Request-Headers",
+            "x-requested-with,x-signalr-user-agent,authorization",
+        )
         .send()
         .await
         .unwrap();
@@ -202,8 +245,16 @@ async fn cors_preflight_echoes_the_origin() {
     let h = r.headers();
     assert_eq!(h["access-control-allow-origin"], "http://app.example");
     assert_eq!(h["access-control-allow-credentials"], "true");
-    assert_eq!(h["access-control-allow-headers"], "x-requested-with,x-signalr-user-agent,authorization");
-    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "x-requested-with,x-signalr-user-agent,authorization"
+    );
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
     // The actual response carries them too.
     let r = reqwest::Client::new()
         .post(format!("{base}/client/negotiate?hub=chat"))
@@ -212,7 +263,10 @@ async fn cors_preflight_echoes_the_origin() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "http://app.example");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://app.example"
+    );
     sb.stop().await;
 }
 
@@ -225,31 +279,72 @@ async fn websocket_upgrade_refusals() {
         other => panic!("expected an HTTP refusal, got {other}"),
     };
     // Unknown connection token.
-    assert_eq!(status(ws_raw(&base, "hub=chat&id=nope", Some(&tok)).await.unwrap_err()), 404);
+    assert_eq!(
+        status(
+            ws_raw(&base, "hub=chat&id=nope", Some(&tok))
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
     // No token at all, a forged one, a REST-audience one.
-    assert_eq!(status(ws_raw(&base, "hub=chat", None).await.unwrap_err()), 401);
+    assert_eq!(
+        status(ws_raw(&base, "hub=chat", None).await.unwrap_err()),
+        401
+    );
     let forged = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &json!({"aud": "http://127.0.0.1/client/?hub=chat", "exp": switchboard::auth::unix_now() + 60}),
         &jsonwebtoken::EncodingKey::from_secret(b"wrong key"),
     )
     .unwrap();
-    assert_eq!(status(ws_raw(&base, "hub=chat", Some(&forged)).await.unwrap_err()), 401);
+    assert_eq!(
+        status(ws_raw(&base, "hub=chat", Some(&forged)).await.unwrap_err()),
+        401
+    );
     let rest = token("http://127.0.0.1/api/hubs/chat/:send", json!({}));
-    assert_eq!(status(ws_raw(&base, "hub=chat", Some(&rest)).await.unwrap_err()), 401);
-    let expired = token("http://127.0.0.1/client/?hub=chat", json!({"exp": switchboard::auth::unix_now() - 3600}));
-    assert_eq!(status(ws_raw(&base, "hub=chat", Some(&expired)).await.unwrap_err()), 401);
+    assert_eq!(
+        status(ws_raw(&base, "hub=chat", Some(&rest)).await.unwrap_err()),
+        401
+    );
+    let expired = token(
+        "http://127.0.0.1/client/?hub=chat",
+        json!({"exp": switchboard::auth::unix_now() - 3600}),
+    );
+    assert_eq!(
+        status(ws_raw(&base, "hub=chat", Some(&expired)).await.unwrap_err()),
+        401
+    );
     // The token in the query (browsers) works; no id means a new connection.
-    let mut ws = ws_raw(&base, &format!("hub=chat&access_token={tok}"), None).await.unwrap();
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
+    let mut ws = ws_raw(&base, &format!("hub=chat&access_token={tok}"), None)
+        .await
+        .unwrap();
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
     assert_eq!(next_text(&mut ws).await, "{}\u{1e}");
     // A negotiated token is used once.
-    let body: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=1").await.json().await.unwrap();
+    let body: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=1")
+        .await
+        .json()
+        .await
+        .unwrap();
     let ct = body["connectionToken"].as_str().unwrap();
-    let _first = ws_raw(&base, &format!("hub=chat&id={ct}"), Some(&tok)).await.unwrap();
-    assert_eq!(status(ws_raw(&base, &format!("hub=chat&id={ct}"), Some(&tok)).await.unwrap_err()), 404);
+    let _first = ws_raw(&base, &format!("hub=chat&id={ct}"), Some(&tok))
+        .await
+        .unwrap();
+    assert_eq!(
+        status(
+            ws_raw(&base, &format!("hub=chat&id={ct}"), Some(&tok))
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
     // Plain GETs (long polling / SSE) are not offered yet.
-    let r = reqwest::get(format!("{base}/client/?hub=chat")).await.unwrap();
+    let r = reqwest::get(format!("{base}/client/?hub=chat"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.text().await.unwrap(), "Connection ID required");
     sb.stop().await;
@@ -259,21 +354,34 @@ async fn websocket_upgrade_refusals() {
 async fn handshake_errors_have_the_reference_texts() {
     let (sb, base) = start(config(ServiceMode::Serverless));
     let cases = [
-        ("{\"protocol\":\"foo\",\"version\":1}\u{1e}", "The protocol 'foo' is not supported."),
-        ("{\"protocol\":\"json\",\"version\":3}\u{1e}", "The server does not support version 3 of the 'json' protocol."),
+        (
+            "{\"protocol\":\"foo\",\"version\":1}\u{1e}",
+            "The protocol 'foo' is not supported.",
+        ),
+        (
+            "{\"protocol\":\"json\",\"version\":3}\u{1e}",
+            "The server does not support version 3 of the 'json' protocol.",
+        ),
     ];
     for (request, error) in cases {
         let (mut ws, _) = open(&base, "chat", None).await;
         ws.send(Message::text(request)).await.unwrap();
-        let answer: Value = serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+        let answer: Value =
+            serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
         assert_eq!(answer["error"], error);
         assert!(matches!(next(&mut ws).await, Message::Close(_)));
     }
     let (mut ws, _) = open(&base, "chat", None).await;
-    ws.send(Message::text("{\"version\":1}\u{1e}")).await.unwrap();
-    let answer: Value = serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    ws.send(Message::text("{\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
+    let answer: Value =
+        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
     let text = answer["error"].as_str().unwrap();
-    assert!(text.starts_with("An unexpected error occurred during connection handshake."), "{text}");
+    assert!(
+        text.starts_with("An unexpected error occurred during connection handshake."),
+        "{text}"
+    );
     assert!(text.contains("protocol"), "{text}");
     sb.stop().await;
 }
@@ -293,8 +401,11 @@ async fn handshake_timeout() {
 async fn default_mode_without_hub_server_refuses_with_azure_text() {
     let (sb, base) = start(config(ServiceMode::Default));
     let (mut ws, _) = open(&base, "chat", None).await;
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
-    let answer: Value = serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
+    let answer: Value =
+        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
     assert_eq!(
         answer["error"],
         "SignalR Service is now in 'Default' service mode. Current mode works as a proxy that routes client traffic to the connected app servers. However app servers are not connected."
@@ -331,7 +442,9 @@ async fn messagepack_handshake_answer_is_binary_and_invocations_get_an_error_com
         Some(switchboard::protocol::HubMessage::Completion(c)) => {
             assert_eq!(c.invocation_id, "7");
             match c.outcome {
-                switchboard::protocol::CompletionOutcome::Error(e) => assert!(e.contains("no upstream"), "{e}"),
+                switchboard::protocol::CompletionOutcome::Error(e) => {
+                    assert!(e.contains("no upstream"), "{e}")
+                }
                 other => panic!("expected an error completion, got {other:?}"),
             }
         }
@@ -345,9 +458,17 @@ async fn messagepack_handshake_answer_is_binary_and_invocations_get_an_error_com
 async fn non_blocking_invocations_are_dropped_and_counted() {
     let (sb, base) = start(config(ServiceMode::Serverless));
     let (mut ws, _) = connect_json(&base, "chat", None).await;
-    ws.send(Message::text("{\"type\":1,\"target\":\"x\",\"arguments\":[]}\u{1e}{\"type\":6}\u{1e}")).await.unwrap();
+    ws.send(Message::text(
+        "{\"type\":1,\"target\":\"x\",\"arguments\":[]}\u{1e}{\"type\":6}\u{1e}",
+    ))
+    .await
+    .unwrap();
     // A blocking one afterwards proves the first was processed (in order) without an answer.
-    ws.send(Message::text("{\"type\":1,\"invocationId\":\"1\",\"target\":\"x\",\"arguments\":[]}\u{1e}")).await.unwrap();
+    ws.send(Message::text(
+        "{\"type\":1,\"invocationId\":\"1\",\"target\":\"x\",\"arguments\":[]}\u{1e}",
+    ))
+    .await
+    .unwrap();
     let mut pending = Vec::new();
     let v = next_json(&mut ws, &mut pending).await;
     assert_eq!(v["type"], 3);
@@ -361,14 +482,23 @@ async fn malformed_message_closes_only_that_connection() {
     let (sb, base) = start(config(ServiceMode::Serverless));
     let (mut bad, _) = connect_json(&base, "chat", None).await;
     let (mut good, _) = connect_json(&base, "chat", None).await;
-    bad.send(Message::text("{\"type\":\"one\"}\u{1e}")).await.unwrap();
-    let close: Value = serde_json::from_str(next_text(&mut bad).await.trim_end_matches('\u{1e}')).unwrap();
+    bad.send(Message::text("{\"type\":\"one\"}\u{1e}"))
+        .await
+        .unwrap();
+    let close: Value =
+        serde_json::from_str(next_text(&mut bad).await.trim_end_matches('\u{1e}')).unwrap();
     assert_eq!(close["type"], 7);
     let error = close["error"].as_str().unwrap();
-    assert!(error.starts_with("Connection closed with an error."), "{error}");
+    assert!(
+        error.starts_with("Connection closed with an error."),
+        "{error}"
+    );
     assert!(matches!(next(&mut bad).await, Message::Close(_)));
 
-    assert_eq!(rest_broadcast(&base, "chat", json!(["still here"])).await, 202);
+    assert_eq!(
+        rest_broadcast(&base, "chat", json!(["still here"])).await,
+        202
+    );
     let mut pending = Vec::new();
     let v = next_json(&mut good, &mut pending).await;
     assert_eq!(v["arguments"], json!(["still here"]));
@@ -383,16 +513,33 @@ async fn oversized_messages_close_the_connection() {
     let (sb, base) = start(c);
     // One record bigger than the limit, in a frame under it... (split over frames)
     let (mut ws, _) = connect_json(&base, "chat", None).await;
-    let big = format!("{{\"type\":1,\"target\":\"x\",\"arguments\":[\"{}\"]", "a".repeat(1000));
+    let big = format!(
+        "{{\"type\":1,\"target\":\"x\",\"arguments\":[\"{}\"]",
+        "a".repeat(1000)
+    );
     ws.send(Message::text(big.clone())).await.unwrap();
     ws.send(Message::text(big)).await.unwrap();
-    let close: Value = serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
-    assert!(close["error"].as_str().unwrap().contains("maximum message size of 1024B"), "{close}");
+    let close: Value =
+        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    assert!(
+        close["error"]
+            .as_str()
+            .unwrap()
+            .contains("maximum message size of 1024B"),
+        "{close}"
+    );
     // ... and one WebSocket frame over the limit.
     let (mut ws, _) = connect_json(&base, "chat", None).await;
     ws.send(Message::text("x".repeat(4096))).await.unwrap();
-    let close: Value = serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
-    assert!(close["error"].as_str().unwrap().contains("maximum message size of 1024B"), "{close}");
+    let close: Value =
+        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    assert!(
+        close["error"]
+            .as_str()
+            .unwrap()
+            .contains("maximum message size of 1024B"),
+        "{close}"
+    );
     assert_eq!(sb.metrics().get(names::protocol_errors), Some(2));
     sb.stop().await;
 }
@@ -416,10 +563,17 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
     });
     let payload = "p".repeat(60 * 1024);
     for i in 0..N {
-        assert_eq!(rest_broadcast(&base, "chat", json!([i, payload])).await, 202);
+        assert_eq!(
+            rest_broadcast(&base, "chat", json!([i, payload])).await,
+            202
+        );
     }
     let seen = reader.await.unwrap();
-    assert_eq!(seen, (0..N as u64).collect::<Vec<_>>(), "the fast client lost or reordered messages");
+    assert_eq!(
+        seen,
+        (0..N as u64).collect::<Vec<_>>(),
+        "the fast client lost or reordered messages"
+    );
     assert_eq!(sb.metrics().get(names::outbox_overflow), Some(1));
     // The slow client, once it reads, finds a Close naming the reason after what was in flight.
     let mut pending = Vec::new();
@@ -430,7 +584,10 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
         }
         assert_eq!(v["type"], 1);
     };
-    assert!(close["error"].as_str().unwrap().contains("outbox limit"), "{close}");
+    assert!(
+        close["error"].as_str().unwrap().contains("outbox limit"),
+        "{close}"
+    );
     assert_eq!(close["allowReconnect"], true);
     sb.stop().await;
 }
@@ -439,10 +596,22 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
 async fn metrics_endpoint_renders_counters() {
     let (sb, base) = start(config(ServiceMode::Serverless));
     let (_ws, _) = connect_json(&base, "chat", None).await;
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(text.contains("switchboard_connections_opened_total 1\n"), "{text}");
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("switchboard_connections_opened_total 1\n"),
+        "{text}"
+    );
     assert!(text.contains("switchboard_connections 1\n"), "{text}");
-    let r = reqwest::Client::new().head(format!("{base}/api/health?api-version=2022-06-01")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .head(format!("{base}/api/health?api-version=2022-06-01"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     sb.stop().await;
 }

@@ -9,7 +9,11 @@ const EXAMPLE: &str = include_str!("../switchboard.example.toml");
 fn keys(value: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
     if let toml::Value::Table(t) = value {
         for (k, v) in t {
-            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if v.is_table() {
                 keys(v, &path, out);
             } else {
@@ -31,8 +35,15 @@ fn example_lists_every_key() {
     let mut documented = BTreeSet::new();
     keys(&toml::from_str(EXAMPLE).unwrap(), "", &mut documented);
     let mut actual = BTreeSet::new();
-    keys(&toml::Value::try_from(Config::default()).unwrap(), "", &mut actual);
-    assert_eq!(documented, actual, "switchboard.example.toml and the Config structs differ");
+    keys(
+        &toml::Value::try_from(Config::default()).unwrap(),
+        "",
+        &mut actual,
+    );
+    assert_eq!(
+        documented, actual,
+        "switchboard.example.toml and the Config structs differ"
+    );
 }
 
 #[test]

@@ -963,7 +963,9 @@ fn decoders_never_panic() {
     for (name, bytes) in &inputs {
         let mut variants: Vec<Vec<u8>> = (0..=bytes.len()).map(|n| bytes[..n].to_vec()).collect();
         variants.extend((0..bytes.len()).map(|n| bytes[n..].to_vec()));
-        for i in 0..bytes.len() {
+        // Every position of short inputs; about 48 spread positions of long ones.
+        let step = (bytes.len() / 48).max(1);
+        for i in (0..bytes.len()).step_by(step) {
             for &b in &interesting {
                 let mut m = bytes.clone();
                 m[i] = b;

@@ -50,13 +50,19 @@ pub enum Audience<'a> {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// No token in the request.
-    #[error("Unauthorized: no access token was provided (use 'Authorization: Bearer <token>' or the 'access_token' query parameter).")]
+    #[error(
+        "Unauthorized: no access token was provided (use 'Authorization: Bearer <token>' or the 'access_token' query parameter)."
+    )]
     Missing,
     /// Not a JWT, or a JWT using an algorithm other than HS256/HS512.
-    #[error("Unauthorized: the access token is malformed or uses an unsupported algorithm ({0}); expected an HS256 or HS512 JWT.")]
+    #[error(
+        "Unauthorized: the access token is malformed or uses an unsupported algorithm ({0}); expected an HS256 or HS512 JWT."
+    )]
     Malformed(String),
     /// The signature matches none of the access keys.
-    #[error("Unauthorized: the access token signature is invalid (the signature key was not found).")]
+    #[error(
+        "Unauthorized: the access token signature is invalid (the signature key was not found)."
+    )]
     BadSignature,
     /// `exp` is in the past.
     #[error("Unauthorized: the access token has expired.")]
@@ -135,8 +141,8 @@ impl AccessKeys {
         now: u64,
         skew_secs: u64,
     ) -> Result<Identity, AuthError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AuthError::Malformed(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         if !matches!(header.alg, Algorithm::HS256 | Algorithm::HS512) {
             return Err(AuthError::Malformed(format!("{:?}", header.alg)));
         }

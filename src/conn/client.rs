@@ -121,9 +121,14 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
             return fail_handshake(&shared, session, &text, Some(protocol)).await;
         }
     };
-    if write_frame(&mut session, protocol, Bytes::from_static(handshake::RESPONSE_OK), &shared)
-        .await
-        .is_err()
+    if write_frame(
+        &mut session,
+        protocol,
+        Bytes::from_static(handshake::RESPONSE_OK),
+        &shared,
+    )
+    .await
+    .is_err()
     {
         return;
     }
@@ -179,7 +184,13 @@ async fn fail_handshake(
     tracing::debug!(error, "handshake failed");
     let frame = handshake::error_response(error);
     // The handshake answer goes out in the frame type of the chosen protocol.
-    let _ = write_frame(&mut session, protocol.unwrap_or(HubProtocol::Json), frame, shared).await;
+    let _ = write_frame(
+        &mut session,
+        protocol.unwrap_or(HubProtocol::Json),
+        frame,
+        shared,
+    )
+    .await;
     let _ = session.close(Some(CloseCode::Normal.into())).await;
 }
 

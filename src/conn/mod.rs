@@ -5,8 +5,8 @@
 //! waiting; only the connection's own task ([`client::run`]) drains it into the socket.
 
 pub mod client;
-pub mod pending;
 pub mod outbox;
+pub mod pending;
 
 use std::borrow::Borrow;
 use std::fmt;

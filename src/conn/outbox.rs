@@ -217,7 +217,11 @@ mod tests {
     fn flushing_close_keeps_queued_frames() {
         let o = Outbox::new(10, 100);
         o.push(Bytes::from_static(b"x")).unwrap();
-        o.request_close(CloseRequest { error: Some("bye".into()), allow_reconnect: false, flush: true });
+        o.request_close(CloseRequest {
+            error: Some("bye".into()),
+            allow_reconnect: false,
+            flush: true,
+        });
         assert_eq!(o.push(Bytes::from_static(b"y")), Err(PushError::Closed));
         let (mut buf, mut single) = (BytesMut::new(), None);
         let d = o.drain_into(&mut buf, &mut single);

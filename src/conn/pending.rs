@@ -115,23 +115,64 @@ mod tests {
     #[test]
     fn take_once_and_capacity() {
         let p = PendingConnections::new(Duration::from_secs(60), 2);
-        p.insert("a".into(), ConnectionId::random(), "h".into(), Identity::default(), false).unwrap();
-        p.insert("b".into(), ConnectionId::random(), "h".into(), Identity::default(), false).unwrap();
+        p.insert(
+            "a".into(),
+            ConnectionId::random(),
+            "h".into(),
+            Identity::default(),
+            false,
+        )
+        .unwrap();
+        p.insert(
+            "b".into(),
+            ConnectionId::random(),
+            "h".into(),
+            Identity::default(),
+            false,
+        )
+        .unwrap();
         assert_eq!(
-            p.insert("c".into(), ConnectionId::random(), "h".into(), Identity::default(), false),
+            p.insert(
+                "c".into(),
+                ConnectionId::random(),
+                "h".into(),
+                Identity::default(),
+                false
+            ),
             Err(PendingFull)
         );
         assert!(p.take("a").is_some());
         assert!(p.take("a").is_none(), "a token is used once");
-        p.insert("c".into(), ConnectionId::random(), "h".into(), Identity::default(), false).unwrap();
+        p.insert(
+            "c".into(),
+            ConnectionId::random(),
+            "h".into(),
+            Identity::default(),
+            false,
+        )
+        .unwrap();
     }
 
     #[test]
     fn expired_entries_are_not_taken() {
         let p = PendingConnections::new(Duration::from_millis(0), 10);
-        p.insert("a".into(), ConnectionId::random(), "h".into(), Identity::default(), false).unwrap();
+        p.insert(
+            "a".into(),
+            ConnectionId::random(),
+            "h".into(),
+            Identity::default(),
+            false,
+        )
+        .unwrap();
         assert!(p.take("a").is_none());
-        p.insert("b".into(), ConnectionId::random(), "h".into(), Identity::default(), false).unwrap();
+        p.insert(
+            "b".into(),
+            ConnectionId::random(),
+            "h".into(),
+            Identity::default(),
+            false,
+        )
+        .unwrap();
         assert_eq!(p.sweep(), 0);
     }
 }

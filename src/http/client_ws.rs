@@ -87,7 +87,11 @@ async fn connect(
     })?;
     let identity = shared
         .keys
-        .validate(&token, Audience::Client { hub: &hub }, shared.config.limits.token_clock_skew_secs)
+        .validate(
+            &token,
+            Audience::Client { hub: &hub },
+            shared.config.limits.token_clock_skew_secs,
+        )
         .map_err(|e| {
             Metrics::inc(&shared.metrics.auth_failures);
             ApiError::from(e)
@@ -104,7 +108,10 @@ async fn connect(
     let shared = shared.into_inner();
     let Some(slot) = shared.try_reserve_connection() else {
         Metrics::inc(&shared.metrics.connections_rejected_limit);
-        return Err(ApiError::too_many("The connection limit of this Switchboard instance was reached.").into());
+        return Err(ApiError::too_many(
+            "The connection limit of this Switchboard instance was reached.",
+        )
+        .into());
     };
 
     let (response, session, stream) = actix_ws::handle(&req, body)?;

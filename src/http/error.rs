@@ -46,7 +46,11 @@ impl ApiError {
 
     /// 429: a limit was reached.
     pub fn too_many(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "Error.TooManyRequests", message)
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Error.TooManyRequests",
+            message,
+        )
     }
 
     /// 503: the hub is shutting down.
@@ -66,7 +70,11 @@ impl ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "Error.Unauthorized", e.to_string())
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Error.Unauthorized",
+            e.to_string(),
+        )
     }
 }
 

@@ -22,7 +22,8 @@ async fn ok() -> HttpResponse {
 
 async fn ready(shared: web::Data<Shared>) -> HttpResponse {
     if shared.connection_count() < shared.config.limits.max_connections {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "mode": shared.mode().as_str() }))
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "status": "ready", "mode": shared.mode().as_str() }))
     } else {
         HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "status": "full", "mode": shared.mode().as_str() }))

@@ -65,8 +65,7 @@ async fn cors(
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut res = if preflight {
         let (http_req, _) = req.into_parts();
-        ServiceResponse::new(http_req, HttpResponse::NoContent().finish())
-            .map_into_right_body()
+        ServiceResponse::new(http_req, HttpResponse::NoContent().finish()).map_into_right_body()
     } else {
         next.call(req).await?.map_into_left_body()
     };

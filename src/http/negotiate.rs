@@ -24,7 +24,10 @@ const HTT_WEBSOCKETS: u32 = 1;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for path in ["/client/negotiate", "/client/negotiate/"] {
         cfg.route(path, web::post().to(negotiate));
-        cfg.route(path, web::method(actix_web::http::Method::OPTIONS).to(HttpResponse::NoContent));
+        cfg.route(
+            path,
+            web::method(actix_web::http::Method::OPTIONS).to(HttpResponse::NoContent),
+        );
         cfg.route(path, web::to(method_not_allowed));
     }
 }
@@ -37,12 +40,16 @@ async fn method_not_allowed() -> HttpResponse {
 pub(crate) fn hub_param(req: &HttpRequest) -> Result<String, ApiError> {
     let hubs = super::query_values(req, "hub");
     match hubs.as_slice() {
-        [] => Err(ApiError::bad_request("The 'hub' query parameter is required.")),
+        [] => Err(ApiError::bad_request(
+            "The 'hub' query parameter is required.",
+        )),
         [hub] => {
             validate_hub_name(hub).map_err(ApiError::bad_request)?;
             Ok(hub.clone())
         }
-        _ => Err(ApiError::bad_request("The 'hub' query parameter must be given once.")),
+        _ => Err(ApiError::bad_request(
+            "The 'hub' query parameter must be given once.",
+        )),
     }
 }
 
@@ -54,7 +61,11 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
     })?;
     let identity = shared
         .keys
-        .validate(&token, Audience::Client { hub: &hub }, shared.config.limits.token_clock_skew_secs)
+        .validate(
+            &token,
+            Audience::Client { hub: &hub },
+            shared.config.limits.token_clock_skew_secs,
+        )
         .map_err(|e| {
             Metrics::inc(&shared.metrics.auth_failures);
             ApiError::from(e)
@@ -79,7 +90,9 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
 
     if shared.connection_count() >= shared.config.limits.max_connections {
         Metrics::inc(&shared.metrics.connections_rejected_limit);
-        return Err(ApiError::too_many("The connection limit of this Switchboard instance was reached."));
+        return Err(ApiError::too_many(
+            "The connection limit of this Switchboard instance was reached.",
+        ));
     }
 
     let allowed = identity
@@ -102,11 +115,19 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
     };
     if shared
         .pending
-        .insert(connection_token.clone(), connection_id.clone(), hub, identity, false)
+        .insert(
+            connection_token.clone(),
+            connection_id.clone(),
+            hub,
+            identity,
+            false,
+        )
         .is_err()
     {
         Metrics::inc(&shared.metrics.connections_rejected_limit);
-        return Err(ApiError::too_many("Too many negotiated connections are waiting for a transport."));
+        return Err(ApiError::too_many(
+            "Too many negotiated connections are waiting for a transport.",
+        ));
     }
     Metrics::inc(&shared.metrics.negotiations);
 
@@ -126,6 +147,9 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
 
 fn json_ok(body: String) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
         .body(body)
 }

@@ -3,8 +3,9 @@
 //!
 //! This module owns request parsing (path, query, body), authorization and the mapping of each
 //! outcome to a status code and `x-ms-error-code`. It holds no state: every operation is one call
-//! on a [`HubHandle`]. It must not create a hub for a send or a check (only for adding a user to
-//! a group, which has to outlive the call), and it never re-serialises argument values.
+//! on a [`HubHandle`](crate::hub::HubHandle). It must not create a hub for a send or a check
+//! (only for adding a user to a group, which has to outlive the call), and it never
+//! re-serialises argument values.
 //!
 //! # Routes
 //!
@@ -15,7 +16,7 @@
 //!
 //! | method | path (after `/api/` or `/api/v1/`) | OK | not found |
 //! | --- | --- | --- | --- |
-//! | GET, HEAD | `health` (no token) | 200 | – |
+//! | GET, HEAD | `health` (no token; [`super::health`] registers it first, this is the fallback) | 200 | – |
 //! | POST | `hubs/{hub}`, `hubs/{hub}/:send` (`excluded`*) | 202 | – |
 //! | POST | `hubs/{hub}/:closeConnections` (`excluded`*, `reason`) | 204 | – |
 //! | POST | `hubs/{hub}/:generateToken` (`userId`, `minutesToExpire`) | 200 `{"token"}` | – |

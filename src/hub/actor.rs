@@ -232,7 +232,12 @@ impl Hub {
                 let targets: Vec<&ConnHandle> = match &scope {
                     Scope::All => self.connections.values().map(|e| &e.conn).collect(),
                     Scope::User(u) => self.users.get(u).into_iter().flatten().collect(),
-                    Scope::Group(g) => self.groups.get(g).into_iter().flat_map(|m| m.values()).collect(),
+                    Scope::Group(g) => self
+                        .groups
+                        .get(g)
+                        .into_iter()
+                        .flat_map(|m| m.values())
+                        .collect(),
                 };
                 for conn in targets {
                     if !excluded.contains(conn.id()) {
@@ -333,7 +338,13 @@ impl Hub {
             .collect()
     }
 
-    fn add_user_to_group(&mut self, user: UserId, group: GroupName, ttl: MembershipTtl, now: Instant) {
+    fn add_user_to_group(
+        &mut self,
+        user: UserId,
+        group: GroupName,
+        ttl: MembershipTtl,
+        now: Instant,
+    ) {
         for id in self.user_connection_ids(&user) {
             self.join(&id, group.clone());
         }

@@ -14,7 +14,10 @@ use crate::protocol::{self, HubProtocol};
 #[derive(Debug)]
 enum Source {
     /// A non-blocking invocation with arguments given as a JSON array.
-    Invocation { target: String, arguments_json: Bytes },
+    Invocation {
+        target: String,
+        arguments_json: Bytes,
+    },
     /// Ready-made framed messages per protocol (a payload map).
     Payloads,
 }

@@ -315,7 +315,10 @@ impl HubHandle {
         self.tx.send(cmd).await.map_err(|_| HubGone)
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> HubCommand) -> Result<T, HubGone> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> HubCommand,
+    ) -> Result<T, HubGone> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
         rx.await.map_err(|_| HubGone)
@@ -334,53 +337,99 @@ impl HubHandle {
     }
 
     /// Broadcast to the hub.
-    pub async fn send_all(&self, msg: Arc<SerializedMessage>, excluded: Vec<ConnectionId>) -> Result<(), HubGone> {
+    pub async fn send_all(
+        &self,
+        msg: Arc<SerializedMessage>,
+        excluded: Vec<ConnectionId>,
+    ) -> Result<(), HubGone> {
         self.send(HubCommand::SendAll { msg, excluded }).await
     }
 
     /// Send to one connection.
-    pub async fn send_connection(&self, id: ConnectionId, msg: Arc<SerializedMessage>) -> Result<(), HubGone> {
+    pub async fn send_connection(
+        &self,
+        id: ConnectionId,
+        msg: Arc<SerializedMessage>,
+    ) -> Result<(), HubGone> {
         self.send(HubCommand::SendConnection { id, msg }).await
     }
 
     /// Send to a user's connections.
-    pub async fn send_user(&self, user: UserId, msg: Arc<SerializedMessage>) -> Result<(), HubGone> {
+    pub async fn send_user(
+        &self,
+        user: UserId,
+        msg: Arc<SerializedMessage>,
+    ) -> Result<(), HubGone> {
         self.send(HubCommand::SendUser { user, msg }).await
     }
 
     /// Send to a group.
-    pub async fn send_group(&self, group: GroupName, msg: Arc<SerializedMessage>, excluded: Vec<ConnectionId>) -> Result<(), HubGone> {
-        self.send(HubCommand::SendGroup { group, msg, excluded }).await
+    pub async fn send_group(
+        &self,
+        group: GroupName,
+        msg: Arc<SerializedMessage>,
+        excluded: Vec<ConnectionId>,
+    ) -> Result<(), HubGone> {
+        self.send(HubCommand::SendGroup {
+            group,
+            msg,
+            excluded,
+        })
+        .await
     }
 
     /// Add a connection to a group; `false` if there is no such connection.
     pub async fn add_to_group(&self, id: ConnectionId, group: GroupName) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::AddToGroup { id, group, reply }).await
+        self.ask(|reply| HubCommand::AddToGroup { id, group, reply })
+            .await
     }
 
     /// Remove a connection from a group; `false` if there is no such connection.
-    pub async fn remove_from_group(&self, id: ConnectionId, group: GroupName) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::RemoveFromGroup { id, group, reply }).await
+    pub async fn remove_from_group(
+        &self,
+        id: ConnectionId,
+        group: GroupName,
+    ) -> Result<bool, HubGone> {
+        self.ask(|reply| HubCommand::RemoveFromGroup { id, group, reply })
+            .await
     }
 
     /// Remove a connection from all groups; `false` if there is no such connection.
     pub async fn remove_from_all_groups(&self, id: ConnectionId) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::RemoveFromAllGroups { id, reply }).await
+        self.ask(|reply| HubCommand::RemoveFromAllGroups { id, reply })
+            .await
     }
 
     /// Add a user to a group.
-    pub async fn add_user_to_group(&self, user: UserId, group: GroupName, ttl: MembershipTtl) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::AddUserToGroup { user, group, ttl, reply }).await
+    pub async fn add_user_to_group(
+        &self,
+        user: UserId,
+        group: GroupName,
+        ttl: MembershipTtl,
+    ) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::AddUserToGroup {
+            user,
+            group,
+            ttl,
+            reply,
+        })
+        .await
     }
 
     /// Remove a user from a group.
-    pub async fn remove_user_from_group(&self, user: UserId, group: GroupName) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::RemoveUserFromGroup { user, group, reply }).await
+    pub async fn remove_user_from_group(
+        &self,
+        user: UserId,
+        group: GroupName,
+    ) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::RemoveUserFromGroup { user, group, reply })
+            .await
     }
 
     /// Remove a user from all groups.
     pub async fn remove_user_from_all_groups(&self, user: UserId) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::RemoveUserFromAllGroups { user, reply }).await
+        self.ask(|reply| HubCommand::RemoveUserFromAllGroups { user, reply })
+            .await
     }
 
     /// Existence check.
@@ -390,17 +439,34 @@ impl HubHandle {
 
     /// The connections of a group, ordered by connection id.
     pub async fn group_connections(&self, group: GroupName) -> Result<Vec<Member>, HubGone> {
-        self.ask(|reply| HubCommand::GroupConnections { group, reply }).await
+        self.ask(|reply| HubCommand::GroupConnections { group, reply })
+            .await
     }
 
     /// Close one connection with an optional reason; `false` if there is no such connection.
-    pub async fn close_connection(&self, id: ConnectionId, reason: Option<String>) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::CloseConnection { id, reason, reply }).await
+    pub async fn close_connection(
+        &self,
+        id: ConnectionId,
+        reason: Option<String>,
+    ) -> Result<bool, HubGone> {
+        self.ask(|reply| HubCommand::CloseConnection { id, reason, reply })
+            .await
     }
 
     /// Close every connection in `scope` except `excluded`.
-    pub async fn close_connections(&self, scope: Scope, excluded: Vec<ConnectionId>, reason: Option<String>) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::CloseConnections { scope, excluded, reason, reply }).await
+    pub async fn close_connections(
+        &self,
+        scope: Scope,
+        excluded: Vec<ConnectionId>,
+        reason: Option<String>,
+    ) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::CloseConnections {
+            scope,
+            excluded,
+            reason,
+            reply,
+        })
+        .await
     }
 }
 
@@ -450,9 +516,17 @@ impl HubRegistry {
         }
         let name = HubName::from(name);
         let (tx, rx) = mpsc::channel(self.settings.inbox_capacity);
-        let hub = actor::Hub::new(name.clone(), rx, self.settings.clone(), self.metrics.clone());
+        let hub = actor::Hub::new(
+            name.clone(),
+            rx,
+            self.settings.clone(),
+            self.metrics.clone(),
+        );
         tokio::spawn(hub.run());
-        let handle = HubHandle { name: name.clone(), tx };
+        let handle = HubHandle {
+            name: name.clone(),
+            tx,
+        };
         hubs.insert(name, handle.clone());
         handle
     }

@@ -758,6 +758,18 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_arguments_do_not_overflow_the_stack() {
+        let deep = format!(
+            "{{\"type\":1,\"target\":\"t\",\"arguments\":[{}{}]}}",
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        );
+        // Either outcome is fine; returning at all is the point.
+        let _ = parse(&deep);
+        let _ = parse(&deep[..deep.len() / 2]);
+    }
+
+    #[test]
     fn integers_are_written_in_decimal() {
         for v in [0, 7, -1, 102_020, i64::MIN, i64::MAX] {
             let mut out = Vec::new();

@@ -384,6 +384,21 @@ mod tests {
     }
 
     #[test]
+    fn oversize_messages_fail_before_they_are_complete() {
+        let too_large = Err(ProtocolError::MessageTooLarge { max: 16 });
+        // JSON: 17 bytes and no separator yet.
+        assert_eq!(HubProtocol::Json.decode(&[b' '; 17], 16), too_large);
+        assert_eq!(HubProtocol::Json.decode(&[b' '; 16], 16), Ok(None));
+        // MessagePack: the prefix announces 17 bytes; none of the body has arrived.
+        assert_eq!(HubProtocol::MessagePack.decode(&[17], 16), too_large);
+        assert_eq!(HubProtocol::MessagePack.decode(&[16], 16), Ok(None));
+        assert_eq!(
+            ProtocolError::MessageTooLarge { max: 16 }.to_string(),
+            "The maximum message size of 16B was exceeded."
+        );
+    }
+
+    #[test]
     fn js_client_checks() {
         let inv = |id: Option<&str>, target: &str| {
             HubMessage::Invocation(Invocation {

@@ -21,13 +21,37 @@ fn inv(id: Option<&str>) -> Invocation {
 fn admission_table() {
     use ServiceMode::*;
     let table = [
-        (Serverless, false, false, Admission::Accept(ClientRoute::Serverless { upstream: false })),
-        (Serverless, false, true, Admission::Accept(ClientRoute::Serverless { upstream: true })),
-        (Default, false, false, Admission::Reject(NO_SERVER_DEFAULT_MODE.into())),
-        (Classic, false, false, Admission::Accept(ClientRoute::ServerlessLimited)),
+        (
+            Serverless,
+            false,
+            false,
+            Admission::Accept(ClientRoute::Serverless { upstream: false }),
+        ),
+        (
+            Serverless,
+            false,
+            true,
+            Admission::Accept(ClientRoute::Serverless { upstream: true }),
+        ),
+        (
+            Default,
+            false,
+            false,
+            Admission::Reject(NO_SERVER_DEFAULT_MODE.into()),
+        ),
+        (
+            Classic,
+            false,
+            false,
+            Admission::Accept(ClientRoute::ServerlessLimited),
+        ),
     ];
     for (mode, servers, upstream, want) in table {
-        assert_eq!(admit_client(mode, servers, upstream), want, "{mode} servers={servers} upstream={upstream}");
+        assert_eq!(
+            admit_client(mode, servers, upstream),
+            want,
+            "{mode} servers={servers} upstream={upstream}"
+        );
     }
 }
 
@@ -44,13 +68,25 @@ fn serverless_message_table() {
         invocation_id: "1".into(),
         outcome: CompletionOutcome::Void,
     });
-    let cancel = HubMessage::CancelInvocation(CancelInvocation { headers: vec![], invocation_id: "1".into() });
+    let cancel = HubMessage::CancelInvocation(CancelInvocation {
+        headers: vec![],
+        invocation_id: "1".into(),
+    });
     let table = [
         (HubMessage::Ping, MessageAction::Liveness),
-        (HubMessage::Close(Close::default()), MessageAction::EndConnection),
+        (
+            HubMessage::Close(Close::default()),
+            MessageAction::EndConnection,
+        ),
         (HubMessage::Invocation(inv(None)), MessageAction::Drop),
-        (HubMessage::Invocation(inv(Some("7"))), MessageAction::RejectInvocation(no_upstream_error("chat", "Send"))),
-        (HubMessage::StreamInvocation(inv(Some("8"))), MessageAction::RejectInvocation(no_upstream_error("chat", "Send"))),
+        (
+            HubMessage::Invocation(inv(Some("7"))),
+            MessageAction::RejectInvocation(no_upstream_error("chat", "Send")),
+        ),
+        (
+            HubMessage::StreamInvocation(inv(Some("8"))),
+            MessageAction::RejectInvocation(no_upstream_error("chat", "Send")),
+        ),
         (item, MessageAction::Drop),
         (completion, MessageAction::Drop),
         (cancel, MessageAction::Drop),
@@ -68,7 +104,10 @@ fn classic_without_server_table() {
     let close = MessageAction::Close(NO_SERVER_CLASSIC_MODE.into());
     let table = [
         (HubMessage::Ping, MessageAction::Liveness),
-        (HubMessage::Close(Close::default()), MessageAction::EndConnection),
+        (
+            HubMessage::Close(Close::default()),
+            MessageAction::EndConnection,
+        ),
         (HubMessage::Invocation(inv(None)), close.clone()),
         (HubMessage::Invocation(inv(Some("1"))), close.clone()),
         (HubMessage::Ack { sequence_id: 3 }, MessageAction::Drop),

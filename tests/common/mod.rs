@@ -27,9 +27,11 @@ pub const TEST_KEY: &str = "switchboard-test-access-key-0123456789ABCDEFGH";
 /// Start a broker in `mode` on 127.0.0.1:0. Returns the handle, the base URL
 /// (`http://127.0.0.1:<port>`) and the access key.
 pub async fn start(mode: ServiceMode) -> (SwitchboardHandle, String, String) {
-    let mut config = Config::default();
-    config.mode = mode;
-    start_with(config).await
+    start_with(Config {
+        mode,
+        ..Config::default()
+    })
+    .await
 }
 
 /// Start a broker with `config` (listen address, keys and workers are set here).
@@ -306,9 +308,7 @@ impl TestClient {
             "Authorization",
             HeaderValue::from_str(&format!("Bearer {token}"))?,
         );
-        let (ws, _) = connect_async(request)
-            .await
-            .context("WebSocket upgrade")?;
+        let (ws, _) = connect_async(request).await.context("WebSocket upgrade")?;
         let mut client = Self {
             ws,
             protocol: proto,

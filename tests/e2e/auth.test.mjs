@@ -75,6 +75,17 @@ describe('authentication', () => {
     });
   }
 
+  test('a kid header (the .NET SDK puts a meaningless key hash there) does not break validation', async () => {
+    const { broker } = ctx;
+    const hub = unique('auth_kid');
+    const c = await broker.connect(hub, { protocol: 'messagepack', tokenOptions: { header: { kid: '-1234567890' } } });
+    await broker.restExpect(202, 'POST', broker.apiPath(hub, ':send'), {
+      body: { target: 'message', arguments: ['kid ok'] },
+      tokenOptions: { header: { kid: '987654321' } },
+    });
+    await c.expect('message', ['kid ok']);
+  });
+
   test('HS512-signed client token is accepted', async () => {
     const { broker } = ctx;
     const hub = unique('auth_hs512');

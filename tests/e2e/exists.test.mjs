@@ -40,6 +40,12 @@ describe('existence checks (HEAD)', () => {
     });
   }
 
+  test('HEAD /api/health answers 200 without a token', async () => {
+    const { broker } = ctx;
+    const r = await broker.rest('HEAD', '/api/health', { token: null });
+    assert.equal(r.status, 200);
+  });
+
   test('a user stays present while any of its connections is open', async () => {
     const { broker } = ctx;
     const hub = unique('head_multi');

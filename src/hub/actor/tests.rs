@@ -23,7 +23,12 @@ fn registry(max_unlimited: usize) -> (HubRegistry, Arc<Metrics>) {
 }
 
 fn conn(id: &str, user: Option<&str>, protocol: HubProtocol) -> ConnHandle {
-    ConnHandle::new(ConnectionId::from(id), user.map(UserId::from), protocol, Outbox::new(100, 1 << 20))
+    ConnHandle::new(
+        ConnectionId::from(id),
+        user.map(UserId::from),
+        protocol,
+        Outbox::new(100, 1 << 20),
+    )
 }
 
 fn drain(c: &ConnHandle) -> Vec<u8> {
@@ -36,12 +41,17 @@ fn drain(c: &ConnHandle) -> Vec<u8> {
 }
 
 fn msg(arg: &str) -> Arc<SerializedMessage> {
-    Arc::new(SerializedMessage::invocation("t", Bytes::from(format!("[\"{arg}\"]"))))
+    Arc::new(SerializedMessage::invocation(
+        "t",
+        Bytes::from(format!("[\"{arg}\"]")),
+    ))
 }
 
 /// A round trip through the hub, so every earlier command has been processed.
 async fn sync(hub: &HubHandle) {
-    hub.exists(ExistsQuery::Connection("sync".into())).await.unwrap();
+    hub.exists(ExistsQuery::Connection("sync".into()))
+        .await
+        .unwrap();
 }
 
 fn json_text(arg: &str) -> Vec<u8> {
@@ -59,11 +69,16 @@ async fn broadcast_encodes_once_per_protocol_and_skips_excluded() {
         hub.connect(x.clone()).await.unwrap();
     }
     let m = msg("hi");
-    hub.send_all(m.clone(), vec![ConnectionId::from("c")]).await.unwrap();
+    hub.send_all(m.clone(), vec![ConnectionId::from("c")])
+        .await
+        .unwrap();
     sync(&hub).await;
     assert_eq!(drain(&a), json_text("hi"));
     assert!(!drain(&b).is_empty());
-    assert!(drain(&c).is_empty(), "excluded connection got the broadcast");
+    assert!(
+        drain(&c).is_empty(),
+        "excluded connection got the broadcast"
+    );
     // Both recipients of a protocol share one allocation.
     let j1 = m.bytes_for(HubProtocol::Json).unwrap().as_ptr();
     let j2 = m.bytes_for(HubProtocol::Json).unwrap().as_ptr();
@@ -81,37 +96,72 @@ async fn users_groups_and_disconnect() {
     for x in [&a1, &a2, &b] {
         hub.connect(x.clone()).await.unwrap();
     }
-    hub.send_user(UserId::from("alice"), msg("u")).await.unwrap();
+    hub.send_user(UserId::from("alice"), msg("u"))
+        .await
+        .unwrap();
     sync(&hub).await;
     assert_eq!(drain(&a1), json_text("u"));
     assert_eq!(drain(&a2), json_text("u"));
     assert!(drain(&b).is_empty());
 
-    assert!(hub.add_to_group("b".into(), GroupName::from("g")).await.unwrap());
-    assert!(!hub.add_to_group("nope".into(), GroupName::from("g")).await.unwrap());
-    hub.send_group(GroupName::from("g"), msg("g"), vec![]).await.unwrap();
+    assert!(
+        hub.add_to_group("b".into(), GroupName::from("g"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hub.add_to_group("nope".into(), GroupName::from("g"))
+            .await
+            .unwrap()
+    );
+    hub.send_group(GroupName::from("g"), msg("g"), vec![])
+        .await
+        .unwrap();
     sync(&hub).await;
     assert_eq!(drain(&b), json_text("g"));
     assert!(drain(&a1).is_empty());
     assert!(hub.exists(ExistsQuery::Group("g".into())).await.unwrap());
 
     hub.disconnect("b".into()).await;
-    assert!(!hub.exists(ExistsQuery::Group("g".into())).await.unwrap(), "empty groups disappear");
+    assert!(
+        !hub.exists(ExistsQuery::Group("g".into())).await.unwrap(),
+        "empty groups disappear"
+    );
     assert!(!hub.exists(ExistsQuery::User("bob".into())).await.unwrap());
     assert!(hub.exists(ExistsQuery::User("alice".into())).await.unwrap());
     hub.disconnect("a1".into()).await;
     assert!(hub.exists(ExistsQuery::User("alice".into())).await.unwrap());
-    assert!(!hub.exists(ExistsQuery::Connection("a1".into())).await.unwrap());
+    assert!(
+        !hub.exists(ExistsQuery::Connection("a1".into()))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
 async fn user_group_membership_applies_to_later_connections() {
     let (reg, _) = registry(100);
     let hub = reg.get_or_create("chat");
-    hub.add_user_to_group("carol".into(), "g".into(), MembershipTtl::Unlimited).await.unwrap();
-    hub.add_user_to_group("dave".into(), "g".into(), MembershipTtl::CurrentConnectionsOnly).await.unwrap();
-    assert!(hub.exists(ExistsQuery::UserInGroup("carol".into(), "g".into())).await.unwrap());
-    assert!(!hub.exists(ExistsQuery::UserInGroup("dave".into(), "g".into())).await.unwrap());
+    hub.add_user_to_group("carol".into(), "g".into(), MembershipTtl::Unlimited)
+        .await
+        .unwrap();
+    hub.add_user_to_group(
+        "dave".into(),
+        "g".into(),
+        MembershipTtl::CurrentConnectionsOnly,
+    )
+    .await
+    .unwrap();
+    assert!(
+        hub.exists(ExistsQuery::UserInGroup("carol".into(), "g".into()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hub.exists(ExistsQuery::UserInGroup("dave".into(), "g".into()))
+            .await
+            .unwrap()
+    );
     let c = conn("c", Some("carol"), HubProtocol::Json);
     let d = conn("d", Some("dave"), HubProtocol::Json);
     hub.connect(c.clone()).await.unwrap();
@@ -119,13 +169,22 @@ async fn user_group_membership_applies_to_later_connections() {
     hub.send_group("g".into(), msg("x"), vec![]).await.unwrap();
     sync(&hub).await;
     assert_eq!(drain(&c), json_text("x"));
-    assert!(drain(&d).is_empty(), "ttl=0 remembers nothing for later connections");
+    assert!(
+        drain(&d).is_empty(),
+        "ttl=0 remembers nothing for later connections"
+    );
 
-    hub.remove_user_from_group("carol".into(), "g".into()).await.unwrap();
+    hub.remove_user_from_group("carol".into(), "g".into())
+        .await
+        .unwrap();
     hub.send_group("g".into(), msg("y"), vec![]).await.unwrap();
     sync(&hub).await;
     assert!(drain(&c).is_empty());
-    assert!(!hub.exists(ExistsQuery::UserInGroup("carol".into(), "g".into())).await.unwrap());
+    assert!(
+        !hub.exists(ExistsQuery::UserInGroup("carol".into(), "g".into()))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -134,12 +193,29 @@ async fn ttl_membership_expires() {
     let hub = reg.get_or_create("chat");
     let e = conn("e", Some("erin"), HubProtocol::Json);
     hub.connect(e.clone()).await.unwrap();
-    hub.add_user_to_group("erin".into(), "g".into(), MembershipTtl::For(Duration::from_secs(5))).await.unwrap();
-    assert!(hub.exists(ExistsQuery::UserInGroup("erin".into(), "g".into())).await.unwrap());
+    hub.add_user_to_group(
+        "erin".into(),
+        "g".into(),
+        MembershipTtl::For(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        hub.exists(ExistsQuery::UserInGroup("erin".into(), "g".into()))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_secs(7)).await;
     sync(&hub).await;
-    assert!(!hub.exists(ExistsQuery::UserInGroup("erin".into(), "g".into())).await.unwrap());
-    assert!(!hub.exists(ExistsQuery::Group("g".into())).await.unwrap(), "the user's connection left with the membership");
+    assert!(
+        !hub.exists(ExistsQuery::UserInGroup("erin".into(), "g".into()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hub.exists(ExistsQuery::Group("g".into())).await.unwrap(),
+        "the user's connection left with the membership"
+    );
 }
 
 #[tokio::test]
@@ -147,11 +223,21 @@ async fn only_the_most_recent_unlimited_memberships_are_kept() {
     let (reg, _) = registry(2);
     let hub = reg.get_or_create("chat");
     for g in ["g1", "g2", "g3"] {
-        hub.add_user_to_group("fay".into(), g.into(), MembershipTtl::Unlimited).await.unwrap();
+        hub.add_user_to_group("fay".into(), g.into(), MembershipTtl::Unlimited)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert!(!hub.exists(ExistsQuery::UserInGroup("fay".into(), "g1".into())).await.unwrap());
-    assert!(hub.exists(ExistsQuery::UserInGroup("fay".into(), "g3".into())).await.unwrap());
+    assert!(
+        !hub.exists(ExistsQuery::UserInGroup("fay".into(), "g1".into()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        hub.exists(ExistsQuery::UserInGroup("fay".into(), "g3".into()))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -164,7 +250,13 @@ async fn close_connections_by_scope() {
     for x in [&a, &b, &c] {
         hub.connect(x.clone()).await.unwrap();
     }
-    hub.close_connections(Scope::User("u".into()), vec!["b".into()], Some("bye".into())).await.unwrap();
+    hub.close_connections(
+        Scope::User("u".into()),
+        vec!["b".into()],
+        Some("bye".into()),
+    )
+    .await
+    .unwrap();
     assert!(a.outbox().is_closing());
     assert!(!b.outbox().is_closing());
     assert!(!c.outbox().is_closing());
@@ -177,7 +269,12 @@ async fn close_connections_by_scope() {
 async fn slow_consumer_overflow_is_counted_and_isolated() {
     let (reg, metrics) = registry(100);
     let hub = reg.get_or_create("chat");
-    let slow = ConnHandle::new("slow".into(), None, HubProtocol::Json, Outbox::new(3, 1 << 20));
+    let slow = ConnHandle::new(
+        "slow".into(),
+        None,
+        HubProtocol::Json,
+        Outbox::new(3, 1 << 20),
+    );
     let fast = conn("fast", None, HubProtocol::Json);
     hub.connect(slow.clone()).await.unwrap();
     hub.connect(fast.clone()).await.unwrap();
@@ -200,7 +297,9 @@ async fn group_listing_is_sorted() {
     let (reg, _) = registry(100);
     let hub = reg.get_or_create("chat");
     for id in ["z", "m", "a"] {
-        hub.connect(conn(id, Some("u"), HubProtocol::Json)).await.unwrap();
+        hub.connect(conn(id, Some("u"), HubProtocol::Json))
+            .await
+            .unwrap();
         hub.add_to_group(id.into(), "g".into()).await.unwrap();
     }
     let ids: Vec<String> = hub
