@@ -354,11 +354,15 @@ mod tests {
             c.validate().unwrap_err().key,
             "limits.keep_alive_interval_secs"
         );
-        let mut c = Config::default();
-        c.access_keys = vec!["a;b".into()];
+        let c = Config {
+            access_keys: vec!["a;b".into()],
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().key, "access_keys[0]");
-        let mut c = Config::default();
-        c.public_endpoint = "ftp://x".into();
+        let c = Config {
+            public_endpoint: "ftp://x".into(),
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().key, "public_endpoint");
     }
 

@@ -17,11 +17,12 @@ const KEY: &str = "client-endpoint-test-key-0123456789abcdef";
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 fn config(mode: ServiceMode) -> Config {
-    let mut c = Config::default();
-    c.mode = mode;
-    c.access_keys = vec![KEY.into()];
-    c.workers = 2;
-    c
+    Config {
+        mode,
+        access_keys: vec![KEY.into()],
+        workers: 2,
+        ..Config::default()
+    }
 }
 
 fn start(config: Config) -> (SwitchboardHandle, String) {

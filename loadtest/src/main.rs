@@ -136,12 +136,9 @@ async fn hold(
                     other => anyhow::bail!("bad handshake answer: {other:?}"),
                 }
             };
-            let mut ws = match conn.await {
-                Ok(ws) => ws,
-                Err(_) => {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+            let Ok(mut ws) = conn.await else {
+                failed.fetch_add(1, Ordering::Relaxed);
+                return;
             };
             up.fetch_add(1, Ordering::Relaxed);
             drop(permit);

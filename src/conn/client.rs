@@ -104,17 +104,14 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
         }
     };
 
-    let Some(protocol) = HubProtocol::from_name(&request.protocol) else {
-        let text = format!("The protocol '{}' is not supported.", request.protocol);
-        return fail_handshake(&shared, session, &text, None).await;
+    // WebSockets carry binary frames, so every protocol is available.
+    let protocol = match handshake::select_protocol(&request, true) {
+        Ok(p) => p,
+        Err(text) => {
+            let frame_kind = HubProtocol::from_name(&request.protocol);
+            return fail_handshake(&shared, session, &text, frame_kind).await;
+        }
     };
-    if request.version > 2 {
-        let text = format!(
-            "The server does not support version {} of the '{}' protocol.",
-            request.version, request.protocol
-        );
-        return fail_handshake(&shared, session, &text, Some(protocol)).await;
-    }
     let route = match routing::admit_client(shared.mode(), false, false) {
         Admission::Accept(route) => route,
         Admission::Reject(text) => {

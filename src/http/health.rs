@@ -1,6 +1,6 @@
-//! Health and metrics: `HEAD|GET /api/health` and `/api/v1/health` (the Azure SDK's probe,
-//! unauthenticated), `/healthz` (alive), `/readyz` (accepting connections) and `/metrics`
-//! (Prometheus text).
+//! Liveness, readiness and metrics: `/healthz` (alive), `/readyz` (accepting connections) and
+//! `/metrics` (Prometheus text). The Azure SDK's probe, `HEAD /api/health`, is part of the REST
+//! API (`rest.rs`).
 
 use actix_web::{HttpResponse, web};
 
@@ -8,10 +8,8 @@ use crate::switchboard::Shared;
 
 /// Register the health routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for path in ["/api/health", "/api/v1/health", "/healthz"] {
-        cfg.route(path, web::get().to(ok));
-        cfg.route(path, web::head().to(ok));
-    }
+    cfg.route("/healthz", web::get().to(ok));
+    cfg.route("/healthz", web::head().to(ok));
     cfg.route("/readyz", web::get().to(ready));
     cfg.route("/metrics", web::get().to(metrics));
 }

@@ -101,10 +101,7 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
         .unwrap_or(u32::MAX);
     let mut transports = Vec::new();
     if allowed & HTT_WEBSOCKETS != 0 {
-        transports.push(AvailableTransport {
-            transport: "WebSockets".into(),
-            transfer_formats: vec!["Text".into(), "Binary".into()],
-        });
+        transports.push(AvailableTransport::web_sockets());
     }
 
     let connection_id = ConnectionId::random();

@@ -1,0 +1,721 @@
+//! The data-plane REST API (`spec/service-protocol.md` §4): what applications and the Azure
+//! SignalR Management SDK call to send messages, manage groups and close connections.
+//!
+//! This module owns request parsing (path, query, body), authorization and the mapping of each
+//! outcome to a status code and `x-ms-error-code`. It holds no state: every operation is one call
+//! on a [`HubHandle`](crate::hub::HubHandle). It must not create a hub for a send or a check
+//! (only for adding a user to a group, which has to outlive the call), and it never
+//! re-serialises argument values.
+//!
+//! # Routes
+//!
+//! Every path below is served under both `/api/` (the api-version 2022-06-01 family, "new") and
+//! `/api/v1/` ("v1"), as the emulator does; the prefix chooses the status-code family where the
+//! two differ. `{hub}` may be combined with `?application=<app>`: the hub is then
+//! `<app lower>_<hub lower>`. `api-version` is accepted with any value, or none.
+//!
+//! | method | path (after `/api/` or `/api/v1/`) | OK | not found |
+//! | --- | --- | --- | --- |
+//! | GET, HEAD | `health` (no token; the Azure SDK's probe) | 200 | – |
+//! | POST | `hubs/{hub}`, `hubs/{hub}/:send` (`excluded`*) | 202 | – |
+//! | POST | `hubs/{hub}/:closeConnections` (`excluded`*, `reason`) | 204 | – |
+//! | POST | `hubs/{hub}/:generateToken` (`userId`, `minutesToExpire`) | 200 `{"token"}` | – |
+//! | POST | `hubs/{hub}/users/{user}`, `…/users/{user}/:send` | 202 | – |
+//! | GET, HEAD | `hubs/{hub}/users/{user}` | 200 | 404 `Warning.User.NotExisted` |
+//! | POST | `hubs/{hub}/users/{user}/:closeConnections` (`excluded`*, `reason`) | 204 | – |
+//! | DELETE | `hubs/{hub}/users/{user}/groups` | new 204, v1 200 | – |
+//! | GET, HEAD | `hubs/{hub}/users/{user}/groups/{group}`, `…/groups/{group}/users/{user}` | 200 | 404 `Info.User.NotInGroup` |
+//! | PUT | same two forms (`ttl`) | new 200, v1 202 | – |
+//! | DELETE | same two forms | new 204, v1 202 | – |
+//! | POST | `hubs/{hub}/groups/{group}`, `…/groups/{group}/:send` (`excluded`*) | 202 | – |
+//! | GET, HEAD | `hubs/{hub}/groups/{group}` | 200 | 404 `Warning.Group.NotExisted` |
+//! | POST | `hubs/{hub}/groups/{group}/:closeConnections` (`excluded`*, `reason`) | 204 | – |
+//! | GET | `hubs/{hub}/groups/{group}/connections` (`maxpagesize`, `top`, `continuationToken`) | 200 `{"value","nextLink"?}` | – |
+//! | PUT | `hubs/{hub}/groups/{group}/connections/{id}`, `…/connections/{id}/groups/{group}` | 200 | 404 `Error.Connection.NotExisted` |
+//! | DELETE | same two forms | 200 | 404 `Error.Connection.NotExisted` |
+//! | POST | `hubs/{hub}/connections/{id}`, `…/connections/{id}/:send` | 202 | – |
+//! | GET, HEAD | `hubs/{hub}/connections/{id}` | 200 | 404 `Warning.Connection.NotExisted` |
+//! | DELETE | `hubs/{hub}/connections/{id}` (`reason`) | new 200, v1 202 | new 404 `Warning.Connection.NotExisted`, v1 202 |
+//! | DELETE | `hubs/{hub}/connections/{id}/groups` | 200 | – |
+//! | POST | `hubs/{hub}/:execute`, `…/connections/{id}/:invoke`, `…/connections/{id}/streams/{s}/:send` and `/:complete` | 501 | – |
+//! | GET | `auth/accessKey` (Microsoft Entra) | 501 | – |
+//!
+//! `*` `excluded` is a repeated query parameter. Path literals and query names match
+//! case-insensitively (as ASP.NET Core routing and binding do); path segments are
+//! percent-decoded after splitting, so `%2F` stays inside a group name.
+//!
+//! # Rules
+//!
+//! * Auth: `Authorization: Bearer <jwt>` only; audience = the request path (query ignored, see
+//!   [`crate::auth`]). Everything except `health` needs a token; a missing, forged or expired
+//!   token, or one minted for another path or for a client, is 401. Routing comes first, so an
+//!   unknown path is 404 and a wrong method 405 without a token.
+//! * Check order: route → token → names (hub, application, group, user, connection id) → query
+//!   parameters → content type (415) → body size (413) → body (400).
+//! * Send bodies: `application/json` (any parameters; also `text/json` and `*/*+json`; a request
+//!   without `Content-Type` is read as JSON) `{"target": "...", "arguments": [...]}` with keys
+//!   matched case-insensitively (the last of duplicate keys wins); `target` a non-empty string,
+//!   `arguments` an array, absent or null meaning `[]`; other keys are ignored. The argument text
+//!   is kept as sent. `application/octet-stream`, `application/x-msgpack` (and
+//!   `application/msgpack`, `application/vnd.msgpack`): a MessagePack map of protocol name → bin,
+//!   keys case-insensitive; `json` and `messagepack` are used, other protocols ignored; each bin
+//!   must decode as one or more complete framed hub messages of its protocol that the JS client
+//!   accepts, and at least one of the two must be present.
+//! * Every error is JSON (`{"code","message"}` + `x-ms-error-code`, from [`ApiError`]); HEAD
+//!   responses carry the status and headers only. The body is read by this module (not by an
+//!   actix extractor), so no plain-text actix error can escape; a body over
+//!   `limits.max_rest_body_size` is 413 after draining at most a few more megabytes of it, so that
+//!   the client can read the answer.
+//! * Sends, checks and removals use [`HubRegistry::get`](crate::hub::HubRegistry::get): a hub
+//!   nobody used has no members, so a send is 202 and nothing happens. Only adding a user to a
+//!   group creates the hub, because that membership applies to connections opened later.
+//! * `ttl` (user → group): absent or empty = [`MembershipTtl::Unlimited`], `0` =
+//!   [`MembershipTtl::CurrentConnectionsOnly`], `N` = `N` seconds; negative or not an integer is 400.
+//! * `rest_requests` counts every request, `rest_errors` every 4xx answer (including the 404s of
+//!   checks), `auth_failures` every 401.
+//!
+//! # Choices where the spec says (inferred) or (unknown)
+//!
+//! * Sends to a user, group or connection that does not exist are 202 no-ops (spec: inferred).
+//! * User-group membership without ttl applies to the user's later connections (spec: inferred);
+//!   `ttl=0` only adds the current connections.
+//! * DELETE of a connection from a group answers 404 `Error.Connection.NotExisted` when the
+//!   connection does not exist (the swagger lists a bare 404; the code is the emulator's).
+//!   DELETE `connections/{id}/groups` is always 200 (swagger lists only 200; the current SDK
+//!   treats any 404 there as an error).
+//! * v1 DELETE `users/{user}/groups` ("200 or 202") answers 200.
+//! * A v1 DELETE of a missing connection is 202 (the v1 table lists no 404; the emulator answers 202).
+//! * GET is accepted wherever HEAD is (the SDK checks user-in-group with GET).
+//! * `:generateToken` mints a client token like the SDK (`nameid` = `userId`) for the effective
+//!   hub; `minutesToExpire` must be an integer from 1 to 525600 (one year). The `role` and
+//!   `group` parameters of later API versions are ignored.
+//! * Group connection listing: `maxpagesize` 1..=200 (default 200), `top` ≥ 1 caps the total over
+//!   all pages; both are 400 outside that. The list is ordered by connection id and the
+//!   `continuationToken` is the base64url (no padding) of the last id returned; the next page
+//!   starts after it. `nextLink` is an absolute URL on the public endpoint carrying
+//!   `application`, `api-version`, `maxpagesize`, the remaining `top` and the token.
+//! * Error codes of the 4xx answers this module makes up: `Error.InvalidRequest` (400),
+//!   `Error.Unauthorized` (401), `Error.NotFound` (404 route), `Error.MethodNotAllowed` (405),
+//!   `Error.PayloadTooLarge` (413), `Error.UnsupportedMediaType` (415), `Error.NotImplemented` (501).
+//!
+//! # Layout
+//!
+//! `route` resolves a method and path to an operation (pure, no I/O), `body` checks content
+//! types and reads and decodes send bodies; this file holds the actix handler, authorization,
+//! the dispatch of each operation to the hub and the response helpers.
+
+mod body;
+mod route;
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use self::body::read_message;
+use self::route::{Op, Query, resolve, route_not_found};
+use super::{ApiError, bearer_token};
+use crate::auth::Audience;
+use crate::conn::ConnectionId;
+use crate::hub::{
+    ExistsQuery, GroupName, HubGone, MembershipTtl, Scope, UserId, validate_group_name,
+    validate_hub_name, validate_user_id,
+};
+use crate::switchboard::{Shared, client_token};
+use crate::telemetry::Metrics;
+
+/// Register the REST routes (one handler for everything under `/api/`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/{tail:.*}").to(handle));
+}
+
+/// Largest `maxpagesize` of the group connection listing.
+const MAX_PAGE_SIZE: usize = 200;
+/// Largest `minutesToExpire` of `:generateToken` (one year).
+const MAX_TOKEN_MINUTES: u64 = 365 * 24 * 60;
+
+async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let metrics = &shared.metrics;
+    Metrics::inc(&metrics.rest_requests);
+    let head = req.method() == Method::HEAD;
+    let resp = match dispatch(&req, payload, &shared).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            tracing::debug!(status = err.status.as_u16(), code = %err.code, path = req.path(), "REST request refused");
+            if err.status == StatusCode::UNAUTHORIZED {
+                Metrics::inc(&metrics.auth_failures);
+            }
+            error_response(&err, head)
+        }
+    };
+    if resp.status().is_client_error() {
+        Metrics::inc(&metrics.rest_errors);
+    }
+    resp
+}
+
+/// The JSON error, or for HEAD only its status and headers.
+fn error_response(err: &ApiError, head: bool) -> HttpResponse {
+    let mut resp = if head {
+        let mut b = HttpResponse::build(err.status);
+        if let Ok(v) = HeaderValue::from_str(&err.code) {
+            b.insert_header(("x-ms-error-code", v));
+        }
+        b.finish()
+    } else {
+        err.error_response()
+    };
+    if err.status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+async fn dispatch(
+    req: &HttpRequest,
+    payload: web::Payload,
+    shared: &Shared,
+) -> Result<HttpResponse, ApiError> {
+    if req.method() == Method::OPTIONS {
+        // Preflights are answered by the CORS middleware; a bare OPTIONS gets the same answer.
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    let route = resolve(req.method(), req.path())?;
+    let Some(hub_name) = route.hub.as_deref() else {
+        return match route.op {
+            Op::Health => Ok(HttpResponse::Ok().finish()),
+            Op::Unsupported(what) => {
+                authorize(req, shared)?;
+                Err(not_implemented(what))
+            }
+            // Only `health` and `auth/accessKey` have no hub (see `resolve`).
+            _ => Err(route_not_found(req.method(), req.path())),
+        };
+    };
+    authorize(req, shared)?;
+    let query = Query::parse(req.query_string());
+    let hub = effective_hub(hub_name, query.first("application"))?;
+    validate_op(&route.op)?;
+    let v1 = route.v1;
+
+    match route.op {
+        Op::Health => Ok(HttpResponse::Ok().finish()),
+        Op::Unsupported(what) => Err(not_implemented(what)),
+
+        Op::Broadcast => {
+            let excluded = query.excluded();
+            let msg = read_message(req, payload, shared).await?;
+            if let Some(h) = shared.hubs.get(&hub) {
+                h.send_all(msg, excluded)
+                    .await
+                    .map_err(|e| gone(shared, e))?;
+            }
+            Ok(HttpResponse::Accepted().finish())
+        }
+        Op::SendUser(user) => {
+            let msg = read_message(req, payload, shared).await?;
+            if let Some(h) = shared.hubs.get(&hub) {
+                h.send_user(UserId::from(user), msg)
+                    .await
+                    .map_err(|e| gone(shared, e))?;
+            }
+            Ok(HttpResponse::Accepted().finish())
+        }
+        Op::SendGroup(group) => {
+            let excluded = query.excluded();
+            let msg = read_message(req, payload, shared).await?;
+            if let Some(h) = shared.hubs.get(&hub) {
+                h.send_group(GroupName::from(group), msg, excluded)
+                    .await
+                    .map_err(|e| gone(shared, e))?;
+            }
+            Ok(HttpResponse::Accepted().finish())
+        }
+        Op::SendConnection(id) => {
+            let msg = read_message(req, payload, shared).await?;
+            if let Some(h) = shared.hubs.get(&hub) {
+                h.send_connection(ConnectionId::from(id.as_str()), msg)
+                    .await
+                    .map_err(|e| gone(shared, e))?;
+            }
+            Ok(HttpResponse::Accepted().finish())
+        }
+
+        Op::CloseAll => close_many(shared, &hub, Scope::All, &query).await,
+        Op::CloseUser(user) => {
+            close_many(shared, &hub, Scope::User(UserId::from(user)), &query).await
+        }
+        Op::CloseGroup(group) => {
+            close_many(shared, &hub, Scope::Group(GroupName::from(group)), &query).await
+        }
+        Op::CloseConnection(id) => {
+            let reason = query
+                .first("reason")
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned);
+            let existed = match shared.hubs.get(&hub) {
+                Some(h) => h
+                    .close_connection(ConnectionId::from(id.as_str()), reason)
+                    .await
+                    .map_err(|e| gone(shared, e))?,
+                None => false,
+            };
+            match (v1, existed) {
+                (true, _) => Ok(HttpResponse::Accepted().finish()),
+                (false, true) => Ok(HttpResponse::Ok().finish()),
+                (false, false) => Err(connection_missing("Warning.Connection.NotExisted", &id)),
+            }
+        }
+
+        Op::ConnectionExists(id) => {
+            let q = ExistsQuery::Connection(ConnectionId::from(id.as_str()));
+            check(shared, &hub, q, || {
+                connection_missing("Warning.Connection.NotExisted", &id)
+            })
+            .await
+        }
+        Op::UserExists(user) => {
+            let err = || {
+                ApiError::not_found(
+                    "Warning.User.NotExisted",
+                    format!("User '{user}' has no connection."),
+                )
+            };
+            check(
+                shared,
+                &hub,
+                ExistsQuery::User(UserId::from(user.as_str())),
+                err,
+            )
+            .await
+        }
+        Op::GroupExists(group) => {
+            let err = || {
+                ApiError::not_found(
+                    "Warning.Group.NotExisted",
+                    format!("Group '{group}' has no connection."),
+                )
+            };
+            check(
+                shared,
+                &hub,
+                ExistsQuery::Group(GroupName::from(group.as_str())),
+                err,
+            )
+            .await
+        }
+        Op::UserInGroup { user, group } => {
+            let q = ExistsQuery::UserInGroup(
+                UserId::from(user.as_str()),
+                GroupName::from(group.as_str()),
+            );
+            let err = || {
+                ApiError::not_found(
+                    "Info.User.NotInGroup",
+                    format!("User '{user}' is not in group '{group}'."),
+                )
+            };
+            check(shared, &hub, q, err).await
+        }
+
+        Op::AddConnectionToGroup { group, id } => {
+            let added = match shared.hubs.get(&hub) {
+                Some(h) => h
+                    .add_to_group(ConnectionId::from(id.as_str()), GroupName::from(group))
+                    .await
+                    .map_err(|e| gone(shared, e))?,
+                None => false,
+            };
+            if added {
+                Ok(HttpResponse::Ok().finish())
+            } else {
+                Err(connection_missing("Error.Connection.NotExisted", &id))
+            }
+        }
+        Op::RemoveConnectionFromGroup { group, id } => {
+            let existed = match shared.hubs.get(&hub) {
+                Some(h) => h
+                    .remove_from_group(ConnectionId::from(id.as_str()), GroupName::from(group))
+                    .await
+                    .map_err(|e| gone(shared, e))?,
+                None => false,
+            };
+            if existed {
+                Ok(HttpResponse::Ok().finish())
+            } else {
+                Err(connection_missing("Error.Connection.NotExisted", &id))
+            }
+        }
+        Op::RemoveConnectionFromAllGroups(id) => {
+            if let Some(h) = shared.hubs.get(&hub) {
+                // Leaving every group is idempotent: a missing connection is in none.
+                let _existed = h
+                    .remove_from_all_groups(ConnectionId::from(id.as_str()))
+                    .await
+                    .map_err(|e| gone(shared, e))?;
+            }
+            Ok(HttpResponse::Ok().finish())
+        }
+
+        Op::AddUserToGroup { user, group } => {
+            let ttl = parse_ttl(query.first("ttl"))?;
+            shared
+                .hubs
+                .get_or_create(&hub)
+                .add_user_to_group(UserId::from(user), GroupName::from(group), ttl)
+                .await
+                .map_err(|e| gone(shared, e))?;
+            Ok(if v1 {
+                HttpResponse::Accepted().finish()
+            } else {
+                HttpResponse::Ok().finish()
+            })
+        }
+        Op::RemoveUserFromGroup { user, group } => {
+            if let Some(h) = shared.hubs.get(&hub) {
+                h.remove_user_from_group(UserId::from(user), GroupName::from(group))
+                    .await
+                    .map_err(|e| gone(shared, e))?;
+            }
+            Ok(if v1 {
+                HttpResponse::Accepted().finish()
+            } else {
+                HttpResponse::NoContent().finish()
+            })
+        }
+        Op::RemoveUserFromAllGroups(user) => {
+            if let Some(h) = shared.hubs.get(&hub) {
+                h.remove_user_from_all_groups(UserId::from(user))
+                    .await
+                    .map_err(|e| gone(shared, e))?;
+            }
+            Ok(if v1 {
+                HttpResponse::Ok().finish()
+            } else {
+                HttpResponse::NoContent().finish()
+            })
+        }
+
+        Op::ListGroupConnections(group) => {
+            list_group_connections(req, shared, &hub, group, &query).await
+        }
+        Op::GenerateToken => generate_token(shared, &hub, &query),
+    }
+}
+
+/// Validate the token: Bearer header only, audience = the request path.
+fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), ApiError> {
+    let Some(token) = bearer_token(req, false) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Error.Unauthorized",
+            "Unauthorized: no access token was provided; REST calls need 'Authorization: Bearer <token>'.",
+        ));
+    };
+    shared.keys.validate(
+        &token,
+        Audience::Rest { path: req.path() },
+        shared.config.limits.token_clock_skew_secs,
+    )?;
+    Ok(())
+}
+
+/// The hub name the operation applies to: `<app lower>_<hub lower>` with an application.
+fn effective_hub(hub: &str, application: Option<&str>) -> Result<String, ApiError> {
+    validate_hub_name(hub).map_err(ApiError::bad_request)?;
+    match application.filter(|a| !a.is_empty()) {
+        None => Ok(hub.to_owned()),
+        Some(app) => {
+            validate_hub_name(app).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid application name '{app}': it must start with a letter and contain at most 128 letters, digits or the characters _`,.[]"
+                ))
+            })?;
+            Ok(format!(
+                "{}_{}",
+                app.to_ascii_lowercase(),
+                hub.to_ascii_lowercase()
+            ))
+        }
+    }
+}
+
+fn validate_op(op: &Op) -> Result<(), ApiError> {
+    let group = |g: &str| validate_group_name(g).map_err(ApiError::bad_request);
+    let user = |u: &str| validate_user_id(u).map_err(ApiError::bad_request);
+    let conn = |c: &str| {
+        if c.is_empty() {
+            Err(ApiError::bad_request(
+                "Invalid connection id: it must not be empty.",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match op {
+        Op::Health | Op::Unsupported(_) | Op::Broadcast | Op::CloseAll | Op::GenerateToken => {
+            Ok(())
+        }
+        Op::SendUser(u) | Op::CloseUser(u) | Op::UserExists(u) | Op::RemoveUserFromAllGroups(u) => {
+            user(u)
+        }
+        Op::SendGroup(g) | Op::CloseGroup(g) | Op::GroupExists(g) | Op::ListGroupConnections(g) => {
+            group(g)
+        }
+        Op::SendConnection(c)
+        | Op::CloseConnection(c)
+        | Op::ConnectionExists(c)
+        | Op::RemoveConnectionFromAllGroups(c) => conn(c),
+        Op::UserInGroup { user: u, group: g }
+        | Op::AddUserToGroup { user: u, group: g }
+        | Op::RemoveUserFromGroup { user: u, group: g } => {
+            user(u)?;
+            group(g)
+        }
+        Op::AddConnectionToGroup { group: g, id }
+        | Op::RemoveConnectionFromGroup { group: g, id } => {
+            group(g)?;
+            conn(id)
+        }
+    }
+}
+
+/// An existence check: 200, or 404 with the error `missing` makes.
+async fn check(
+    shared: &Shared,
+    hub: &str,
+    query: ExistsQuery,
+    missing: impl FnOnce() -> ApiError,
+) -> Result<HttpResponse, ApiError> {
+    let exists = match shared.hubs.get(hub) {
+        Some(h) => h.exists(query).await.map_err(|e| gone(shared, e))?,
+        None => false,
+    };
+    if exists {
+        Ok(HttpResponse::Ok().finish())
+    } else {
+        Err(missing())
+    }
+}
+
+async fn close_many(
+    shared: &Shared,
+    hub: &str,
+    scope: Scope,
+    query: &Query,
+) -> Result<HttpResponse, ApiError> {
+    let reason = query
+        .first("reason")
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    if let Some(h) = shared.hubs.get(hub) {
+        h.close_connections(scope, query.excluded(), reason)
+            .await
+            .map_err(|e| gone(shared, e))?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn generate_token(shared: &Shared, hub: &str, query: &Query) -> Result<HttpResponse, ApiError> {
+    let user = query.first("userId").filter(|u| !u.is_empty());
+    if let Some(u) = user {
+        validate_user_id(u).map_err(ApiError::bad_request)?;
+    }
+    let minutes = match query.first("minutesToExpire").filter(|m| !m.is_empty()) {
+        None => 60,
+        Some(m) => match m.trim().parse::<u64>() {
+            Ok(n) if (1..=MAX_TOKEN_MINUTES).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid minutesToExpire '{m}': it must be an integer from 1 to {MAX_TOKEN_MINUTES}."
+                )));
+            }
+        },
+    };
+    let token = client_token(shared, hub, user, Duration::from_secs(minutes * 60));
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "token": token }),
+    ))
+}
+
+async fn list_group_connections(
+    req: &HttpRequest,
+    shared: &Shared,
+    hub: &str,
+    group: String,
+    query: &Query,
+) -> Result<HttpResponse, ApiError> {
+    let page_size = match query.first("maxpagesize").filter(|v| !v.is_empty()) {
+        None => MAX_PAGE_SIZE,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid maxpagesize '{v}': it must be an integer from 1 to {MAX_PAGE_SIZE}."
+                )));
+            }
+        },
+    };
+    let top = match query.first("top").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid top '{v}': it must be a positive integer."
+                )));
+            }
+        },
+    };
+    let after =
+        match query.first("continuationToken").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(t) => Some(decode_continuation(t).ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid continuationToken '{t}'."))
+            })?),
+        };
+
+    let members = match shared.hubs.get(hub) {
+        Some(h) => h
+            .group_connections(GroupName::from(group))
+            .await
+            .map_err(|e| gone(shared, e))?,
+        None => Vec::new(),
+    };
+    let start = match &after {
+        Some(last) => members.partition_point(|m| m.connection_id.as_str() <= last.as_str()),
+        None => 0,
+    };
+    let limit = top.map_or(page_size, |t| t.min(page_size));
+    let end = members.len().min(start + limit);
+    let page = &members[start..end];
+    let remaining_top = top.map(|t| t - page.len());
+    let more = end < members.len() && remaining_top != Some(0);
+
+    let value: Vec<serde_json::Value> = page
+        .iter()
+        .map(|m| {
+            let mut item = serde_json::Map::new();
+            item.insert("connectionId".into(), m.connection_id.as_str().into());
+            if let Some(u) = &m.user_id {
+                item.insert("userId".into(), u.as_str().into());
+            }
+            serde_json::Value::Object(item)
+        })
+        .collect();
+    let mut body = serde_json::Map::new();
+    body.insert("value".into(), value.into());
+    if more && let Some(last) = page.last() {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for name in ["application", "api-version"] {
+            if let Some(v) = query.first(name) {
+                q.append_pair(name, v);
+            }
+        }
+        q.append_pair("maxpagesize", &page_size.to_string());
+        if let Some(t) = remaining_top {
+            q.append_pair("top", &t.to_string());
+        }
+        q.append_pair(
+            "continuationToken",
+            &URL_SAFE_NO_PAD.encode(last.connection_id.as_str()),
+        );
+        let link = format!("{}{}?{}", shared.public_endpoint, req.path(), q.finish());
+        body.insert("nextLink".into(), link.into());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::Value::Object(body),
+    ))
+}
+
+fn decode_continuation(token: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+fn parse_ttl(ttl: Option<&str>) -> Result<MembershipTtl, ApiError> {
+    match ttl.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(MembershipTtl::Unlimited),
+        Some(t) => match t.parse::<u64>() {
+            Ok(0) => Ok(MembershipTtl::CurrentConnectionsOnly),
+            Ok(n) => Ok(MembershipTtl::For(Duration::from_secs(n))),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "Invalid ttl '{t}': it must be a non-negative integer number of seconds."
+            ))),
+        },
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .body(body.to_string())
+}
+
+fn gone(shared: &Shared, e: HubGone) -> ApiError {
+    Metrics::inc(&shared.metrics.hub_unavailable);
+    ApiError::from(e)
+}
+
+fn connection_missing(code: &str, id: &str) -> ApiError {
+    ApiError::not_found(code, format!("Connection '{id}' does not exist."))
+}
+
+fn not_implemented(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "Error.NotImplemented",
+        format!("{what} is not supported yet by Switchboard."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_values() {
+        assert_eq!(parse_ttl(None).unwrap(), MembershipTtl::Unlimited);
+        assert_eq!(parse_ttl(Some("")).unwrap(), MembershipTtl::Unlimited);
+        assert_eq!(
+            parse_ttl(Some("0")).unwrap(),
+            MembershipTtl::CurrentConnectionsOnly
+        );
+        assert_eq!(
+            parse_ttl(Some("30")).unwrap(),
+            MembershipTtl::For(Duration::from_secs(30))
+        );
+        assert!(parse_ttl(Some("-1")).is_err());
+        assert!(parse_ttl(Some("1.5")).is_err());
+        assert!(parse_ttl(Some("abc")).is_err());
+    }
+
+    #[test]
+    fn effective_hub_names() {
+        assert_eq!(effective_hub("Chat", None).unwrap(), "Chat");
+        assert_eq!(effective_hub("Chat", Some("")).unwrap(), "Chat");
+        assert_eq!(effective_hub("Chat", Some("MyApp")).unwrap(), "myapp_chat");
+        assert!(effective_hub("1chat", None).is_err());
+        assert!(effective_hub("chat", Some("my-app")).is_err());
+    }
+
+    #[test]
+    fn continuation_tokens_roundtrip() {
+        let t = URL_SAFE_NO_PAD.encode("abc_-Z");
+        assert_eq!(decode_continuation(&t).as_deref(), Some("abc_-Z"));
+        assert_eq!(decode_continuation("!!"), None);
+    }
+}
