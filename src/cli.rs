@@ -46,10 +46,10 @@ struct ServeArgs {
     config: ConfigArg,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     /// Service mode: default, serverless or classic [default: default].
     #[arg(long, env = "SWITCHBOARD_MODE")]
-    mode: Option<ServiceMode>,
+    mode: Option<String>,
     /// Access key; give it twice for primary and secondary (env: comma-separated).
     #[arg(
         long = "access-key",
@@ -78,6 +78,10 @@ struct TokenArgs {
     /// Lifetime, e.g. 1h, 30m, 90s.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     ttl: Duration,
+    /// Print a REST API token for the hub (audience `<endpoint>/api/hubs/<hub>`, which covers
+    /// every REST operation on that hub) instead of a client token.
+    #[arg(long)]
+    rest: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -104,11 +108,18 @@ impl ServeArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(listen) = self.listen {
-            config.listen = listen;
+        // Parsed here rather than by clap so that a bad value is one line naming the key.
+        if let Some(listen) = &self.listen {
+            config.listen = listen.parse::<SocketAddr>().map_err(|_| ConfigError {
+                key: "listen".into(),
+                message: format!("'{listen}' is not an address like 127.0.0.1:8080"),
+            })?;
         }
-        if let Some(mode) = self.mode {
-            config.mode = mode;
+        if let Some(mode) = &self.mode {
+            config.mode = mode.parse::<ServiceMode>().map_err(|message| ConfigError {
+                key: "mode".into(),
+                message,
+            })?;
         }
         if !self.access_keys.is_empty() {
             config.access_keys = self.access_keys.clone();
@@ -180,19 +191,29 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
     }
     let keys = switchboard::auth::AccessKeys::new(config.access_keys.clone());
     let endpoint = config.public_endpoint_or(config.listen);
-    let aud = format!(
-        "{}/client/?hub={}",
-        switchboard::switchboard::audience_base(&endpoint),
-        args.hub
-    );
+    let base = switchboard::switchboard::audience_base(&endpoint);
     let claims: Vec<(&str, &str)> = args
         .user
         .as_deref()
         .map(|u| vec![("nameid", u)])
         .unwrap_or_default();
-    let token = keys.mint(&aud, args.ttl.as_secs(), &claims);
-    println!("URL: {endpoint}/client/?hub={}", args.hub);
-    println!("Token: {token}");
+    if args.rest {
+        let token = keys.mint(
+            &format!("{base}/api/hubs/{}", args.hub),
+            args.ttl.as_secs(),
+            &claims,
+        );
+        println!("URL: {endpoint}/api/hubs/{}", args.hub);
+        println!("Token: {token}");
+    } else {
+        let token = keys.mint(
+            &format!("{base}/client/?hub={}", args.hub),
+            args.ttl.as_secs(),
+            &claims,
+        );
+        println!("URL: {endpoint}/client/?hub={}", args.hub);
+        println!("Token: {token}");
+    }
     0
 }
 

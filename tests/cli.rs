@@ -1,0 +1,162 @@
+//! The `switchboard` binary: configuration errors, `token`, and the start banner.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SWITCHBOARD_CONFIG")
+        .env_remove("SWITCHBOARD_LISTEN")
+        .env_remove("SWITCHBOARD_MODE")
+        .env_remove("SWITCHBOARD_ACCESS_KEY")
+        .output()
+        .unwrap()
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("switchboard-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn bad_configuration_is_one_line_naming_the_key() {
+    let cases = [
+        (
+            "[limits]\nmax_message_size = \"big\"\n",
+            "limits.max_message_size",
+        ),
+        (
+            "[limits]\noutbox_max_bytes = 0\n",
+            "limits.outbox_max_bytes",
+        ),
+        ("mode = \"turbo\"\n", "mode"),
+        ("listen = \"nowhere\"\n", "listen"),
+        ("colour = 3\n", "colour"),
+    ];
+    for (text, key) in cases {
+        let path = temp_file("bad.toml", text);
+        let out = run(&["check-config", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(64), "{text}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    for (flag, value, key) in [
+        ("--mode", "turbo", "mode"),
+        ("--listen", "nowhere", "listen"),
+    ] {
+        let out = run(&["serve", flag, value]);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "{stderr}");
+    }
+    let out = run(&["check-config", "--config", "/nonexistent/switchboard.toml"]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn the_example_config_checks_out() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/switchboard.example.toml");
+    let out = run(&["check-config", "--config", example]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn token_prints_a_url_and_a_valid_client_token() {
+    let out = run(&[
+        "token",
+        "--hub",
+        "chat",
+        "--user",
+        "ann",
+        "--ttl",
+        "10m",
+        "--access-key",
+        "k1",
+        "--listen",
+        "127.0.0.1:9000",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("URL: http://127.0.0.1:9000/client/?hub=chat")
+    );
+    let token = lines.next().unwrap().strip_prefix("Token: ").unwrap();
+    let keys = switchboard::auth::AccessKeys::new(vec!["k1".into()]);
+    let id = keys
+        .validate(
+            token,
+            switchboard::auth::Audience::Client { hub: "chat" },
+            0,
+        )
+        .unwrap();
+    assert_eq!(id.user_id.as_deref(), Some("ann"));
+    assert!(id.expires_at <= switchboard::auth::unix_now() + 600);
+
+    let out = run(&["token", "--hub", "chat", "--rest", "--access-key", "k1"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("Token: ")
+        .unwrap();
+    keys.validate(
+        token,
+        switchboard::auth::Audience::Rest {
+            path: "/api/hubs/chat/:send",
+        },
+        0,
+    )
+    .unwrap();
+    // Without a key there is nothing to sign with.
+    let out = run(&["token", "--hub", "chat"]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn serve_prints_the_address_and_connection_string() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--mode", "serverless"])
+        .env_remove("SWITCHBOARD_ACCESS_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines.next().unwrap().unwrap();
+    let connection = lines.next().unwrap().unwrap();
+    let mode = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let addr = listening.strip_prefix("Listening on http://").unwrap();
+    let port = addr.rsplit(':').next().unwrap();
+    assert_ne!(port, "0");
+    let cs = connection.strip_prefix("Connection string: ").unwrap();
+    assert!(
+        cs.starts_with(&format!("Endpoint=http://127.0.0.1;Port={port};AccessKey=")),
+        "{cs}"
+    );
+    assert!(cs.ends_with(";Version=1.0;"), "{cs}");
+    // A generated key: 32 random bytes in base64.
+    let key = cs
+        .split("AccessKey=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert_eq!(key.len(), 44, "{key}");
+    assert_eq!(mode, "Mode: serverless");
+}
