@@ -616,3 +616,51 @@ async fn metrics_endpoint_renders_counters() {
     assert_eq!(r.status(), 200);
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn keep_alive_pings_and_client_timeout() {
+    let mut c = config(ServiceMode::Serverless);
+    c.limits.keep_alive_interval_secs = 1;
+    c.limits.client_timeout_secs = 3;
+    let (sb, base) = start(c);
+    let (mut ws, _) = connect_json(&base, "chat", None).await;
+    // Idle: the server pings.
+    assert_eq!(next_text(&mut ws).await, "{\"type\":6}\u{1e}");
+    // A client that never pinged is not timed out (ASP.NET Core arms the timeout at the first
+    // Ping); once it pings and falls silent, it is closed with reconnect allowed.
+    ws.send(Message::text("{\"type\":6}\u{1e}")).await.unwrap();
+    let close = loop {
+        let text = next_text(&mut ws).await;
+        if text != "{\"type\":6}\u{1e}" {
+            break text;
+        }
+    };
+    assert_eq!(
+        close,
+        "{\"type\":7,\"error\":\"Connection closed with an error.\",\"allowReconnect\":true}\u{1e}"
+    );
+    assert_eq!(sb.metrics().get(names::client_timeouts), Some(1));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn many_hubs_are_isolated() {
+    let (sb, base) = start(config(ServiceMode::Serverless));
+    let (mut a, _) = connect_json(&base, "alpha", None).await;
+    let (mut b, _) = connect_json(&base, "beta", None).await;
+    assert_eq!(
+        rest_broadcast(&base, "alpha", json!(["to alpha"])).await,
+        202
+    );
+    assert_eq!(rest_broadcast(&base, "beta", json!(["to beta"])).await, 202);
+    let (mut pa, mut pb) = (Vec::new(), Vec::new());
+    assert_eq!(
+        next_json(&mut a, &mut pa).await["arguments"],
+        json!(["to alpha"])
+    );
+    assert_eq!(
+        next_json(&mut b, &mut pb).await["arguments"],
+        json!(["to beta"])
+    );
+    sb.stop().await;
+}

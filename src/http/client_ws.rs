@@ -11,8 +11,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::negotiate::hub_param;
-use super::{ApiError, bearer_token, query_value};
-use crate::auth::{Audience, AuthError};
+use super::{ApiError, authenticate_client, query_value};
 use crate::conn::ConnectionId;
 use crate::conn::client::{self, ClientContext};
 use crate::switchboard::Shared;
@@ -81,21 +80,7 @@ async fn connect(
     }
 
     let hub = hub_param(&req)?;
-    let token = bearer_token(&req, true).ok_or_else(|| {
-        Metrics::inc(&shared.metrics.auth_failures);
-        ApiError::from(AuthError::Missing)
-    })?;
-    let identity = shared
-        .keys
-        .validate(
-            &token,
-            Audience::Client { hub: &hub },
-            shared.config.limits.token_clock_skew_secs,
-        )
-        .map_err(|e| {
-            Metrics::inc(&shared.metrics.auth_failures);
-            ApiError::from(e)
-        })?;
+    let identity = authenticate_client(&req, &shared, &hub)?;
 
     let connection_id = match id {
         Some(token) => match shared.pending.take(&token) {

@@ -24,6 +24,9 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use self::error::ApiError;
+use crate::auth::{Audience, AuthError, Identity};
+use crate::switchboard::Shared;
+use crate::telemetry::Metrics;
 
 /// Register every route (the `App::configure` callback).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -132,4 +135,25 @@ pub fn query_value(req: &HttpRequest, name: &str) -> Option<String> {
     form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.into_owned())
+}
+
+/// Validate the client token of a negotiate or transport request for `hub` (header first, then
+/// the `access_token` query); failures are counted and answered 401.
+pub fn authenticate_client(
+    req: &HttpRequest,
+    shared: &Shared,
+    hub: &str,
+) -> Result<Identity, ApiError> {
+    let result = match bearer_token(req, true) {
+        None => Err(AuthError::Missing),
+        Some(token) => shared.keys.validate(
+            &token,
+            Audience::Client { hub },
+            shared.config.limits.token_clock_skew_secs,
+        ),
+    };
+    result.map_err(|e| {
+        Metrics::inc(&shared.metrics.auth_failures);
+        ApiError::from(e)
+    })
 }

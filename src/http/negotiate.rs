@@ -9,8 +9,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{ApiError, bearer_token, query_value};
-use crate::auth::Audience;
+use super::{ApiError, authenticate_client, query_value};
 use crate::conn::{ConnectionId, random_token};
 use crate::hub::validate_hub_name;
 use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_response};
@@ -55,21 +54,7 @@ pub(crate) fn hub_param(req: &HttpRequest) -> Result<String, ApiError> {
 
 async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, ApiError> {
     let hub = hub_param(&req)?;
-    let token = bearer_token(&req, true).ok_or_else(|| {
-        Metrics::inc(&shared.metrics.auth_failures);
-        ApiError::from(crate::auth::AuthError::Missing)
-    })?;
-    let identity = shared
-        .keys
-        .validate(
-            &token,
-            Audience::Client { hub: &hub },
-            shared.config.limits.token_clock_skew_secs,
-        )
-        .map_err(|e| {
-            Metrics::inc(&shared.metrics.auth_failures);
-            ApiError::from(e)
-        })?;
+    let identity = authenticate_client(&req, &shared, &hub)?;
 
     let version = match query_value(&req, "negotiateVersion") {
         None => 0,
