@@ -109,6 +109,8 @@ pub struct LimitsConfig {
     pub max_message_size: usize,
     /// Largest REST request body, in bytes (Azure: 1 MB).
     pub max_rest_body_size: usize,
+    /// Largest service-protocol frame a hub server may send, in bytes (Azure advises < 16 MB).
+    pub max_server_message_size: usize,
     /// Messages a connection's outbox may hold before the connection is closed as too slow.
     pub outbox_max_messages: usize,
     /// Bytes a connection's outbox may hold before the connection is closed as too slow.
@@ -140,6 +142,7 @@ impl Default for LimitsConfig {
         Self {
             max_message_size: 1024 * 1024,
             max_rest_body_size: 1024 * 1024,
+            max_server_message_size: 16 * 1024 * 1024,
             outbox_max_messages: 4096,
             outbox_max_bytes: 1024 * 1024,
             hub_inbox_capacity: 4096,
@@ -252,9 +255,13 @@ impl Config {
                 ));
             }
         }
-        let positive: [(&str, u64); 12] = [
+        let positive: [(&str, u64); 13] = [
             ("limits.max_message_size", l.max_message_size as u64),
             ("limits.max_rest_body_size", l.max_rest_body_size as u64),
+            (
+                "limits.max_server_message_size",
+                l.max_server_message_size as u64,
+            ),
             ("limits.outbox_max_messages", l.outbox_max_messages as u64),
             ("limits.outbox_max_bytes", l.outbox_max_bytes as u64),
             ("limits.hub_inbox_capacity", l.hub_inbox_capacity as u64),

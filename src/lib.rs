@@ -21,6 +21,8 @@
 //!   [`conn::Outbox`], the only queue between a fan-out and a socket.
 //! - [`http`]: actix-web glue only: negotiate, the client WebSocket endpoint, the REST API,
 //!   health and metrics.
+//! - [`sdk`]: the hub-server SDK — host hubs in a Rust app behind Switchboard or Azure SignalR
+//!   (Default mode server connections, hub methods, client sends, negotiate redirects).
 //! - [`config`]: `switchboard.toml`, environment and flag layering; validation.
 //! - [`telemetry`]: counters (`switchboard_*`) and their Prometheus rendering.
 //! - [`switchboard`](mod@crate::switchboard): the embedding API — [`Switchboard`] builds and starts a broker on a
@@ -42,6 +44,7 @@ pub mod http;
 pub mod hub;
 pub mod protocol;
 pub mod routing;
+pub mod sdk;
 pub mod switchboard;
 pub mod telemetry;
 

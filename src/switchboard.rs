@@ -23,6 +23,7 @@ use parking_lot::RwLock;
 
 use crate::auth::AccessKeys;
 use crate::config::{self, Config, ServiceMode};
+use crate::conn::index::ConnectionIndex;
 use crate::conn::pending::PendingConnections;
 use crate::hub::{HubRegistry, HubSettings};
 use crate::telemetry::Metrics;
@@ -40,11 +41,17 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Negotiated connections waiting for their transport.
     pub pending: PendingConnections,
+    /// Client connections by id.
+    pub connections: ConnectionIndex,
     /// Public base URL (no trailing slash).
     pub public_endpoint: String,
     mode: RwLock<ServiceMode>,
-    connections: AtomicUsize,
+    slots: AtomicUsize,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
+
+/// Close reason sent to clients when the broker stops.
+pub const SHUTDOWN_REASON: &str = "Switchboard is shutting down.";
 
 impl Shared {
     /// The current service mode.
@@ -60,12 +67,12 @@ impl Shared {
     /// Reserve a connection slot; `None` when `limits.max_connections` is reached.
     pub fn try_reserve_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let max = self.config.limits.max_connections;
-        let mut cur = self.connections.load(Ordering::Relaxed);
+        let mut cur = self.slots.load(Ordering::Relaxed);
         loop {
             if cur >= max {
                 return None;
             }
-            match self.connections.compare_exchange_weak(
+            match self.slots.compare_exchange_weak(
                 cur,
                 cur + 1,
                 Ordering::AcqRel,
@@ -77,9 +84,33 @@ impl Shared {
         }
     }
 
+    /// Close every client (with a Close message allowing reconnect) and every hub-server
+    /// connection, for a graceful stop.
+    pub async fn close_all(&self) {
+        let _ = self.shutdown.send(true);
+        for name in self.hubs.names() {
+            if let Some(hub) = self.hubs.get(name.as_str()) {
+                // A hub that is already gone has no connections left to close.
+                let _ = hub
+                    .send(crate::hub::HubCommand::CloseConnections {
+                        scope: crate::hub::Scope::All,
+                        excluded: Vec::new(),
+                        reason: Some(SHUTDOWN_REASON.to_owned()),
+                        reply: tokio::sync::oneshot::channel().0,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// A receiver that turns `true` when the broker is stopping.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     /// Client connections holding a slot now.
     pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+        self.slots.load(Ordering::Relaxed)
     }
 }
 
@@ -89,7 +120,7 @@ pub struct ConnectionSlot(Arc<Shared>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+        self.0.slots.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -139,9 +170,11 @@ impl Switchboard {
                 limits.negotiate_timeout(),
                 limits.max_pending_negotiations,
             ),
+            connections: ConnectionIndex::default(),
             metrics,
             mode: RwLock::new(self.config.mode),
-            connections: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
+            shutdown: tokio::sync::watch::channel(false).0,
             config: self.config,
         });
 
@@ -229,6 +262,7 @@ impl SwitchboardHandle {
     /// Stop accepting, close connections, and wait for the server to finish.
     pub async fn stop(self) {
         self.sweeper.abort();
+        self.shared.close_all().await;
         self.server.stop(true).await;
         // The server's own result only reports what already went wrong while serving.
         let _ = self.join.await;

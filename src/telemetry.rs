@@ -82,6 +82,14 @@ counters! {
     rest_requests => "switchboard_rest_requests_total", "counter", "REST API requests handled.";
     /// REST requests refused with 4xx.
     rest_errors => "switchboard_rest_errors_total", "counter", "REST API requests answered with a 4xx status.";
+    /// Hub-server connections that completed the handshake.
+    server_connections_opened => "switchboard_server_connections_opened_total", "counter", "Hub-server connections that completed the handshake.";
+    /// Hub-server connections open now.
+    server_connections_current => "switchboard_server_connections", "gauge", "Hub-server connections currently open.";
+    /// Hub-server handshakes refused (e.g. in Serverless mode).
+    server_handshakes_failed => "switchboard_server_handshakes_failed_total", "counter", "Hub-server handshakes refused.";
+    /// Answers to a hub server dropped because its outbox was full.
+    server_outbox_full => "switchboard_server_outbox_full_total", "counter", "Frames for a hub server dropped because its outbox was full.";
     /// Hub commands that could not be queued because the hub inbox was closed.
     hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
 }

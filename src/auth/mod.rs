@@ -270,6 +270,24 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// The .NET claim type a hub server expects for a JWT claim name: the inbound mapping ASP.NET
+/// Core applies to tokens (`nameid` → `…/nameidentifier` and so on). Other names pass unchanged.
+pub fn dotnet_claim_type(name: &str) -> &str {
+    match name {
+        "nameid" | "sub" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
+        "unique_name" | "name" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+        "role" | "roles" => "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
+        "email" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+        "given_name" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+        "family_name" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+        "upn" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+        "gender" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/gender",
+        "birthdate" => "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/dateofbirth",
+        "actort" => "http://schemas.xmlsoap.org/ws/2009/09/identity/claims/actor",
+        other => other,
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now()

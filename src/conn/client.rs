@@ -22,13 +22,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::StreamExt;
 
-use super::{CloseRequest, ConnHandle, ConnectionId, Outbox};
-use crate::auth::Identity;
-use crate::hub::{HubHandle, UserId};
+use super::server::ServerConnHandle;
+use super::{CloseRequest, ConnHandle, ConnectionId};
+use crate::auth::{Identity, dotnet_claim_type};
+use crate::hub::actor::SERVER_GONE_ERROR;
+use crate::hub::{AdmitRequest, HubHandle, UserId};
+use crate::protocol::service::{Extensions, ServiceMessage};
 use crate::protocol::{
     self, Close, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake,
 };
-use crate::routing::{self, Admission, ClientRoute, MessageAction};
+use crate::routing::sticky::StickyMode;
+use crate::routing::{self, ClientRoute, MessageAction};
 use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
 
@@ -46,6 +50,10 @@ pub struct ClientContext {
     pub connection_id: ConnectionId,
     /// Who the token spoke for.
     pub identity: Identity,
+    /// The connect request's headers (for the hub server's OpenConnection).
+    pub headers: Vec<(String, Vec<String>)>,
+    /// The connect request's query, with `?` (for the hub server's OpenConnection).
+    pub query: String,
     /// The connection's slot in the process-wide limit, released when the actor ends.
     pub slot: ConnectionSlot,
 }
@@ -56,6 +64,8 @@ enum Exit {
     Gone,
     /// Send this Close message, then close the socket.
     Close(Close),
+    /// Close the socket without a Close message of ours (the hub server sent its own).
+    CloseTransport,
 }
 
 /// Run a client connection until it ends.
@@ -64,23 +74,17 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
     let limits = &shared.config.limits;
     let mut input = BytesMut::new();
 
-    // Phase 1: the handshake.
+    // Phase 1: the handshake request.
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
-    let request = loop {
+    let (request, raw_request) = loop {
         match handshake::parse_request(&input) {
-            Ok(Some((req, consumed))) => {
-                input.advance(consumed);
-                break req;
-            }
+            Ok(Some((req, consumed))) => break (req, input.split_to(consumed).freeze()),
             Ok(None) if input.len() > limits.max_message_size => {
-                return fail_handshake(&shared, session, "Handshake was canceled.", None).await;
+                return fail_handshake(&shared, session, handshake::HANDSHAKE_CANCELED, None).await;
             }
             Ok(None) => {}
             Err(e) => {
-                let text = format!(
-                    "An unexpected error occurred during connection handshake. InvalidDataException: {e}"
-                );
-                return fail_handshake(&shared, session, &text, None).await;
+                return fail_handshake(&shared, session, &e.response_text(true), None).await;
             }
         }
         tokio::select! {
@@ -95,11 +99,11 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
                 Some(Ok(AggregatedMessage::Pong(_))) => {}
                 Some(Ok(AggregatedMessage::Close(_))) | None => return,
                 Some(Err(_)) => {
-                    return fail_handshake(&shared, session, "Handshake was canceled.", None).await;
+                    return fail_handshake(&shared, session, handshake::HANDSHAKE_CANCELED, None).await;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                return fail_handshake(&shared, session, "Handshake was canceled.", None).await;
+                return fail_handshake(&shared, session, handshake::HANDSHAKE_CANCELED, None).await;
             }
         }
     };
@@ -112,59 +116,132 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
             return fail_handshake(&shared, session, &text, frame_kind).await;
         }
     };
-    let route = match routing::admit_client(shared.mode(), false, false) {
-        Admission::Accept(route) => route,
-        Admission::Reject(text) => {
-            return fail_handshake(&shared, session, &text, Some(protocol)).await;
-        }
-    };
-    if write_frame(
-        &mut session,
-        protocol,
-        Bytes::from_static(handshake::RESPONSE_OK),
-        &shared,
-    )
-    .await
-    .is_err()
-    {
-        return;
-    }
 
-    // Phase 2: registered with the hub, serving messages.
-    let conn = ConnHandle::new(
-        ctx.connection_id.clone(),
-        ctx.identity.user_id.as_deref().map(UserId::from),
+    // Admission: the hub decides the route in the current mode and registers the client.
+    let admit = AdmitRequest {
+        id: ctx.connection_id.clone(),
+        user: ctx.identity.user_id.as_deref().map(UserId::from),
         protocol,
-        Outbox::new(limits.outbox_max_messages, limits.outbox_max_bytes),
-    );
-    if ctx.hub.connect(conn.clone()).await.is_err() {
-        return;
-    }
+        outbox_max_messages: limits.outbox_max_messages,
+        outbox_max_bytes: limits.outbox_max_bytes,
+        mode: shared.mode(),
+        sticky_server: ctx.identity.claim("asrs.s.sn").map(str::to_owned),
+        sticky_mode: StickyMode::from_claim(ctx.identity.claim("asrs.s.ssticky")),
+    };
+    let (conn, route) = match ctx.hub.admit(admit).await {
+        Ok(Ok(admitted)) => admitted,
+        Ok(Err(text)) => return fail_handshake(&shared, session, &text, Some(protocol)).await,
+        Err(_) => return,
+    };
+    shared.connections.insert(conn.clone());
     Metrics::inc(&shared.metrics.connections_opened);
     Metrics::inc(&shared.metrics.connections_current);
-    tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), "client connected");
+    tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");
 
-    let mut actor = Actor {
-        shared: &shared,
-        hub_name: ctx.hub.name().as_str(),
-        conn: &conn,
-        protocol,
-        route,
-        last_sent: Instant::now(),
-        last_received: Instant::now(),
-        timeout_armed: false,
+    let exit = match (route, conn.server().cloned()) {
+        (ClientRoute::ToServer, Some(server)) => {
+            // The hub server answers the handshake: announce the client, then hand over every
+            // byte it sent, starting with the handshake request.
+            let open = ServiceMessage::OpenConnection {
+                connection_id: ctx.connection_id.as_str().to_owned(),
+                claims: ctx
+                    .identity
+                    .claims
+                    .iter()
+                    .map(|(k, v)| (dotnet_claim_type(k).to_owned(), v.clone()))
+                    .collect(),
+                headers: ctx.headers.clone(),
+                query_string: Some(ctx.query.clone()),
+                extensions: Extensions {
+                    protocol: Some(protocol.name().to_owned()),
+                    ..Extensions::default()
+                },
+            };
+            let mut ok = server.send(&open).await.is_ok()
+                && server
+                    .send_data(&ctx.connection_id, raw_request)
+                    .await
+                    .is_ok();
+            if ok && !input.is_empty() {
+                ok = server
+                    .send_data(&ctx.connection_id, input.split().freeze())
+                    .await
+                    .is_ok();
+            }
+            if ok {
+                let mut relay = Relay {
+                    shared: &shared,
+                    conn: &conn,
+                    server: &server,
+                    protocol,
+                };
+                relay.serve(&mut session, &mut stream).await
+            } else {
+                Exit::Close(Close {
+                    error: Some(SERVER_GONE_ERROR.to_owned()),
+                    allow_reconnect: true,
+                })
+            }
+        }
+        _ => {
+            if write_frame(
+                &mut session,
+                protocol,
+                Bytes::from_static(handshake::RESPONSE_OK),
+                &shared,
+            )
+            .await
+            .is_err()
+            {
+                Exit::Gone
+            } else {
+                let mut actor = Actor {
+                    shared: &shared,
+                    hub_name: ctx.hub.name().as_str(),
+                    conn: &conn,
+                    protocol,
+                    route,
+                    last_sent: Instant::now(),
+                    last_received: Instant::now(),
+                    timeout_armed: false,
+                };
+                actor.serve(&mut session, &mut stream, input).await
+            }
+        }
     };
-    let exit = actor.serve(&mut session, &mut stream, input).await;
 
+    // The single cleanup every path reaches.
+    shared.connections.remove(&ctx.connection_id);
     ctx.hub.disconnect(ctx.connection_id.clone()).await;
+    if let Some(server) = conn.server() {
+        let error = match &exit {
+            Exit::Close(c) => c.error.clone(),
+            _ => None,
+        };
+        // A server that is gone already knows.
+        let _ = server
+            .send(&ServiceMessage::CloseConnection {
+                connection_id: ctx.connection_id.as_str().to_owned(),
+                error_message: error,
+                headers: Vec::new(),
+                extensions: Extensions::default(),
+            })
+            .await;
+    }
     Metrics::inc(&shared.metrics.connections_closed);
     Metrics::dec(&shared.metrics.connections_current);
-    if let Exit::Close(close) = exit {
-        if let Ok(frame) = protocol.encode(&HubMessage::Close(close)) {
-            // The client may already be gone; the socket is closed below either way.
-            let _ = write_frame(&mut session, protocol, frame, &shared).await;
+    match exit {
+        Exit::Close(close) => {
+            if let Ok(frame) = protocol.encode(&HubMessage::Close(close)) {
+                // The client may already be gone; the socket is closed below either way.
+                let _ = write_frame(&mut session, protocol, frame, &shared).await;
+            }
+            let _ = session.close(Some(CloseCode::Normal.into())).await;
         }
-        let _ = session.close(Some(CloseCode::Normal.into())).await;
+        Exit::CloseTransport => {
+            let _ = session.close(Some(CloseCode::Normal.into())).await;
+        }
+        Exit::Gone => {}
     }
     tracing::debug!(connection = %ctx.connection_id, "client disconnected");
     drop(ctx.slot);
@@ -243,24 +320,10 @@ impl Actor<'_> {
             tokio::select! {
                 biased;
                 _ = self.conn.outbox().ready() => {
-                    let mut single = None;
-                    let drained = self.conn.outbox().drain_into(&mut out, &mut single);
-                    let frame = match single {
-                        Some(f) => Some(f),
-                        None if !out.is_empty() => Some(out.split().freeze()),
-                        None => None,
-                    };
-                    if let Some(frame) = frame {
-                        if write_frame(session, self.protocol, frame, self.shared).await.is_err() {
-                            return Exit::Gone;
-                        }
-                        self.last_sent = Instant::now();
-                    }
-                    if out.capacity() > RETAINED_INPUT_CAPACITY {
-                        out = BytesMut::new();
-                    }
-                    if let Some(CloseRequest { error, allow_reconnect, .. }) = drained.close {
-                        return Exit::Close(Close { error, allow_reconnect });
+                    match flush_outbox(session, self.conn, self.protocol, self.shared, &mut out).await {
+                        Ok(None) => self.last_sent = Instant::now(),
+                        Ok(Some(exit)) => return exit,
+                        Err(()) => return Exit::Gone,
                     }
                 }
                 frame = stream.next() => {
@@ -275,17 +338,7 @@ impl Actor<'_> {
                         }
                         Some(Ok(AggregatedMessage::Pong(_))) => continue,
                         Some(Ok(AggregatedMessage::Close(_))) | None => return Exit::Gone,
-                        Some(Err(e)) => {
-                            Metrics::inc(&self.shared.metrics.protocol_errors);
-                            let detail = match e {
-                                actix_http::ws::ProtocolError::Overflow => format!(
-                                    "The maximum message size of {}B was exceeded.",
-                                    limits.max_message_size
-                                ),
-                                other => format!("WebSocket protocol error: {other}"),
-                            };
-                            return Exit::Close(error_close(&detail));
-                        }
+                        Some(Err(e)) => return self.shared.frame_error_exit(&e),
                     }
                     self.last_received = Instant::now();
                     if let Some(exit) = self.process_input(&mut input) {
@@ -350,7 +403,8 @@ impl Actor<'_> {
         match routing::route_client_message(self.route, self.hub_name, &msg) {
             MessageAction::Liveness => None,
             MessageAction::EndConnection => Some(Exit::Gone),
-            MessageAction::Drop => {
+            // This actor serves clients without a hub server; a routed client is a `Relay`.
+            MessageAction::Drop | MessageAction::ToServer => {
                 Metrics::inc(&self.shared.metrics.messages_dropped_no_route);
                 None
             }
@@ -379,6 +433,113 @@ impl Actor<'_> {
                 allow_reconnect: false,
             })),
         }
+    }
+}
+
+/// The exit a close request asks for.
+fn exit_for(close: CloseRequest) -> Exit {
+    if close.send_close_message {
+        Exit::Close(Close {
+            error: close.error,
+            allow_reconnect: close.allow_reconnect,
+        })
+    } else {
+        Exit::CloseTransport
+    }
+}
+
+/// Write everything queued in the outbox as one frame; `Some(exit)` when the connection ends.
+async fn flush_outbox(
+    session: &mut Session,
+    conn: &ConnHandle,
+    protocol: HubProtocol,
+    shared: &Shared,
+    out: &mut BytesMut,
+) -> Result<Option<Exit>, ()> {
+    let mut single = None;
+    let drained = conn.outbox().drain_into(out, &mut single);
+    let frame = match single {
+        Some(f) => Some(f),
+        None if !out.is_empty() => Some(out.split().freeze()),
+        None => None,
+    };
+    if let Some(frame) = frame {
+        write_frame(session, protocol, frame, shared).await?;
+    }
+    if out.capacity() > RETAINED_INPUT_CAPACITY {
+        *out = BytesMut::new();
+    }
+    Ok(drained.close.map(exit_for))
+}
+
+/// A client routed to a hub server: a byte relay in both directions. The hub server answers the
+/// handshake, sends the keep-alive pings and times the client out, so this side parses nothing.
+struct Relay<'a> {
+    shared: &'a Shared,
+    conn: &'a ConnHandle,
+    server: &'a ServerConnHandle,
+    protocol: HubProtocol,
+}
+
+impl Relay<'_> {
+    async fn serve(&mut self, session: &mut Session, stream: &mut AggregatedMessageStream) -> Exit {
+        let mut out = BytesMut::new();
+        let mut received = 0u64;
+        let exit = loop {
+            tokio::select! {
+                biased;
+                _ = self.conn.outbox().ready() => {
+                    match flush_outbox(session, self.conn, self.protocol, self.shared, &mut out).await {
+                        Ok(None) => {}
+                        Ok(Some(exit)) => break exit,
+                        Err(()) => break Exit::Gone,
+                    }
+                }
+                frame = stream.next() => {
+                    let bytes = match frame {
+                        Some(Ok(AggregatedMessage::Text(t))) => t.into_bytes(),
+                        Some(Ok(AggregatedMessage::Binary(b))) => b,
+                        Some(Ok(AggregatedMessage::Ping(p))) => {
+                            if session.pong(&p).await.is_err() {
+                                break Exit::Gone;
+                            }
+                            continue;
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => continue,
+                        Some(Ok(AggregatedMessage::Close(_))) | None => break Exit::Gone,
+                        Some(Err(e)) => break self.shared.frame_error_exit(&e),
+                    };
+                    received += 1;
+                    // Waiting here is the backpressure from a slow hub server.
+                    if self.server.send_data(self.conn.id(), bytes).await.is_err() {
+                        break Exit::Close(Close {
+                            error: Some(SERVER_GONE_ERROR.to_owned()),
+                            allow_reconnect: true,
+                        });
+                    }
+                }
+            }
+        };
+        Metrics::add(&self.shared.metrics.messages_received, received);
+        exit
+    }
+}
+
+impl Shared {
+    /// How a connection ends on a WebSocket read error: a dropped socket is just gone; an
+    /// oversized or malformed frame is a protocol error, answered with a Close and counted.
+    fn frame_error_exit(&self, e: &actix_http::ws::ProtocolError) -> Exit {
+        use actix_http::ws::ProtocolError;
+        let detail = match e {
+            ProtocolError::Io(_) => return Exit::Gone,
+            ProtocolError::Overflow => format!(
+                "The maximum message size of {}B was exceeded.",
+                self.config.limits.max_message_size
+            ),
+            other => format!("WebSocket protocol error: {other}"),
+        };
+        Metrics::inc(&self.metrics.protocol_errors);
+        Exit::Close(error_close(&detail))
     }
 }
 

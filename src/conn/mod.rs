@@ -5,12 +5,15 @@
 //! waiting; only the connection's own task ([`client::run`]) drains it into the socket.
 
 pub mod client;
+pub mod index;
 pub mod outbox;
 pub mod pending;
+pub mod server;
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -76,6 +79,8 @@ struct ConnShared {
     user: Option<UserId>,
     protocol: HubProtocol,
     outbox: Outbox,
+    ready: AtomicBool,
+    server: Option<server::ServerConnHandle>,
 }
 
 /// A cloneable reference to one client connection.
@@ -95,7 +100,44 @@ impl ConnHandle {
             user,
             protocol,
             outbox,
+            ready: AtomicBool::new(true),
+            server: None,
         }))
+    }
+
+    /// A handle for a client routed through hub-server connection `server`. It is not
+    /// [ready](Self::is_ready) until the server's handshake answer has been queued for it.
+    pub fn routed(
+        id: ConnectionId,
+        user: Option<UserId>,
+        protocol: HubProtocol,
+        outbox: Outbox,
+        server: server::ServerConnHandle,
+    ) -> Self {
+        Self(Arc::new(ConnShared {
+            id,
+            user,
+            protocol,
+            outbox,
+            ready: AtomicBool::new(false),
+            server: Some(server),
+        }))
+    }
+
+    /// The hub-server connection this client sticks to (Default mode), if any.
+    pub fn server(&self) -> Option<&server::ServerConnHandle> {
+        self.0.server.as_ref()
+    }
+
+    /// Whether the client completed its handshake and may receive hub messages. Multicast and
+    /// REST sends skip clients that are not ready: nothing may precede the handshake answer.
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Mark the client ready (its handshake answer is queued or written).
+    pub fn mark_ready(&self) {
+        self.0.ready.store(true, Ordering::Release);
     }
 
     /// The connection id.
@@ -125,6 +167,18 @@ impl ConnHandle {
             error,
             allow_reconnect,
             flush: true,
+            send_close_message: true,
+        });
+    }
+
+    /// Close the transport after writing what is queued, without a Close message of ours (the
+    /// hub server already sent its own).
+    pub fn close_transport(&self) {
+        self.0.outbox.request_close(CloseRequest {
+            error: None,
+            allow_reconnect: false,
+            flush: true,
+            send_close_message: false,
         });
     }
 }

@@ -42,6 +42,8 @@ pub struct CloseRequest {
     pub allow_reconnect: bool,
     /// Write the frames queued before the close first (false: discard them).
     pub flush: bool,
+    /// Send a hub Close message before closing the transport.
+    pub send_close_message: bool,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +96,7 @@ impl Outbox {
                 error: Some(OVERFLOW_CLOSE_ERROR.to_owned()),
                 allow_reconnect: true,
                 flush: false,
+                send_close_message: true,
             });
             drop(s);
             self.notify.notify_one();
@@ -221,6 +224,7 @@ mod tests {
             error: Some("bye".into()),
             allow_reconnect: false,
             flush: true,
+            send_close_message: true,
         });
         assert_eq!(o.push(Bytes::from_static(b"y")), Err(PushError::Closed));
         let (mut buf, mut single) = (BytesMut::new(), None);

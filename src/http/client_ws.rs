@@ -111,8 +111,46 @@ async fn connect(
         hub: hub_handle,
         connection_id,
         identity,
+        headers: forwarded_headers(&req),
+        query: forwarded_query(&req),
         slot,
     };
     actix_web::rt::spawn(client::run(ctx, session, stream));
     Ok(response)
+}
+
+/// The connect request's headers as a hub server sees them in OpenConnection: every header but
+/// `Authorization` (the token's claims travel as claims) and the WebSocket handshake's own.
+fn forwarded_headers(req: &HttpRequest) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in req.headers() {
+        let name = name.as_str();
+        if name == "authorization" || name.starts_with("sec-websocket-") {
+            continue;
+        }
+        let Ok(value) = value.to_str() else { continue };
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, values)) => values.push(value.to_owned()),
+            None => out.push((name.to_owned(), vec![value.to_owned()])),
+        }
+    }
+    out
+}
+
+/// The connect request's query (with its leading `?`), without `access_token` and `id`: the
+/// hub server must not see the client's token or connection token.
+fn forwarded_query(req: &HttpRequest) -> String {
+    let kept: Vec<&str> = req
+        .query_string()
+        .split('&')
+        .filter(|p| {
+            let key = p.split('=').next().unwrap_or("");
+            !p.is_empty() && key != "access_token" && key != "id"
+        })
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    }
 }

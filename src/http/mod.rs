@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `POST /client/negotiate?hub=` | [`negotiate`] |
 //! | `GET /client/?hub=&id=` (WebSocket) | [`client_ws`] |
+//! | `GET /server/?hub=&cid=` (WebSocket, hub servers) | [`server_ws`] |
 //! | `/api/...`, `/api/v1/...` | [`rest`] |
 //! | `/api/health`, `/healthz`, `/readyz`, `/metrics` | [`health`] |
 //!
@@ -15,6 +16,7 @@ pub mod error;
 pub mod health;
 pub mod negotiate;
 pub mod rest;
+pub mod server_ws;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -35,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(cors))
             .configure(negotiate::configure)
             .configure(client_ws::configure)
+            .configure(server_ws::configure)
             .configure(health::configure)
             .configure(rest::configure)
             .default_service(web::to(not_found)),

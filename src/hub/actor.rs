@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,10 +15,13 @@ use tokio::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{
-    ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl, Scope,
-    SerializedMessage, UserId,
+    AdmitRequest, ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl,
+    Scope, SerializedMessage, UserId,
 };
-use crate::conn::{ConnHandle, ConnectionId, PushError};
+use crate::conn::server::{ServerConnHandle, ServerConnId};
+use crate::conn::{ConnHandle, ConnectionId, Outbox, PushError};
+use crate::routing::sticky::{self, Candidate, NoServer};
+use crate::routing::{self, Admission, ClientRoute};
 use crate::telemetry::Metrics;
 
 /// How long a membership without ttl is remembered at most (Azure: one year).
@@ -39,6 +43,16 @@ struct Membership {
     unlimited: bool,
 }
 
+/// Close error for clients whose hub server went away (Azure's text is not documented).
+pub const SERVER_GONE_ERROR: &str = "Connection closed with an error. The app server this client was connected to has disconnected.";
+
+#[derive(Debug)]
+struct ServerEntry {
+    handle: ServerConnHandle,
+    clients: usize,
+    shutting_down: bool,
+}
+
 /// Per-fan-out tallies, added to the metrics once.
 #[derive(Default)]
 struct Tally {
@@ -58,6 +72,8 @@ pub struct Hub {
     users: HashMap<UserId, Vec<ConnHandle>>,
     groups: HashMap<GroupName, HashMap<ConnectionId, ConnHandle>>,
     user_groups: HashMap<UserId, HashMap<GroupName, Membership>>,
+    servers: Vec<ServerEntry>,
+    client_count: Arc<AtomicUsize>,
 }
 
 impl Hub {
@@ -67,6 +83,7 @@ impl Hub {
         rx: mpsc::Receiver<HubCommand>,
         settings: HubSettings,
         metrics: Arc<Metrics>,
+        client_count: Arc<AtomicUsize>,
     ) -> Self {
         Self {
             name,
@@ -77,6 +94,8 @@ impl Hub {
             users: HashMap::new(),
             groups: HashMap::new(),
             user_groups: HashMap::new(),
+            servers: Vec::new(),
+            client_count,
         }
     }
 
@@ -107,6 +126,72 @@ impl Hub {
                 // The caller may have given up waiting; the registration stands either way.
                 let _ = reply.send(());
             }
+            HubCommand::Admit { request, reply } => {
+                let result = self.admit(request);
+                if let (Err(_), Ok((conn, _))) = (reply.send(result.clone()), &result) {
+                    // The client went away while waiting: undo the registration.
+                    self.disconnect(&conn.id().clone());
+                }
+            }
+            HubCommand::RegisterServer { server } => {
+                tracing::info!(hub = %self.name, server = server.server_id(), kind = ?server.connection_type(), "hub server connected");
+                self.servers.push(ServerEntry {
+                    handle: server,
+                    clients: 0,
+                    shutting_down: false,
+                });
+            }
+            HubCommand::UnregisterServer { id } => self.unregister_server(id),
+            HubCommand::ShutdownServer { id } => {
+                if let Some(e) = self.servers.iter_mut().find(|e| e.handle.id() == id) {
+                    e.shutting_down = true;
+                }
+            }
+            HubCommand::ServerIds { reply } => {
+                let mut ids: Vec<String> = self
+                    .servers
+                    .iter()
+                    .map(|e| e.handle.server_id().to_owned())
+                    .collect();
+                ids.sort();
+                ids.dedup();
+                let _ = reply.send(ids);
+            }
+            HubCommand::SendToServer {
+                server_id,
+                frame,
+                reply,
+            } => {
+                let found = self
+                    .servers
+                    .iter()
+                    .filter(|e| e.handle.server_id() == server_id)
+                    .any(|e| e.handle.try_send_frame(frame.clone()).is_ok());
+                if let Some(reply) = reply {
+                    let _ = reply.send(found);
+                }
+            }
+            HubCommand::SendUsers { users, msg } => {
+                let mut t = Tally::default();
+                for user in &users {
+                    for conn in self.users.get(user).into_iter().flatten() {
+                        deliver(conn, &msg, &mut t);
+                    }
+                }
+                self.count(t);
+            }
+            HubCommand::SendGroups { groups, msg } => {
+                let mut t = Tally::default();
+                let mut seen = std::collections::HashSet::new();
+                for group in &groups {
+                    for (id, conn) in self.groups.get(group).into_iter().flatten() {
+                        if seen.insert(id.clone()) {
+                            deliver(conn, &msg, &mut t);
+                        }
+                    }
+                }
+                self.count(t);
+            }
             HubCommand::Disconnect { id } => self.disconnect(&id),
             HubCommand::SendAll { msg, excluded } => {
                 let mut t = Tally::default();
@@ -135,10 +220,13 @@ impl Hub {
                 group,
                 msg,
                 excluded,
+                excluded_users,
             } => {
                 let mut t = Tally::default();
                 for (id, conn) in self.groups.get(&group).into_iter().flatten() {
-                    if !excluded.contains(id) {
+                    let user_excluded = !excluded_users.is_empty()
+                        && conn.user().is_some_and(|u| excluded_users.contains(u));
+                    if !excluded.contains(id) && !user_excluded {
                         deliver(conn, &msg, &mut t);
                     }
                 }
@@ -255,15 +343,67 @@ impl Hub {
         Metrics::add(&self.metrics.outbox_dropped, t.dropped + t.overflowed);
     }
 
+    /// Decide a client's route, build its handle and register it.
+    fn admit(&mut self, r: AdmitRequest) -> Result<(ConnHandle, ClientRoute), String> {
+        let candidates: Vec<Candidate<'_>> = self
+            .servers
+            .iter()
+            .map(|e| Candidate {
+                server_id: e.handle.server_id(),
+                clients: e.clients,
+                routable: e.handle.connection_type().carries_clients() && !e.shutting_down,
+            })
+            .collect();
+        let any_routable = candidates.iter().any(|c| c.routable);
+        let route = match routing::admit_client(r.mode, any_routable, false) {
+            Admission::Accept(route) => route,
+            Admission::Reject(text) => return Err(text),
+        };
+        let outbox = Outbox::new(r.outbox_max_messages, r.outbox_max_bytes);
+        let conn = match route {
+            ClientRoute::ToServer => {
+                let index = sticky::choose_server(&candidates, r.sticky_server.as_deref(), r.sticky_mode)
+                    .map_err(|e| match e {
+                        NoServer::NoneConnected => routing::NO_SERVER_DEFAULT_MODE.to_owned(),
+                        NoServer::RequiredServerMissing(name) => format!(
+                            "The app server '{name}' this client negotiated with is not connected, and the client requires it (sticky mode Required)."
+                        ),
+                    })?;
+                let entry = &mut self.servers[index];
+                entry.clients += 1;
+                ConnHandle::routed(r.id, r.user, r.protocol, outbox, entry.handle.clone())
+            }
+            _ => ConnHandle::new(r.id, r.user, r.protocol, outbox),
+        };
+        self.connect(conn.clone());
+        Ok((conn, route))
+    }
+
+    fn unregister_server(&mut self, id: ServerConnId) {
+        let Some(pos) = self.servers.iter().position(|e| e.handle.id() == id) else {
+            return;
+        };
+        let entry = self.servers.remove(pos);
+        tracing::info!(hub = %self.name, server = entry.handle.server_id(), clients = entry.clients, "hub server disconnected");
+        for e in self.connections.values() {
+            if e.conn.server().is_some_and(|s| s.id() == id) {
+                e.conn.close(Some(SERVER_GONE_ERROR.to_owned()), true);
+            }
+        }
+    }
+
     fn connect(&mut self, conn: ConnHandle) {
         let id = conn.id().clone();
-        self.connections.insert(
+        let previous = self.connections.insert(
             id.clone(),
             Entry {
                 conn: conn.clone(),
                 groups: Vec::new(),
             },
         );
+        if previous.is_none() {
+            self.client_count.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(user) = conn.user().cloned() {
             self.users.entry(user.clone()).or_default().push(conn);
             let now = Instant::now();
@@ -285,6 +425,15 @@ impl Hub {
         let Some(entry) = self.connections.remove(id) else {
             return;
         };
+        self.client_count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(server) = entry.conn.server()
+            && let Some(e) = self
+                .servers
+                .iter_mut()
+                .find(|e| e.handle.id() == server.id())
+        {
+            e.clients = e.clients.saturating_sub(1);
+        }
         for g in &entry.groups {
             self.remove_group_member(g, id);
         }
@@ -431,6 +580,10 @@ impl Hub {
 
 #[inline]
 fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally) {
+    if !conn.is_ready() {
+        // Nothing may reach a client before its handshake answer.
+        return;
+    }
     match msg.bytes_for(conn.protocol()) {
         Some(bytes) => match conn.outbox().push(bytes.clone()) {
             Ok(()) => t.delivered += 1,

@@ -52,6 +52,18 @@ impl SerializedMessage {
         }
     }
 
+    /// From a hub server's payload map (protocol name → framed message; names compared
+    /// case-insensitively). Protocols other than `json` and `messagepack` are ignored.
+    pub fn from_payload_map(payloads: &[(String, Bytes)]) -> Self {
+        let find = |name: &str| {
+            payloads
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        Self::from_payloads(find("json"), find("messagepack"))
+    }
+
     /// The framed bytes for `protocol`, encoding them on first use. `None` when the message
     /// has no form in that protocol (it is then not delivered to such clients).
     pub fn bytes_for(&self, protocol: HubProtocol) -> Option<&Bytes> {

@@ -11,13 +11,21 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::message::SerializedMessage;
+use bytes::Bytes;
+
+use crate::config::ServiceMode;
+use crate::conn::server::{ServerConnHandle, ServerConnId};
 use crate::conn::{ConnHandle, ConnectionId};
+use crate::protocol::HubProtocol;
+use crate::routing::ClientRoute;
+use crate::routing::sticky::StickyMode;
 use crate::telemetry::Metrics;
 
 macro_rules! name_type {
@@ -156,6 +164,59 @@ pub enum HubCommand {
         /// Answered once the connection is registered.
         reply: oneshot::Sender<()>,
     },
+    /// Admit a client that completed its handshake request: decide its route in the current
+    /// mode (choosing its hub server in Default mode), build and register its handle.
+    Admit {
+        /// Who is connecting and with what.
+        request: AdmitRequest,
+        /// The registered handle and its route, or the handshake error text.
+        reply: oneshot::Sender<Result<(ConnHandle, ClientRoute), String>>,
+    },
+    /// A hub-server connection completed its handshake.
+    RegisterServer {
+        /// The server connection.
+        server: ServerConnHandle,
+    },
+    /// A hub-server connection ended: the clients routed through it are closed.
+    UnregisterServer {
+        /// Its id.
+        id: ServerConnId,
+    },
+    /// A hub-server connection announced a graceful shutdown: route no new clients to it.
+    ShutdownServer {
+        /// Its id.
+        id: ServerConnId,
+    },
+    /// The ids of the app servers connected to this hub.
+    ServerIds {
+        /// Distinct server ids, sorted.
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    /// Deliver an encoded service frame to any connection of the app server `server_id`
+    /// (client-result completions go back to the caller server).
+    SendToServer {
+        /// The app server's id.
+        server_id: String,
+        /// The encoded frame.
+        frame: Bytes,
+        /// Whether a connection of that server was found.
+        reply: Option<oneshot::Sender<bool>>,
+    },
+    /// Send to the connections of several users.
+    SendUsers {
+        /// Recipients.
+        users: Vec<UserId>,
+        /// The message.
+        msg: Arc<SerializedMessage>,
+    },
+    /// Send to the connections of several groups; a connection in several of them gets the
+    /// message once.
+    SendGroups {
+        /// Recipients.
+        groups: Vec<GroupName>,
+        /// The message.
+        msg: Arc<SerializedMessage>,
+    },
     /// Forget a connection (it ended).
     Disconnect {
         /// The connection that ended.
@@ -190,6 +251,8 @@ pub enum HubCommand {
         msg: Arc<SerializedMessage>,
         /// Connection ids to skip.
         excluded: Vec<ConnectionId>,
+        /// Users whose connections are skipped.
+        excluded_users: Vec<UserId>,
     },
     /// Add a connection to a group; answers whether the connection exists.
     AddToGroup {
@@ -292,6 +355,27 @@ pub enum ExistsQuery {
     UserInGroup(UserId, GroupName),
 }
 
+/// What the hub needs to admit a client.
+#[derive(Debug)]
+pub struct AdmitRequest {
+    /// The connection id.
+    pub id: ConnectionId,
+    /// The user, if the token named one.
+    pub user: Option<UserId>,
+    /// The hub protocol from the handshake request.
+    pub protocol: HubProtocol,
+    /// Outbox bounds: messages.
+    pub outbox_max_messages: usize,
+    /// Outbox bounds: bytes.
+    pub outbox_max_bytes: usize,
+    /// The service mode now.
+    pub mode: ServiceMode,
+    /// `asrs.s.sn`: the app server the client negotiated with.
+    pub sticky_server: Option<String>,
+    /// `asrs.s.ssticky`.
+    pub sticky_mode: StickyMode,
+}
+
 /// The hub actor is gone (only during shutdown).
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 #[error("the hub is shutting down")]
@@ -302,12 +386,18 @@ pub struct HubGone;
 pub struct HubHandle {
     name: HubName,
     tx: mpsc::Sender<HubCommand>,
+    clients: Arc<AtomicUsize>,
 }
 
 impl HubHandle {
     /// The hub's name.
     pub fn name(&self) -> &HubName {
         &self.name
+    }
+
+    /// Client connections registered in the hub now.
+    pub fn client_count(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
     }
 
     /// Queue a command, waiting while the hub's inbox is full (backpressure to the caller).
@@ -322,6 +412,14 @@ impl HubHandle {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
         rx.await.map_err(|_| HubGone)
+    }
+
+    /// Admit a client (see [`HubCommand::Admit`]). `Ok(Err(text))` is a refusal.
+    pub async fn admit(
+        &self,
+        request: AdmitRequest,
+    ) -> Result<Result<(ConnHandle, ClientRoute), String>, HubGone> {
+        self.ask(|reply| HubCommand::Admit { request, reply }).await
     }
 
     /// Register a connection (after its handshake).
@@ -374,6 +472,7 @@ impl HubHandle {
             group,
             msg,
             excluded,
+            excluded_users: Vec::new(),
         })
         .await
     }
@@ -516,16 +615,19 @@ impl HubRegistry {
         }
         let name = HubName::from(name);
         let (tx, rx) = mpsc::channel(self.settings.inbox_capacity);
+        let clients = Arc::new(AtomicUsize::new(0));
         let hub = actor::Hub::new(
             name.clone(),
             rx,
             self.settings.clone(),
             self.metrics.clone(),
+            clients.clone(),
         );
         tokio::spawn(hub.run());
         let handle = HubHandle {
             name: name.clone(),
             tx,
+            clients,
         };
         hubs.insert(name, handle.clone());
         handle

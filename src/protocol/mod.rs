@@ -15,6 +15,7 @@ pub mod json;
 pub mod message;
 pub mod msgpack;
 pub mod negotiate;
+pub mod service;
 pub mod transcode;
 
 pub use message::*;

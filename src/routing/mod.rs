@@ -1,9 +1,11 @@
 //! Pure routing decisions, table-tested: may a client connect in a service mode, and where does
 //! each of its messages go.
 //!
-//! The connection actor asks these functions and carries out the answer; they hold no state and
-//! do no I/O. Hub-server routing (Default mode) and upstreams (Serverless mode) arrive with their
-//! own issues and slot in as new [`ClientRoute`] and [`MessageAction`] variants.
+//! The connection and hub actors ask these functions and carry out the answer; they hold no
+//! state and do no I/O. [`sticky`] chooses the hub-server connection a client sticks to.
+//! Upstreams (Serverless mode) arrive with their own issue and slot in as new variants.
+
+pub mod sticky;
 
 use crate::config::ServiceMode;
 use crate::protocol::HubMessage;
@@ -19,6 +21,9 @@ pub const NO_SERVER_CLASSIC_MODE: &str =
 /// How a connected client is served, fixed at connect time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientRoute {
+    /// Default mode, or Classic mode with a hub server connected: every byte goes to the hub
+    /// server the client sticks to, which also answers the handshake.
+    ToServer,
     /// Serverless mode: the service is the hub; invocations go to an upstream when configured.
     Serverless {
         /// Whether an upstream is configured for the hub.
@@ -41,12 +46,27 @@ pub enum Admission {
 pub fn admit_client(mode: ServiceMode, servers_connected: bool, upstream: bool) -> Admission {
     match (mode, servers_connected) {
         (ServiceMode::Serverless, _) => Admission::Accept(ClientRoute::Serverless { upstream }),
-        // Hub-server connections arrive with Default mode support; until one is connected a
-        // Default hub refuses clients exactly as Azure does.
-        (ServiceMode::Default, _) => Admission::Reject(NO_SERVER_DEFAULT_MODE.to_owned()),
-        (ServiceMode::Classic, _) => Admission::Accept(ClientRoute::ServerlessLimited),
+        (ServiceMode::Default | ServiceMode::Classic, true) => {
+            Admission::Accept(ClientRoute::ToServer)
+        }
+        (ServiceMode::Default, false) => Admission::Reject(NO_SERVER_DEFAULT_MODE.to_owned()),
+        (ServiceMode::Classic, false) => Admission::Accept(ClientRoute::ServerlessLimited),
     }
 }
+
+/// Whether a hub-server connection of this kind is accepted in `mode`
+/// (`spec/service-protocol.md` §3.3): Weak connections (send-only) in every mode, connections
+/// that carry clients everywhere but Serverless.
+pub fn admit_server(mode: ServiceMode, carries_clients: bool) -> Result<(), String> {
+    if mode == ServiceMode::Serverless && carries_clients {
+        Err(SERVERLESS_REFUSES_SERVERS.to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Handshake error for a hub server that connects to a Serverless instance.
+pub const SERVERLESS_REFUSES_SERVERS: &str = "SignalR Service is in 'Serverless' service mode: app server connections that carry clients are not accepted (Weak connections that only send messages are).";
 
 /// What to do with one message a client sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +81,8 @@ pub enum MessageAction {
     Drop,
     /// Close the connection with this error.
     Close(String),
+    /// Forward to the client's hub server.
+    ToServer,
 }
 
 /// Decide what happens to `msg` from a client served as `route` on hub `hub`.
@@ -71,6 +93,7 @@ pub fn route_client_message(route: ClientRoute, hub: &str, msg: &HubMessage) -> 
         _ => {}
     }
     match route {
+        ClientRoute::ToServer => MessageAction::ToServer,
         ClientRoute::Serverless { upstream: _ } => match msg {
             HubMessage::Invocation(inv) | HubMessage::StreamInvocation(inv) => {
                 match &inv.invocation_id {

@@ -116,3 +116,35 @@ fn classic_without_server_table() {
         assert_eq!(route_client_message(route, "chat", &msg), want, "{msg:?}");
     }
 }
+
+#[test]
+fn server_admission_table() {
+    use ServiceMode::*;
+    for (mode, carries, ok) in [
+        (Default, true, true),
+        (Default, false, true),
+        (Classic, true, true),
+        (Classic, false, true),
+        (Serverless, true, false),
+        (Serverless, false, true),
+    ] {
+        assert_eq!(
+            admit_server(mode, carries).is_ok(),
+            ok,
+            "{mode} carries={carries}"
+        );
+    }
+}
+
+#[test]
+fn server_route_forwards_everything_but_nothing_is_parsed_for_it() {
+    for msg in [
+        HubMessage::Invocation(inv(Some("1"))),
+        HubMessage::Ack { sequence_id: 1 },
+    ] {
+        assert_eq!(
+            route_client_message(ClientRoute::ToServer, "chat", &msg),
+            MessageAction::ToServer
+        );
+    }
+}

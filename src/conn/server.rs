@@ -1,0 +1,964 @@
+//! The hub-server connection actor: one task per app-server WebSocket on `/server/?hub=`.
+//!
+//! It owns the socket, the varint-framed input stream (parsed by length prefix, never by
+//! WebSocket frame), the keep-alive timers and a bounded outbox of encoded service frames. It
+//! forwards data for clients straight into their outboxes (through the connection index), turns
+//! multicast, group and existence messages into hub commands, and answers `*WithAck` messages
+//! with an Ack once the hub has answered.
+//!
+//! **Backpressure, not drops, towards a hub server.** The outbox is a bounded channel; client
+//! actors wait for room ([`ServerConnHandle::send`]), so a hub server that reads slowly slows the
+//! reading of its own clients' sockets, like any TCP proxy. Nothing is dropped: losing a client's
+//! bytes would corrupt its stream. Producers that must not wait (the hub actor) use
+//! [`ServerConnHandle::try_send_frame`], whose failure is counted in
+//! `switchboard_server_outbox_full_total`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::conn::ConnectionId;
+use crate::hub::{
+    ExistsQuery, GroupName, HubCommand, HubHandle, MembershipTtl, Scope, SerializedMessage, UserId,
+};
+use crate::protocol::service::{self, ConnectionType, Extensions, ServiceMessage, ack_status};
+use crate::routing;
+use crate::switchboard::{ConnectionSlot, Shared};
+use crate::telemetry::Metrics;
+
+/// Frames a server connection's outbox holds.
+const OUTBOX_CAPACITY: usize = 1024;
+/// The SDK drops a connection after 30 s without receiving anything; ping well within that.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// The SDK pings every 5 s; a server silent for this long is gone.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a server has to send its HandshakeRequest.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Process-unique id of one server connection.
+pub type ServerConnId = u64;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug)]
+struct ServerShared {
+    id: ServerConnId,
+    server_id: String,
+    connection_type: ConnectionType,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// The server connection is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the hub server connection is closed")]
+pub struct ServerGone;
+
+/// Cloneable front of one hub-server connection.
+#[derive(Clone, Debug)]
+pub struct ServerConnHandle(Arc<ServerShared>);
+
+impl ServerConnHandle {
+    /// Process-unique id of this connection.
+    pub fn id(&self) -> ServerConnId {
+        self.0.id
+    }
+
+    /// The app server's id (`X-ASRS-Server-Id`); several connections share it.
+    pub fn server_id(&self) -> &str {
+        &self.0.server_id
+    }
+
+    /// Default, OnDemand or Weak.
+    pub fn connection_type(&self) -> ConnectionType {
+        self.0.connection_type
+    }
+
+    /// Queue a message, waiting for room (backpressure).
+    pub async fn send(&self, msg: &ServiceMessage) -> Result<(), ServerGone> {
+        self.0
+            .tx
+            .send(service::encode(msg))
+            .await
+            .map_err(|_| ServerGone)
+    }
+
+    /// Queue a client's bytes as ConnectionData, waiting for room.
+    pub async fn send_data(
+        &self,
+        connection_id: &ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), ServerGone> {
+        self.send(&ServiceMessage::ConnectionData {
+            connection_id: connection_id.as_str().to_owned(),
+            payload,
+            extensions: Extensions::default(),
+        })
+        .await
+    }
+
+    /// Queue an encoded frame without waiting.
+    pub fn try_send_frame(&self, frame: Bytes) -> Result<(), ServerGone> {
+        self.0.tx.try_send(frame).map_err(|_| ServerGone)
+    }
+}
+
+/// Everything a server connection actor starts with.
+#[derive(Debug)]
+pub struct ServerContext {
+    /// Broker state.
+    pub shared: Arc<Shared>,
+    /// The hub.
+    pub hub: HubHandle,
+    /// `X-ASRS-Server-Id` (or the token's `nameid`).
+    pub server_id: String,
+    /// The connection's slot in the process-wide limit.
+    pub slot: ConnectionSlot,
+}
+
+/// Run a hub-server connection until it ends.
+pub async fn run(ctx: ServerContext, mut session: Session, mut stream: AggregatedMessageStream) {
+    let shared = ctx.shared.clone();
+    let max_frame = shared.config.limits.max_server_message_size;
+    let mut input = BytesMut::new();
+
+    // Handshake: the first message must be a HandshakeRequest.
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let connection_type = loop {
+        let frozen = input.clone().freeze();
+        match service::decode_bytes(&frozen, max_frame) {
+            Ok(Some((
+                Some(ServiceMessage::HandshakeRequest {
+                    connection_type, ..
+                }),
+                used,
+            ))) => {
+                input.advance(used);
+                break connection_type;
+            }
+            Ok(Some((_, _))) | Err(_) => {
+                let _ = reply_handshake(
+                    &mut session,
+                    Some("The first message must be a HandshakeRequest."),
+                )
+                .await;
+                let _ = session.close(Some(CloseCode::Policy.into())).await;
+                return;
+            }
+            Ok(None) => {}
+        }
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
+                Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
+                Some(Ok(AggregatedMessage::Ping(p))) => {
+                    if session.pong(&p).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                _ => return,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = session.close(Some(CloseCode::Policy.into())).await;
+                return;
+            }
+        }
+    };
+    if let Err(text) = routing::admit_server(shared.mode(), connection_type.carries_clients()) {
+        Metrics::inc(&shared.metrics.server_handshakes_failed);
+        let _ = reply_handshake(&mut session, Some(&text)).await;
+        let _ = session.close(Some(CloseCode::Normal.into())).await;
+        return;
+    }
+    if reply_handshake(&mut session, None).await.is_err() {
+        return;
+    }
+
+    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let handle = ServerConnHandle(Arc::new(ServerShared {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        server_id: ctx.server_id.clone(),
+        connection_type,
+        tx,
+    }));
+    if ctx
+        .hub
+        .send(HubCommand::RegisterServer {
+            server: handle.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    Metrics::inc(&shared.metrics.server_connections_opened);
+    Metrics::inc(&shared.metrics.server_connections_current);
+
+    let mut actor = ServerActor {
+        shared: &shared,
+        hub: &ctx.hub,
+        handle: &handle,
+        last_sent: Instant::now(),
+        last_received: Instant::now(),
+    };
+    actor.serve(&mut session, &mut stream, rx, input).await;
+
+    let _ = ctx
+        .hub
+        .send(HubCommand::UnregisterServer { id: handle.id() })
+        .await;
+    Metrics::dec(&shared.metrics.server_connections_current);
+    let _ = session.close(Some(CloseCode::Normal.into())).await;
+    drop(ctx.slot);
+}
+
+async fn reply_handshake(session: &mut Session, error: Option<&str>) -> Result<(), ()> {
+    let msg = ServiceMessage::HandshakeResponse {
+        error_message: Some(error.unwrap_or("").to_owned()),
+        extensions: Extensions::default(),
+        connection_id: None,
+    };
+    session.binary(service::encode(&msg)).await.map_err(|_| ())
+}
+
+struct ServerActor<'a> {
+    shared: &'a Shared,
+    hub: &'a HubHandle,
+    handle: &'a ServerConnHandle,
+    last_sent: Instant,
+    last_received: Instant,
+}
+
+impl ServerActor<'_> {
+    async fn serve(
+        &mut self,
+        session: &mut Session,
+        stream: &mut AggregatedMessageStream,
+        mut rx: mpsc::Receiver<Bytes>,
+        mut input: BytesMut,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = BytesMut::new();
+        let mut shutdown = self.shared.shutdown_signal();
+        if !self.process_input(&mut input).await {
+            return;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                frame = rx.recv() => {
+                    let Some(first) = frame else { return };
+                    // Coalesce whatever else is queued into one WebSocket frame.
+                    let frame = match rx.try_recv() {
+                        Err(_) => first,
+                        Ok(second) => {
+                            out.extend_from_slice(&first);
+                            out.extend_from_slice(&second);
+                            while out.len() < 256 * 1024 {
+                                match rx.try_recv() {
+                                    Ok(more) => out.extend_from_slice(&more),
+                                    Err(_) => break,
+                                }
+                            }
+                            out.split().freeze()
+                        }
+                    };
+                    let timeout = self.shared.config.limits.send_timeout();
+                    match tokio::time::timeout(timeout, session.binary(frame)).await {
+                        Ok(Ok(())) => self.last_sent = Instant::now(),
+                        _ => return,
+                    }
+                    if out.capacity() > 512 * 1024 {
+                        out = BytesMut::new();
+                    }
+                }
+                frame = stream.next() => {
+                    match frame {
+                        Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
+                        Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
+                        Some(Ok(AggregatedMessage::Ping(p))) => {
+                            if session.pong(&p).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => continue,
+                        _ => return,
+                    }
+                    self.last_received = Instant::now();
+                    if !self.process_input(&mut input).await {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(self.last_received) >= SERVER_TIMEOUT {
+                        tracing::warn!(server = self.handle.server_id(), "hub server timed out");
+                        return;
+                    }
+                    if now.duration_since(self.last_sent) >= KEEP_ALIVE_INTERVAL {
+                        let ping = service::encode(&ServiceMessage::Ping { messages: Vec::new() });
+                        if session.binary(ping).await.is_err() {
+                            return;
+                        }
+                        self.last_sent = now;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle every complete frame in `input`; false when the connection must end.
+    async fn process_input(&mut self, input: &mut BytesMut) -> bool {
+        if input.is_empty() {
+            return true;
+        }
+        let max_frame = self.shared.config.limits.max_server_message_size;
+        // Freeze the buffer so that payloads are zero-copy slices of it.
+        let buf = input.split().freeze();
+        let mut offset = 0;
+        while offset < buf.len() {
+            let rest = buf.slice(offset..);
+            match service::decode_bytes(&rest, max_frame) {
+                Ok(Some((msg, used))) => {
+                    offset += used;
+                    if let Some(msg) = msg
+                        && !self.handle(msg).await
+                    {
+                        return false;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
+                    Metrics::inc(&self.shared.metrics.protocol_errors);
+                    return false;
+                }
+            }
+        }
+        input.extend_from_slice(&buf[offset..]);
+        true
+    }
+
+    /// Queue an answer to this server without waiting on the hub.
+    fn reply(&self, msg: &ServiceMessage) {
+        if self.handle.try_send_frame(service::encode(msg)).is_err() {
+            Metrics::inc(&self.shared.metrics.server_outbox_full);
+        }
+    }
+
+    /// Send a hub command whose boolean answer becomes an Ack. The command is queued in order;
+    /// only the wait for the answer runs beside the actor, so data keeps flowing.
+    async fn ack_bool(
+        &self,
+        ack_id: i32,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<bool>) -> HubCommand,
+    ) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.hub.send(make(tx)).await.is_err() {
+            return false;
+        }
+        let handle = self.handle.clone();
+        let metrics = self.shared.metrics.clone();
+        tokio::spawn(async move {
+            let status = match rx.await {
+                Ok(true) => ack_status::OK,
+                Ok(false) => ack_status::NOT_FOUND,
+                Err(_) => ack_status::INTERNAL_SERVER_ERROR,
+            };
+            let ack = ack(ack_id, status);
+            if handle.try_send_frame(service::encode(&ack)).is_err() {
+                Metrics::inc(&metrics.server_outbox_full);
+            }
+        });
+        true
+    }
+
+    async fn ack_unit(
+        &self,
+        ack_id: i32,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<()>) -> HubCommand,
+    ) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.hub.send(make(tx)).await.is_err() {
+            return false;
+        }
+        let handle = self.handle.clone();
+        let metrics = self.shared.metrics.clone();
+        tokio::spawn(async move {
+            let status = if rx.await.is_ok() {
+                ack_status::OK
+            } else {
+                ack_status::INTERNAL_SERVER_ERROR
+            };
+            if handle
+                .try_send_frame(service::encode(&ack(ack_id, status)))
+                .is_err()
+            {
+                Metrics::inc(&metrics.server_outbox_full);
+            }
+        });
+        true
+    }
+
+    /// Handle one message; false when the connection must end.
+    async fn handle(&mut self, msg: ServiceMessage) -> bool {
+        use ServiceMessage as M;
+        let hub = self.hub;
+        let sent = match msg {
+            M::Ping { messages } => {
+                self.ping(&messages).await;
+                Ok(())
+            }
+            M::ConnectionData {
+                connection_id,
+                payload,
+                ..
+            } => {
+                self.to_client(&connection_id, |_| Some(payload.clone()));
+                Ok(())
+            }
+            M::MultiConnectionData {
+                connection_list,
+                payloads,
+                ..
+            } => {
+                let msg = SerializedMessage::from_payload_map(&payloads);
+                for id in &connection_list {
+                    self.to_client(id, |p| msg.bytes_for(p).cloned());
+                }
+                Ok(())
+            }
+            M::CloseConnection { connection_id, .. } => {
+                if let Some(conn) = self.shared.connections.get(&connection_id) {
+                    conn.close_transport();
+                }
+                Ok(())
+            }
+            M::UserData {
+                user_id, payloads, ..
+            } => {
+                let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
+                hub.send_user(UserId::from(user_id), msg).await
+            }
+            M::MultiUserData {
+                user_list,
+                payloads,
+                ..
+            } => {
+                let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
+                let users = user_list.into_iter().map(UserId::from).collect();
+                hub.send(HubCommand::SendUsers { users, msg }).await
+            }
+            M::BroadcastData {
+                excluded_list,
+                payloads,
+                ..
+            } => {
+                let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
+                let excluded = excluded_list
+                    .iter()
+                    .map(|s| ConnectionId::from(s.as_str()))
+                    .collect();
+                hub.send_all(msg, excluded).await
+            }
+            M::GroupBroadcastData {
+                group_name,
+                excluded_list,
+                payloads,
+                excluded_user_list,
+                ..
+            } => {
+                let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
+                hub.send(HubCommand::SendGroup {
+                    group: GroupName::from(group_name),
+                    msg,
+                    excluded: excluded_list
+                        .iter()
+                        .map(|s| ConnectionId::from(s.as_str()))
+                        .collect(),
+                    excluded_users: excluded_user_list.into_iter().map(UserId::from).collect(),
+                })
+                .await
+            }
+            M::MultiGroupBroadcastData {
+                group_list,
+                payloads,
+                ..
+            } => {
+                let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
+                let groups = group_list.into_iter().map(GroupName::from).collect();
+                hub.send(HubCommand::SendGroups { groups, msg }).await
+            }
+            M::JoinGroup {
+                connection_id,
+                group_name,
+                ..
+            } => {
+                let (tx, _) = tokio::sync::oneshot::channel();
+                hub.send(HubCommand::AddToGroup {
+                    id: connection_id.as_str().into(),
+                    group: group_name.into(),
+                    reply: tx,
+                })
+                .await
+            }
+            M::LeaveGroup {
+                connection_id,
+                group_name,
+                ..
+            } => {
+                let id = ConnectionId::from(connection_id.as_str());
+                let (tx, _) = tokio::sync::oneshot::channel();
+                match group_name {
+                    Some(g) => {
+                        hub.send(HubCommand::RemoveFromGroup {
+                            id,
+                            group: g.into(),
+                            reply: tx,
+                        })
+                        .await
+                    }
+                    None => {
+                        hub.send(HubCommand::RemoveFromAllGroups { id, reply: tx })
+                            .await
+                    }
+                }
+            }
+            M::UserJoinGroup {
+                user_id,
+                group_name,
+                extensions,
+            } => {
+                let (tx, _) = tokio::sync::oneshot::channel();
+                hub.send(HubCommand::AddUserToGroup {
+                    user: user_id.into(),
+                    group: group_name.into(),
+                    ttl: ttl_of(&extensions),
+                    reply: tx,
+                })
+                .await
+            }
+            M::UserLeaveGroup {
+                user_id,
+                group_name,
+                ..
+            } => {
+                let (tx, _) = tokio::sync::oneshot::channel();
+                match group_name {
+                    Some(g) => {
+                        hub.send(HubCommand::RemoveUserFromGroup {
+                            user: user_id.into(),
+                            group: g.into(),
+                            reply: tx,
+                        })
+                        .await
+                    }
+                    None => {
+                        hub.send(HubCommand::RemoveUserFromAllGroups {
+                            user: user_id.into(),
+                            reply: tx,
+                        })
+                        .await
+                    }
+                }
+            }
+            M::JoinGroupWithAck {
+                connection_id,
+                group_name,
+                ack_id,
+                ..
+            } => {
+                return self
+                    .ack_bool(ack_id, |reply| HubCommand::AddToGroup {
+                        id: connection_id.as_str().into(),
+                        group: group_name.into(),
+                        reply,
+                    })
+                    .await;
+            }
+            M::LeaveGroupWithAck {
+                connection_id,
+                group_name,
+                ack_id,
+                ..
+            } => {
+                let id = ConnectionId::from(connection_id.as_str());
+                return match group_name {
+                    Some(g) => {
+                        self.ack_bool(ack_id, |reply| HubCommand::RemoveFromGroup {
+                            id,
+                            group: g.into(),
+                            reply,
+                        })
+                        .await
+                    }
+                    None => {
+                        self.ack_bool(ack_id, |reply| HubCommand::RemoveFromAllGroups {
+                            id,
+                            reply,
+                        })
+                        .await
+                    }
+                };
+            }
+            M::UserJoinGroupWithAck {
+                user_id,
+                group_name,
+                ack_id,
+                extensions,
+            } => {
+                let ttl = ttl_of(&extensions);
+                return self
+                    .ack_unit(ack_id, |reply| HubCommand::AddUserToGroup {
+                        user: user_id.into(),
+                        group: group_name.into(),
+                        ttl,
+                        reply,
+                    })
+                    .await;
+            }
+            M::UserLeaveGroupWithAck {
+                user_id,
+                group_name,
+                ack_id,
+                ..
+            } => {
+                return match group_name {
+                    Some(g) => {
+                        self.ack_unit(ack_id, |reply| HubCommand::RemoveUserFromGroup {
+                            user: user_id.into(),
+                            group: g.into(),
+                            reply,
+                        })
+                        .await
+                    }
+                    None => {
+                        self.ack_unit(ack_id, |reply| HubCommand::RemoveUserFromAllGroups {
+                            user: user_id.into(),
+                            reply,
+                        })
+                        .await
+                    }
+                };
+            }
+            M::CheckUserInGroupWithAck {
+                user_id,
+                group_name,
+                ack_id,
+                ..
+            } => {
+                let query = ExistsQuery::UserInGroup(user_id.into(), group_name.into());
+                return self
+                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
+                    .await;
+            }
+            M::CheckGroupExistenceWithAck {
+                group_name, ack_id, ..
+            } => {
+                let query = ExistsQuery::Group(group_name.into());
+                return self
+                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
+                    .await;
+            }
+            M::CheckConnectionExistenceWithAck {
+                connection_id,
+                ack_id,
+                ..
+            } => {
+                let query = ExistsQuery::Connection(connection_id.as_str().into());
+                return self
+                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
+                    .await;
+            }
+            M::CheckUserExistenceWithAck {
+                user_id, ack_id, ..
+            } => {
+                let query = ExistsQuery::User(user_id.into());
+                return self
+                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
+                    .await;
+            }
+            M::CloseConnectionWithAck {
+                connection_id,
+                reason,
+                ack_id,
+                ..
+            } => {
+                let id = ConnectionId::from(connection_id.as_str());
+                return self
+                    .ack_bool(ack_id, |reply| HubCommand::CloseConnection {
+                        id,
+                        reason,
+                        reply,
+                    })
+                    .await;
+            }
+            M::CloseConnectionsWithAck {
+                reason,
+                ack_id,
+                excluded_list,
+                ..
+            } => {
+                let excluded = excluded_list
+                    .iter()
+                    .map(|s| ConnectionId::from(s.as_str()))
+                    .collect();
+                return self
+                    .ack_unit(ack_id, |reply| HubCommand::CloseConnections {
+                        scope: Scope::All,
+                        excluded,
+                        reason,
+                        reply,
+                    })
+                    .await;
+            }
+            M::CloseUserConnectionsWithAck {
+                user_id,
+                reason,
+                ack_id,
+                excluded_list,
+                ..
+            } => {
+                let excluded = excluded_list
+                    .iter()
+                    .map(|s| ConnectionId::from(s.as_str()))
+                    .collect();
+                return self
+                    .ack_unit(ack_id, |reply| HubCommand::CloseConnections {
+                        scope: Scope::User(user_id.into()),
+                        excluded,
+                        reason,
+                        reply,
+                    })
+                    .await;
+            }
+            M::CloseGroupConnectionsWithAck {
+                group_name,
+                reason,
+                ack_id,
+                excluded_list,
+                ..
+            } => {
+                let excluded = excluded_list
+                    .iter()
+                    .map(|s| ConnectionId::from(s.as_str()))
+                    .collect();
+                return self
+                    .ack_unit(ack_id, |reply| HubCommand::CloseConnections {
+                        scope: Scope::Group(group_name.into()),
+                        excluded,
+                        reason,
+                        reply,
+                    })
+                    .await;
+            }
+            M::ClientInvocation {
+                invocation_id,
+                connection_id,
+                caller_server_id,
+                payloads,
+                extensions,
+            } => {
+                // Deliver the invocation to the client; when the client is routed through
+                // another server, that server (the router) must learn of it so that it sends the
+                // client's answer back to the caller.
+                let msg = SerializedMessage::from_payload_map(&payloads);
+                if let Some(conn) = self.shared.connections.get(&connection_id) {
+                    if let Some(router) = conn.server()
+                        && router.server_id() != caller_server_id
+                    {
+                        let forward = ServiceMessage::ClientInvocation {
+                            invocation_id,
+                            connection_id: connection_id.clone(),
+                            caller_server_id,
+                            payloads,
+                            extensions,
+                        };
+                        let _ = router.try_send_frame(service::encode(&forward));
+                    }
+                    if let Some(bytes) = msg.bytes_for(conn.protocol()) {
+                        let _ = conn.outbox().push(bytes.clone());
+                    }
+                } else {
+                    self.reply(&ServiceMessage::ErrorCompletion {
+                        invocation_id,
+                        connection_id,
+                        caller_server_id,
+                        error: Some("The client connection does not exist.".to_owned()),
+                        extensions: Extensions::default(),
+                    });
+                }
+                Ok(())
+            }
+            completion @ (M::ClientCompletion { .. } | M::ErrorCompletion { .. }) => {
+                let caller = match &completion {
+                    M::ClientCompletion {
+                        caller_server_id, ..
+                    }
+                    | M::ErrorCompletion {
+                        caller_server_id, ..
+                    } => caller_server_id.clone(),
+                    _ => String::new(),
+                };
+                if caller != self.handle.server_id() {
+                    hub.send(HubCommand::SendToServer {
+                        server_id: caller,
+                        frame: service::encode(&completion),
+                        reply: None,
+                    })
+                    .await
+                } else {
+                    Ok(())
+                }
+            }
+            M::AccessKeyRequest { kid, .. } => {
+                self.reply(&ServiceMessage::AccessKeyResponse {
+                    kid,
+                    access_key: None,
+                    error_type: Some("NotSupportedException".to_owned()),
+                    error_message: Some("Switchboard does not issue access keys for Microsoft Entra identities; use an access key in the connection string.".to_owned()),
+                    extensions: Extensions::default(),
+                });
+                Ok(())
+            }
+            M::GroupMemberQuery {
+                group_name, ack_id, ..
+            } => {
+                match hub.group_connections(GroupName::from(group_name)).await {
+                    Ok(members) => self.reply(&ServiceMessage::Ack {
+                        ack_id,
+                        status: ack_status::OK,
+                        message: None,
+                        extensions: Extensions::default(),
+                        payload: Some(group_members_payload(&members)),
+                    }),
+                    Err(_) => return false,
+                }
+                Ok(())
+            }
+            // Handshake repeats, service-to-server messages and flow control: nothing to do.
+            _ => Ok(()),
+        };
+        sent.is_ok()
+    }
+
+    /// Push bytes for one client, chosen by its protocol; the first frame a server sends a
+    /// client is its handshake answer, after which the client is ready for multicasts.
+    fn to_client(
+        &self,
+        connection_id: &str,
+        bytes_for: impl Fn(crate::protocol::HubProtocol) -> Option<Bytes>,
+    ) {
+        let Some(conn) = self.shared.connections.get(connection_id) else {
+            Metrics::inc(&self.shared.metrics.outbox_dropped);
+            return;
+        };
+        match bytes_for(conn.protocol()) {
+            Some(bytes) => {
+                match conn.outbox().push(bytes) {
+                    Ok(()) => Metrics::inc(&self.shared.metrics.messages_delivered),
+                    Err(crate::conn::PushError::Full) => {
+                        Metrics::inc(&self.shared.metrics.outbox_overflow)
+                    }
+                    Err(crate::conn::PushError::Closed) => {
+                        Metrics::inc(&self.shared.metrics.outbox_dropped)
+                    }
+                }
+                if !conn.is_ready() {
+                    conn.mark_ready();
+                }
+            }
+            None => Metrics::inc(&self.shared.metrics.outbox_dropped),
+        }
+    }
+
+    async fn ping(&mut self, messages: &[String]) {
+        if messages.is_empty() {
+            return;
+        }
+        let key = messages[0].as_str();
+        let value = messages.get(1).map(String::as_str).unwrap_or("");
+        match key {
+            "status" => {
+                let has_clients = self.hub.client_count() > 0;
+                self.reply(&service::ping(&[(
+                    "status",
+                    if has_clients { "1" } else { "0" },
+                )]));
+            }
+            "servers" => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if self
+                    .hub
+                    .send(HubCommand::ServerIds { reply: tx })
+                    .await
+                    .is_ok()
+                    && let Ok(ids) = rx.await
+                {
+                    let ticks = crate::auth::unix_now();
+                    let list = format!("{ticks}:{}", ids.join(";"));
+                    self.reply(&service::ping(&[("servers", &list)]));
+                }
+            }
+            "shutdown" if value.starts_with("fin") => {
+                let _ = self
+                    .hub
+                    .send(HubCommand::ShutdownServer {
+                        id: self.handle.id(),
+                    })
+                    .await;
+                self.reply(&service::ping(&[("shutdown", "finack")]));
+            }
+            "echo" => self.reply(&service::ping(&[("echo", value)])),
+            _ => {}
+        }
+    }
+}
+
+fn ack(ack_id: i32, status: i32) -> ServiceMessage {
+    ServiceMessage::Ack {
+        ack_id,
+        status,
+        message: None,
+        extensions: Extensions::default(),
+        payload: None,
+    }
+}
+
+fn ttl_of(ext: &Extensions) -> MembershipTtl {
+    match ext.ttl {
+        None => MembershipTtl::Unlimited,
+        Some(t) if t <= 0 => MembershipTtl::CurrentConnectionsOnly,
+        Some(t) => MembershipTtl::For(Duration::from_secs(t as u64)),
+    }
+}
+
+/// The GroupMemberQuery answer: `[[[connectionId, userId|nil], …], continuationToken|nil]`.
+fn group_members_payload(members: &[crate::hub::Member]) -> Bytes {
+    let mut out = Vec::with_capacity(16 + members.len() * 32);
+    // Writing MessagePack into a Vec cannot fail.
+    let _ = rmp::encode::write_array_len(&mut out, 2);
+    let _ = rmp::encode::write_array_len(&mut out, members.len() as u32);
+    for m in members {
+        let _ = rmp::encode::write_array_len(&mut out, 2);
+        let _ = rmp::encode::write_str(&mut out, m.connection_id.as_str());
+        match &m.user_id {
+            Some(u) => {
+                let _ = rmp::encode::write_str(&mut out, u.as_str());
+            }
+            None => {
+                let _ = rmp::encode::write_nil(&mut out);
+            }
+        }
+    }
+    let _ = rmp::encode::write_nil(&mut out);
+    Bytes::from(out)
+}

@@ -1,0 +1,74 @@
+//! `GET /server/?hub=H&cid=...` with a WebSocket upgrade: a hub server ("app server") connects.
+//!
+//! The server token comes in `Authorization: Bearer` only (the SDKs never use the query) and
+//! must name `/server/?hub=<hub>`. The server's id is `X-ASRS-Server-Id`, else the token's
+//! `nameid`, else `cid`. Whether the connection is accepted in the current mode is decided at
+//! its handshake (its connection type is only known then).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::negotiate::hub_param;
+use super::{ApiError, bearer_token, query_value};
+use crate::auth::{Audience, AuthError};
+use crate::conn::server::{self, ServerContext};
+use crate::switchboard::Shared;
+use crate::telemetry::Metrics;
+
+/// Register the server endpoint.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in ["/server", "/server/"] {
+        cfg.route(path, web::get().to(connect));
+    }
+}
+
+async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let hub = hub_param(&req)?;
+    let identity = match bearer_token(&req, false) {
+        None => Err(AuthError::Missing),
+        Some(token) => shared.keys.validate(
+            &token,
+            Audience::Server { hub: &hub },
+            shared.config.limits.token_clock_skew_secs,
+        ),
+    }
+    .map_err(|e| {
+        Metrics::inc(&shared.metrics.auth_failures);
+        ApiError::from(e)
+    })?;
+    let server_id = req
+        .headers()
+        .get("x-asrs-server-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .or(identity.user_id)
+        .or_else(|| query_value(&req, "cid"))
+        .unwrap_or_else(crate::conn::random_token);
+
+    let shared = shared.into_inner();
+    let Some(slot) = shared.try_reserve_connection() else {
+        Metrics::inc(&shared.metrics.connections_rejected_limit);
+        return Err(ApiError::too_many(
+            "The connection limit of this Switchboard instance was reached.",
+        )
+        .into());
+    };
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let max = shared.config.limits.max_server_message_size;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let ctx = ServerContext {
+        hub: shared.hubs.get_or_create(&hub),
+        shared,
+        server_id,
+        slot,
+    };
+    actix_web::rt::spawn(server::run(ctx, session, stream));
+    Ok(response)
+}

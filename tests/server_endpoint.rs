@@ -1,0 +1,597 @@
+//! Default mode over real sockets: a scripted hub server speaks the service protocol on
+//! `/server/?hub=` (with the crate's codec, itself checked against the reference vectors), and
+//! SignalR clients connect through Switchboard to it.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use bytes::{Bytes, BytesMut};
+use common::{Rest, TestClient, client_token, now, sign, start};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use switchboard::ServiceMode;
+use switchboard::protocol::service::{self, ConnectionType, Extensions, ServiceMessage};
+use switchboard::telemetry::names;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const T: Duration = Duration::from_secs(5);
+
+/// A hub server scripted by the test.
+struct FakeServer {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    buf: BytesMut,
+}
+
+fn server_token(key: &str, hub: &str, server_id: &str) -> String {
+    sign(
+        key,
+        &json!({
+            "aud": format!("http://127.0.0.1/server/?hub={hub}"),
+            "exp": now() + 600, "iat": now(), "nbf": now(), "nameid": server_id,
+        }),
+    )
+}
+
+impl FakeServer {
+    /// Connect and hand-shake; `Err` carries the handshake error text.
+    async fn connect(
+        base: &str,
+        key: &str,
+        hub: &str,
+        server_id: &str,
+        kind: ConnectionType,
+    ) -> Result<Self> {
+        let url = format!(
+            "{}/server/?hub={hub}&cid=c-{server_id}",
+            base.replacen("http", "ws", 1)
+        );
+        let mut req = url.into_client_request()?;
+        req.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {}", server_token(key, hub, server_id)).parse()?,
+        );
+        req.headers_mut()
+            .insert("X-ASRS-Server-Id", server_id.parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        let mut s = Self {
+            ws,
+            buf: BytesMut::new(),
+        };
+        s.send(&ServiceMessage::HandshakeRequest {
+            version: 1,
+            connection_type: kind,
+            target: None,
+            migration_level: 0,
+            extensions: Extensions::default(),
+            allow_stateful_reconnects: false,
+        })
+        .await?;
+        match s.next().await? {
+            ServiceMessage::HandshakeResponse { error_message, .. } => {
+                match error_message.as_deref() {
+                    None | Some("") => Ok(s),
+                    Some(e) => bail!("{e}"),
+                }
+            }
+            other => bail!("expected a HandshakeResponse, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, msg: &ServiceMessage) -> Result<()> {
+        self.ws.send(Message::binary(service::encode(msg))).await?;
+        Ok(())
+    }
+
+    /// The next message that is not an empty keep-alive Ping.
+    async fn next(&mut self) -> Result<ServiceMessage> {
+        loop {
+            let frozen = Bytes::copy_from_slice(&self.buf);
+            if let Some((msg, used)) = service::decode(&frozen, 1 << 24)? {
+                let _ = self.buf.split_to(used);
+                match msg {
+                    Some(ServiceMessage::Ping { messages }) if messages.is_empty() => continue,
+                    Some(m) => return Ok(m),
+                    None => continue,
+                }
+            }
+            let frame = tokio::time::timeout(T, self.ws.next())
+                .await
+                .context("timed out waiting for the service")?
+                .context("service closed the connection")??;
+            match frame {
+                Message::Binary(b) => self.buf.extend_from_slice(&b),
+                Message::Close(_) => bail!("service closed the connection"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Accept the next client: expect OpenConnection then its handshake request as data, answer
+    /// `{}`. Returns (connection id, OpenConnection claims, query, ext protocol).
+    async fn accept_client(
+        &mut self,
+    ) -> Result<(
+        String,
+        Vec<(String, String)>,
+        Option<String>,
+        Option<String>,
+    )> {
+        let (id, claims, query, protocol) = match self.next().await? {
+            ServiceMessage::OpenConnection {
+                connection_id,
+                claims,
+                query_string,
+                extensions,
+                ..
+            } => (connection_id, claims, query_string, extensions.protocol),
+            other => bail!("expected OpenConnection, got {other:?}"),
+        };
+        let mut handshake = Vec::new();
+        while !handshake.contains(&0x1e) {
+            match self.next().await? {
+                ServiceMessage::ConnectionData {
+                    connection_id,
+                    payload,
+                    ..
+                } if connection_id == id => {
+                    handshake.extend_from_slice(&payload);
+                }
+                other => bail!("expected the client's handshake as ConnectionData, got {other:?}"),
+            }
+        }
+        self.data(&id, b"{}\x1e").await?;
+        Ok((id, claims, query, protocol))
+    }
+
+    async fn data(&mut self, id: &str, payload: &[u8]) -> Result<()> {
+        self.send(&ServiceMessage::ConnectionData {
+            connection_id: id.to_owned(),
+            payload: Bytes::copy_from_slice(payload),
+            extensions: Extensions::default(),
+        })
+        .await
+    }
+
+    /// The next ConnectionData payload (any connection).
+    async fn next_data(&mut self) -> Result<(String, Bytes)> {
+        match self.next().await? {
+            ServiceMessage::ConnectionData {
+                connection_id,
+                payload,
+                ..
+            } => Ok((connection_id, payload)),
+            other => bail!("expected ConnectionData, got {other:?}"),
+        }
+    }
+
+    async fn expect_ack(&mut self, want_id: i32) -> Result<i32> {
+        match self.next().await? {
+            ServiceMessage::Ack { ack_id, status, .. } if ack_id == want_id => Ok(status),
+            other => bail!("expected Ack {want_id}, got {other:?}"),
+        }
+    }
+}
+
+fn json_invocation(target: &str, args: Value) -> Vec<u8> {
+    let mut v =
+        serde_json::to_vec(&json!({"type": 1, "target": target, "arguments": args})).unwrap();
+    v.push(0x1e);
+    v
+}
+
+fn payloads(target: &str, args: Value) -> Vec<(String, Bytes)> {
+    let json = json_invocation(target, args.clone());
+    let mp = switchboard::protocol::encode_invocation_json_args(
+        switchboard::protocol::HubProtocol::MessagePack,
+        target,
+        &serde_json::to_vec(&args).unwrap(),
+    )
+    .unwrap();
+    vec![
+        ("json".into(), Bytes::from(json)),
+        ("messagepack".into(), mp),
+    ]
+}
+
+/// Connect a client while the fake server accepts it.
+async fn connect_via(
+    server: &mut FakeServer,
+    base: &str,
+    key: &str,
+    hub: &str,
+    user: Option<&str>,
+    protocol: &str,
+) -> Result<(
+    TestClient,
+    Vec<(String, String)>,
+    Option<String>,
+    Option<String>,
+)> {
+    let token = client_token(key, hub, user);
+    let (base, hub, protocol) = (base.to_owned(), hub.to_owned(), protocol.to_owned());
+    let client =
+        tokio::spawn(async move { TestClient::connect(&base, &hub, &token, &protocol).await });
+    let (id, claims, query, proto) = server.accept_client().await?;
+    let client = client.await??;
+    assert_eq!(client.connection_id(), id);
+    Ok((client, claims, query, proto))
+}
+
+#[tokio::test]
+async fn a_client_is_proxied_to_its_hub_server_both_ways() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut server =
+        FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
+    let (mut client, claims, query, proto) =
+        connect_via(&mut server, &base, &key, "chat", Some("alice"), "json").await?;
+    // OpenConnection: .NET claim types, the protocol, and no token in the query.
+    assert!(
+        claims.contains(&(
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier".into(),
+            "alice".into()
+        )),
+        "{claims:?}"
+    );
+    assert_eq!(proto.as_deref(), Some("json"));
+    let query = query.unwrap_or_default();
+    assert!(query.starts_with("?hub=chat"), "{query}");
+    assert!(
+        !query.contains("id=") && !query.contains("access_token"),
+        "{query}"
+    );
+
+    // Client → server: bytes verbatim.
+    let inv = json_invocation("Echo", json!(["hi"]));
+    client.send_raw(&inv).await?;
+    let (id, payload) = server.next_data().await?;
+    assert_eq!(id, client.connection_id());
+    assert_eq!(&payload[..], &inv[..]);
+    // Server → client.
+    server
+        .data(&id, &json_invocation("echo", json!(["hi back"])))
+        .await?;
+    assert_eq!(
+        client.expect_invocation("echo", T).await?,
+        json!(["hi back"])
+    );
+
+    // Multicast with a payload map; the client gets its protocol's entry.
+    server
+        .send(&ServiceMessage::BroadcastData {
+            excluded_list: vec![],
+            payloads: payloads("all", json!([1])),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(client.expect_invocation("all", T).await?, json!([1]));
+    server
+        .send(&ServiceMessage::UserData {
+            user_id: "alice".into(),
+            payloads: payloads("user", json!([2])),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(client.expect_invocation("user", T).await?, json!([2]));
+    server
+        .send(&ServiceMessage::MultiConnectionData {
+            connection_list: vec![id.clone()],
+            payloads: payloads("conn", json!([3])),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(client.expect_invocation("conn", T).await?, json!([3]));
+
+    // Groups with acks.
+    server
+        .send(&ServiceMessage::JoinGroupWithAck {
+            connection_id: id.clone(),
+            group_name: "g".into(),
+            ack_id: 7,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(server.expect_ack(7).await?, 1);
+    server
+        .send(&ServiceMessage::GroupBroadcastData {
+            group_name: "g".into(),
+            excluded_list: vec![],
+            payloads: payloads("group", json!([4])),
+            extensions: Extensions::default(),
+            excluded_user_list: vec![],
+            caller_user_id: None,
+        })
+        .await?;
+    assert_eq!(client.expect_invocation("group", T).await?, json!([4]));
+    server
+        .send(&ServiceMessage::CheckUserInGroupWithAck {
+            user_id: "alice".into(),
+            group_name: "g".into(),
+            ack_id: 8,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(server.expect_ack(8).await?, 1);
+    server
+        .send(&ServiceMessage::CheckConnectionExistenceWithAck {
+            connection_id: "nope".into(),
+            ack_id: 9,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(server.expect_ack(9).await?, 2);
+    server
+        .send(&ServiceMessage::LeaveGroupWithAck {
+            connection_id: id.clone(),
+            group_name: Some("g".into()),
+            ack_id: 10,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(server.expect_ack(10).await?, 1);
+    server
+        .send(&ServiceMessage::CheckGroupExistenceWithAck {
+            group_name: "g".into(),
+            ack_id: 11,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(server.expect_ack(11).await?, 2);
+
+    // The REST API reaches a routed client directly.
+    let rest = Rest::new(&base, &key);
+    let r = rest
+        .post_json(
+            "/api/hubs/chat/:send?api-version=2022-06-01",
+            &json!({"target": "rest", "arguments": [5]}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(client.expect_invocation("rest", T).await?, json!([5]));
+
+    // The client leaves: the server is told.
+    client.close().await;
+    match server.next().await? {
+        ServiceMessage::CloseConnection { connection_id, .. } => assert_eq!(connection_id, id),
+        other => bail!("expected CloseConnection, got {other:?}"),
+    }
+    sb.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn messagepack_clients_get_their_payload_entry() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut server =
+        FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
+    let (mut client, _, _, proto) =
+        connect_via(&mut server, &base, &key, "chat", None, "messagepack").await?;
+    assert_eq!(proto.as_deref(), Some("messagepack"));
+    server
+        .send(&ServiceMessage::BroadcastData {
+            excluded_list: vec![],
+            payloads: payloads("all", json!(["x", 1.5])),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(client.expect_invocation("all", T).await?, json!(["x", 1.5]));
+    sb.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_server_closing_a_client_closes_its_transport() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut server =
+        FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
+    let (mut client, _, _, _) = connect_via(&mut server, &base, &key, "chat", None, "json").await?;
+    let id = client.connection_id().to_owned();
+    server
+        .data(&id, b"{\"type\":7,\"error\":\"bye from the hub\"}\x1e")
+        .await?;
+    server
+        .send(&ServiceMessage::CloseConnection {
+            connection_id: id.clone(),
+            error_message: None,
+            headers: vec![],
+            extensions: Extensions::default(),
+        })
+        .await?;
+    let close = client.next_close(T).await?;
+    assert_eq!(close["error"], "bye from the hub");
+    client.wait_closed(T).await?;
+    sb.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_a_hub_server_default_mode_refuses_and_classic_mode_limits() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let err = TestClient::connect(&base, "chat", &client_token(&key, "chat", None), "json")
+        .await
+        .err()
+        .context("connect should fail")?;
+    assert!(
+        err.to_string()
+            .contains("However app servers are not connected."),
+        "{err}"
+    );
+    sb.stop().await;
+
+    let (sb, base, key) = start(ServiceMode::Classic).await;
+    // No server: a limited serverless client.
+    let mut limited =
+        TestClient::connect(&base, "chat", &client_token(&key, "chat", None), "json").await?;
+    // A server connects; new clients are routed, the earlier one keeps its route.
+    let mut server =
+        FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
+    let (_routed, _, _, _) = connect_via(&mut server, &base, &key, "chat", None, "json").await?;
+    limited
+        .send_raw(&json_invocation("Send", json!([])))
+        .await?;
+    let close = limited.next_close(T).await?;
+    assert_eq!(
+        close["error"],
+        "No app server is currently connected to the Azure service."
+    );
+    sb.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn serverless_mode_refuses_hub_servers_but_accepts_weak_connections() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let err = FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default)
+        .await
+        .err()
+        .context("must be refused")?;
+    assert!(
+        err.to_string().contains("'Serverless' service mode"),
+        "{err}"
+    );
+    let err = FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::OnDemand)
+        .await
+        .err()
+        .context("must be refused")?;
+    assert!(
+        err.to_string().contains("'Serverless' service mode"),
+        "{err}"
+    );
+    let mut weak = FakeServer::connect(&base, &key, "chat", "mgmt", ConnectionType::Weak).await?;
+    // A Weak connection may send.
+    let mut client =
+        TestClient::connect(&base, "chat", &client_token(&key, "chat", None), "json").await?;
+    weak.send(&ServiceMessage::BroadcastData {
+        excluded_list: vec![],
+        payloads: payloads("weak", json!([1])),
+        extensions: Extensions::default(),
+    })
+    .await?;
+    assert_eq!(client.expect_invocation("weak", T).await?, json!([1]));
+    assert_eq!(sb.metrics().get(names::server_handshakes_failed), Some(2));
+    sb.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_tokens_are_checked() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let url = format!("{}/server/?hub=chat&cid=x", base.replacen("http", "ws", 1));
+    for token in [
+        client_token(&key, "chat", None),         // client audience
+        server_token("another key", "chat", "s"), // forged
+        server_token(&key, "other", "s"),         // another hub
+    ] {
+        let mut req = url.clone().into_client_request()?;
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse()?);
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+            other => bail!("expected 401, got {other:?}"),
+        }
+    }
+    sb.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn clients_stick_to_servers_and_a_dropped_server_drops_only_its_clients() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut a = FakeServer::connect(&base, &key, "chat", "srv-a", ConnectionType::Default).await?;
+    let mut b = FakeServer::connect(&base, &key, "chat", "srv-b", ConnectionType::Default).await?;
+    // Fewest clients first: the clients alternate between the two servers.
+    let mut on_a = Vec::new();
+    let mut on_b = Vec::new();
+    for i in 0..6 {
+        let token = client_token(&key, "chat", None);
+        let base2 = base.clone();
+        let task =
+            tokio::spawn(async move { TestClient::connect(&base2, "chat", &token, "json").await });
+        // Whichever server is told of the client accepts it.
+        let accepted = tokio::select! {
+            r = a.accept_client() => { let (id, ..) = r?; ("a", id) }
+            r = b.accept_client() => { let (id, ..) = r?; ("b", id) }
+        };
+        let client = task.await??;
+        assert_eq!(client.connection_id(), accepted.1, "client {i}");
+        if accepted.0 == "a" {
+            on_a.push(client)
+        } else {
+            on_b.push(client)
+        }
+    }
+    assert_eq!((on_a.len(), on_b.len()), (3, 3));
+    // Each client's bytes go to its own server, every time.
+    for round in 0..3 {
+        for c in on_a.iter_mut() {
+            c.send_raw(&json_invocation("Ping", json!([round]))).await?;
+            assert_eq!(a.next_data().await?.0, c.connection_id());
+        }
+        for c in on_b.iter_mut() {
+            c.send_raw(&json_invocation("Ping", json!([round]))).await?;
+            assert_eq!(b.next_data().await?.0, c.connection_id());
+        }
+    }
+    // Server a goes away: its clients get a Close with an error, b's clients stay.
+    drop(a);
+    for c in on_a.iter_mut() {
+        let close = c.next_close(T).await?;
+        assert!(
+            close["error"].as_str().unwrap_or("").contains("app server"),
+            "{close}"
+        );
+    }
+    let rest = Rest::new(&base, &key);
+    rest.post_json(
+        "/api/hubs/chat/:send",
+        &json!({"target": "still", "arguments": []}),
+    )
+    .await;
+    for c in on_b.iter_mut() {
+        assert_eq!(c.expect_invocation("still", T).await?, json!([]));
+    }
+    sb.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ping_sub_protocol() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut a = FakeServer::connect(&base, &key, "chat", "srv-a", ConnectionType::Default).await?;
+    let mut b = FakeServer::connect(&base, &key, "chat", "srv-b", ConnectionType::Default).await?;
+    a.send(&service::ping(&[("echo", "42")])).await?;
+    match a.next().await? {
+        ServiceMessage::Ping { messages } => assert_eq!(messages, ["echo", "42"]),
+        other => bail!("{other:?}"),
+    }
+    a.send(&service::ping(&[("status", "1")])).await?;
+    match a.next().await? {
+        ServiceMessage::Ping { messages } => assert_eq!(messages, ["status", "0"]),
+        other => bail!("{other:?}"),
+    }
+    a.send(&service::ping(&[("servers", "")])).await?;
+    match a.next().await? {
+        ServiceMessage::Ping { messages } => {
+            assert_eq!(messages[0], "servers");
+            assert!(messages[1].ends_with(":srv-a;srv-b"), "{messages:?}");
+        }
+        other => bail!("{other:?}"),
+    }
+    // Graceful shutdown: acknowledged, and new clients go to the other server.
+    a.send(&service::ping(&[("shutdown", "fin:0")])).await?;
+    match a.next().await? {
+        ServiceMessage::Ping { messages } => assert_eq!(messages, ["shutdown", "finack"]),
+        other => bail!("{other:?}"),
+    }
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (c, ..) = connect_via(&mut b, &base, &key, "chat", None, "json").await?;
+        clients.push(c);
+    }
+    sb.stop().await;
+    Ok(())
+}
