@@ -595,3 +595,87 @@ async fn ping_sub_protocol() -> Result<()> {
     sb.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn client_results_reach_the_caller_server_and_a_leaving_client_fails_them() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut router =
+        FakeServer::connect(&base, &key, "chat", "srv-router", ConnectionType::Default).await?;
+    let (mut client, ..) = connect_via(&mut router, &base, &key, "chat", None, "json").await?;
+    let id = client.connection_id().to_owned();
+    // Another app server (here a Weak one) asks the client for a result.
+    let mut caller =
+        FakeServer::connect(&base, &key, "chat", "srv-caller", ConnectionType::Weak).await?;
+    let invocation = br#"{"type":1,"invocationId":"inv-1","target":"GetAnswer","arguments":[]}"#;
+    let mut framed = invocation.to_vec();
+    framed.push(0x1e);
+    caller
+        .send(&ServiceMessage::ClientInvocation {
+            invocation_id: "inv-1".into(),
+            connection_id: id.clone(),
+            caller_server_id: "srv-caller".into(),
+            payloads: vec![("json".into(), Bytes::from(framed))],
+            extensions: Extensions::default(),
+        })
+        .await?;
+    // The client gets the invocation; its router learns of it.
+    let msg = client.next_message(T).await?;
+    assert_eq!(msg["invocationId"], "inv-1");
+    match router.next().await? {
+        ServiceMessage::ClientInvocation {
+            invocation_id,
+            caller_server_id,
+            ..
+        } => {
+            assert_eq!(
+                (invocation_id.as_str(), caller_server_id.as_str()),
+                ("inv-1", "srv-caller")
+            );
+        }
+        other => bail!("expected the forwarded ClientInvocation, got {other:?}"),
+    }
+    // The router sends the completion on: the caller gets it.
+    router
+        .send(&ServiceMessage::ClientCompletion {
+            invocation_id: "inv-1".into(),
+            connection_id: id.clone(),
+            caller_server_id: "srv-caller".into(),
+            protocol: "json".into(),
+            payload: Bytes::from_static(
+                b"{\"type\":3,\"invocationId\":\"inv-1\",\"result\":42}\x1e",
+            ),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    match caller.next().await? {
+        ServiceMessage::ClientCompletion { invocation_id, .. } => {
+            assert_eq!(invocation_id, "inv-1")
+        }
+        other => bail!("expected ClientCompletion, got {other:?}"),
+    }
+    // A second invocation the client never answers: when it leaves, the caller hears of it.
+    caller
+        .send(&ServiceMessage::ClientInvocation {
+            invocation_id: "inv-2".into(),
+            connection_id: id.clone(),
+            caller_server_id: "srv-caller".into(),
+            payloads: vec![("json".into(), Bytes::from_static(b"{\"type\":1,\"invocationId\":\"inv-2\",\"target\":\"X\",\"arguments\":[]}\x1e"))],
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(client.next_message(T).await?["invocationId"], "inv-2");
+    client.close().await;
+    match caller.next().await? {
+        ServiceMessage::ErrorCompletion {
+            invocation_id,
+            error,
+            ..
+        } => {
+            assert_eq!(invocation_id, "inv-2");
+            assert_eq!(error.as_deref(), Some("Connection disconnected."));
+        }
+        other => bail!("expected ErrorCompletion, got {other:?}"),
+    }
+    sb.stop().await;
+    Ok(())
+}

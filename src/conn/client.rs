@@ -26,8 +26,8 @@ use super::server::ServerConnHandle;
 use super::{CloseRequest, ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
 use crate::hub::actor::SERVER_GONE_ERROR;
-use crate::hub::{AdmitRequest, HubHandle, UserId};
-use crate::protocol::service::{Extensions, ServiceMessage};
+use crate::hub::{AdmitRequest, HubCommand, HubHandle, UserId};
+use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{
     self, Close, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake,
 };
@@ -35,6 +35,9 @@ use crate::routing::sticky::StickyMode;
 use crate::routing::{self, ClientRoute, MessageAction};
 use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
+
+/// ErrorCompletion text for a client invocation whose client left before answering.
+pub const CLIENT_LEFT_ERROR: &str = "Connection disconnected.";
 
 /// Input buffers larger than this are released once drained, so an idle connection keeps none.
 const RETAINED_INPUT_CAPACITY: usize = 4096;
@@ -213,6 +216,23 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
     // The single cleanup every path reaches.
     shared.connections.remove(&ctx.connection_id);
     ctx.hub.disconnect(ctx.connection_id.clone()).await;
+    for (invocation_id, caller_server_id) in conn.take_pending_invocations() {
+        let error = ServiceMessage::ErrorCompletion {
+            invocation_id,
+            connection_id: ctx.connection_id.as_str().to_owned(),
+            caller_server_id: caller_server_id.clone(),
+            error: Some(CLIENT_LEFT_ERROR.to_owned()),
+            extensions: Extensions::default(),
+        };
+        let _ = ctx
+            .hub
+            .send(HubCommand::SendToServer {
+                server_id: caller_server_id,
+                frame: service::encode(&error),
+                reply: None,
+            })
+            .await;
+    }
     if let Some(server) = conn.server() {
         let error = match &exit {
             Exit::Close(c) => c.error.clone(),

@@ -81,6 +81,9 @@ struct ConnShared {
     outbox: Outbox,
     ready: AtomicBool,
     server: Option<server::ServerConnHandle>,
+    /// Client invocations (server → client with a result) not answered yet:
+    /// (invocation id, caller server id). Empty, and unallocated, for almost every client.
+    pending_invocations: parking_lot::Mutex<Vec<(String, String)>>,
 }
 
 /// A cloneable reference to one client connection.
@@ -102,6 +105,7 @@ impl ConnHandle {
             outbox,
             ready: AtomicBool::new(true),
             server: None,
+            pending_invocations: parking_lot::Mutex::new(Vec::new()),
         }))
     }
 
@@ -121,6 +125,7 @@ impl ConnHandle {
             outbox,
             ready: AtomicBool::new(false),
             server: Some(server),
+            pending_invocations: parking_lot::Mutex::new(Vec::new()),
         }))
     }
 
@@ -133,6 +138,21 @@ impl ConnHandle {
     /// REST sends skip clients that are not ready: nothing may precede the handshake answer.
     pub fn is_ready(&self) -> bool {
         self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Remember a client invocation whose caller must hear of it if the client leaves first.
+    pub fn track_invocation(&self, invocation_id: String, caller_server_id: String) {
+        self.0.pending_invocations.lock().push((invocation_id, caller_server_id));
+    }
+
+    /// The client answered (or the caller gave up on) an invocation.
+    pub fn untrack_invocation(&self, invocation_id: &str) {
+        self.0.pending_invocations.lock().retain(|(id, _)| id != invocation_id);
+    }
+
+    /// Take the unanswered invocations (when the client leaves).
+    pub fn take_pending_invocations(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.pending_invocations.lock())
     }
 
     /// Mark the client ready (its handshake answer is queued or written).

@@ -772,8 +772,15 @@ impl ServerActor<'_> {
                 // client's answer back to the caller.
                 let msg = SerializedMessage::from_payload_map(&payloads);
                 if let Some(conn) = self.shared.connections.get(&connection_id) {
+                    let routed_elsewhere = conn
+                        .server()
+                        .is_some_and(|router| router.server_id() != caller_server_id);
+                    if routed_elsewhere {
+                        // The caller hears of the client leaving from us, not from its router.
+                        conn.track_invocation(invocation_id.clone(), caller_server_id.clone());
+                    }
                     if let Some(router) = conn.server()
-                        && router.server_id() != caller_server_id
+                        && routed_elsewhere
                     {
                         let forward = ServiceMessage::ClientInvocation {
                             invocation_id,
@@ -799,15 +806,16 @@ impl ServerActor<'_> {
                 Ok(())
             }
             completion @ (M::ClientCompletion { .. } | M::ErrorCompletion { .. }) => {
-                let caller = match &completion {
-                    M::ClientCompletion {
-                        caller_server_id, ..
+                let (caller, invocation, connection) = match &completion {
+                    M::ClientCompletion { caller_server_id, invocation_id, connection_id, .. }
+                    | M::ErrorCompletion { caller_server_id, invocation_id, connection_id, .. } => {
+                        (caller_server_id.clone(), invocation_id.as_str(), connection_id.as_str())
                     }
-                    | M::ErrorCompletion {
-                        caller_server_id, ..
-                    } => caller_server_id.clone(),
-                    _ => String::new(),
+                    _ => (String::new(), "", ""),
                 };
+                if let Some(conn) = self.shared.connections.get(connection) {
+                    conn.untrack_invocation(invocation);
+                }
                 if caller != self.handle.server_id() {
                     hub.send(HubCommand::SendToServer {
                         server_id: caller,
