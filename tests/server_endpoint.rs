@@ -686,17 +686,21 @@ async fn sticky_claims_choose_the_negotiating_server() -> Result<()> {
     let mut a = FakeServer::connect(&base, &key, "chat", "srv-a", ConnectionType::Default).await?;
     let mut b = FakeServer::connect(&base, &key, "chat", "srv-b", ConnectionType::Default).await?;
     let sticky_token = |server: &str, mode: &str| {
-        sign(&key, &json!({
-            "aud": "http://127.0.0.1/client/?hub=chat", "exp": now() + 600,
-            "asrs.s.sn": server, "asrs.s.ssticky": mode,
-        }))
+        sign(
+            &key,
+            &json!({
+                "aud": "http://127.0.0.1/client/?hub=chat", "exp": now() + 600,
+                "asrs.s.sn": server, "asrs.s.ssticky": mode,
+            }),
+        )
     };
     // Three clients that must reach srv-b, although srv-a has fewer clients each time.
     let mut kept = Vec::new();
     for mode in ["Required", "Preferred", "Required"] {
         let token = sticky_token("srv-b", mode);
         let base2 = base.clone();
-        let task = tokio::spawn(async move { TestClient::connect(&base2, "chat", &token, "json").await });
+        let task =
+            tokio::spawn(async move { TestClient::connect(&base2, "chat", &token, "json").await });
         let (id, ..) = b.accept_client().await?;
         let client = task.await??;
         assert_eq!(client.connection_id(), id);
@@ -705,7 +709,8 @@ async fn sticky_claims_choose_the_negotiating_server() -> Result<()> {
     // Preferred with an unknown server falls back; Required fails the handshake.
     let token = sticky_token("srv-gone", "Preferred");
     let base2 = base.clone();
-    let task = tokio::spawn(async move { TestClient::connect(&base2, "chat", &token, "json").await });
+    let task =
+        tokio::spawn(async move { TestClient::connect(&base2, "chat", &token, "json").await });
     a.accept_client().await?;
     kept.push(task.await??);
     let err = TestClient::connect(&base, "chat", &sticky_token("srv-gone", "Required"), "json")

@@ -142,12 +142,18 @@ impl ConnHandle {
 
     /// Remember a client invocation whose caller must hear of it if the client leaves first.
     pub fn track_invocation(&self, invocation_id: String, caller_server_id: String) {
-        self.0.pending_invocations.lock().push((invocation_id, caller_server_id));
+        self.0
+            .pending_invocations
+            .lock()
+            .push((invocation_id, caller_server_id));
     }
 
     /// The client answered (or the caller gave up on) an invocation.
     pub fn untrack_invocation(&self, invocation_id: &str) {
-        self.0.pending_invocations.lock().retain(|(id, _)| id != invocation_id);
+        self.0
+            .pending_invocations
+            .lock()
+            .retain(|(id, _)| id != invocation_id);
     }
 
     /// Take the unanswered invocations (when the client leaves).

@@ -807,10 +807,22 @@ impl ServerActor<'_> {
             }
             completion @ (M::ClientCompletion { .. } | M::ErrorCompletion { .. }) => {
                 let (caller, invocation, connection) = match &completion {
-                    M::ClientCompletion { caller_server_id, invocation_id, connection_id, .. }
-                    | M::ErrorCompletion { caller_server_id, invocation_id, connection_id, .. } => {
-                        (caller_server_id.clone(), invocation_id.as_str(), connection_id.as_str())
+                    M::ClientCompletion {
+                        caller_server_id,
+                        invocation_id,
+                        connection_id,
+                        ..
                     }
+                    | M::ErrorCompletion {
+                        caller_server_id,
+                        invocation_id,
+                        connection_id,
+                        ..
+                    } => (
+                        caller_server_id.clone(),
+                        invocation_id.as_str(),
+                        connection_id.as_str(),
+                    ),
                     _ => (String::new(), "", ""),
                 };
                 if let Some(conn) = self.shared.connections.get(connection) {

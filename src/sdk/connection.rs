@@ -772,6 +772,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_full_outbox_waits_then_fails() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let outbox = Outbox {
+            tx,
+            slot: 0,
+            send_timeout: Duration::from_millis(50),
+        };
+        let frame = || ConnCommand::Frame(Bytes::from_static(b"x"));
+        outbox.send(frame()).await.unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            outbox.send(frame()).await,
+            Err(SdkError::OutboxFull(Duration::from_millis(50)))
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        // Room appears while waiting: the send goes through.
+        let waiting = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.send(frame()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(rx.recv().await.is_some());
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        rx.close();
+        assert_eq!(outbox.send(frame()).await, Err(SdkError::ConnectionClosed));
+    }
+
     #[test]
     fn heartbeat_follows_the_shortest_interval() {
         let mut options = super::super::HubServerOptions::default();

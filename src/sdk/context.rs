@@ -66,13 +66,20 @@ impl Context {
         &self.client.claims
     }
 
-    /// The first value of claim `claim_type`.
+    /// The first value of claim `claim_type`. A short JWT name (`role`, `nameid`, `email`, ...)
+    /// also finds the .NET long type it is mapped to
+    /// ([`dotnet_claim_type`](crate::auth::dotnet_claim_type)), so `claim("role")` reads
+    /// `http://schemas.microsoft.com/ws/2008/06/identity/claims/role`.
     pub fn claim(&self, claim_type: &str) -> Option<&str> {
-        self.client
-            .claims
-            .iter()
-            .find(|(k, _)| k == claim_type)
-            .map(|(_, v)| v.as_str())
+        let long = crate::auth::dotnet_claim_type(claim_type);
+        let find = |name: &str| {
+            self.client
+                .claims
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        find(claim_type).or_else(|| if long == claim_type { None } else { find(long) })
     }
 
     /// The HTTP headers of the client's connect request, as the service forwarded them.

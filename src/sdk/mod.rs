@@ -43,7 +43,9 @@
 //! - `connection`: the server-connection actor — one tokio task per connection: connect,
 //!   handshake, keep-alive, reconnect with back-off, graceful shutdown, its bounded outbox.
 //! - `client`: per-client state inside a connection actor (handshake, hub-message decoding,
-//!   keep-alive, timeouts) and the per-client worker that runs invocations in order.
+//!   keep-alive, timeouts).
+//! - `dispatch`: the per-client worker that runs invocations in order, streams, and the ASP.NET
+//!   Core error texts.
 //!
 //! # Actors and queues
 //!
@@ -68,6 +70,7 @@ pub mod upload;
 mod client;
 mod codec;
 mod connection;
+mod dispatch;
 
 #[cfg(test)]
 mod tests;

@@ -47,11 +47,11 @@ pub fn negotiate_response_for_app(
     lifetime: Duration,
 ) -> String {
     let hub = hub_url_name(hub, application_name);
-    let body = serde_json::json!({
-        "url": connection_string.client_url(&hub),
-        "accessToken": connection_string.client_token(&hub, user_id, claims, lifetime),
-    });
-    body.to_string()
+    // Written by hand to keep the SDK's property order (`url` first); `Value`'s Display escapes.
+    let url = serde_json::Value::String(connection_string.client_url(&hub));
+    let token =
+        serde_json::Value::String(connection_string.client_token(&hub, user_id, claims, lifetime));
+    format!("{{\"url\":{url},\"accessToken\":{token}}}")
 }
 
 #[cfg(test)]

@@ -202,7 +202,8 @@ impl HubServerBuilder {
 
 /// A running hub server: the server connections of one hub, and the application's way to send
 /// to clients, manage groups and query the service outside of a hub method. Cheap to clone;
-/// call [`stop`](Self::stop) to shut it down gracefully.
+/// call [`stop`](Self::stop) to shut it down gracefully (dropping the handles does not stop the
+/// connection tasks).
 #[derive(Clone)]
 pub struct HubServer {
     pub(crate) shared: Arc<ServerShared>,
@@ -438,11 +439,6 @@ pub(crate) struct ServerShared {
 }
 
 impl ServerShared {
-    /// Milliseconds since [`epoch`](Self::epoch).
-    pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// A connection slot came up with `outbox`.
     pub(crate) fn slot_up(&self, slot: usize, outbox: Outbox) {
         if let Some(s) = self.slots.get(slot) {
