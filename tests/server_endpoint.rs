@@ -721,3 +721,28 @@ async fn sticky_claims_choose_the_negotiating_server() -> Result<()> {
     sb.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_servers_messages_reach_a_client_in_the_order_it_sent_them() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut server = FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
+    let (mut client, ..) = connect_via(&mut server, &base, &key, "chat", Some("u"), "json").await?;
+    let id = client.connection_id().to_owned();
+    // Hub-routed sends (broadcast, user, group) interleaved with direct data to the client.
+    server.send(&ServiceMessage::JoinGroup { connection_id: id.clone(), group_name: "g".into(), extensions: Extensions::default() }).await?;
+    for i in 0..30 {
+        let routed = match i % 3 {
+            0 => ServiceMessage::BroadcastData { excluded_list: vec![], payloads: payloads("m", json!([i, "hub"])), extensions: Extensions::default() },
+            1 => ServiceMessage::UserData { user_id: "u".into(), payloads: payloads("m", json!([i, "hub"])), extensions: Extensions::default() },
+            _ => ServiceMessage::GroupBroadcastData { group_name: "g".into(), excluded_list: vec![], payloads: payloads("m", json!([i, "hub"])), extensions: Extensions::default(), excluded_user_list: vec![], caller_user_id: None },
+        };
+        server.send(&routed).await?;
+        server.data(&id, &json_invocation("m", json!([i, "direct"]))).await?;
+    }
+    for i in 0..30 {
+        assert_eq!(client.expect_invocation("m", T).await?, json!([i, "hub"]), "message {i}");
+        assert_eq!(client.expect_invocation("m", T).await?, json!([i, "direct"]), "message {i}");
+    }
+    sb.stop().await;
+    Ok(())
+}

@@ -205,6 +205,7 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
         handle: &handle,
         last_sent: Instant::now(),
         last_received: Instant::now(),
+        hub_pending: false,
     };
     actor.serve(&mut session, &mut stream, rx, input).await;
 
@@ -232,6 +233,8 @@ struct ServerActor<'a> {
     handle: &'a ServerConnHandle,
     last_sent: Instant,
     last_received: Instant,
+    /// Something this server sent went through the hub actor and may still be queued there.
+    hub_pending: bool,
 }
 
 impl ServerActor<'_> {
@@ -411,6 +414,25 @@ impl ServerActor<'_> {
     /// Handle one message; false when the connection must end.
     async fn handle(&mut self, msg: ServiceMessage) -> bool {
         use ServiceMessage as M;
+        // Keep this server's order: messages that go straight to a client wait until what the
+        // server sent earlier through the hub (broadcasts, group sends, membership changes) is
+        // in the outboxes, so `await Clients.All.SendAsync(..); return x;` reaches the caller
+        // in that order.
+        let direct = matches!(
+            msg,
+            M::ConnectionData { .. }
+                | M::MultiConnectionData { .. }
+                | M::CloseConnection { .. }
+                | M::ClientInvocation { .. }
+        );
+        if direct && self.hub_pending {
+            if self.hub.barrier().await.is_err() {
+                return false;
+            }
+            self.hub_pending = false;
+        } else if !direct && !matches!(msg, M::Ping { .. }) {
+            self.hub_pending = true;
+        }
         let hub = self.hub;
         let sent = match msg {
             M::Ping { messages } => {

@@ -192,6 +192,9 @@ impl Hub {
                 }
                 self.count(t);
             }
+            HubCommand::Barrier { reply } => {
+                let _ = reply.send(());
+            }
             HubCommand::Disconnect { id } => self.disconnect(&id),
             HubCommand::SendAll { msg, excluded } => {
                 let mut t = Tally::default();

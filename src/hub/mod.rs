@@ -217,6 +217,11 @@ pub enum HubCommand {
         /// The message.
         msg: Arc<SerializedMessage>,
     },
+    /// Answered once every command queued before it has been processed.
+    Barrier {
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
     /// Forget a connection (it ended).
     Disconnect {
         /// The connection that ended.
@@ -412,6 +417,12 @@ impl HubHandle {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
         rx.await.map_err(|_| HubGone)
+    }
+
+    /// Wait until the hub has processed every command queued before this call (so that what a
+    /// caller sent through the hub is in the recipients' outboxes).
+    pub async fn barrier(&self) -> Result<(), HubGone> {
+        self.ask(|reply| HubCommand::Barrier { reply }).await
     }
 
     /// Admit a client (see [`HubCommand::Admit`]). `Ok(Err(text))` is a refusal.
