@@ -27,20 +27,22 @@ enum Command {
     Serve(ServeArgs),
     /// Print a client URL and an access token for a hub.
     Token(TokenArgs),
+    /// Show or change a running broker's runtime settings (mode, access keys).
+    Admin(AdminArgs),
     /// Check a configuration file and exit.
     CheckConfig(ConfigArg),
     /// Print the built-in default configuration as TOML.
     PrintDefaultConfig,
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 struct ConfigArg {
     /// Configuration file (switchboard.toml).
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
@@ -82,6 +84,22 @@ struct TokenArgs {
     /// every REST operation on that hub) instead of a client token.
     #[arg(long)]
     rest: bool,
+}
+
+#[derive(Args, Debug)]
+struct AdminArgs {
+    /// The broker's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "SWITCHBOARD_URL")]
+    url: String,
+    /// An access key of the broker (signs the admin token).
+    #[arg(long = "access-key", env = "SWITCHBOARD_ACCESS_KEY")]
+    access_key: String,
+    /// Change the service mode (default, serverless, classic).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Replace the access keys (give it twice for primary and secondary).
+    #[arg(long = "set-access-key")]
+    set_access_keys: Vec<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -140,13 +158,14 @@ pub(crate) fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => match args.load() {
-            Ok(config) => serve(config),
+            Ok(config) => serve(config, &args),
             Err(e) => config_error(&e),
         },
         Command::Token(args) => match args.serve.load() {
             Ok(config) => token(&config, &args),
             Err(e) => config_error(&e),
         },
+        Command::Admin(args) => admin(&args),
         Command::CheckConfig(arg) => {
             let args = ServeArgs {
                 config: arg,
@@ -176,6 +195,72 @@ pub(crate) fn main() -> i32 {
 fn config_error(e: &ConfigError) -> i32 {
     eprintln!("switchboard: {e}");
     EXIT_CONFIG
+}
+
+fn admin(args: &AdminArgs) -> i32 {
+    let mut patch = serde_json::Map::new();
+    if let Some(mode) = &args.mode {
+        if let Err(message) = mode.parse::<ServiceMode>() {
+            eprintln!("switchboard: invalid configuration: mode: {message}");
+            return EXIT_CONFIG;
+        }
+        patch.insert(
+            "mode".into(),
+            serde_json::Value::from(mode.to_ascii_lowercase()),
+        );
+    }
+    if !args.set_access_keys.is_empty() {
+        patch.insert(
+            "accessKeys".into(),
+            serde_json::Value::from(args.set_access_keys.clone()),
+        );
+    }
+    let base = args.url.trim_end_matches('/');
+    let keys = switchboard::auth::AccessKeys::new(vec![args.access_key.clone()]);
+    let token = keys.mint(
+        &format!(
+            "{}/admin/settings",
+            switchboard::switchboard::audience_base(base)
+        ),
+        300,
+        &[],
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let result: Result<(u16, String), reqwest::Error> = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("{base}/admin/settings");
+        let request = if patch.is_empty() {
+            client.get(url)
+        } else {
+            client.patch(url).json(&patch)
+        };
+        let response = request.bearer_auth(token).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    });
+    match result {
+        Ok((200, body)) => {
+            println!("{body}");
+            0
+        }
+        Ok((status, body)) => {
+            eprintln!("switchboard: the broker answered {status}: {body}");
+            1
+        }
+        Err(e) => {
+            eprintln!("switchboard: cannot reach {base}: {e}");
+            1
+        }
+    }
 }
 
 fn token(config: &Config, args: &TokenArgs) -> i32 {
@@ -217,7 +302,7 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
     0
 }
 
-fn serve(config: Config) -> i32 {
+fn serve(config: Config, args: &ServeArgs) -> i32 {
     telemetry::init_tracing();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -245,11 +330,18 @@ fn serve(config: Config) -> i32 {
             println!("Access key: generated at random for this run (pass --access-key to fix it)");
         }
         let server = handle.server_handle();
+        let shared = handle.shared().clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
+            shared.close_all().await;
             server.stop(true).await;
         });
+        if args.config.config.is_some() {
+            let shared = handle.shared().clone();
+            let args = args.clone();
+            tokio::spawn(async move { reload_on_sighup(shared, args).await });
+        }
         handle.wait().await.map_err(|e| e.to_string())
     });
     match result {
@@ -258,6 +350,43 @@ fn serve(config: Config) -> i32 {
             eprintln!("switchboard: {e}");
             1
         }
+    }
+}
+
+/// On SIGHUP, read the configuration again and apply what can change at runtime: the mode,
+/// the access keys (when the file names any) and the upstream rules. A bad file changes nothing.
+async fn reload_on_sighup(
+    shared: std::sync::Arc<switchboard::switchboard::Shared>,
+    args: ServeArgs,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let result = match args.load() {
+                Ok(config) => {
+                    shared
+                        .apply(switchboard::switchboard::SettingsPatch::from_config(
+                            &config,
+                        ))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(settings = %shared.settings_view(), "configuration reloaded")
+                }
+                Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (shared, args);
     }
 }
 

@@ -33,8 +33,7 @@ use crate::telemetry::Metrics;
 pub struct Shared {
     /// The configuration the broker started with.
     pub config: Config,
-    /// Keys tokens may be signed with.
-    pub keys: AccessKeys,
+    keys: RwLock<Arc<AccessKeys>>,
     /// The hubs.
     pub hubs: HubRegistry,
     /// Counters.
@@ -59,9 +58,73 @@ impl Shared {
         *self.mode.read()
     }
 
-    /// Change the service mode; connections keep the routing they were given at connect time.
-    pub fn set_mode(&self, mode: ServiceMode) {
-        *self.mode.write() = mode;
+    /// The access keys in force now (they can change at runtime).
+    pub fn keys(&self) -> Arc<AccessKeys> {
+        self.keys.read().clone()
+    }
+
+    /// Replace the access keys: tokens signed with a key no longer listed stop being accepted
+    /// for new requests; open connections stay open.
+    pub fn set_keys(&self, keys: AccessKeys) {
+        *self.keys.write() = Arc::new(keys);
+    }
+
+    /// Change the service mode. Clients keep the routing they were given at connect time;
+    /// switching to Serverless closes the hub-server connections that carry clients (their
+    /// clients are closed with them), Weak connections stay.
+    pub async fn set_mode(&self, mode: ServiceMode) {
+        let previous = std::mem::replace(&mut *self.mode.write(), mode);
+        if previous == mode {
+            return;
+        }
+        tracing::info!(from = %previous, to = %mode, "service mode changed");
+        if mode == ServiceMode::Serverless {
+            for name in self.hubs.names() {
+                if let Some(hub) = self.hubs.get(name.as_str()) {
+                    // A hub that is gone has no server connections left.
+                    let _ = hub
+                        .send(crate::hub::HubCommand::CloseServers {
+                            carrying_clients_only: true,
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Apply a settings change (admin endpoint, SIGHUP). Validated as a whole before anything
+    /// changes.
+    pub async fn apply(&self, patch: SettingsPatch) -> Result<(), config::ConfigError> {
+        if let Some(keys) = &patch.access_keys {
+            let candidate = Config {
+                access_keys: keys.clone(),
+                ..Config::default()
+            };
+            candidate.validate()?;
+            if keys.is_empty() {
+                return Err(config::ConfigError {
+                    key: "access_keys".into(),
+                    message: "at least one access key is required".into(),
+                });
+            }
+        }
+        if let Some(keys) = patch.access_keys {
+            self.set_keys(AccessKeys::new(keys));
+            tracing::info!("access keys replaced");
+        }
+        if let Some(mode) = patch.mode {
+            self.set_mode(mode).await;
+        }
+        Ok(())
+    }
+
+    /// The settings that can change at runtime, as the admin endpoint shows them (keys are not
+    /// shown, only how many there are).
+    pub fn settings_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mode": self.mode().as_str(),
+            "accessKeys": { "count": self.keys().all().len() },
+        })
     }
 
     /// Reserve a connection slot; `None` when `limits.max_connections` is reached.
@@ -114,6 +177,26 @@ impl Shared {
     }
 }
 
+/// A change to the runtime settings; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// New service mode.
+    pub mode: Option<ServiceMode>,
+    /// New access keys (primary first); replaces all of them.
+    pub access_keys: Option<Vec<String>>,
+}
+
+impl SettingsPatch {
+    /// The runtime-changeable part of a configuration (keys only when it names some).
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            mode: Some(config.mode),
+            access_keys: (!config.access_keys.is_empty()).then(|| config.access_keys.clone()),
+        }
+    }
+}
+
 /// A reserved connection slot, released on drop.
 #[derive(Debug)]
 pub struct ConnectionSlot(Arc<Shared>);
@@ -158,7 +241,7 @@ impl Switchboard {
         let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {
             public_endpoint: self.config.public_endpoint_or(local_addr),
-            keys: self.keys,
+            keys: RwLock::new(Arc::new(self.keys)),
             hubs: HubRegistry::new(
                 HubSettings {
                     inbox_capacity: limits.hub_inbox_capacity,
@@ -241,7 +324,7 @@ impl SwitchboardHandle {
 
     /// The connection string an Azure SignalR SDK uses for this broker.
     pub fn connection_string(&self) -> String {
-        config::connection_string(&self.shared.public_endpoint, self.shared.keys.primary())
+        config::connection_string(&self.shared.public_endpoint, self.shared.keys().primary())
     }
 
     /// The shared state (metrics, hubs, keys).
@@ -289,7 +372,7 @@ pub fn client_token(shared: &Shared, hub: &str, user: Option<&str>, lifetime: Du
         audience_base(&shared.public_endpoint)
     );
     let claims: Vec<(&str, &str)> = user.map(|u| vec![("nameid", u)]).unwrap_or_default();
-    shared.keys.mint(&aud, lifetime.as_secs(), &claims)
+    shared.keys().mint(&aud, lifetime.as_secs(), &claims)
 }
 
 /// `scheme://host` of an endpoint, without port or path: the SDKs' audience base.

@@ -7,175 +7,16 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use common::fake_server::{FakeServer, server_token};
 use common::{Rest, TestClient, client_token, now, sign, start};
-use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use switchboard::ServiceMode;
 use switchboard::protocol::service::{self, ConnectionType, Extensions, ServiceMessage};
 use switchboard::telemetry::names;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const T: Duration = Duration::from_secs(5);
-
-/// A hub server scripted by the test.
-struct FakeServer {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    buf: BytesMut,
-}
-
-fn server_token(key: &str, hub: &str, server_id: &str) -> String {
-    sign(
-        key,
-        &json!({
-            "aud": format!("http://127.0.0.1/server/?hub={hub}"),
-            "exp": now() + 600, "iat": now(), "nbf": now(), "nameid": server_id,
-        }),
-    )
-}
-
-impl FakeServer {
-    /// Connect and hand-shake; `Err` carries the handshake error text.
-    async fn connect(
-        base: &str,
-        key: &str,
-        hub: &str,
-        server_id: &str,
-        kind: ConnectionType,
-    ) -> Result<Self> {
-        let url = format!(
-            "{}/server/?hub={hub}&cid=c-{server_id}",
-            base.replacen("http", "ws", 1)
-        );
-        let mut req = url.into_client_request()?;
-        req.headers_mut().insert(
-            "Authorization",
-            format!("Bearer {}", server_token(key, hub, server_id)).parse()?,
-        );
-        req.headers_mut()
-            .insert("X-ASRS-Server-Id", server_id.parse()?);
-        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
-        let mut s = Self {
-            ws,
-            buf: BytesMut::new(),
-        };
-        s.send(&ServiceMessage::HandshakeRequest {
-            version: 1,
-            connection_type: kind,
-            target: None,
-            migration_level: 0,
-            extensions: Extensions::default(),
-            allow_stateful_reconnects: false,
-        })
-        .await?;
-        match s.next().await? {
-            ServiceMessage::HandshakeResponse { error_message, .. } => {
-                match error_message.as_deref() {
-                    None | Some("") => Ok(s),
-                    Some(e) => bail!("{e}"),
-                }
-            }
-            other => bail!("expected a HandshakeResponse, got {other:?}"),
-        }
-    }
-
-    async fn send(&mut self, msg: &ServiceMessage) -> Result<()> {
-        self.ws.send(Message::binary(service::encode(msg))).await?;
-        Ok(())
-    }
-
-    /// The next message that is not an empty keep-alive Ping.
-    async fn next(&mut self) -> Result<ServiceMessage> {
-        loop {
-            let frozen = Bytes::copy_from_slice(&self.buf);
-            if let Some((msg, used)) = service::decode(&frozen, 1 << 24)? {
-                let _ = self.buf.split_to(used);
-                match msg {
-                    Some(ServiceMessage::Ping { messages }) if messages.is_empty() => continue,
-                    Some(m) => return Ok(m),
-                    None => continue,
-                }
-            }
-            let frame = tokio::time::timeout(T, self.ws.next())
-                .await
-                .context("timed out waiting for the service")?
-                .context("service closed the connection")??;
-            match frame {
-                Message::Binary(b) => self.buf.extend_from_slice(&b),
-                Message::Close(_) => bail!("service closed the connection"),
-                _ => {}
-            }
-        }
-    }
-
-    /// Accept the next client: expect OpenConnection then its handshake request as data, answer
-    /// `{}`. Returns (connection id, OpenConnection claims, query, ext protocol).
-    async fn accept_client(
-        &mut self,
-    ) -> Result<(
-        String,
-        Vec<(String, String)>,
-        Option<String>,
-        Option<String>,
-    )> {
-        let (id, claims, query, protocol) = match self.next().await? {
-            ServiceMessage::OpenConnection {
-                connection_id,
-                claims,
-                query_string,
-                extensions,
-                ..
-            } => (connection_id, claims, query_string, extensions.protocol),
-            other => bail!("expected OpenConnection, got {other:?}"),
-        };
-        let mut handshake = Vec::new();
-        while !handshake.contains(&0x1e) {
-            match self.next().await? {
-                ServiceMessage::ConnectionData {
-                    connection_id,
-                    payload,
-                    ..
-                } if connection_id == id => {
-                    handshake.extend_from_slice(&payload);
-                }
-                other => bail!("expected the client's handshake as ConnectionData, got {other:?}"),
-            }
-        }
-        self.data(&id, b"{}\x1e").await?;
-        Ok((id, claims, query, protocol))
-    }
-
-    async fn data(&mut self, id: &str, payload: &[u8]) -> Result<()> {
-        self.send(&ServiceMessage::ConnectionData {
-            connection_id: id.to_owned(),
-            payload: Bytes::copy_from_slice(payload),
-            extensions: Extensions::default(),
-        })
-        .await
-    }
-
-    /// The next ConnectionData payload (any connection).
-    async fn next_data(&mut self) -> Result<(String, Bytes)> {
-        match self.next().await? {
-            ServiceMessage::ConnectionData {
-                connection_id,
-                payload,
-                ..
-            } => Ok((connection_id, payload)),
-            other => bail!("expected ConnectionData, got {other:?}"),
-        }
-    }
-
-    async fn expect_ack(&mut self, want_id: i32) -> Result<i32> {
-        match self.next().await? {
-            ServiceMessage::Ack { ack_id, status, .. } if ack_id == want_id => Ok(status),
-            other => bail!("expected Ack {want_id}, got {other:?}"),
-        }
-    }
-}
 
 fn json_invocation(target: &str, args: Value) -> Vec<u8> {
     let mut v =
@@ -725,23 +566,55 @@ async fn sticky_claims_choose_the_negotiating_server() -> Result<()> {
 #[tokio::test]
 async fn a_servers_messages_reach_a_client_in_the_order_it_sent_them() -> Result<()> {
     let (sb, base, key) = start(ServiceMode::Default).await;
-    let mut server = FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
+    let mut server =
+        FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
     let (mut client, ..) = connect_via(&mut server, &base, &key, "chat", Some("u"), "json").await?;
     let id = client.connection_id().to_owned();
     // Hub-routed sends (broadcast, user, group) interleaved with direct data to the client.
-    server.send(&ServiceMessage::JoinGroup { connection_id: id.clone(), group_name: "g".into(), extensions: Extensions::default() }).await?;
+    server
+        .send(&ServiceMessage::JoinGroup {
+            connection_id: id.clone(),
+            group_name: "g".into(),
+            extensions: Extensions::default(),
+        })
+        .await?;
     for i in 0..30 {
         let routed = match i % 3 {
-            0 => ServiceMessage::BroadcastData { excluded_list: vec![], payloads: payloads("m", json!([i, "hub"])), extensions: Extensions::default() },
-            1 => ServiceMessage::UserData { user_id: "u".into(), payloads: payloads("m", json!([i, "hub"])), extensions: Extensions::default() },
-            _ => ServiceMessage::GroupBroadcastData { group_name: "g".into(), excluded_list: vec![], payloads: payloads("m", json!([i, "hub"])), extensions: Extensions::default(), excluded_user_list: vec![], caller_user_id: None },
+            0 => ServiceMessage::BroadcastData {
+                excluded_list: vec![],
+                payloads: payloads("m", json!([i, "hub"])),
+                extensions: Extensions::default(),
+            },
+            1 => ServiceMessage::UserData {
+                user_id: "u".into(),
+                payloads: payloads("m", json!([i, "hub"])),
+                extensions: Extensions::default(),
+            },
+            _ => ServiceMessage::GroupBroadcastData {
+                group_name: "g".into(),
+                excluded_list: vec![],
+                payloads: payloads("m", json!([i, "hub"])),
+                extensions: Extensions::default(),
+                excluded_user_list: vec![],
+                caller_user_id: None,
+            },
         };
         server.send(&routed).await?;
-        server.data(&id, &json_invocation("m", json!([i, "direct"]))).await?;
+        server
+            .data(&id, &json_invocation("m", json!([i, "direct"])))
+            .await?;
     }
     for i in 0..30 {
-        assert_eq!(client.expect_invocation("m", T).await?, json!([i, "hub"]), "message {i}");
-        assert_eq!(client.expect_invocation("m", T).await?, json!([i, "direct"]), "message {i}");
+        assert_eq!(
+            client.expect_invocation("m", T).await?,
+            json!([i, "hub"]),
+            "message {i}"
+        );
+        assert_eq!(
+            client.expect_invocation("m", T).await?,
+            json!([i, "direct"]),
+            "message {i}"
+        );
     }
     sb.stop().await;
     Ok(())

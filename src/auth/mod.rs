@@ -38,6 +38,8 @@ pub enum Audience<'a> {
         /// The hub, compared case-insensitively.
         hub: &'a str,
     },
+    /// The admin endpoint (`/admin/settings`; a token for `/admin` covers it).
+    Admin,
     /// A REST call to `path` (the request path, e.g. `/api/hubs/chat/:send`). A token whose
     /// audience is that path or a parent of it under `/api/` is accepted.
     Rest {
@@ -327,6 +329,7 @@ fn audience_matches(aud: &str, expected: Audience<'_>) -> bool {
     match expected {
         Audience::Client { hub } => path == "/client" && hub_query_matches(query, hub),
         Audience::Server { hub } => path == "/server" && hub_query_matches(query, hub),
+        Audience::Admin => path == "/admin" || path == "/admin/settings",
         Audience::Rest { path: request } => {
             let request = request.trim_end_matches('/').to_ascii_lowercase();
             path.starts_with("/api/")
@@ -340,6 +343,7 @@ fn expected_audience(expected: Audience<'_>) -> String {
     match expected {
         Audience::Client { hub } => format!("<endpoint>/client/?hub={hub}"),
         Audience::Server { hub } => format!("<endpoint>/server/?hub={hub}"),
+        Audience::Admin => "<endpoint>/admin/settings".to_owned(),
         Audience::Rest { path } => format!("<endpoint>{path}"),
     }
 }

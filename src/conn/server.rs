@@ -51,6 +51,7 @@ struct ServerShared {
     server_id: String,
     connection_type: ConnectionType,
     tx: mpsc::Sender<Bytes>,
+    close: tokio::sync::Notify,
 }
 
 /// The server connection is gone.
@@ -99,6 +100,11 @@ impl ServerConnHandle {
             extensions: Extensions::default(),
         })
         .await
+    }
+
+    /// Ask the connection to close (its clients are closed with it).
+    pub fn close(&self) {
+        self.0.close.notify_one();
     }
 
     /// Queue an encoded frame without waiting.
@@ -185,6 +191,7 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
         server_id: ctx.server_id.clone(),
         connection_type,
         tx,
+        close: tokio::sync::Notify::new(),
     }));
     if ctx
         .hub
@@ -256,6 +263,10 @@ impl ServerActor<'_> {
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = self.handle.0.close.notified() => {
+                    tracing::info!(server = self.handle.server_id(), "closing hub server connection (service mode changed)");
+                    return;
+                }
                 frame = rx.recv() => {
                     let Some(first) = frame else { return };
                     // Coalesce whatever else is queued into one WebSocket frame.

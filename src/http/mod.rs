@@ -7,10 +7,12 @@
 //! | `GET /server/?hub=&cid=` (WebSocket, hub servers) | [`server_ws`] |
 //! | `/api/...`, `/api/v1/...` | [`rest`] |
 //! | `/api/health`, `/healthz`, `/readyz`, `/metrics` | [`health`] |
+//! | `GET`/`PATCH /admin/settings` | [`admin`] |
 //!
 //! Browser clients send credentialed, preflighted requests, so every response to a request
 //! with an `Origin` carries CORS headers echoing that origin, and `OPTIONS` is answered here.
 
+pub mod admin;
 pub mod client_ws;
 pub mod error;
 pub mod health;
@@ -39,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(client_ws::configure)
             .configure(server_ws::configure)
             .configure(health::configure)
+            .configure(admin::configure)
             .configure(rest::configure)
             .default_service(web::to(not_found)),
     );
@@ -149,7 +152,7 @@ pub fn authenticate_client(
 ) -> Result<Identity, ApiError> {
     let result = match bearer_token(req, true) {
         None => Err(AuthError::Missing),
-        Some(token) => shared.keys.validate(
+        Some(token) => shared.keys().validate(
             &token,
             Audience::Client { hub },
             shared.config.limits.token_clock_skew_secs,

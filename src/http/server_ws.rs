@@ -29,7 +29,7 @@ async fn connect(
     let hub = hub_param(&req)?;
     let identity = match bearer_token(&req, false) {
         None => Err(AuthError::Missing),
-        Some(token) => shared.keys.validate(
+        Some(token) => shared.keys().validate(
             &token,
             Audience::Server { hub: &hub },
             shared.config.limits.token_clock_skew_secs,

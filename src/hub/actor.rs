@@ -192,6 +192,15 @@ impl Hub {
                 }
                 self.count(t);
             }
+            HubCommand::CloseServers {
+                carrying_clients_only,
+            } => {
+                for e in &self.servers {
+                    if !carrying_clients_only || e.handle.connection_type().carries_clients() {
+                        e.handle.close();
+                    }
+                }
+            }
             HubCommand::Barrier { reply } => {
                 let _ = reply.send(());
             }

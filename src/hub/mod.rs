@@ -217,6 +217,11 @@ pub enum HubCommand {
         /// The message.
         msg: Arc<SerializedMessage>,
     },
+    /// Close the hub-server connections (only those that carry clients, or all).
+    CloseServers {
+        /// Keep Weak connections.
+        carrying_clients_only: bool,
+    },
     /// Answered once every command queued before it has been processed.
     Barrier {
         /// Done.

@@ -8,6 +8,8 @@
 //! (`{"type":1,"target":..,"arguments":[..]}`, `{"type":7,"error":..,"allowReconnect":..}`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fake_server;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};

@@ -420,7 +420,7 @@ fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), ApiError> {
             "Unauthorized: no access token was provided; REST calls need 'Authorization: Bearer <token>'.",
         ));
     };
-    shared.keys.validate(
+    shared.keys().validate(
         &token,
         Audience::Rest { path: req.path() },
         shared.config.limits.token_clock_skew_secs,
