@@ -511,3 +511,233 @@ export function useBroker(hooks, options) {
   });
   return ctx;
 }
+
+// ---------------------------------------------------------------------------
+// Default mode: the example hub servers (examples/chat, examples/echo) and clients that
+// negotiate through the app (the Azure redirect flow).
+//
+// Environment:
+//   SWITCHBOARD_EXAMPLES_DIR  directory of the example binaries (default ../../target/debug/examples)
+//   SWITCHBOARD_CHAT_BIN      the chat example binary (default <examples dir>/chat)
+//   SWITCHBOARD_ECHO_BIN      the echo example binary (default <examples dir>/echo)
+
+/** Client methods the chat example calls (all recorded by the inbox). */
+export const CHAT_TARGETS = ['newMessage', 'joined', 'left', 'roomJoined', 'roomLeft', 'roomMessage', 'privateMessage'];
+/** Client methods the echo example calls. */
+export const ECHO_TARGETS = ['echo', 'broadcast'];
+
+/** The connection string the broker printed (`Connection string: ...`). */
+export function brokerConnectionString(broker) {
+  const line = broker.stdoutLines.find((l) => l.startsWith('Connection string: '));
+  if (line) return line.slice('Connection string: '.length).trim();
+  // printed right after the listen line; fall back to the documented shape
+  return `Endpoint=http://127.0.0.1;Port=${broker.port};AccessKey=${broker.accessKey};Version=1.0;`;
+}
+
+/** The value of an unlabelled counter in the broker's `GET /metrics`, or undefined. */
+export async function brokerMetric(broker, name) {
+  const res = await withTimeout(fetch(`${broker.base}/metrics`), WAIT_MS, `GET ${broker.base}/metrics`);
+  const text = await withTimeout(res.text(), WAIT_MS, 'body of GET /metrics');
+  if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}: ${text.slice(0, 300)}`);
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+function exampleBin(example) {
+  const override = process.env[`SWITCHBOARD_${example.toUpperCase()}_BIN`];
+  const dir = process.env.SWITCHBOARD_EXAMPLES_DIR || '../../target/debug/examples';
+  return path.resolve(HERE, override || path.join(dir, example));
+}
+
+/**
+ * Starts an example hub server (`chat` or `echo`) against `connectionString`:
+ * `<bin> --connection-string CS --listen 127.0.0.1:0 [--server-id ID] [--connections N]`.
+ * Resolves once its page / negotiate line is printed and, unless `waitConnected: false`, once it
+ * printed `<example> hub server connected (<id>)`. Kills the child on failure.
+ */
+export async function startApp(example, { connectionString, serverId, connections, extraArgs = [], waitConnected = true, startTimeoutMs = 15000 } = {}) {
+  const bin = exampleBin(example);
+  if (!existsSync(bin)) {
+    throw new Error(`example binary not found at ${bin}; build it with \`cargo build --example ${example}\` (or \`cargo build --workspace --all-targets\`) or set SWITCHBOARD_${example.toUpperCase()}_BIN`);
+  }
+  const args = ['--connection-string', connectionString, '--listen', '127.0.0.1:0'];
+  if (serverId !== undefined) args.push('--server-id', serverId);
+  if (connections !== undefined) args.push('--connections', String(connections));
+  args.push(...extraArgs);
+  // hermetic: the connection string comes from the flag only
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'Azure__SignalR__ConnectionString' && !k.startsWith('SWITCHBOARD_')));
+  env.RUST_BACKTRACE = process.env.RUST_BACKTRACE || '1';
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const app = new AppServer(example, child, `${bin} ${args.join(' ')}`);
+  try {
+    const pageLine = example === 'chat'
+      ? /^Chat page on (http:\/\/127\.0\.0\.1:\d+)\/$/
+      : new RegExp(`^Negotiate on (http://127\\.0\\.0\\.1:\\d+)/${example}$`);
+    const m = await app.waitForLine(pageLine, startTimeoutMs, 'its listen line');
+    app.base = m[1];
+    app.hubUrl = `${app.base}/${example}`;
+    if (waitConnected) {
+      const c = await app.waitForLine(new RegExp(`^${example} hub server connected \\((.+)\\)$`), startTimeoutMs, 'its "connected" line');
+      app.serverId = c[1];
+    }
+  } catch (err) {
+    await app.kill('SIGKILL');
+    throw err;
+  }
+  return app;
+}
+
+/** A running example hub server process. */
+export class AppServer {
+  constructor(example, child, commandLine) {
+    this.example = example;
+    this.child = child;
+    this.commandLine = commandLine;
+    this.stdoutLines = [];
+    this.stderrText = '';
+    this.exit = undefined;
+    this.killedOnPurpose = false;
+    this.lineWaiters = new Set();
+    liveChildren.add(child);
+    this.exited = new Promise((resolve) => {
+      child.on('exit', (code, signal) => {
+        liveChildren.delete(child);
+        this.exit = { code, signal };
+        for (const w of this.lineWaiters) w.onExit();
+        resolve(this.exit);
+      });
+    });
+    child.on('error', (err) => {
+      this.spawnError = err;
+    });
+    let pending = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      if (DEBUG) process.stderr.write(`[${example} stdout] ${chunk}`);
+      pending += chunk;
+      let nl;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl).replace(/\r$/, '');
+        pending = pending.slice(nl + 1);
+        this.stdoutLines.push(line);
+        for (const w of this.lineWaiters) w.onLine(line);
+      }
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => {
+      if (DEBUG) process.stderr.write(`[${example} stderr] ${chunk}`);
+      this.stderrText += chunk;
+      if (this.stderrText.length > 200_000) this.stderrText = this.stderrText.slice(-100_000);
+    });
+  }
+
+  get pid() {
+    return this.child.pid;
+  }
+
+  describe() {
+    return `command: ${this.commandLine}\nstdout:\n${this.stdoutLines.join('\n')}\nstderr (tail):\n${this.stderrText.slice(-4000)}`;
+  }
+
+  /** Resolves with the match of the first stdout line (past or future) matching `re`. */
+  waitForLine(re, ms, what) {
+    for (const l of this.stdoutLines) {
+      const m = re.exec(l);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        onLine: (line) => {
+          const m = re.exec(line);
+          if (m) done(() => resolve(m));
+        },
+        onExit: () => done(() => reject(new Error(`${this.example} exited (code ${this.exit.code}, signal ${this.exit.signal}) before printing ${what}\n${this.describe()}`))),
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`${this.example} did not print ${what} (${re}) within ${ms} ms\n${this.describe()}`))), ms);
+      const done = (settle) => {
+        clearTimeout(timer);
+        this.lineWaiters.delete(waiter);
+        settle();
+      };
+      this.lineWaiters.add(waiter);
+      if (this.exit) waiter.onExit();
+    });
+  }
+
+  /** Sends `signal` and waits for the exit (SIGKILL after `graceMs`). Safe to call twice. */
+  async kill(signal = 'SIGTERM', graceMs = 5000) {
+    this.killedOnPurpose = true;
+    if (this.exit) return this.exit;
+    try { this.child.kill(signal); } catch { /* already gone */ }
+    const timer = setTimeout(() => { try { this.child.kill('SIGKILL'); } catch { /* ignore */ } }, graceMs);
+    const res = await this.exited;
+    clearTimeout(timer);
+    return res;
+  }
+
+  /** Graceful stop (SIGTERM: `HubServer::stop`), SIGKILL after 5 s. */
+  stop() {
+    return this.kill('SIGTERM');
+  }
+
+  /** Throws if the app died on its own or logged a Rust panic. */
+  assertHealthy() {
+    if (this.exit && !this.killedOnPurpose) {
+      throw new Error(`${this.example} exited unexpectedly (code ${this.exit.code}, signal ${this.exit.signal})\n${this.describe()}`);
+    }
+    const idx = this.stderrText.indexOf('panicked at');
+    if (idx >= 0) throw new Error(`${this.example} panicked:\n${this.stderrText.slice(Math.max(0, idx - 200), idx + 2000)}`);
+  }
+}
+
+/**
+ * Builds, starts and returns a Client of an app's hub through the APP's negotiate endpoint:
+ * `withUrl(hubUrl?user=<userId>)` with no token factory; the app answers the Azure redirect
+ * `{url, accessToken}` and the client follows it to the broker. `handlers` are registered
+ * before start (`{ answer: (q) => ... }` for client results).
+ */
+export async function connectViaApp(hubUrl, { protocol = 'json', userId, targets = [], handlers = {}, label } = {}) {
+  const logs = [];
+  const name = label ?? `${protocol}${userId ? `:${userId}` : ''}@${hubUrl}`;
+  const logger = {
+    log(level, message) {
+      logs.push({ level, message });
+      if (DEBUG) process.stderr.write(`[client ${name}] ${signalR.LogLevel[level]}: ${message}\n`);
+    },
+  };
+  const url = userId === undefined ? hubUrl : `${hubUrl}?user=${encodeURIComponent(userId)}`;
+  let builder = new signalR.HubConnectionBuilder().withUrl(url).configureLogging(logger);
+  if (protocol === 'messagepack') builder = builder.withHubProtocol(new MessagePackHubProtocol());
+  else if (protocol !== 'json') throw new Error(`unknown protocol ${protocol}`);
+  const conn = builder.build();
+  conn.e2eLogs = logs;
+  conn.e2eName = name;
+  const client = new Client(conn, targets);
+  for (const [method, fn] of Object.entries(handlers)) conn.on(method, fn);
+  try {
+    await withTimeout(conn.start(), WAIT_MS * 2, `start() of ${name} via ${url}`);
+  } catch (err) {
+    err.message = `${err.message}\nclient log:\n${client.logText()}`;
+    throw err;
+  }
+  client.startedId = conn.connectionId;
+  return client;
+}
+
+/** Whether `client` received `target` with arguments satisfying `pred`. */
+export function received(client, target, pred = () => true) {
+  return client.received.some((m) => m.target === target && pred(...m.args));
+}
+
+/**
+ * Waits until `client` has received `target` with arguments satisfying `pred` (in any order
+ * relative to other messages); returns that message's arguments.
+ */
+export async function waitReceived(client, target, pred = () => true, what = target, ms = WAIT_MS) {
+  const msg = await eventually(
+    () => client.received.find((m) => m.target === target && pred(...m.args)),
+    () => `${client.name} (id ${client.id}, state ${client.state}${client.isClosed ? `, closed: ${client.closeError?.message}` : ''}) to receive ${what}; received so far: ${JSON.stringify(client.received)}`,
+    ms,
+  );
+  return msg.args;
+}
