@@ -27,8 +27,11 @@ enum Command {
     Serve(ServeArgs),
     /// Print a client URL and an access token for a hub.
     Token(TokenArgs),
-    /// Show or change a running broker's runtime settings (mode, access keys).
+    /// Show or change a running broker's runtime settings (mode, access keys, upstreams).
     Admin(AdminArgs),
+    /// Send a message to a hub's clients through the REST API (all, a user, a group or a
+    /// connection).
+    Send(crate::cli_send::SendArgs),
     /// Check a configuration file and exit.
     CheckConfig(ConfigArg),
     /// Print the built-in default configuration as TOML.
@@ -65,6 +68,13 @@ struct ServeArgs {
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     workers: Option<usize>,
+    /// Upstream URL template for every hub, category and event (repeatable; replaces the
+    /// file's `upstream` list).
+    #[arg(long = "upstream", env = "SWITCHBOARD_UPSTREAM", value_delimiter = ' ')]
+    upstreams: Vec<String>,
+    /// The local emulator's settings.json with upstream templates.
+    #[arg(long = "upstream-settings", env = "SWITCHBOARD_UPSTREAM_SETTINGS")]
+    upstream_settings: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +110,12 @@ struct AdminArgs {
     /// Replace the access keys (give it twice for primary and secondary).
     #[arg(long = "set-access-key")]
     set_access_keys: Vec<String>,
+    /// Replace the upstream rules with these URL templates (all hubs, categories, events).
+    #[arg(long = "set-upstream")]
+    set_upstreams: Vec<String>,
+    /// Remove every upstream rule.
+    #[arg(long, conflicts_with = "set_upstreams")]
+    clear_upstream: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -148,6 +164,16 @@ impl ServeArgs {
         if let Some(workers) = self.workers {
             config.workers = workers;
         }
+        if !self.upstreams.is_empty() {
+            config.upstream = self
+                .upstreams
+                .iter()
+                .map(|t| switchboard::upstream::UpstreamRule::from_template(t))
+                .collect();
+        }
+        if let Some(path) = &self.upstream_settings {
+            config.upstream_settings = path.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -166,6 +192,7 @@ pub(crate) fn main() -> i32 {
             Err(e) => config_error(&e),
         },
         Command::Admin(args) => admin(&args),
+        Command::Send(args) => crate::cli_send::main(args),
         Command::CheckConfig(arg) => {
             let args = ServeArgs {
                 config: arg,
@@ -214,6 +241,14 @@ fn admin(args: &AdminArgs) -> i32 {
             "accessKeys".into(),
             serde_json::Value::from(args.set_access_keys.clone()),
         );
+    }
+    if args.clear_upstream || !args.set_upstreams.is_empty() {
+        let rules: Vec<serde_json::Value> = args
+            .set_upstreams
+            .iter()
+            .map(|t| serde_json::json!({ "url_template": t }))
+            .collect();
+        patch.insert("upstream".into(), serde_json::Value::from(rules));
     }
     let base = args.url.trim_end_matches('/');
     let keys = switchboard::auth::AccessKeys::new(vec![args.access_key.clone()]);
@@ -366,14 +401,11 @@ async fn reload_on_sighup(
             return;
         };
         while hup.recv().await.is_some() {
-            let result = match args.load() {
-                Ok(config) => {
-                    shared
-                        .apply(switchboard::switchboard::SettingsPatch::from_config(
-                            &config,
-                        ))
-                        .await
-                }
+            let patch = args
+                .load()
+                .and_then(|config| switchboard::switchboard::SettingsPatch::from_config(&config));
+            let result = match patch {
+                Ok(patch) => shared.apply(patch).await,
                 Err(e) => Err(e),
             };
             match result {

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
+
 /// How a hub serves its clients (`spec/service-protocol.md` §6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +87,12 @@ pub struct Config {
     pub workers: usize,
     /// Sizes, timeouts and queue bounds.
     pub limits: LimitsConfig,
+    /// Upstream webhooks (Serverless mode), in order: the first matching rule wins.
+    pub upstream: Vec<UpstreamRule>,
+    /// The local emulator's `settings.json` to read upstream rules from (after `upstream`).
+    pub upstream_settings: String,
+    /// Upstream HTTP client: timeout, concurrency, retries.
+    pub upstream_options: UpstreamOptions,
 }
 
 impl Default for Config {
@@ -96,6 +104,9 @@ impl Default for Config {
             public_endpoint: String::new(),
             workers: 0,
             limits: LimitsConfig::default(),
+            upstream: Vec::new(),
+            upstream_settings: String::new(),
+            upstream_options: UpstreamOptions::default(),
         }
     }
 }
@@ -290,6 +301,10 @@ impl Config {
                 "must be below 2 GiB (the hub protocol's framing limit)",
             ));
         }
+        self.upstream_options
+            .validate()
+            .map_err(|m| ConfigError::new("upstream_options", m))?;
+        self.upstream_rules()?;
         if l.keep_alive_interval_secs >= l.client_timeout_secs {
             return Err(ConfigError::new(
                 "limits.keep_alive_interval_secs",
@@ -297,6 +312,22 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Every upstream rule: `upstream` entries, then those of `upstream_settings` (read now).
+    pub fn upstream_rule_list(&self) -> Result<Vec<UpstreamRule>, ConfigError> {
+        let mut rules = self.upstream.clone();
+        if !self.upstream_settings.is_empty() {
+            let more = crate::upstream::load_emulator_settings(Path::new(&self.upstream_settings))
+                .map_err(|m| ConfigError::new("upstream_settings", m))?;
+            rules.extend(more);
+        }
+        Ok(rules)
+    }
+
+    /// The compiled upstream rules.
+    pub fn upstream_rules(&self) -> Result<UpstreamRules, ConfigError> {
+        UpstreamRules::new(&self.upstream_rule_list()?).map_err(|m| ConfigError::new("upstream", m))
     }
 
     /// The public endpoint, defaulting to `http://<listen>`.

@@ -23,7 +23,9 @@
 //!   health and metrics.
 //! - [`sdk`]: the hub-server SDK — host hubs in a Rust app behind Switchboard or Azure SignalR
 //!   (Default mode server connections, hub methods, client sends, negotiate redirects).
+//! - [`management`]: the serverless apps' management client (REST or Weak server connections).
 //! - [`config`]: `switchboard.toml`, environment and flag layering; validation.
+//! - [`upstream`]: Serverless upstream webhooks: rules, signed `X-ASRS-*` calls, response → Completion.
 //! - [`telemetry`]: counters (`switchboard_*`) and their Prometheus rendering.
 //! - [`switchboard`](mod@crate::switchboard): the embedding API — [`Switchboard`] builds and starts a broker on a
 //!   bound listener and returns a [`SwitchboardHandle`].
@@ -42,11 +44,13 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod hub;
+pub mod management;
 pub mod protocol;
 pub mod routing;
 pub mod sdk;
 pub mod switchboard;
 pub mod telemetry;
+pub mod upstream;
 
 pub use crate::config::{Config, ServiceMode};
 pub use crate::switchboard::{Switchboard, SwitchboardHandle};

@@ -9,6 +9,7 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 mod cli;
+mod cli_send;
 
 fn main() {
     std::process::exit(cli::main());

@@ -27,6 +27,7 @@ use crate::conn::index::ConnectionIndex;
 use crate::conn::pending::PendingConnections;
 use crate::hub::{HubRegistry, HubSettings};
 use crate::telemetry::Metrics;
+use crate::upstream::{UpstreamClient, UpstreamRule, UpstreamRules};
 
 /// State shared by every HTTP worker and actor of one broker.
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub struct Shared {
     /// The configuration the broker started with.
     pub config: Config,
     keys: RwLock<Arc<AccessKeys>>,
+    upstream_rules: RwLock<Arc<UpstreamRules>>,
+    /// The HTTP client for upstream webhooks.
+    pub upstream: UpstreamClient,
     /// The hubs.
     pub hubs: HubRegistry,
     /// Counters.
@@ -61,6 +65,11 @@ impl Shared {
     /// The access keys in force now (they can change at runtime).
     pub fn keys(&self) -> Arc<AccessKeys> {
         self.keys.read().clone()
+    }
+
+    /// The upstream rules in force now.
+    pub fn upstream_rules(&self) -> Arc<UpstreamRules> {
+        self.upstream_rules.read().clone()
     }
 
     /// Replace the access keys: tokens signed with a key no longer listed stop being accepted
@@ -108,6 +117,22 @@ impl Shared {
                 });
             }
         }
+        let rules = match &patch.upstream {
+            Some(list) => {
+                Some(
+                    UpstreamRules::new(list).map_err(|message| config::ConfigError {
+                        key: "upstream".into(),
+                        message,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        if let Some(rules) = rules {
+            // Clients decide per message, so new rules apply to open connections' next calls.
+            *self.upstream_rules.write() = Arc::new(rules);
+            tracing::info!("upstream rules replaced");
+        }
         if let Some(keys) = patch.access_keys {
             self.set_keys(AccessKeys::new(keys));
             tracing::info!("access keys replaced");
@@ -124,6 +149,7 @@ impl Shared {
         serde_json::json!({
             "mode": self.mode().as_str(),
             "accessKeys": { "count": self.keys().all().len() },
+            "upstream": self.upstream_rules().rules(),
         })
     }
 
@@ -185,15 +211,18 @@ pub struct SettingsPatch {
     pub mode: Option<ServiceMode>,
     /// New access keys (primary first); replaces all of them.
     pub access_keys: Option<Vec<String>>,
+    /// New upstream rules; replaces all of them (`[]` removes every upstream).
+    pub upstream: Option<Vec<UpstreamRule>>,
 }
 
 impl SettingsPatch {
     /// The runtime-changeable part of a configuration (keys only when it names some).
-    pub fn from_config(config: &Config) -> Self {
-        Self {
+    pub fn from_config(config: &Config) -> Result<Self, config::ConfigError> {
+        Ok(Self {
             mode: Some(config.mode),
             access_keys: (!config.access_keys.is_empty()).then(|| config.access_keys.clone()),
-        }
+            upstream: Some(config.upstream_rule_list()?),
+        })
     }
 }
 
@@ -212,6 +241,8 @@ impl Drop for ConnectionSlot {
 pub struct Switchboard {
     config: Config,
     keys: AccessKeys,
+    upstream_rules: UpstreamRules,
+    upstream_client: UpstreamClient,
 }
 
 impl Switchboard {
@@ -225,7 +256,18 @@ impl Switchboard {
         } else {
             AccessKeys::new(config.access_keys.clone())
         };
-        Ok(Self { config, keys })
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let upstream_rules = config
+            .upstream_rules()
+            .map_err(|e| invalid(e.to_string()))?;
+        let upstream_client =
+            UpstreamClient::new(config.upstream_options.clone()).map_err(invalid)?;
+        Ok(Self {
+            config,
+            keys,
+            upstream_rules,
+            upstream_client,
+        })
     }
 
     /// The access keys in force (the generated one when none was configured).
@@ -242,6 +284,8 @@ impl Switchboard {
         let shared = Arc::new(Shared {
             public_endpoint: self.config.public_endpoint_or(local_addr),
             keys: RwLock::new(Arc::new(self.keys)),
+            upstream_rules: RwLock::new(Arc::new(self.upstream_rules)),
+            upstream: self.upstream_client,
             hubs: HubRegistry::new(
                 HubSettings {
                     inbox_capacity: limits.hub_inbox_capacity,

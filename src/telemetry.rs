@@ -90,6 +90,14 @@ counters! {
     server_handshakes_failed => "switchboard_server_handshakes_failed_total", "counter", "Hub-server handshakes refused.";
     /// Answers to a hub server dropped because its outbox was full.
     server_outbox_full => "switchboard_server_outbox_full_total", "counter", "Frames for a hub server dropped because its outbox was full.";
+    /// Upstream calls made for client invocations and events.
+    upstream_calls => "switchboard_upstream_calls_total", "counter", "Upstream webhook calls made (invocations and connected/disconnected events).";
+    /// Upstream calls that failed or got a non-2xx answer.
+    upstream_failures => "switchboard_upstream_failures_total", "counter", "Upstream calls that failed (transport error, timeout, overload) or were answered with a non-2xx status.";
+    /// Client invocations refused because the connection's upstream queue was full.
+    upstream_queue_full => "switchboard_upstream_queue_full_total", "counter", "Client invocations refused because the connection's upstream queue was full.";
+    /// Clients refused because the upstream refused their connected event.
+    upstream_refused_connections => "switchboard_upstream_refused_connections_total", "counter", "Clients refused because the upstream answered their connected event with a non-2xx status or could not be reached.";
     /// Hub commands that could not be queued because the hub inbox was closed.
     hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
 }

@@ -42,7 +42,7 @@ async fn admin_endpoint_reads_and_changes_mode_and_keys() -> Result<()> {
     assert_eq!(status, 200);
     assert_eq!(
         settings,
-        json!({"mode": "default", "accessKeys": {"count": 1}})
+        json!({"mode": "default", "accessKeys": {"count": 1}, "upstream": []})
     );
     // Only admin tokens: a REST or client token is refused.
     let r = reqwest::Client::new()
@@ -190,6 +190,12 @@ fn admin_cli_and_sighup_reload() -> Result<()> {
     let result = (|| -> Result<()> {
         assert_eq!(run(&[])?["mode"], "serverless");
         assert_eq!(run(&["--mode", "classic"])?["mode"], "classic");
+        let with_upstream = run(&["--set-upstream", "http://127.0.0.1:9/{hub}"])?;
+        assert_eq!(
+            with_upstream["upstream"][0]["url_template"],
+            "http://127.0.0.1:9/{hub}"
+        );
+        assert_eq!(run(&["--clear-upstream"])?["upstream"], json!([]));
         // Edit the file and send SIGHUP: the file's mode is applied.
         std::fs::write(
             &config,

@@ -23,8 +23,10 @@ use bytestring::ByteString;
 use futures_util::StreamExt;
 
 use super::server::ServerConnHandle;
+use super::upstream::{self, UpstreamLink};
 use super::{CloseRequest, ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
+use crate::config::ServiceMode;
 use crate::hub::actor::SERVER_GONE_ERROR;
 use crate::hub::{AdmitRequest, HubCommand, HubHandle, UserId};
 use crate::protocol::service::{self, Extensions, ServiceMessage};
@@ -35,6 +37,7 @@ use crate::routing::sticky::StickyMode;
 use crate::routing::{self, ClientRoute, MessageAction};
 use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
+use crate::upstream::{Category, UpstreamConnection, unframed_invocation as upstream_body};
 
 /// ErrorCompletion text for a client invocation whose client left before answering.
 pub const CLIENT_LEFT_ERROR: &str = "Connection disconnected.";
@@ -119,6 +122,19 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
             return fail_handshake(&shared, session, &text, frame_kind).await;
         }
     };
+
+    // Serverless with an upstream: the upstream accepts the client first (its `connected` event).
+    let upstream_info = UpstreamConnection {
+        hub: ctx.hub.name().as_str().to_owned(),
+        connection_id: ctx.connection_id.as_str().to_owned(),
+        user_id: ctx.identity.user_id.clone(),
+        claims: ctx.identity.claims.clone(),
+        client_query: ctx.query.clone(),
+    };
+    let serverless = shared.mode() == ServiceMode::Serverless;
+    if serverless && let Err(text) = upstream::send_connected(&shared, &upstream_info).await {
+        return fail_handshake(&shared, session, &text, Some(protocol)).await;
+    }
 
     // Admission: the hub decides the route in the current mode and registers the client.
     let admit = AdmitRequest {
@@ -207,8 +223,27 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
                     last_sent: Instant::now(),
                     last_received: Instant::now(),
                     timeout_armed: false,
+                    upstream: None,
+                    upstream_info: &upstream_info,
                 };
-                actor.serve(&mut session, &mut stream, input).await
+                let exit = actor.serve(&mut session, &mut stream, input).await;
+                if serverless {
+                    let error = match &exit {
+                        Exit::Close(c) => c.error.clone(),
+                        _ => None,
+                    };
+                    // The upstream hears of the disconnect after the connection's last call.
+                    match actor.upstream.take() {
+                        Some(link) => link.disconnected(error).await,
+                        None => {
+                            let (shared, info) = (shared.clone(), upstream_info.clone());
+                            tokio::spawn(async move {
+                                upstream::send_disconnected(&shared, &info, error.as_deref()).await;
+                            });
+                        }
+                    }
+                }
+                exit
             }
         }
     };
@@ -310,7 +345,7 @@ async fn write_frame(
 }
 
 struct Actor<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     hub_name: &'a str,
     conn: &'a ConnHandle,
     protocol: HubProtocol,
@@ -318,6 +353,9 @@ struct Actor<'a> {
     last_sent: Instant,
     last_received: Instant,
     timeout_armed: bool,
+    /// The connection's upstream worker, started at its first upstream call.
+    upstream: Option<UpstreamLink>,
+    upstream_info: &'a UpstreamConnection,
 }
 
 impl Actor<'_> {
@@ -420,7 +458,43 @@ impl Actor<'_> {
             // ASP.NET Core starts the client timeout at the first Ping: older clients never ping.
             self.timeout_armed = true;
         }
-        match routing::route_client_message(self.route, self.hub_name, &msg) {
+        let rules = self.shared.upstream_rules();
+        let has_upstream = |target: &str| {
+            rules
+                .resolve(self.hub_name, Category::Messages, target)
+                .is_some()
+        };
+        match routing::route_client_message(self.route, self.hub_name, &msg, has_upstream) {
+            MessageAction::ToUpstream => {
+                let HubMessage::Invocation(inv) = msg else {
+                    return None;
+                };
+                let Ok(body) = upstream_body(self.protocol, &inv) else {
+                    return None;
+                };
+                let link = self.upstream.get_or_insert_with(|| {
+                    UpstreamLink::start(
+                        self.shared.clone(),
+                        self.conn.clone(),
+                        self.upstream_info.clone(),
+                    )
+                });
+                if link
+                    .invoke(inv.target, inv.invocation_id.clone(), body)
+                    .is_err()
+                {
+                    Metrics::inc(&self.shared.metrics.upstream_queue_full);
+                    if let Some(id) = inv.invocation_id {
+                        upstream::push_error(
+                            self.conn,
+                            self.protocol,
+                            &id,
+                            upstream::QUEUE_FULL_ERROR.to_owned(),
+                        );
+                    }
+                }
+                None
+            }
             MessageAction::Liveness => None,
             MessageAction::EndConnection => Some(Exit::Gone),
             // This actor serves clients without a hub server; a routed client is a `Relay`.

@@ -83,10 +83,24 @@ pub enum MessageAction {
     Close(String),
     /// Forward to the client's hub server.
     ToServer,
+    /// POST to the matching upstream (Serverless mode).
+    ToUpstream,
 }
 
+/// Completion error for a streaming invocation in a serverless hub: upstreams take invocations
+/// only.
+pub const STREAMING_NOT_UPSTREAMED: &str =
+    "Invocation failed: streaming invocations are not forwarded to upstreams in Serverless mode.";
+
 /// Decide what happens to `msg` from a client served as `route` on hub `hub`.
-pub fn route_client_message(route: ClientRoute, hub: &str, msg: &HubMessage) -> MessageAction {
+/// `has_upstream(target)` tells whether an upstream rule matches `messages/<target>` for this
+/// hub now (rules can change at runtime, so they are consulted per message).
+pub fn route_client_message(
+    route: ClientRoute,
+    hub: &str,
+    msg: &HubMessage,
+    has_upstream: impl Fn(&str) -> bool,
+) -> MessageAction {
     match msg {
         HubMessage::Ping => return MessageAction::Liveness,
         HubMessage::Close(_) => return MessageAction::EndConnection,
@@ -94,7 +108,12 @@ pub fn route_client_message(route: ClientRoute, hub: &str, msg: &HubMessage) -> 
     }
     match route {
         ClientRoute::ToServer => MessageAction::ToServer,
-        ClientRoute::Serverless { upstream: _ } => match msg {
+        ClientRoute::Serverless { .. } => match msg {
+            HubMessage::Invocation(inv) if has_upstream(&inv.target) => MessageAction::ToUpstream,
+            HubMessage::StreamInvocation(inv) if has_upstream(&inv.target) => {
+                // Upstreams receive Invocation messages only (§5.2).
+                MessageAction::RejectInvocation(STREAMING_NOT_UPSTREAMED.to_owned())
+            }
             HubMessage::Invocation(inv) | HubMessage::StreamInvocation(inv) => {
                 match &inv.invocation_id {
                     Some(_) => MessageAction::RejectInvocation(no_upstream_error(hub, &inv.target)),

@@ -94,7 +94,11 @@ fn serverless_message_table() {
         (HubMessage::Sequence { sequence_id: 1 }, MessageAction::Drop),
     ];
     for (msg, want) in table {
-        assert_eq!(route_client_message(route, "chat", &msg), want, "{msg:?}");
+        assert_eq!(
+            route_client_message(route, "chat", &msg, |_| false),
+            want,
+            "{msg:?}"
+        );
     }
 }
 
@@ -113,7 +117,11 @@ fn classic_without_server_table() {
         (HubMessage::Ack { sequence_id: 3 }, MessageAction::Drop),
     ];
     for (msg, want) in table {
-        assert_eq!(route_client_message(route, "chat", &msg), want, "{msg:?}");
+        assert_eq!(
+            route_client_message(route, "chat", &msg, |_| false),
+            want,
+            "{msg:?}"
+        );
     }
 }
 
@@ -143,8 +151,40 @@ fn server_route_forwards_everything_but_nothing_is_parsed_for_it() {
         HubMessage::Ack { sequence_id: 1 },
     ] {
         assert_eq!(
-            route_client_message(ClientRoute::ToServer, "chat", &msg),
+            route_client_message(ClientRoute::ToServer, "chat", &msg, |_| true),
             MessageAction::ToServer
+        );
+    }
+}
+
+#[test]
+fn serverless_with_upstream_table() {
+    let route = ClientRoute::Serverless { upstream: true };
+    let only_send = |target: &str| target == "Send";
+    let mut other = inv(Some("2"));
+    other.target = "Other".into();
+    let table = [
+        (HubMessage::Invocation(inv(None)), MessageAction::ToUpstream),
+        (
+            HubMessage::Invocation(inv(Some("1"))),
+            MessageAction::ToUpstream,
+        ),
+        (
+            HubMessage::Invocation(other.clone()),
+            MessageAction::RejectInvocation(no_upstream_error("chat", "Other")),
+        ),
+        (
+            HubMessage::StreamInvocation(inv(Some("3"))),
+            MessageAction::RejectInvocation(STREAMING_NOT_UPSTREAMED.into()),
+        ),
+        (HubMessage::Ping, MessageAction::Liveness),
+        (HubMessage::Ack { sequence_id: 1 }, MessageAction::Drop),
+    ];
+    for (msg, want) in table {
+        assert_eq!(
+            route_client_message(route, "chat", &msg, only_send),
+            want,
+            "{msg:?}"
         );
     }
 }

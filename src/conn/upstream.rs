@@ -1,0 +1,207 @@
+//! The upstream side of a serverless client connection: one worker task per connection that
+//! POSTs its invocations and its `disconnected` event to the matching upstream, in order.
+//!
+//! The connection actor keeps reading its socket and draining its outbox while the worker
+//! waits on HTTP; per-connection order is kept because one worker handles one connection's
+//! calls one at a time (the emulator gets the same order by awaiting each call). The worker is
+//! started at the first call, so an idle connection costs nothing.
+//!
+//! **When the worker's queue is full** (`upstream_options.max_queue_per_connection` calls
+//! waiting, 256 by default): a blocking invocation
+//! is answered at once with the error [`QUEUE_FULL_ERROR`], a non-blocking one is dropped, and
+//! both are counted in `switchboard_upstream_queue_full_total`. The `disconnected` event waits
+//! for room instead (it is the last call of the connection).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::ConnHandle;
+use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol};
+use crate::switchboard::Shared;
+use crate::telemetry::Metrics;
+use crate::upstream::{self, Category, UpstreamConnection, UpstreamRequest};
+
+/// Completion error when a connection has too many upstream calls waiting.
+pub const QUEUE_FULL_ERROR: &str =
+    "Invocation failed: too many invocations of this connection are waiting for the upstream.";
+
+enum Job {
+    Invoke {
+        target: String,
+        invocation_id: Option<String>,
+        body: Bytes,
+    },
+    Disconnected {
+        error: Option<String>,
+    },
+}
+
+/// The queue was full; the call was not made.
+#[derive(Debug)]
+pub(crate) struct QueueFull;
+
+/// Front of one connection's upstream worker.
+pub(crate) struct UpstreamLink {
+    tx: mpsc::Sender<Job>,
+}
+
+impl UpstreamLink {
+    /// Start the worker for `conn`.
+    pub(crate) fn start(shared: Arc<Shared>, conn: ConnHandle, info: UpstreamConnection) -> Self {
+        let (tx, rx) = mpsc::channel(shared.config.upstream_options.max_queue_per_connection);
+        tokio::spawn(worker(rx, shared, conn, info));
+        Self { tx }
+    }
+
+    /// Queue an invocation without waiting.
+    pub(crate) fn invoke(
+        &self,
+        target: String,
+        invocation_id: Option<String>,
+        body: Bytes,
+    ) -> Result<(), QueueFull> {
+        self.tx
+            .try_send(Job::Invoke {
+                target,
+                invocation_id,
+                body,
+            })
+            .map_err(|_| QueueFull)
+    }
+
+    /// Queue the `disconnected` event after every earlier call.
+    pub(crate) async fn disconnected(&self, error: Option<String>) {
+        // A worker that is gone has nothing left to send.
+        let _ = self.tx.send(Job::Disconnected { error }).await;
+    }
+}
+
+async fn worker(
+    mut rx: mpsc::Receiver<Job>,
+    shared: Arc<Shared>,
+    conn: ConnHandle,
+    info: UpstreamConnection,
+) {
+    let protocol = conn.protocol();
+    while let Some(job) = rx.recv().await {
+        let keys = shared.keys();
+        match job {
+            Job::Invoke {
+                target,
+                invocation_id,
+                body,
+            } => {
+                let url = shared
+                    .upstream_rules()
+                    .resolve(&info.hub, Category::Messages, &target);
+                let Some(url) = url else {
+                    // The rules changed since the message was routed.
+                    if let Some(id) = invocation_id {
+                        let text = crate::routing::no_upstream_error(&info.hub, &target);
+                        push_error(&conn, protocol, &id, text);
+                    }
+                    continue;
+                };
+                let request = UpstreamRequest::invocation(url, &info, &target, protocol, body);
+                Metrics::inc(&shared.metrics.upstream_calls);
+                let result = shared.upstream.call(&request, keys.all()).await;
+                if !matches!(&result, Ok(r) if (200..300).contains(&r.status)) {
+                    Metrics::inc(&shared.metrics.upstream_failures);
+                }
+                if let Some(id) = invocation_id {
+                    // An overflowing outbox closes the connection; nothing more to do here.
+                    let _ = conn
+                        .outbox()
+                        .push(upstream::completion_for(&result, protocol, &id));
+                }
+            }
+            Job::Disconnected { error } => {
+                send_disconnected(&shared, &info, error.as_deref()).await;
+                break;
+            }
+        }
+    }
+}
+
+/// POST the `disconnected` event of a connection if a rule matches it.
+pub(crate) async fn send_disconnected(
+    shared: &Shared,
+    info: &UpstreamConnection,
+    error: Option<&str>,
+) {
+    let Some(url) = shared.upstream_rules().resolve(
+        &info.hub,
+        Category::Connections,
+        upstream::DISCONNECTED_EVENT,
+    ) else {
+        return;
+    };
+    let request = UpstreamRequest::disconnected(url, info, error);
+    Metrics::inc(&shared.metrics.upstream_calls);
+    let result = shared
+        .upstream
+        .call_event(&request, shared.keys().all())
+        .await;
+    if !matches!(&result, Ok(r) if (200..300).contains(&r.status)) {
+        Metrics::inc(&shared.metrics.upstream_failures);
+    }
+}
+
+/// POST the `connected` event; `Err(text)` is the handshake error when the upstream refuses or
+/// cannot be reached. `Ok(true)` when an event was sent.
+pub(crate) async fn send_connected(
+    shared: &Shared,
+    info: &UpstreamConnection,
+) -> Result<bool, String> {
+    let Some(url) = shared.upstream_rules().resolve(
+        &info.hub,
+        Category::Connections,
+        upstream::CONNECTED_EVENT,
+    ) else {
+        return Ok(false);
+    };
+    let request = UpstreamRequest::connected(url, info);
+    Metrics::inc(&shared.metrics.upstream_calls);
+    match shared
+        .upstream
+        .call_event(&request, shared.keys().all())
+        .await
+    {
+        Ok(r) if (200..300).contains(&r.status) => Ok(true),
+        Ok(r) => {
+            Metrics::inc(&shared.metrics.upstream_failures);
+            Metrics::inc(&shared.metrics.upstream_refused_connections);
+            Err(format!(
+                "The upstream refused the connection (status code {}).",
+                r.status
+            ))
+        }
+        Err(e) => {
+            Metrics::inc(&shared.metrics.upstream_failures);
+            Metrics::inc(&shared.metrics.upstream_refused_connections);
+            Err(format!(
+                "The upstream could not be reached to accept the connection: {e}"
+            ))
+        }
+    }
+}
+
+/// Queue an error Completion for `invocation_id`.
+pub(crate) fn push_error(
+    conn: &ConnHandle,
+    protocol: HubProtocol,
+    invocation_id: &str,
+    error: String,
+) {
+    let completion = HubMessage::Completion(Completion {
+        headers: Vec::new(),
+        invocation_id: invocation_id.to_owned(),
+        outcome: CompletionOutcome::Error(error),
+    });
+    if let Ok(frame) = protocol.encode(&completion) {
+        // An overflowing outbox closes the connection; nothing more to do here.
+        let _ = conn.outbox().push(frame);
+    }
+}
