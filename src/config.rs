@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::conn::transport::TransportKind;
 use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 
 /// How a hub serves its clients (`spec/service-protocol.md` §6).
@@ -85,6 +86,8 @@ pub struct Config {
     pub public_endpoint: String,
     /// Number of HTTP worker threads; 0 = one per core.
     pub workers: usize,
+    /// Transports offered to clients (a client token's `asrs.s.htt` claim can narrow them).
+    pub transports: Vec<TransportKind>,
     /// Sizes, timeouts and queue bounds.
     pub limits: LimitsConfig,
     /// Upstream webhooks (Serverless mode), in order: the first matching rule wins.
@@ -103,6 +106,11 @@ impl Default for Config {
             access_keys: Vec::new(),
             public_endpoint: String::new(),
             workers: 0,
+            transports: vec![
+                TransportKind::WebSockets,
+                TransportKind::ServerSentEvents,
+                TransportKind::LongPolling,
+            ],
             limits: LimitsConfig::default(),
             upstream: Vec::new(),
             upstream_settings: String::new(),
@@ -305,6 +313,12 @@ impl Config {
             .validate()
             .map_err(|m| ConfigError::new("upstream_options", m))?;
         self.upstream_rules()?;
+        if self.transports.is_empty() {
+            return Err(ConfigError::new(
+                "transports",
+                "at least one transport is required",
+            ));
+        }
         if l.keep_alive_interval_secs >= l.client_timeout_secs {
             return Err(ConfigError::new(
                 "limits.keep_alive_interval_secs",

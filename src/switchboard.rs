@@ -46,6 +46,8 @@ pub struct Shared {
     pub pending: PendingConnections,
     /// Client connections by id.
     pub connections: ConnectionIndex,
+    /// SSE and long-polling connections by connection token.
+    pub http: crate::conn::transport::HttpConnections,
     /// Public base URL (no trailing slash).
     pub public_endpoint: String,
     mode: RwLock<ServiceMode>,
@@ -298,6 +300,7 @@ impl Switchboard {
                 limits.max_pending_negotiations,
             ),
             connections: ConnectionIndex::default(),
+            http: Default::default(),
             metrics,
             mode: RwLock::new(self.config.mode),
             slots: AtomicUsize::new(0),

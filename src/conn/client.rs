@@ -1,4 +1,5 @@
-//! The client connection actor: one task per WebSocket client.
+//! The client connection actor: one task per client, whatever its transport (WebSocket,
+//! Server-Sent Events or long polling, see [`Transport`](super::transport)).
 //!
 //! It owns the socket, the input buffer, the negotiated protocol and the keep-alive timers. It
 //! runs in two phases: the handshake (nothing is sent before the handshake answer, which goes
@@ -17,12 +18,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
 use bytes::{Buf, Bytes, BytesMut};
-use bytestring::ByteString;
-use futures_util::StreamExt;
 
 use super::server::ServerConnHandle;
+use super::transport::{Inbound, Transport};
 use super::upstream::{self, UpstreamLink};
 use super::{CloseRequest, ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
@@ -75,7 +74,7 @@ enum Exit {
 }
 
 /// Run a client connection until it ends.
-pub async fn run(ctx: ClientContext, mut session: Session, mut stream: AggregatedMessageStream) {
+pub(crate) async fn run(ctx: ClientContext, mut transport: Transport) {
     let shared = ctx.shared.clone();
     let limits = &shared.config.limits;
     let mut input = BytesMut::new();
@@ -86,40 +85,34 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
         match handshake::parse_request(&input) {
             Ok(Some((req, consumed))) => break (req, input.split_to(consumed).freeze()),
             Ok(None) if input.len() > limits.max_message_size => {
-                return fail_handshake(&shared, session, handshake::HANDSHAKE_CANCELED, None).await;
+                return fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None)
+                    .await;
             }
             Ok(None) => {}
             Err(e) => {
-                return fail_handshake(&shared, session, &e.response_text(true), None).await;
+                return fail_handshake(&shared, transport, &e.response_text(true), None).await;
             }
         }
         tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
-                Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
-                Some(Ok(AggregatedMessage::Ping(p))) => {
-                    if session.pong(&p).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(AggregatedMessage::Pong(_))) => {}
-                Some(Ok(AggregatedMessage::Close(_))) | None => return,
-                Some(Err(_)) => {
-                    return fail_handshake(&shared, session, handshake::HANDSHAKE_CANCELED, None).await;
+            inbound = transport.recv() => match inbound {
+                Inbound::Data(b) => input.extend_from_slice(&b),
+                Inbound::Gone => return,
+                Inbound::Invalid(_) => {
+                    return fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                return fail_handshake(&shared, session, handshake::HANDSHAKE_CANCELED, None).await;
+                return fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
             }
         }
     };
 
     // WebSockets carry binary frames, so every protocol is available.
-    let protocol = match handshake::select_protocol(&request, true) {
+    let protocol = match handshake::select_protocol(&request, transport.binary_supported()) {
         Ok(p) => p,
         Err(text) => {
             let frame_kind = HubProtocol::from_name(&request.protocol);
-            return fail_handshake(&shared, session, &text, frame_kind).await;
+            return fail_handshake(&shared, transport, &text, frame_kind).await;
         }
     };
 
@@ -133,7 +126,7 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
     };
     let serverless = shared.mode() == ServiceMode::Serverless;
     if serverless && let Err(text) = upstream::send_connected(&shared, &upstream_info).await {
-        return fail_handshake(&shared, session, &text, Some(protocol)).await;
+        return fail_handshake(&shared, transport, &text, Some(protocol)).await;
     }
 
     // Admission: the hub decides the route in the current mode and registers the client.
@@ -149,7 +142,7 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
     };
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(Ok(admitted)) => admitted,
-        Ok(Err(text)) => return fail_handshake(&shared, session, &text, Some(protocol)).await,
+        Ok(Err(text)) => return fail_handshake(&shared, transport, &text, Some(protocol)).await,
         Err(_) => return,
     };
     shared.connections.insert(conn.clone());
@@ -194,7 +187,7 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
                     server: &server,
                     protocol,
                 };
-                relay.serve(&mut session, &mut stream).await
+                relay.serve(&mut transport).await
             } else {
                 Exit::Close(Close {
                     error: Some(SERVER_GONE_ERROR.to_owned()),
@@ -204,7 +197,7 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
         }
         _ => {
             if write_frame(
-                &mut session,
+                &mut transport,
                 protocol,
                 Bytes::from_static(handshake::RESPONSE_OK),
                 &shared,
@@ -226,7 +219,7 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
                     upstream: None,
                     upstream_info: &upstream_info,
                 };
-                let exit = actor.serve(&mut session, &mut stream, input).await;
+                let exit = actor.serve(&mut transport, input).await;
                 if serverless {
                     let error = match &exit {
                         Exit::Close(c) => c.error.clone(),
@@ -288,24 +281,21 @@ pub async fn run(ctx: ClientContext, mut session: Session, mut stream: Aggregate
     match exit {
         Exit::Close(close) => {
             if let Ok(frame) = protocol.encode(&HubMessage::Close(close)) {
-                // The client may already be gone; the socket is closed below either way.
-                let _ = write_frame(&mut session, protocol, frame, &shared).await;
+                // The client may already be gone; the transport is closed below either way.
+                let _ = write_frame(&mut transport, protocol, frame, &shared).await;
             }
-            let _ = session.close(Some(CloseCode::Normal.into())).await;
+            transport.close().await;
         }
-        Exit::CloseTransport => {
-            let _ = session.close(Some(CloseCode::Normal.into())).await;
-        }
-        Exit::Gone => {}
+        Exit::CloseTransport | Exit::Gone => transport.close().await,
     }
     tracing::debug!(connection = %ctx.connection_id, "client disconnected");
     drop(ctx.slot);
 }
 
-/// Answer the handshake with an error and close the socket.
+/// Answer the handshake with an error and close the transport.
 async fn fail_handshake(
     shared: &Shared,
-    mut session: Session,
+    mut transport: Transport,
     error: &str,
     protocol: Option<HubProtocol>,
 ) {
@@ -314,34 +304,26 @@ async fn fail_handshake(
     let frame = handshake::error_response(error);
     // The handshake answer goes out in the frame type of the chosen protocol.
     let _ = write_frame(
-        &mut session,
+        &mut transport,
         protocol.unwrap_or(HubProtocol::Json),
         frame,
         shared,
     )
     .await;
-    let _ = session.close(Some(CloseCode::Normal.into())).await;
+    transport.close().await;
 }
 
 /// Write one frame (text for JSON, binary for MessagePack) within the send timeout.
 async fn write_frame(
-    session: &mut Session,
+    transport: &mut Transport,
     protocol: HubProtocol,
     bytes: Bytes,
     shared: &Shared,
 ) -> Result<(), ()> {
-    let timeout = shared.config.limits.send_timeout();
-    let result = if protocol.is_binary() {
-        tokio::time::timeout(timeout, session.binary(bytes)).await
-    } else {
-        let text = ByteString::try_from(bytes).map_err(|_| ())?;
-        tokio::time::timeout(timeout, session.text(text)).await
-    };
     Metrics::inc(&shared.metrics.socket_writes);
-    match result {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
+    transport
+        .send(protocol, bytes, shared.config.limits.send_timeout())
+        .await
 }
 
 struct Actor<'a> {
@@ -359,12 +341,7 @@ struct Actor<'a> {
 }
 
 impl Actor<'_> {
-    async fn serve(
-        &mut self,
-        session: &mut Session,
-        stream: &mut AggregatedMessageStream,
-        mut input: BytesMut,
-    ) -> Exit {
+    async fn serve(&mut self, transport: &mut Transport, mut input: BytesMut) -> Exit {
         let limits = &self.shared.config.limits;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -378,25 +355,20 @@ impl Actor<'_> {
             tokio::select! {
                 biased;
                 _ = self.conn.outbox().ready() => {
-                    match flush_outbox(session, self.conn, self.protocol, self.shared, &mut out).await {
+                    match flush_outbox(transport, self.conn, self.protocol, self.shared, &mut out).await {
                         Ok(None) => self.last_sent = Instant::now(),
                         Ok(Some(exit)) => return exit,
                         Err(()) => return Exit::Gone,
                     }
                 }
-                frame = stream.next() => {
-                    match frame {
-                        Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
-                        Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
-                        Some(Ok(AggregatedMessage::Ping(p))) => {
-                            if session.pong(&p).await.is_err() {
-                                return Exit::Gone;
-                            }
-                            continue;
+                inbound = transport.recv() => {
+                    match inbound {
+                        Inbound::Data(b) => input.extend_from_slice(&b),
+                        Inbound::Gone => return Exit::Gone,
+                        Inbound::Invalid(detail) => {
+                            Metrics::inc(&self.shared.metrics.protocol_errors);
+                            return Exit::Close(error_close(&detail));
                         }
-                        Some(Ok(AggregatedMessage::Pong(_))) => continue,
-                        Some(Ok(AggregatedMessage::Close(_))) | None => return Exit::Gone,
-                        Some(Err(e)) => return self.shared.frame_error_exit(&e),
                     }
                     self.last_received = Instant::now();
                     if let Some(exit) = self.process_input(&mut input) {
@@ -412,9 +384,12 @@ impl Actor<'_> {
                             allow_reconnect: true,
                         });
                     }
-                    if now.duration_since(self.last_sent) >= limits.keep_alive_interval() {
+                    if transport.is_abandoned(limits.negotiate_timeout()) {
+                        return Exit::Gone;
+                    }
+                    if transport.sends_pings() && now.duration_since(self.last_sent) >= limits.keep_alive_interval() {
                         let ping = Bytes::from_static(protocol::ping_frame(self.protocol));
-                        if write_frame(session, self.protocol, ping, self.shared).await.is_err() {
+                        if write_frame(transport, self.protocol, ping, self.shared).await.is_err() {
                             return Exit::Gone;
                         }
                         self.last_sent = now;
@@ -544,7 +519,7 @@ fn exit_for(close: CloseRequest) -> Exit {
 
 /// Write everything queued in the outbox as one frame; `Some(exit)` when the connection ends.
 async fn flush_outbox(
-    session: &mut Session,
+    transport: &mut Transport,
     conn: &ConnHandle,
     protocol: HubProtocol,
     shared: &Shared,
@@ -558,7 +533,7 @@ async fn flush_outbox(
         None => None,
     };
     if let Some(frame) = frame {
-        write_frame(session, protocol, frame, shared).await?;
+        write_frame(transport, protocol, frame, shared).await?;
     }
     if out.capacity() > RETAINED_INPUT_CAPACITY {
         *out = BytesMut::new();
@@ -576,32 +551,36 @@ struct Relay<'a> {
 }
 
 impl Relay<'_> {
-    async fn serve(&mut self, session: &mut Session, stream: &mut AggregatedMessageStream) -> Exit {
+    async fn serve(&mut self, transport: &mut Transport) -> Exit {
         let mut out = BytesMut::new();
         let mut received = 0u64;
+        let abandoned_after = self.shared.config.limits.negotiate_timeout();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
             tokio::select! {
                 biased;
                 _ = self.conn.outbox().ready() => {
-                    match flush_outbox(session, self.conn, self.protocol, self.shared, &mut out).await {
+                    match flush_outbox(transport, self.conn, self.protocol, self.shared, &mut out).await {
                         Ok(None) => {}
                         Ok(Some(exit)) => break exit,
                         Err(()) => break Exit::Gone,
                     }
                 }
-                frame = stream.next() => {
-                    let bytes = match frame {
-                        Some(Ok(AggregatedMessage::Text(t))) => t.into_bytes(),
-                        Some(Ok(AggregatedMessage::Binary(b))) => b,
-                        Some(Ok(AggregatedMessage::Ping(p))) => {
-                            if session.pong(&p).await.is_err() {
-                                break Exit::Gone;
-                            }
-                            continue;
+                _ = tick.tick() => {
+                    // A long-polling client that stopped polling is gone.
+                    if transport.is_abandoned(abandoned_after) {
+                        break Exit::Gone;
+                    }
+                }
+                inbound = transport.recv() => {
+                    let bytes = match inbound {
+                        Inbound::Data(b) => b,
+                        Inbound::Gone => break Exit::Gone,
+                        Inbound::Invalid(detail) => {
+                            Metrics::inc(&self.shared.metrics.protocol_errors);
+                            break Exit::Close(error_close(&detail));
                         }
-                        Some(Ok(AggregatedMessage::Pong(_))) => continue,
-                        Some(Ok(AggregatedMessage::Close(_))) | None => break Exit::Gone,
-                        Some(Err(e)) => break self.shared.frame_error_exit(&e),
                     };
                     received += 1;
                     // Waiting here is the backpressure from a slow hub server.
@@ -616,24 +595,6 @@ impl Relay<'_> {
         };
         Metrics::add(&self.shared.metrics.messages_received, received);
         exit
-    }
-}
-
-impl Shared {
-    /// How a connection ends on a WebSocket read error: a dropped socket is just gone; an
-    /// oversized or malformed frame is a protocol error, answered with a Close and counted.
-    fn frame_error_exit(&self, e: &actix_http::ws::ProtocolError) -> Exit {
-        use actix_http::ws::ProtocolError;
-        let detail = match e {
-            ProtocolError::Io(_) => return Exit::Gone,
-            ProtocolError::Overflow => format!(
-                "The maximum message size of {}B was exceeded.",
-                self.config.limits.max_message_size
-            ),
-            other => format!("WebSocket protocol error: {other}"),
-        };
-        Metrics::inc(&self.metrics.protocol_errors);
-        Exit::Close(error_close(&detail))
     }
 }
 

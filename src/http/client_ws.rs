@@ -4,8 +4,8 @@
 //! Without `id` the upgrade starts a new connection (the clients' `skipNegotiation`, and
 //! third-party clients that connect straight to the redirect URL). The token is required on the
 //! upgrade too: browsers send it as `access_token`, other clients in `Authorization`.
-//! Server-Sent Events and long polling use the same URL; until they are implemented their
-//! requests get .NET's "transport not supported" answers.
+//! Server-Sent Events and long polling use the same URL; their requests are handed to
+//! [`client_http`](super::client_http).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,6 +14,7 @@ use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::ConnectionId;
 use crate::conn::client::{self, ClientContext};
+use crate::conn::transport::{Transport, TransportKind};
 use crate::switchboard::Shared;
 use crate::telemetry::Metrics;
 
@@ -25,22 +26,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-fn plain(status: actix_web::http::StatusCode, text: &'static str) -> HttpResponse {
+/// `<Transport> transport not supported by this end point type` (404), as ASP.NET Core answers
+/// a disabled transport.
+pub(crate) fn not_supported(kind: TransportKind) -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/plain")
+        .body(format!(
+            "{} transport not supported by this end point type",
+            kind.name()
+        ))
+}
+
+pub(crate) fn plain(status: actix_web::http::StatusCode, text: &'static str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain")
         .body(text)
 }
 
-async fn other_method(req: HttpRequest) -> HttpResponse {
-    use actix_web::http::{Method, StatusCode};
+async fn other_method(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    use actix_web::http::Method;
     match *req.method() {
         Method::OPTIONS => HttpResponse::NoContent().finish(),
         Method::POST | Method::DELETE => {
-            if query_value(&req, "id").is_none() {
-                plain(StatusCode::BAD_REQUEST, "Connection ID required")
-            } else {
-                plain(StatusCode::NOT_FOUND, "No Connection with that ID")
-            }
+            super::client_http::post_or_delete(req, body, shared).await
         }
         _ => HttpResponse::MethodNotAllowed().finish(),
     }
@@ -61,24 +73,15 @@ async fn connect(
     use actix_web::http::StatusCode;
     let id = query_value(&req, "id");
     if !is_websocket_upgrade(&req) {
-        if id.is_none() {
-            return Ok(plain(StatusCode::BAD_REQUEST, "Connection ID required"));
-        }
-        let sse = req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
-        return Ok(plain(
-            StatusCode::NOT_FOUND,
-            if sse {
-                "ServerSentEvents transport not supported by this end point type"
-            } else {
-                "LongPolling transport not supported by this end point type"
-            },
-        ));
+        return super::client_http::get(req, shared).await;
     }
-
+    if !shared
+        .config
+        .transports
+        .contains(&TransportKind::WebSockets)
+    {
+        return Ok(not_supported(TransportKind::WebSockets));
+    }
     let hub = hub_param(&req)?;
     let identity = authenticate_client(&req, &shared, &hub)?;
 
@@ -115,13 +118,18 @@ async fn connect(
         query: forwarded_query(&req),
         slot,
     };
-    actix_web::rt::spawn(client::run(ctx, session, stream));
+    let transport = Transport::WebSocket {
+        session,
+        stream,
+        max_message_size: max,
+    };
+    actix_web::rt::spawn(client::run(ctx, transport));
     Ok(response)
 }
 
 /// The connect request's headers as a hub server sees them in OpenConnection: every header but
 /// `Authorization` (the token's claims travel as claims) and the WebSocket handshake's own.
-fn forwarded_headers(req: &HttpRequest) -> Vec<(String, Vec<String>)> {
+pub(crate) fn forwarded_headers(req: &HttpRequest) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for (name, value) in req.headers() {
         let name = name.as_str();
@@ -139,7 +147,7 @@ fn forwarded_headers(req: &HttpRequest) -> Vec<(String, Vec<String>)> {
 
 /// The connect request's query (with its leading `?`), without `access_token` and `id`: the
 /// hub server must not see the client's token or connection token.
-fn forwarded_query(req: &HttpRequest) -> String {
+pub(crate) fn forwarded_query(req: &HttpRequest) -> String {
     let kept: Vec<&str> = req
         .query_string()
         .split('&')

@@ -13,6 +13,7 @@
 //! with an `Origin` carries CORS headers echoing that origin, and `OPTIONS` is answered here.
 
 pub mod admin;
+pub mod client_http;
 pub mod client_ws;
 pub mod error;
 pub mod health;

@@ -10,14 +10,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{ApiError, authenticate_client, query_value};
+use crate::conn::transport::TransportKind;
 use crate::conn::{ConnectionId, random_token};
 use crate::hub::validate_hub_name;
 use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_response};
 use crate::switchboard::Shared;
 use crate::telemetry::Metrics;
-
-/// Bit of the `asrs.s.htt` claim that allows WebSockets.
-const HTT_WEBSOCKETS: u32 = 1;
 
 /// Register the negotiate route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -84,10 +82,18 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
         .claim("asrs.s.htt")
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(u32::MAX);
-    let mut transports = Vec::new();
-    if allowed & HTT_WEBSOCKETS != 0 {
-        transports.push(AvailableTransport::web_sockets());
-    }
+    // In the configured order, narrowed by the token's `asrs.s.htt` bits.
+    let transports: Vec<AvailableTransport> = shared
+        .config
+        .transports
+        .iter()
+        .filter(|t| allowed & t.bit() != 0)
+        .map(|t| match t {
+            TransportKind::WebSockets => AvailableTransport::web_sockets(),
+            TransportKind::ServerSentEvents => AvailableTransport::server_sent_events(),
+            TransportKind::LongPolling => AvailableTransport::long_polling(),
+        })
+        .collect();
 
     let connection_id = ConnectionId::random();
     let connection_token = if version >= 1 {

@@ -1,0 +1,402 @@
+//! The transports a client connection actor runs over: WebSockets, Server-Sent Events and long
+//! polling (`spec/client-protocol.md` §2). The actor sees one interface — receive client bytes,
+//! send one frame, close — so lifecycle, routing, groups, limits and errors are identical on
+//! every transport.
+//!
+//! - **WebSockets**: an actix-ws session and message stream; each frame is one WebSocket message
+//!   (text for JSON, binary for MessagePack); WebSocket pings are answered here.
+//! - **Server-Sent Events**: frames become `data:` events on a streaming response fed through a
+//!   bounded channel; client bytes arrive by `POST` ([`HttpConnections`]).
+//! - **Long polling**: frames are appended to the connection's poll buffer, which the next `GET`
+//!   takes whole (one response carries everything queued); client bytes arrive by `POST`. The
+//!   buffer is bounded by `limits.outbox_max_bytes`: a client that stops polling is closed like a
+//!   slow WebSocket client. A connection with no poll for `limits.negotiate_timeout_secs`
+//!   (ASP.NET Core's 15 s disconnect timeout) is gone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+
+use crate::protocol::HubProtocol;
+
+/// Which transport a connection uses (names as in negotiate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TransportKind {
+    /// WebSockets.
+    WebSockets,
+    /// Server-Sent Events (+ POST).
+    ServerSentEvents,
+    /// Long polling (+ POST).
+    LongPolling,
+}
+
+impl TransportKind {
+    /// The name used in negotiate and in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WebSockets => "WebSockets",
+            Self::ServerSentEvents => "ServerSentEvents",
+            Self::LongPolling => "LongPolling",
+        }
+    }
+
+    /// The `asrs.s.htt` bit of this transport.
+    pub fn bit(self) -> u32 {
+        match self {
+            Self::WebSockets => 1,
+            Self::ServerSentEvents => 2,
+            Self::LongPolling => 4,
+        }
+    }
+}
+
+/// What the client sent.
+pub(crate) enum Inbound {
+    /// Bytes of the client's stream.
+    Data(Bytes),
+    /// The client left (or the transport failed).
+    Gone,
+    /// The transport itself was misused (oversized or malformed frame): close with this detail.
+    Invalid(String),
+}
+
+/// One connection's transport.
+pub(crate) enum Transport {
+    WebSocket {
+        session: Session,
+        stream: AggregatedMessageStream,
+        max_message_size: usize,
+    },
+    ServerSentEvents {
+        inbound: mpsc::Receiver<Bytes>,
+        events: mpsc::Sender<Bytes>,
+    },
+    LongPolling {
+        inbound: mpsc::Receiver<Bytes>,
+        poll: Arc<PollState>,
+    },
+}
+
+impl Transport {
+    /// Whether the transport carries binary (MessagePack) frames.
+    pub(crate) fn binary_supported(&self) -> bool {
+        !matches!(self, Self::ServerSentEvents { .. })
+    }
+
+    /// Whether the server sends keep-alive Pings (long polling has inherent keep-alive).
+    pub(crate) fn sends_pings(&self) -> bool {
+        !matches!(self, Self::LongPolling { .. })
+    }
+
+    /// The next client bytes. Cancel-safe.
+    pub(crate) async fn recv(&mut self) -> Inbound {
+        match self {
+            Self::WebSocket {
+                session,
+                stream,
+                max_message_size,
+            } => loop {
+                match stream.next().await {
+                    Some(Ok(AggregatedMessage::Text(t))) => return Inbound::Data(t.into_bytes()),
+                    Some(Ok(AggregatedMessage::Binary(b))) => return Inbound::Data(b),
+                    Some(Ok(AggregatedMessage::Ping(p))) => {
+                        if session.pong(&p).await.is_err() {
+                            return Inbound::Gone;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => {}
+                    Some(Ok(AggregatedMessage::Close(_))) | None => return Inbound::Gone,
+                    Some(Err(actix_http::ws::ProtocolError::Io(_))) => return Inbound::Gone,
+                    Some(Err(actix_http::ws::ProtocolError::Overflow)) => {
+                        return Inbound::Invalid(format!(
+                            "The maximum message size of {max_message_size}B was exceeded."
+                        ));
+                    }
+                    Some(Err(e)) => {
+                        return Inbound::Invalid(format!("WebSocket protocol error: {e}"));
+                    }
+                }
+            },
+            Self::ServerSentEvents { inbound, .. } | Self::LongPolling { inbound, .. } => {
+                match inbound.recv().await {
+                    Some(b) => Inbound::Data(b),
+                    None => Inbound::Gone,
+                }
+            }
+        }
+    }
+
+    /// Write one frame (everything queued, or the handshake answer) within `timeout`.
+    pub(crate) async fn send(
+        &mut self,
+        protocol: HubProtocol,
+        frame: Bytes,
+        timeout: Duration,
+    ) -> Result<(), ()> {
+        match self {
+            Self::WebSocket { session, .. } => {
+                let result = if protocol.is_binary() {
+                    tokio::time::timeout(timeout, session.binary(frame)).await
+                } else {
+                    let text = ByteString::try_from(frame).map_err(|_| ())?;
+                    tokio::time::timeout(timeout, session.text(text)).await
+                };
+                match result {
+                    Ok(Ok(())) => Ok(()),
+                    _ => Err(()),
+                }
+            }
+            Self::ServerSentEvents { events, .. } => {
+                match tokio::time::timeout(timeout, events.send(sse_event(&frame))).await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => Err(()),
+                }
+            }
+            Self::LongPolling { poll, .. } => poll.push(&frame),
+        }
+    }
+
+    /// Whether the client stopped coming back (long polling without a poll for `idle`).
+    pub(crate) fn is_abandoned(&self, idle: Duration) -> bool {
+        match self {
+            Self::LongPolling { poll, .. } => poll.abandoned(idle),
+            _ => false,
+        }
+    }
+
+    /// End the transport: a WebSocket close frame (1000), the end of the SSE stream, or 204 for
+    /// the current and next polls.
+    pub(crate) async fn close(self) {
+        match self {
+            Self::WebSocket { session, .. } => {
+                // The client may already be gone.
+                let _ = session.close(Some(CloseCode::Normal.into())).await;
+            }
+            Self::ServerSentEvents { events, .. } => drop(events),
+            Self::LongPolling { poll, .. } => poll.close(),
+        }
+    }
+}
+
+/// One Server-Sent Event: `data: <line>\r\n` per line (a CR before an LF dropped), then `\r\n`.
+pub fn sse_event(frame: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(frame.len() + 16);
+    for line in frame.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        out.put_slice(b"data: ");
+        out.put_slice(line);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// The shared state of a long-polling connection: its poll buffer and poll bookkeeping.
+#[derive(Debug)]
+pub struct PollState {
+    inner: Mutex<PollInner>,
+    notify: Notify,
+    max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct PollInner {
+    buf: BytesMut,
+    closed: bool,
+    generation: u64,
+    polling: bool,
+    last_poll: Instant,
+}
+
+/// How a poll ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Data for the client (200).
+    Data(Bytes),
+    /// Nothing within the poll timeout (200, empty).
+    Timeout,
+    /// The connection is over, or a newer poll took over (204).
+    Done,
+}
+
+impl PollState {
+    /// A fresh state whose buffer holds at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            inner: Mutex::new(PollInner {
+                buf: BytesMut::new(),
+                closed: false,
+                generation: 0,
+                polling: false,
+                last_poll: Instant::now(),
+            }),
+            notify: Notify::new(),
+            max_bytes,
+        }
+    }
+
+    fn push(&self, frame: &[u8]) -> Result<(), ()> {
+        let mut s = self.inner.lock();
+        if s.closed || s.buf.len() + frame.len() > self.max_bytes {
+            return Err(());
+        }
+        s.buf.extend_from_slice(frame);
+        drop(s);
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.inner.lock().closed = true;
+        self.notify.notify_waiters();
+    }
+
+    fn abandoned(&self, idle: Duration) -> bool {
+        let s = self.inner.lock();
+        !s.polling && s.last_poll.elapsed() >= idle
+    }
+
+    /// Wait for data (at most `timeout`); a newer poll supersedes this one.
+    pub async fn poll(&self, timeout: Duration) -> PollOutcome {
+        let generation = {
+            let mut s = self.inner.lock();
+            s.generation += 1;
+            s.polling = true;
+            s.last_poll = Instant::now();
+            s.generation
+        };
+        // Wake an older poll so that it ends with 204.
+        self.notify.notify_waiters();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let outcome = loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.inner.lock();
+                if s.generation != generation {
+                    break PollOutcome::Done;
+                }
+                if !s.buf.is_empty() {
+                    let data = s.buf.split().freeze();
+                    if s.buf.capacity() > 64 * 1024 {
+                        s.buf = BytesMut::new();
+                    }
+                    break PollOutcome::Data(data);
+                }
+                if s.closed {
+                    break PollOutcome::Done;
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => break PollOutcome::Timeout,
+            }
+        };
+        let mut s = self.inner.lock();
+        if s.generation == generation {
+            s.polling = false;
+            s.last_poll = Instant::now();
+        }
+        outcome
+    }
+
+    /// End the connection from the client's side (DELETE).
+    pub fn terminate(&self) {
+        self.close();
+    }
+}
+
+/// An SSE or long-polling connection as the HTTP handlers see it.
+#[derive(Clone, Debug)]
+pub struct HttpEntry {
+    /// Its transport.
+    pub kind: TransportKind,
+    /// Where POSTed client bytes go (bounded: a POST waits for room).
+    pub inbound: mpsc::Sender<Bytes>,
+    /// Long polling only: the poll buffer.
+    pub poll: Option<Arc<PollState>>,
+    /// The hub from the URL.
+    pub hub: String,
+}
+
+/// SSE and long-polling connections by connection token.
+#[derive(Debug, Default)]
+pub struct HttpConnections {
+    map: Mutex<HashMap<String, HttpEntry>>,
+}
+
+impl HttpConnections {
+    /// Register a connection.
+    pub fn insert(&self, token: String, entry: HttpEntry) {
+        self.map.lock().insert(token, entry);
+    }
+
+    /// The connection with this token.
+    pub fn get(&self, token: &str) -> Option<HttpEntry> {
+        self.map.lock().get(token).cloned()
+    }
+
+    /// Forget a connection (it ended).
+    pub fn remove(&self, token: &str) {
+        self.map.lock().remove(token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_split_lines() {
+        assert_eq!(
+            &sse_event(b"{\"type\":6}\x1e")[..],
+            b"data: {\"type\":6}\x1e\r\n\r\n"
+        );
+        assert_eq!(
+            &sse_event(b"a\r\nb\nc")[..],
+            b"data: a\r\ndata: b\r\ndata: c\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn polls_take_everything_and_supersede() {
+        let p = Arc::new(PollState::new(100));
+        p.push(b"ab").unwrap();
+        p.push(b"cd").unwrap();
+        assert_eq!(
+            p.poll(Duration::from_secs(1)).await,
+            PollOutcome::Data(Bytes::from_static(b"abcd"))
+        );
+        // A second poll supersedes a waiting one.
+        let p2 = p.clone();
+        let first = tokio::spawn(async move { p2.poll(Duration::from_secs(30)).await });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let p3 = p.clone();
+        let second = tokio::spawn(async move { p3.poll(Duration::from_secs(30)).await });
+        assert_eq!(first.await.unwrap(), PollOutcome::Done);
+        p.push(b"x").unwrap();
+        assert_eq!(
+            second.await.unwrap(),
+            PollOutcome::Data(Bytes::from_static(b"x"))
+        );
+        // Bounded: an overflow is refused (the actor then closes the connection).
+        assert!(p.push(&[0u8; 101]).is_err());
+        p.close();
+        assert_eq!(p.poll(Duration::from_secs(1)).await, PollOutcome::Done);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_poll_times_out() {
+        let p = PollState::new(10);
+        assert_eq!(p.poll(Duration::from_secs(90)).await, PollOutcome::Timeout);
+    }
+}

@@ -1,0 +1,256 @@
+//! Server-Sent Events and long polling (`spec/client-protocol.md` §2.2–§2.5): the HTTP side of
+//! the two fallback transports. Both are adapters in front of the same client connection actor
+//! as WebSockets ([`Transport`]); this module only turns requests into transport events.
+//!
+//! | request (same URL `/client/?hub=&id=`) | answer |
+//! | --- | --- |
+//! | `GET`, `Accept: text/event-stream` | the SSE stream (`:\r\n` first, then `data:` events) |
+//! | other `GET` | long poll: the first answers 200 empty at once; later ones wait up to 90 s for data (200 with everything queued), 200 empty on timeout, 204 when the connection is over or a newer poll took over |
+//! | `POST` | client bytes (200); at most `limits.max_message_size` per request (413) |
+//! | `DELETE` | long polling: end the connection (202); SSE: 400 |
+//!
+//! Missing `id` → 400 `Connection ID required`; unknown id → 404 `No Connection with that ID`;
+//! a second SSE stream for a connection → 409; a transport that is not offered → 404
+//! `<Transport> transport not supported by this end point type`. Every request carries a valid
+//! client token for the hub (SSE: `access_token` query; others: `Authorization`), as Azure
+//! re-checks tokens on each HTTP transport request.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::client_ws::{forwarded_headers, forwarded_query, not_supported, plain};
+use super::negotiate::hub_param;
+use super::{ApiError, authenticate_client, query_value};
+use crate::conn::client::{self, ClientContext};
+use crate::conn::transport::{HttpEntry, PollOutcome, PollState, Transport, TransportKind};
+use crate::switchboard::Shared;
+use crate::telemetry::Metrics;
+
+/// Long-poll timeout (ASP.NET Core's `PollTimeout`).
+const POLL_TIMEOUT: Duration = Duration::from_secs(90);
+/// POST bodies queued for one connection before a POST waits.
+const INBOUND_CAPACITY: usize = 16;
+/// SSE events queued between the actor and the response stream.
+const SSE_CAPACITY: usize = 16;
+
+fn is_event_stream(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+fn no_cache(resp: &mut actix_web::HttpResponseBuilder) {
+    resp.insert_header((
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    ))
+    .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+    .insert_header((
+        header::EXPIRES,
+        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+    ));
+}
+
+/// A `GET` without WebSocket upgrade: an SSE stream or a long poll.
+pub(crate) async fn get(
+    req: HttpRequest,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let Some(token) = query_value(&req, "id") else {
+        return Ok(plain(StatusCode::BAD_REQUEST, "Connection ID required"));
+    };
+    let kind = if is_event_stream(&req) {
+        TransportKind::ServerSentEvents
+    } else {
+        TransportKind::LongPolling
+    };
+    let hub = hub_param(&req)?;
+    let identity = authenticate_client(&req, &shared, &hub)?;
+
+    if let Some(entry) = shared.http.get(&token) {
+        if entry.hub != hub {
+            return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
+        }
+        return Ok(match (entry.kind, kind, entry.poll) {
+            (TransportKind::LongPolling, TransportKind::LongPolling, Some(poll)) => {
+                let mut resp = match poll.poll(POLL_TIMEOUT).await {
+                    PollOutcome::Data(data) => {
+                        let mut r = HttpResponse::Ok();
+                        r.content_type("application/octet-stream");
+                        no_cache(&mut r);
+                        return Ok(r.body(data));
+                    }
+                    PollOutcome::Timeout => HttpResponse::Ok(),
+                    PollOutcome::Done => HttpResponse::NoContent(),
+                };
+                no_cache(&mut resp);
+                resp.content_type("application/octet-stream").finish()
+            }
+            (TransportKind::ServerSentEvents, TransportKind::ServerSentEvents, _) => {
+                HttpResponse::Conflict().finish()
+            }
+            _ => plain(
+                StatusCode::BAD_REQUEST,
+                "Cannot change transports mid-connection",
+            ),
+        });
+    }
+
+    // A new connection: claim the negotiated id.
+    if !shared.config.transports.contains(&kind) {
+        return Ok(not_supported(kind));
+    }
+    let allowed = identity
+        .claim("asrs.s.htt")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(u32::MAX);
+    if allowed & kind.bit() == 0 {
+        return Ok(not_supported(kind));
+    }
+    let Some(pending) = shared.pending.take(&token).filter(|p| p.hub == hub) else {
+        return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
+    };
+    let shared = shared.into_inner();
+    let Some(slot) = shared.try_reserve_connection() else {
+        Metrics::inc(&shared.metrics.connections_rejected_limit);
+        return Err(ApiError::too_many(
+            "The connection limit of this Switchboard instance was reached.",
+        )
+        .into());
+    };
+    let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+    let ctx = ClientContext {
+        hub: shared.hubs.get_or_create(&hub),
+        shared: shared.clone(),
+        connection_id: pending.connection_id,
+        identity,
+        headers: forwarded_headers(&req),
+        query: forwarded_query(&req),
+        slot,
+    };
+    let spawn = |transport: Transport, shared: std::sync::Arc<Shared>, token: String| {
+        actix_web::rt::spawn(async move {
+            client::run(ctx, transport).await;
+            shared.http.remove(&token);
+        });
+    };
+    match kind {
+        TransportKind::ServerSentEvents => {
+            let (events, rx) = mpsc::channel::<Bytes>(SSE_CAPACITY);
+            shared.http.insert(
+                token.clone(),
+                HttpEntry {
+                    kind,
+                    inbound: inbound_tx,
+                    poll: None,
+                    hub,
+                },
+            );
+            spawn(
+                Transport::ServerSentEvents { inbound, events },
+                shared.clone(),
+                token,
+            );
+            let first = futures_util::stream::once(async {
+                Ok::<_, actix_web::Error>(Bytes::from_static(b":\r\n"))
+            });
+            let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+            });
+            let mut resp = HttpResponse::Ok();
+            resp.content_type("text/event-stream")
+                .insert_header((
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache,no-store"),
+                ))
+                .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+                .insert_header((
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                ))
+                .insert_header(("X-Accel-Buffering", HeaderValue::from_static("no")));
+            Ok(resp.streaming(first.chain(rest)))
+        }
+        _ => {
+            let poll = std::sync::Arc::new(PollState::new(shared.config.limits.outbox_max_bytes));
+            shared.http.insert(
+                token.clone(),
+                HttpEntry {
+                    kind,
+                    inbound: inbound_tx,
+                    poll: Some(poll.clone()),
+                    hub,
+                },
+            );
+            spawn(
+                Transport::LongPolling { inbound, poll },
+                shared.clone(),
+                token,
+            );
+            // The first poll answers at once (the JS client requires 200 here).
+            let mut resp = HttpResponse::Ok();
+            no_cache(&mut resp);
+            Ok(resp.content_type("application/octet-stream").finish())
+        }
+    }
+}
+
+/// `POST` (client bytes) and `DELETE` (end a long-polling connection).
+pub(crate) async fn post_or_delete(
+    req: HttpRequest,
+    mut body: web::Payload,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let Some(token) = query_value(&req, "id") else {
+        return plain(StatusCode::BAD_REQUEST, "Connection ID required");
+    };
+    let hub = match hub_param(&req) {
+        Ok(h) => h,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    if let Err(e) = authenticate_client(&req, &shared, &hub) {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let Some(entry) = shared.http.get(&token).filter(|e| e.hub == hub) else {
+        return plain(StatusCode::NOT_FOUND, "No Connection with that ID");
+    };
+    if req.method() == actix_web::http::Method::DELETE {
+        return match entry.poll {
+            Some(poll) => {
+                poll.terminate();
+                HttpResponse::Accepted().content_type("text/plain").finish()
+            }
+            None => plain(
+                StatusCode::BAD_REQUEST,
+                "Cannot terminate this connection using the DELETE endpoint.",
+            ),
+        };
+    }
+    // Read the body, bounded by the message size limit (Azure: 1 MB on these transports).
+    let max = shared.config.limits.max_message_size;
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            return plain(StatusCode::BAD_REQUEST, "Could not read the request body.");
+        };
+        if data.len() + chunk.len() > max {
+            return actix_web::ResponseError::error_response(&ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Error.PayloadTooLarge",
+                format!("The maximum message size of {max}B was exceeded."),
+            ));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    if !data.is_empty() && entry.inbound.send(data.freeze()).await.is_err() {
+        return plain(StatusCode::NOT_FOUND, "No Connection with that ID");
+    }
+    HttpResponse::Ok().content_type("text/plain").finish()
+}
