@@ -358,6 +358,12 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let board = Switchboard::new(config).map_err(|e| e.to_string())?;
         let handle = board.start(listener).map_err(|e| e.to_string())?;
+        // Install the SIGHUP handler before announcing the address: until then a SIGHUP would
+        // end the process.
+        #[cfg(unix)]
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        #[cfg(not(unix))]
+        let hup: Option<()> = None;
         println!("Listening on http://{}", handle.local_addr());
         println!("Connection string: {}", handle.connection_string());
         println!("Mode: {mode}");
@@ -372,10 +378,10 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
             shared.close_all().await;
             server.stop(true).await;
         });
-        if args.config.config.is_some() {
+        if let Some(hup) = hup {
             let shared = handle.shared().clone();
             let args = args.clone();
-            tokio::spawn(async move { reload_on_sighup(shared, args).await });
+            tokio::spawn(async move { reload_on_sighup(hup, shared, args).await });
         }
         handle.wait().await.map_err(|e| e.to_string())
     });
@@ -390,36 +396,37 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
 
 /// On SIGHUP, read the configuration again and apply what can change at runtime: the mode,
 /// the access keys (when the file names any) and the upstream rules. A bad file changes nothing.
+#[cfg(unix)]
 async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
     shared: std::sync::Arc<switchboard::switchboard::Shared>,
     args: ServeArgs,
 ) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
+    while hup.recv().await.is_some() {
+        if args.config.config.is_none() {
+            tracing::warn!("SIGHUP ignored: no --config file to reload");
+            continue;
+        }
+        let patch = args
+            .load()
+            .and_then(|config| switchboard::switchboard::SettingsPatch::from_config(&config));
+        let result = match patch {
+            Ok(patch) => shared.apply(patch).await,
+            Err(e) => Err(e),
         };
-        while hup.recv().await.is_some() {
-            let patch = args
-                .load()
-                .and_then(|config| switchboard::switchboard::SettingsPatch::from_config(&config));
-            let result = match patch {
-                Ok(patch) => shared.apply(patch).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => {
-                    tracing::info!(settings = %shared.settings_view(), "configuration reloaded")
-                }
-                Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
-            }
+        match result {
+            Ok(()) => tracing::info!(settings = %shared.settings_view(), "configuration reloaded"),
+            Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = (shared, args);
-    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(
+    _hup: (),
+    _shared: std::sync::Arc<switchboard::switchboard::Shared>,
+    _args: ServeArgs,
+) {
 }
 
 async fn shutdown_signal() {

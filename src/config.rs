@@ -88,6 +88,9 @@ pub struct Config {
     pub workers: usize,
     /// Transports offered to clients (a client token's `asrs.s.htt` claim can narrow them).
     pub transports: Vec<TransportKind>,
+    /// Offer stateful reconnect to WebSocket clients that ask for it (not in Default mode,
+    /// where the hub server owns the client's messages).
+    pub stateful_reconnect: bool,
     /// Sizes, timeouts and queue bounds.
     pub limits: LimitsConfig,
     /// Upstream webhooks (Serverless mode), in order: the first matching rule wins.
@@ -111,6 +114,7 @@ impl Default for Config {
                 TransportKind::ServerSentEvents,
                 TransportKind::LongPolling,
             ],
+            stateful_reconnect: true,
             limits: LimitsConfig::default(),
             upstream: Vec::new(),
             upstream_settings: String::new(),
@@ -154,6 +158,11 @@ pub struct LimitsConfig {
     pub token_clock_skew_secs: u64,
     /// User-group memberships without TTL remembered per user (Azure keeps 100).
     pub max_user_groups_without_ttl: usize,
+    /// Bytes of unacknowledged messages kept per stateful-reconnect connection (the reference
+    /// default); beyond it the connection is closed.
+    pub reconnect_buffer_bytes: usize,
+    /// Seconds a stateful-reconnect connection waits for its client to come back.
+    pub reconnect_window_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -174,6 +183,8 @@ impl Default for LimitsConfig {
             send_timeout_secs: 10,
             token_clock_skew_secs: 30,
             max_user_groups_without_ttl: 100,
+            reconnect_buffer_bytes: 100_000,
+            reconnect_window_secs: 15,
         }
     }
 }

@@ -48,6 +48,13 @@ pub struct Shared {
     pub connections: ConnectionIndex,
     /// SSE and long-polling connections by connection token.
     pub http: crate::conn::transport::HttpConnections,
+    /// Stateful-reconnect connections by connection token: where a reconnecting WebSocket goes.
+    pub resumable: parking_lot::Mutex<
+        std::collections::HashMap<
+            String,
+            tokio::sync::mpsc::Sender<crate::conn::transport::Resumption>,
+        >,
+    >,
     /// Public base URL (no trailing slash).
     pub public_endpoint: String,
     mode: RwLock<ServiceMode>,
@@ -301,6 +308,7 @@ impl Switchboard {
             ),
             connections: ConnectionIndex::default(),
             http: Default::default(),
+            resumable: Default::default(),
             metrics,
             mode: RwLock::new(self.config.mode),
             slots: AtomicUsize::new(0),

@@ -98,6 +98,8 @@ counters! {
     upstream_queue_full => "switchboard_upstream_queue_full_total", "counter", "Client invocations refused because the connection's upstream queue was full.";
     /// Clients refused because the upstream refused their connected event.
     upstream_refused_connections => "switchboard_upstream_refused_connections_total", "counter", "Clients refused because the upstream answered their connected event with a non-2xx status or could not be reached.";
+        /// Stateful-reconnect clients that came back within the window.
+    reconnects => "switchboard_stateful_reconnects_total", "counter", "Stateful-reconnect clients that resumed their connection on a new WebSocket.";
     /// Hub commands that could not be queued because the hub inbox was closed.
     hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
 }

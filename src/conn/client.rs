@@ -21,7 +21,8 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::server::ServerConnHandle;
-use super::transport::{Inbound, Transport};
+use super::stateful::{REPLAY_OVERFLOW_ERROR, ReplayBuffer, is_tracked};
+use super::transport::{Inbound, Resumption, Transport};
 use super::upstream::{self, UpstreamLink};
 use super::{CloseRequest, ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
@@ -37,6 +38,7 @@ use crate::routing::{self, ClientRoute, MessageAction};
 use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
 use crate::upstream::{Category, UpstreamConnection, unframed_invocation as upstream_body};
+use tokio::sync::mpsc;
 
 /// ErrorCompletion text for a client invocation whose client left before answering.
 pub const CLIENT_LEFT_ERROR: &str = "Connection disconnected.";
@@ -61,6 +63,27 @@ pub struct ClientContext {
     pub query: String,
     /// The connection's slot in the process-wide limit, released when the actor ends.
     pub slot: ConnectionSlot,
+    /// Stateful reconnect was negotiated: the connection token and where a reconnecting
+    /// WebSocket arrives.
+    pub resume: Option<Resume>,
+}
+
+/// Where a stateful-reconnect connection's client comes back.
+#[derive(Debug)]
+pub struct Resume {
+    /// The connection token (the key in `Shared::resumable`).
+    pub token: String,
+    /// Reconnecting WebSockets.
+    pub rx: mpsc::Receiver<Resumption>,
+}
+
+/// Removes a connection from `Shared::resumable` when its actor ends.
+struct ResumableGuard<'a>(&'a Shared, String);
+
+impl Drop for ResumableGuard<'_> {
+    fn drop(&mut self) {
+        self.0.resumable.lock().remove(&self.1);
+    }
 }
 
 /// Why the connection loop ended.
@@ -74,8 +97,12 @@ enum Exit {
 }
 
 /// Run a client connection until it ends.
-pub(crate) async fn run(ctx: ClientContext, mut transport: Transport) {
+pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
     let shared = ctx.shared.clone();
+    let mut resume = ctx.resume.take();
+    let _resumable = resume
+        .as_ref()
+        .map(|r| ResumableGuard(&shared, r.token.clone()));
     let limits = &shared.config.limits;
     let mut input = BytesMut::new();
 
@@ -94,9 +121,9 @@ pub(crate) async fn run(ctx: ClientContext, mut transport: Transport) {
             }
         }
         tokio::select! {
-            inbound = transport.recv() => match inbound {
+                        inbound = transport.recv() => match inbound {
                 Inbound::Data(b) => input.extend_from_slice(&b),
-                Inbound::Gone => return,
+                Inbound::Gone | Inbound::Closed => return,
                 Inbound::Invalid(_) => {
                     return fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
                 }
@@ -218,6 +245,10 @@ pub(crate) async fn run(ctx: ClientContext, mut transport: Transport) {
                     timeout_armed: false,
                     upstream: None,
                     upstream_info: &upstream_info,
+                    // Stateful reconnect needs handshake version 2 (a lower one turns it off).
+                    replay: (resume.is_some() && request.version >= 2)
+                        .then(|| ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes)),
+                    resume: resume.take().map(|r| r.rx),
                 };
                 let exit = actor.serve(&mut transport, input).await;
                 if serverless {
@@ -338,6 +369,10 @@ struct Actor<'a> {
     /// The connection's upstream worker, started at its first upstream call.
     upstream: Option<UpstreamLink>,
     upstream_info: &'a UpstreamConnection,
+    /// Stateful reconnect: numbering and the replay buffer.
+    replay: Option<ReplayBuffer>,
+    /// Stateful reconnect: where the client's new WebSocket arrives.
+    resume: Option<mpsc::Receiver<Resumption>>,
 }
 
 impl Actor<'_> {
@@ -354,17 +389,53 @@ impl Actor<'_> {
         loop {
             tokio::select! {
                 biased;
+                Some(resumption) = next_resumption(&mut self.resume) => {
+                    if !self.adopt(transport, resumption).await {
+                        return Exit::Gone;
+                    }
+                }
                 _ = self.conn.outbox().ready() => {
-                    match flush_outbox(transport, self.conn, self.protocol, self.shared, &mut out).await {
-                        Ok(None) => self.last_sent = Instant::now(),
-                        Ok(Some(exit)) => return exit,
-                        Err(()) => return Exit::Gone,
+                    let mut single = None;
+                    let drained = self.conn.outbox().drain_into(&mut out, &mut single);
+                    let frame = match single {
+                        Some(f) => Some(f),
+                        None if !out.is_empty() => Some(out.split().freeze()),
+                        None => None,
+                    };
+                    if out.capacity() > RETAINED_INPUT_CAPACITY {
+                        out = BytesMut::new();
+                    }
+                    if let Some(frame) = frame {
+                        if let Some(replay) = &mut self.replay
+                            && replay.on_send(&frame).is_err()
+                        {
+                            return Exit::Close(Close {
+                                error: Some(REPLAY_OVERFLOW_ERROR.to_owned()),
+                                allow_reconnect: false,
+                            });
+                        }
+                        if write_frame(transport, self.protocol, frame, self.shared).await.is_err() {
+                            // A stateful client gets what was lost on its next socket.
+                            if !self.wait_for_resume(transport).await {
+                                return Exit::Gone;
+                            }
+                        }
+                        self.last_sent = Instant::now();
+                    }
+                    if let Some(close) = drained.close {
+                        return exit_for(close);
                     }
                 }
                 inbound = transport.recv() => {
-                    match inbound {
+                                        match inbound {
                         Inbound::Data(b) => input.extend_from_slice(&b),
-                        Inbound::Gone => return Exit::Gone,
+                        Inbound::Closed => return Exit::Gone,
+                        Inbound::Gone => {
+                            if !self.wait_for_resume(transport).await {
+                                return Exit::Gone;
+                            }
+                            continue;
+                        }
                         Inbound::Invalid(detail) => {
                             Metrics::inc(&self.shared.metrics.protocol_errors);
                             return Exit::Close(error_close(&detail));
@@ -384,8 +455,18 @@ impl Actor<'_> {
                             allow_reconnect: true,
                         });
                     }
-                    if transport.is_abandoned(limits.negotiate_timeout()) {
+                                        if transport.is_abandoned(limits.negotiate_timeout()) {
                         return Exit::Gone;
+                    }
+                    if let Some(ack) = self.replay.as_mut().and_then(ReplayBuffer::take_ack) {
+                        let Ok(frame) = self.protocol.encode(&HubMessage::Ack { sequence_id: ack }) else {
+                            continue;
+                        };
+                        if write_frame(transport, self.protocol, frame, self.shared).await.is_err()
+                            && !self.wait_for_resume(transport).await
+                        {
+                            return Exit::Gone;
+                        }
                     }
                     if transport.sends_pings() && now.duration_since(self.last_sent) >= limits.keep_alive_interval() {
                         let ping = Bytes::from_static(protocol::ping_frame(self.protocol));
@@ -397,6 +478,54 @@ impl Actor<'_> {
                 }
             }
         }
+    }
+
+    /// After the socket was lost: wait up to the reconnect window for the client's new
+    /// WebSocket, then send `Sequence` and replay everything unacknowledged. `false` when the
+    /// connection is over (not stateful, or the client did not come back).
+    async fn wait_for_resume(&mut self, transport: &mut Transport) -> bool {
+        let Some(rx) = self.resume.as_mut() else {
+            return false;
+        };
+        let window =
+            std::time::Duration::from_secs(self.shared.config.limits.reconnect_window_secs);
+        let Ok(Some(resumption)) = tokio::time::timeout(window, rx.recv()).await else {
+            return false;
+        };
+        self.adopt(transport, resumption).await
+    }
+
+    /// Switch to the client's new WebSocket (replacing the old one, even if it still looks
+    /// alive), send `Sequence` and replay everything unacknowledged.
+    async fn adopt(&mut self, transport: &mut Transport, (session, inbound): Resumption) -> bool {
+        let Some(replay) = self.replay.as_ref() else {
+            return false;
+        };
+        let old = std::mem::replace(transport, Transport::Bridged { session, inbound });
+        old.close().await;
+        let (first, frames) = replay.resume();
+        let Ok(sequence) = self
+            .protocol
+            .encode(&HubMessage::Sequence { sequence_id: first })
+        else {
+            return false;
+        };
+        if write_frame(transport, self.protocol, sequence, self.shared)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        for frame in frames {
+            if write_frame(transport, self.protocol, frame, self.shared)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        Metrics::inc(&self.shared.metrics.reconnects);
+        true
     }
 
     /// Decode and act on every complete message in `input`.
@@ -429,6 +558,22 @@ impl Actor<'_> {
     }
 
     fn handle(&mut self, msg: HubMessage) -> Option<Exit> {
+        if let Some(replay) = &mut self.replay {
+            match &msg {
+                HubMessage::Ack { sequence_id } => {
+                    replay.on_ack(*sequence_id);
+                    return None;
+                }
+                HubMessage::Sequence { sequence_id } => {
+                    return replay
+                        .on_sequence(*sequence_id)
+                        .err()
+                        .map(|e| Exit::Close(error_close(&e)));
+                }
+                m if is_tracked(m) && !replay.on_receive_tracked() => return None,
+                _ => {}
+            }
+        }
         if matches!(msg, HubMessage::Ping) {
             // ASP.NET Core starts the client timeout at the first Ping: older clients never ping.
             self.timeout_armed = true;
@@ -505,6 +650,14 @@ impl Actor<'_> {
     }
 }
 
+/// The next reconnecting WebSocket, or never when the connection is not stateful.
+async fn next_resumption(resume: &mut Option<mpsc::Receiver<Resumption>>) -> Option<Resumption> {
+    match resume {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The exit a close request asks for.
 fn exit_for(close: CloseRequest) -> Exit {
     if close.send_close_message {
@@ -575,8 +728,8 @@ impl Relay<'_> {
                 }
                 inbound = transport.recv() => {
                     let bytes = match inbound {
-                        Inbound::Data(b) => b,
-                        Inbound::Gone => break Exit::Gone,
+                                                Inbound::Data(b) => b,
+                        Inbound::Gone | Inbound::Closed => break Exit::Gone,
                         Inbound::Invalid(detail) => {
                             Metrics::inc(&self.shared.metrics.protocol_errors);
                             break Exit::Close(error_close(&detail));

@@ -9,6 +9,7 @@ pub mod index;
 pub mod outbox;
 pub mod pending;
 pub mod server;
+pub mod stateful;
 pub mod transport;
 pub mod upstream;
 

@@ -58,11 +58,13 @@ impl TransportKind {
 }
 
 /// What the client sent.
-pub(crate) enum Inbound {
+pub enum Inbound {
     /// Bytes of the client's stream.
     Data(Bytes),
-    /// The client left (or the transport failed).
+    /// The transport was lost without a goodbye (a stateful-reconnect client may come back).
     Gone,
+    /// The client closed the transport properly (a WebSocket close frame).
+    Closed,
     /// The transport itself was misused (oversized or malformed frame): close with this detail.
     Invalid(String),
 }
@@ -82,6 +84,37 @@ pub(crate) enum Transport {
         inbound: mpsc::Receiver<Bytes>,
         poll: Arc<PollState>,
     },
+    /// A WebSocket that reconnected to a stateful connection, possibly on another worker
+    /// thread: its reads are pumped into `inbound` by a task on that thread ([`pump`]).
+    Bridged {
+        session: Session,
+        inbound: mpsc::Receiver<Inbound>,
+    },
+}
+
+/// A reconnecting WebSocket handed to its connection's actor.
+pub type Resumption = (Session, mpsc::Receiver<Inbound>);
+
+/// Read `stream` and forward what arrives to `tx` until the client leaves or the actor stops
+/// listening (the thread-local half of [`Transport::Bridged`]).
+pub async fn pump(
+    stream: AggregatedMessageStream,
+    session: Session,
+    tx: mpsc::Sender<Inbound>,
+    max_message_size: usize,
+) {
+    let mut ws = Transport::WebSocket {
+        session,
+        stream,
+        max_message_size,
+    };
+    loop {
+        let inbound = ws.recv().await;
+        let end = !matches!(inbound, Inbound::Data(_));
+        if tx.send(inbound).await.is_err() || end {
+            return;
+        }
+    }
 }
 
 impl Transport {
@@ -112,7 +145,8 @@ impl Transport {
                         }
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => {}
-                    Some(Ok(AggregatedMessage::Close(_))) | None => return Inbound::Gone,
+                    Some(Ok(AggregatedMessage::Close(_))) => return Inbound::Closed,
+                    None => return Inbound::Gone,
                     Some(Err(actix_http::ws::ProtocolError::Io(_))) => return Inbound::Gone,
                     Some(Err(actix_http::ws::ProtocolError::Overflow)) => {
                         return Inbound::Invalid(format!(
@@ -130,6 +164,7 @@ impl Transport {
                     None => Inbound::Gone,
                 }
             }
+            Self::Bridged { inbound, .. } => inbound.recv().await.unwrap_or(Inbound::Gone),
         }
     }
 
@@ -141,7 +176,7 @@ impl Transport {
         timeout: Duration,
     ) -> Result<(), ()> {
         match self {
-            Self::WebSocket { session, .. } => {
+            Self::WebSocket { session, .. } | Self::Bridged { session, .. } => {
                 let result = if protocol.is_binary() {
                     tokio::time::timeout(timeout, session.binary(frame)).await
                 } else {
@@ -175,7 +210,7 @@ impl Transport {
     /// the current and next polls.
     pub(crate) async fn close(self) {
         match self {
-            Self::WebSocket { session, .. } => {
+            Self::WebSocket { session, .. } | Self::Bridged { session, .. } => {
                 // The client may already be gone.
                 let _ = session.close(Some(CloseCode::Normal.into())).await;
             }

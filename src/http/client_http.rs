@@ -134,6 +134,7 @@ pub(crate) async fn get(
         headers: forwarded_headers(&req),
         query: forwarded_query(&req),
         slot,
+        resume: None,
     };
     let spawn = |transport: Transport, shared: std::sync::Arc<Shared>, token: String| {
         actix_web::rt::spawn(async move {

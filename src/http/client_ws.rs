@@ -13,8 +13,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::ConnectionId;
-use crate::conn::client::{self, ClientContext};
-use crate::conn::transport::{Transport, TransportKind};
+use crate::conn::client::{self, ClientContext, Resume};
+use crate::conn::transport::{Transport, TransportKind, pump};
 use crate::switchboard::Shared;
 use crate::telemetry::Metrics;
 
@@ -85,10 +85,40 @@ async fn connect(
     let hub = hub_param(&req)?;
     let identity = authenticate_client(&req, &shared, &hub)?;
 
+    let mut resume = None;
     let connection_id = match id {
         Some(token) => match shared.pending.take(&token) {
-            Some(p) if p.hub == hub => p.connection_id,
-            _ => return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID")),
+            Some(p) if p.hub == hub => {
+                if p.stateful_reconnect {
+                    let (tx, rx) = tokio::sync::mpsc::channel(1);
+                    shared.resumable.lock().insert(token.clone(), tx);
+                    resume = Some(Resume { token, rx });
+                }
+                p.connection_id
+            }
+            Some(_) => return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID")),
+            None => {
+                // A stateful-reconnect client coming back with its token: no negotiate, no
+                // handshake; the new socket replaces the lost one.
+                let resumable = shared.resumable.lock().get(&token).cloned();
+                let Some(resumable) = resumable else {
+                    return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
+                };
+                let (response, session, stream) = actix_ws::handle(&req, body)?;
+                let max = shared.config.limits.max_message_size;
+                let stream = stream
+                    .max_frame_size(max)
+                    .aggregate_continuations()
+                    .max_continuation_size(max);
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                if resumable.try_send((session.clone(), rx)).is_err() {
+                    // The connection ended meanwhile (or is already resuming).
+                    let _ = session.close(None).await;
+                    return Ok(response);
+                }
+                actix_web::rt::spawn(pump(stream, session, tx, max));
+                return Ok(response);
+            }
         },
         None => ConnectionId::random(),
     };
@@ -117,6 +147,7 @@ async fn connect(
         headers: forwarded_headers(&req),
         query: forwarded_query(&req),
         slot,
+        resume,
     };
     let transport = Transport::WebSocket {
         session,

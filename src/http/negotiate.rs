@@ -95,6 +95,12 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
         })
         .collect();
 
+    // Stateful reconnect only when asked, allowed, and the service answers the client itself.
+    let stateful = shared.config.stateful_reconnect
+        && shared.mode() != crate::config::ServiceMode::Default
+        && crate::protocol::negotiate::stateful_reconnect_from_query(
+            query_value(&req, "useStatefulReconnect").as_deref(),
+        );
     let connection_id = ConnectionId::random();
     let connection_token = if version >= 1 {
         random_token()
@@ -108,7 +114,7 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
             connection_id.clone(),
             hub,
             identity,
-            false,
+            stateful,
         )
         .is_err()
     {
@@ -123,7 +129,7 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
         negotiate_version: version,
         connection_id: connection_id.as_str().to_owned(),
         connection_token: (version >= 1).then_some(connection_token),
-        use_stateful_reconnect: false,
+        use_stateful_reconnect: stateful,
         available_transports: transports,
         url: None,
         access_token: None,
