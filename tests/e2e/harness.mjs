@@ -103,7 +103,8 @@ export function randomAccessKey() {
 // broker process
 
 /**
- * Starts `switchboard serve --listen 127.0.0.1:0 --mode serverless --access-key KEY`.
+ * Starts `switchboard serve --listen 127.0.0.1:0 --mode serverless --access-key KEY`
+ * (`mode: null`: no --mode flag; `extraArgs` are appended).
  * Resolves with a Broker once the stdout line `Listening on http://127.0.0.1:<port>`
  * appeared. Rejects (and kills the child) after `startTimeoutMs` or if it exits.
  */
@@ -112,7 +113,8 @@ export async function startBroker({ mode = 'serverless', accessKey = randomAcces
   if (!existsSync(bin)) {
     throw new Error(`broker binary not found at ${bin}; build it with \`cargo build --bin switchboard\` or set SWITCHBOARD_BIN`);
   }
-  const args = ['serve', '--listen', '127.0.0.1:0', '--mode', mode, '--access-key', accessKey, ...extraArgs];
+  // `mode: null` passes no --mode flag (the mode then comes from a --config file)
+  const args = ['serve', '--listen', '127.0.0.1:0', ...(mode === null ? [] : ['--mode', mode]), '--access-key', accessKey, ...extraArgs];
   // hermetic: the broker reads SWITCHBOARD_* variables (config file, mode, keys...)
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
   env.RUST_BACKTRACE = process.env.RUST_BACKTRACE || '1';
