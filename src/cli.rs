@@ -260,15 +260,8 @@ fn admin(args: &AdminArgs) -> i32 {
         300,
         &[],
     );
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("switchboard: cannot start the runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = runtime() else {
+        return 1;
     };
     let result: Result<(u16, String), reqwest::Error> = runtime.block_on(async {
         let client = reqwest::Client::new();
@@ -337,17 +330,24 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
     0
 }
 
-fn serve(config: Config, args: &ServeArgs) -> i32 {
-    telemetry::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A single-threaded tokio runtime (the HTTP workers bring their own threads).
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");
-            return 1;
+            None
         }
+    }
+}
+
+fn serve(config: Config, args: &ServeArgs) -> i32 {
+    telemetry::init_tracing();
+    let Some(runtime) = runtime() else {
+        return 1;
     };
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, async move {

@@ -30,7 +30,6 @@ use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
 use crate::conn::transport::{HttpEntry, PollOutcome, PollState, Transport, TransportKind};
 use crate::switchboard::Shared;
-use crate::telemetry::Metrics;
 
 /// Long-poll timeout (ASP.NET Core's `PollTimeout`).
 const POLL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -118,13 +117,7 @@ pub(crate) async fn get(
         return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
     };
     let shared = shared.into_inner();
-    let Some(slot) = shared.try_reserve_connection() else {
-        Metrics::inc(&shared.metrics.connections_rejected_limit);
-        return Err(ApiError::too_many(
-            "The connection limit of this Switchboard instance was reached.",
-        )
-        .into());
-    };
+    let slot = super::reserve_slot(&shared)?;
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
     let ctx = ClientContext {
         hub: shared.hubs.get_or_create(&hub),

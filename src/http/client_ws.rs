@@ -11,12 +11,11 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::negotiate::hub_param;
-use super::{ApiError, authenticate_client, query_value};
+use super::{authenticate_client, query_value};
 use crate::conn::ConnectionId;
 use crate::conn::client::{self, ClientContext, Resume};
 use crate::conn::transport::{Transport, TransportKind, pump};
 use crate::switchboard::Shared;
-use crate::telemetry::Metrics;
 
 /// Register the client transport routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -104,12 +103,8 @@ async fn connect(
                 let Some(resumable) = resumable else {
                     return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
                 };
-                let (response, session, stream) = actix_ws::handle(&req, body)?;
                 let max = shared.config.limits.max_message_size;
-                let stream = stream
-                    .max_frame_size(max)
-                    .aggregate_continuations()
-                    .max_continuation_size(max);
+                let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
                 let (tx, rx) = tokio::sync::mpsc::channel(16);
                 if resumable.try_send((session.clone(), rx)).is_err() {
                     // The connection ended meanwhile (or is already resuming).
@@ -124,20 +119,10 @@ async fn connect(
     };
 
     let shared = shared.into_inner();
-    let Some(slot) = shared.try_reserve_connection() else {
-        Metrics::inc(&shared.metrics.connections_rejected_limit);
-        return Err(ApiError::too_many(
-            "The connection limit of this Switchboard instance was reached.",
-        )
-        .into());
-    };
+    let slot = super::reserve_slot(&shared)?;
 
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
     let max = shared.config.limits.max_message_size;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
+    let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
     let hub_handle = shared.hubs.get_or_create(&hub);
     let ctx = ClientContext {
         shared,

@@ -164,3 +164,34 @@ pub fn authenticate_client(
         ApiError::from(e)
     })
 }
+
+/// Reserve a slot in the process-wide connection limit, or answer 429 (counted).
+pub(crate) fn reserve_slot(
+    shared: &std::sync::Arc<Shared>,
+) -> Result<crate::switchboard::ConnectionSlot, ApiError> {
+    shared.try_reserve_connection().ok_or_else(|| {
+        Metrics::inc(&shared.metrics.connections_rejected_limit);
+        ApiError::too_many("The connection limit of this Switchboard instance was reached.")
+    })
+}
+
+/// Upgrade to a WebSocket whose frames (and continuations) are at most `max` bytes.
+pub(crate) fn ws_upgrade(
+    req: &HttpRequest,
+    body: web::Payload,
+    max: usize,
+) -> Result<
+    (
+        HttpResponse,
+        actix_ws::Session,
+        actix_ws::AggregatedMessageStream,
+    ),
+    actix_web::Error,
+> {
+    let (response, session, stream) = actix_ws::handle(req, body)?;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    Ok((response, session, stream))
+}

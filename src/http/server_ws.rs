@@ -50,19 +50,9 @@ async fn connect(
         .unwrap_or_else(crate::conn::random_token);
 
     let shared = shared.into_inner();
-    let Some(slot) = shared.try_reserve_connection() else {
-        Metrics::inc(&shared.metrics.connections_rejected_limit);
-        return Err(ApiError::too_many(
-            "The connection limit of this Switchboard instance was reached.",
-        )
-        .into());
-    };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let slot = super::reserve_slot(&shared)?;
     let max = shared.config.limits.max_server_message_size;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
+    let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
     let ctx = ServerContext {
         hub: shared.hubs.get_or_create(&hub),
         shared,
