@@ -158,12 +158,15 @@ impl Transport {
                     }
                 }
             },
-            Self::ServerSentEvents { inbound, .. } | Self::LongPolling { inbound, .. } => {
-                match inbound.recv().await {
-                    Some(b) => Inbound::Data(b),
-                    None => Inbound::Gone,
-                }
-            }
+            // The client dropping its event stream ends the connection at once.
+            Self::ServerSentEvents { inbound, events } => tokio::select! {
+                data = inbound.recv() => data.map_or(Inbound::Gone, Inbound::Data),
+                _ = events.closed() => Inbound::Gone,
+            },
+            Self::LongPolling { inbound, poll } => tokio::select! {
+                data = inbound.recv() => data.map_or(Inbound::Gone, Inbound::Data),
+                _ = poll.terminated() => Inbound::Closed,
+            },
             Self::Bridged { inbound, .. } => inbound.recv().await.unwrap_or(Inbound::Gone),
         }
     }
@@ -245,6 +248,7 @@ pub struct PollState {
 struct PollInner {
     buf: BytesMut,
     closed: bool,
+    terminated: bool,
     generation: u64,
     polling: bool,
     last_poll: Instant,
@@ -268,6 +272,7 @@ impl PollState {
             inner: Mutex::new(PollInner {
                 buf: BytesMut::new(),
                 closed: false,
+                terminated: false,
                 generation: 0,
                 polling: false,
                 last_poll: Instant::now(),
@@ -345,7 +350,32 @@ impl PollState {
 
     /// End the connection from the client's side (DELETE).
     pub fn terminate(&self) {
+        self.inner.lock().terminated = true;
         self.close();
+    }
+
+    /// Resolves once the client ended the connection with DELETE.
+    async fn terminated(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.lock().terminated {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the connection is over and everything queued was taken by a poll.
+    pub fn is_finished(&self) -> bool {
+        let s = self.inner.lock();
+        s.closed && s.buf.is_empty()
+    }
+
+    /// Whether the client ended the connection with DELETE.
+    pub fn is_terminated(&self) -> bool {
+        self.inner.lock().terminated
     }
 }
 

@@ -79,7 +79,12 @@ pub(crate) async fn get(
         }
         return Ok(match (entry.kind, kind, entry.poll) {
             (TransportKind::LongPolling, TransportKind::LongPolling, Some(poll)) => {
-                let mut resp = match poll.poll(POLL_TIMEOUT).await {
+                let outcome = poll.poll(POLL_TIMEOUT).await;
+                if outcome == PollOutcome::Done && poll.is_finished() && !poll.is_terminated() {
+                    // The client has been told the connection is over.
+                    shared.http.remove(&token);
+                }
+                let mut resp = match outcome {
                     PollOutcome::Data(data) => {
                         let mut r = HttpResponse::Ok();
                         r.content_type("application/octet-stream");
@@ -130,8 +135,23 @@ pub(crate) async fn get(
         resume: None,
     };
     let spawn = |transport: Transport, shared: std::sync::Arc<Shared>, token: String| {
+        let long_polling = matches!(transport, Transport::LongPolling { .. });
         actix_web::rt::spawn(async move {
             client::run(ctx, transport).await;
+            let linger = long_polling
+                && shared
+                    .http
+                    .get(&token)
+                    .and_then(|e| e.poll)
+                    .is_some_and(|p| {
+                        // What the connection queued last (its Close message) is still to be
+                        // polled, or the client ended it with DELETE and may poll once more (204).
+                        !p.is_finished() || p.is_terminated()
+                    });
+            if linger {
+                // Until a poll answers 204, or the disconnect timeout.
+                tokio::time::sleep(shared.config.limits.negotiate_timeout()).await;
+            }
             shared.http.remove(&token);
         });
     };
@@ -218,6 +238,7 @@ pub(crate) async fn post_or_delete(
     if req.method() == actix_web::http::Method::DELETE {
         return match entry.poll {
             Some(poll) => {
+                // The connection ends now: later POSTs find no connection, a later poll 204.
                 poll.terminate();
                 HttpResponse::Accepted().content_type("text/plain").finish()
             }
@@ -226,6 +247,9 @@ pub(crate) async fn post_or_delete(
                 "Cannot terminate this connection using the DELETE endpoint.",
             ),
         };
+    }
+    if entry.poll.as_ref().is_some_and(|p| p.is_terminated()) {
+        return plain(StatusCode::NOT_FOUND, "No Connection with that ID");
     }
     // Read the body, bounded by the message size limit (Azure: 1 MB on these transports).
     let max = shared.config.limits.max_message_size;
