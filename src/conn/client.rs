@@ -156,6 +156,14 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
         return fail_handshake(&shared, transport, &text, Some(protocol)).await;
     }
 
+    // Stateful reconnect needs handshake version 2 (a lower one turns it off): stop accepting
+    // reconnects for this token at once.
+    if request.version < 2
+        && let Some(r) = resume.take()
+    {
+        shared.resumable.lock().remove(&r.token);
+    }
+
     // Admission: the hub decides the route in the current mode and registers the client.
     let admit = AdmitRequest {
         id: ctx.connection_id.clone(),
@@ -179,6 +187,10 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
 
     let exit = match (route, conn.server().cloned()) {
         (ClientRoute::ToServer, Some(server)) => {
+            // The hub server owns a routed client's messages: no stateful reconnect here.
+            if let Some(r) = resume.take() {
+                shared.resumable.lock().remove(&r.token);
+            }
             // The hub server answers the handshake: announce the client, then hand over every
             // byte it sent, starting with the handshake request.
             let open = ServiceMessage::OpenConnection {
@@ -245,8 +257,8 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
                     timeout_armed: false,
                     upstream: None,
                     upstream_info: &upstream_info,
-                    // Stateful reconnect needs handshake version 2 (a lower one turns it off).
-                    replay: (resume.is_some() && request.version >= 2)
+                    replay: resume
+                        .is_some()
                         .then(|| ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes)),
                     resume: resume.take().map(|r| r.rx),
                 };
