@@ -1,0 +1,301 @@
+//! A minimal SignalR client on tokio-tungstenite: optional negotiate, WebSocket with the access
+//! token in the `Authorization` header, the JSON or MessagePack handshake, framed hub messages
+//! through the `switchboard::protocol` codecs, and the load payload `[sender, seq, ts_us, pad]`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bytes::{Buf, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use switchboard::auth::AccessKeys;
+use switchboard::protocol::{HubMessage, HubProtocol, RawValue, handshake};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The target of every load message.
+pub const TARGET: &str = "load";
+/// Largest hub message the client accepts.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// tokio-tungstenite's read buffer per connection (its default, 128 KiB, is far too large).
+const READ_BUFFER: usize = 4096;
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Where and how clients connect.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Broker base URL (`http://127.0.0.1:8080`).
+    pub url: String,
+    /// Hub name.
+    pub hub: String,
+    /// Hub protocol.
+    pub protocol: HubProtocol,
+    /// Access keys used to mint tokens.
+    pub keys: AccessKeys,
+}
+
+impl Target {
+    /// A target for `url`, `hub`, `protocol`, minting with `key`.
+    pub fn new(url: &str, key: &str, hub: &str, protocol: HubProtocol) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            hub: hub.to_owned(),
+            protocol,
+            keys: AccessKeys::new(vec![key.to_owned()]),
+        }
+    }
+
+    fn audience_base(&self) -> String {
+        switchboard::switchboard::audience_base(&self.url)
+    }
+
+    /// A client token for the hub, for `user` if given.
+    pub fn client_token(&self, user: Option<&str>) -> String {
+        let aud = format!("{}/client/?hub={}", self.audience_base(), self.hub);
+        match user {
+            Some(u) => self.keys.mint(&aud, 3600, &[("nameid", u)]),
+            None => self.keys.mint(&aud, 3600, &[]),
+        }
+    }
+
+    /// A REST token and the full URL for `path` (starting with `/api/`).
+    pub fn rest(&self, path: &str) -> (String, String) {
+        let token = self
+            .keys
+            .mint(&format!("{}{path}", self.audience_base()), 3600, &[]);
+        (token, format!("{}{path}?api-version=2022-06-01", self.url))
+    }
+}
+
+/// One connected SignalR client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    protocol: HubProtocol,
+    buf: BytesMut,
+}
+
+impl Client {
+    /// Connect (negotiating first through `http` if given), and complete the handshake.
+    pub async fn connect(
+        target: &Target,
+        user: Option<&str>,
+        http: Option<&reqwest::Client>,
+    ) -> Result<Self> {
+        let token = target.client_token(user);
+        let mut ws_url = format!(
+            "{}/client/?hub={}",
+            target.url.replacen("http", "ws", 1),
+            target.hub
+        );
+        if let Some(http) = http {
+            let r = http
+                .post(format!(
+                    "{}/client/negotiate?hub={}&negotiateVersion=1",
+                    target.url, target.hub
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .context("negotiate")?;
+            if !r.status().is_success() {
+                bail!("negotiate answered {}", r.status());
+            }
+            let body: serde_json::Value = r.json().await.context("negotiate body")?;
+            let Some(id) = body
+                .get("connectionToken")
+                .or_else(|| body.get("connectionId"))
+                .and_then(|v| v.as_str())
+            else {
+                bail!("negotiate answer without a connection token: {body}");
+            };
+            ws_url.push_str("&id=");
+            ws_url.push_str(id);
+        }
+        let mut req = ws_url.into_client_request()?;
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse()?);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+            .await
+            .context("websocket connect")?;
+        let mut client = Self {
+            ws,
+            protocol: target.protocol,
+            buf: BytesMut::new(),
+        };
+        let request = handshake::encode_request(target.protocol.name(), 1);
+        client
+            .ws
+            .send(Message::text(
+                String::from_utf8_lossy(&request).into_owned(),
+            ))
+            .await?;
+        loop {
+            if let Some((error, consumed)) = handshake::parse_response(&client.buf)? {
+                client.buf.advance(consumed);
+                if let Some(e) = error {
+                    bail!("handshake refused: {e}");
+                }
+                return Ok(client);
+            }
+            if !client.read_frame().await? {
+                bail!("closed during the handshake");
+            }
+        }
+    }
+
+    /// Reads one WebSocket frame into the buffer; `false` when the connection ended.
+    async fn read_frame(&mut self) -> Result<bool> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    self.buf.extend_from_slice(t.as_bytes());
+                    return Ok(true);
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    self.buf.extend_from_slice(&b);
+                    return Ok(true);
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(false),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next hub message; `None` when the connection ended. Cancel-safe only between frames
+    /// (a frame is fully buffered before it is decoded).
+    pub async fn next_message(&mut self) -> Result<Option<HubMessage>> {
+        loop {
+            if let Some(d) = self.protocol.decode(&self.buf, MAX_MESSAGE)? {
+                self.buf.advance(d.consumed);
+                if let Some(m) = d.message {
+                    return Ok(Some(m));
+                }
+                continue;
+            }
+            if !self.read_frame().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends one hub message.
+    pub async fn send(&mut self, msg: &HubMessage) -> Result<()> {
+        let bytes = self.protocol.encode(msg)?;
+        let frame = match self.protocol {
+            HubProtocol::Json => Message::text(String::from_utf8(bytes.to_vec())?),
+            HubProtocol::MessagePack => Message::binary(bytes),
+        };
+        self.ws.send(frame).await?;
+        Ok(())
+    }
+
+    /// Sends a keep-alive ping.
+    pub async fn ping(&mut self) -> Result<()> {
+        self.send(&HubMessage::Ping).await
+    }
+
+    /// Closes the WebSocket (best effort, bounded to one second).
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}
+
+/// The JSON arguments of a load message: `[sender, seq, ts_us, "xxx…"]`.
+pub fn json_arguments(sender: u64, seq: u64, ts_us: u64, pad: &str) -> String {
+    format!("[{sender},{seq},{ts_us},\"{pad}\"]")
+}
+
+/// The arguments of `EchoReturn(payload)` with payload `[sender, seq, ts_us, pad]`, in the
+/// client's protocol.
+pub fn echo_arguments(
+    protocol: HubProtocol,
+    sender: u64,
+    seq: u64,
+    ts_us: u64,
+    pad: &str,
+) -> RawValue {
+    match protocol {
+        HubProtocol::Json => {
+            RawValue::Json(format!("[{}]", json_arguments(sender, seq, ts_us, pad)).into())
+        }
+        HubProtocol::MessagePack => {
+            let mut out = Vec::with_capacity(pad.len() + 32);
+            // Writing to a Vec cannot fail.
+            let _ = rmp::encode::write_array_len(&mut out, 1);
+            let _ = rmp::encode::write_array_len(&mut out, 4);
+            let _ = rmp::encode::write_uint(&mut out, sender);
+            let _ = rmp::encode::write_uint(&mut out, seq);
+            let _ = rmp::encode::write_uint(&mut out, ts_us);
+            let _ = rmp::encode::write_str(&mut out, pad);
+            RawValue::MessagePack(out.into())
+        }
+    }
+}
+
+/// A padding string of `n` bytes.
+pub fn padding(n: usize) -> String {
+    "x".repeat(n)
+}
+
+/// `(sender, seq, ts_us)` of a load message's arguments, in either encoding.
+pub fn parse_load(args: &RawValue) -> Option<(u64, u64, u64)> {
+    match args {
+        RawValue::Json(b) => {
+            let (s, q, t, _): (u64, u64, u64, serde::de::IgnoredAny) =
+                serde_json::from_slice(b).ok()?;
+            Some((s, q, t))
+        }
+        RawValue::MessagePack(b) => {
+            let mut rd: &[u8] = b;
+            if rmp::decode::read_array_len(&mut rd).ok()? < 3 {
+                return None;
+            }
+            let s = rmp::decode::read_int(&mut rd).ok()?;
+            let q = rmp::decode::read_int(&mut rd).ok()?;
+            let t = rmp::decode::read_int(&mut rd).ok()?;
+            Some((s, q, t))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn load_arguments_parse_in_both_encodings() {
+        let json = json_arguments(3, 42, 1_700_000_000_000_000, &padding(5));
+        assert_eq!(
+            parse_load(&RawValue::Json(Bytes::from(json))),
+            Some((3, 42, 1_700_000_000_000_000))
+        );
+        let mut mp = Vec::new();
+        rmp::encode::write_array_len(&mut mp, 4).expect("vec");
+        rmp::encode::write_uint(&mut mp, 3).expect("vec");
+        rmp::encode::write_uint(&mut mp, 42).expect("vec");
+        rmp::encode::write_uint(&mut mp, 1_700_000_000_000_000).expect("vec");
+        rmp::encode::write_str(&mut mp, "xxxxx").expect("vec");
+        assert_eq!(
+            parse_load(&RawValue::MessagePack(Bytes::from(mp))),
+            Some((3, 42, 1_700_000_000_000_000))
+        );
+        assert_eq!(
+            parse_load(&RawValue::Json(Bytes::from_static(b"[\"a\"]"))),
+            None
+        );
+    }
+}

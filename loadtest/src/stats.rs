@@ -1,0 +1,302 @@
+//! Counters, HDR latency histograms, per-connection sequence tracking and the final report.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+const SHARDS: usize = 16;
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 1 h, 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Shared counters of a run. Latencies are recorded in µs into sharded histograms (one lock per
+/// shard; a connection always uses the same shard) and merged at the end.
+pub struct Stats {
+    /// Messages sent (invocations or accepted REST requests).
+    pub sent: AtomicU64,
+    /// Messages received by the clients (duplicates included).
+    pub received: AtomicU64,
+    /// Errors: failed connects, failed sends, non-2xx answers, broken connections.
+    pub errors: AtomicU64,
+    /// Connections currently up.
+    pub connected: AtomicU64,
+    /// Connections that went down before the end of the run.
+    pub dropped: AtomicU64,
+    /// Connects completed (S2).
+    pub connects: AtomicU64,
+    shards: Vec<Mutex<Histogram<u64>>>,
+    start: Instant,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stats {
+    /// Empty stats; the clock starts now.
+    pub fn new() -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Records one latency in µs on shard `shard`.
+    pub fn record_us(&self, shard: usize, us: u64) {
+        if let Ok(mut h) = self.shards[shard % SHARDS].lock() {
+            h.saturating_record(us.max(1));
+        }
+    }
+
+    /// Time since the stats were created.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// All shards merged.
+    pub fn histogram(&self) -> Histogram<u64> {
+        let mut all = new_histogram();
+        for s in &self.shards {
+            if let Ok(h) = s.lock() {
+                let _ = all.add(&*h);
+            }
+        }
+        all
+    }
+
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    /// Starts a progress line (on stderr, hidden when `quiet` or not a terminal) refreshed every
+    /// 500 ms with live rates until the returned guard is dropped.
+    pub fn progress(self: &std::sync::Arc<Self>, quiet: bool) -> ProgressGuard {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            let b = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
+                b.set_style(style);
+            }
+            b
+        };
+        let stats = self.clone();
+        let b = bar.clone();
+        let task = tokio::spawn(async move {
+            let mut last = (0u64, 0u64, 0u64, Instant::now());
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let (sent, recv, conn) = (
+                    Self::get(&stats.sent),
+                    Self::get(&stats.received),
+                    Self::get(&stats.connects),
+                );
+                let dt = last.3.elapsed().as_secs_f64().max(1e-3);
+                b.set_message(format!(
+                    "up {} | sent {} ({:.0}/s) | recv {} ({:.0}/s) | connects {} ({:.0}/s) | errors {} dropped {}",
+                    Self::get(&stats.connected),
+                    sent,
+                    (sent - last.0) as f64 / dt,
+                    recv,
+                    (recv - last.1) as f64 / dt,
+                    conn,
+                    (conn - last.2) as f64 / dt,
+                    Self::get(&stats.errors),
+                    Self::get(&stats.dropped),
+                ));
+                b.tick();
+                last = (sent, recv, conn, Instant::now());
+            }
+        });
+        ProgressGuard { bar, task }
+    }
+}
+
+/// Stops the progress line when dropped.
+pub struct ProgressGuard {
+    bar: ProgressBar,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Per-connection sequence check: for each sender the next expected sequence number.
+#[derive(Default, Debug)]
+pub struct Tracker {
+    next: HashMap<u64, u64>,
+    /// Messages received, duplicates included.
+    pub received: u64,
+    /// Sequence numbers skipped (a later one arrived first).
+    pub gaps: u64,
+    /// Messages whose sequence number was below the expected one (duplicate or out of order).
+    pub duplicates: u64,
+}
+
+impl Tracker {
+    /// Accounts for message `seq` from `sender`.
+    pub fn on_message(&mut self, sender: u64, seq: u64) {
+        self.received += 1;
+        let next = self.next.entry(sender).or_insert(0);
+        if seq == *next {
+            *next += 1;
+        } else if seq > *next {
+            self.gaps += seq - *next;
+            *next = seq + 1;
+        } else {
+            self.duplicates += 1;
+        }
+    }
+
+    /// Next expected sequence number from `sender`.
+    pub fn next_from(&self, sender: u64) -> u64 {
+        self.next.get(&sender).copied().unwrap_or(0)
+    }
+}
+
+/// Latency percentiles in µs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Maximum.
+    pub max_us: u64,
+    /// Mean.
+    pub mean_us: f64,
+}
+
+impl Latency {
+    /// Percentiles of `h`, `None` when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        })
+    }
+}
+
+/// The result of one scenario run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario name (`s4-broadcast`).
+    pub scenario: String,
+    /// The options it ran with.
+    pub params: serde_json::Value,
+    /// Seconds measured (sending phase, or hold time).
+    pub seconds: f64,
+    /// Connections that completed their handshake.
+    pub connected: u64,
+    /// Connections lost before the end.
+    pub dropped: u64,
+    /// Messages sent (accepted REST requests or invocations).
+    pub sent: u64,
+    /// Messages the clients should have received.
+    pub expected: u64,
+    /// Messages received (duplicates included).
+    pub received: u64,
+    /// Messages never received.
+    pub lost: u64,
+    /// Duplicate or out-of-order messages.
+    pub duplicates: u64,
+    /// Errors of any kind.
+    pub errors: u64,
+    /// Latency (payload timestamp → receipt, or connect time for S2).
+    pub latency: Option<Latency>,
+    /// Scenario-specific figures (rates, RSS).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    /// The one-screen summary.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} ({:.1} s)\n  connections: {} up, {} dropped\n  sent {}  expected {}  received {}  lost {}  duplicates {}  errors {}\n",
+            self.scenario,
+            self.seconds,
+            self.connected,
+            self.dropped,
+            self.sent,
+            self.expected,
+            self.received,
+            self.lost,
+            self.duplicates,
+            self.errors
+        );
+        if let Some(l) = &self.latency {
+            s.push_str(&format!(
+                "  latency (µs): p50 {}  p99 {}  p99.9 {}  max {}  mean {:.0}  (n = {})\n",
+                l.p50_us, l.p99_us, l.p999_us, l.max_us, l.mean_us, l.count
+            ));
+        }
+        for (k, v) in &self.extra {
+            match v.as_f64() {
+                Some(f) if v.is_f64() => s.push_str(&format!("  {k}: {f:.1}\n")),
+                _ => s.push_str(&format!("  {k}: {v}\n")),
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_counts_gaps_and_duplicates_per_sender() {
+        let mut t = Tracker::default();
+        for (sender, seq) in [(0, 0), (0, 1), (1, 0), (0, 3), (0, 3), (0, 2), (1, 1)] {
+            t.on_message(sender, seq);
+        }
+        assert_eq!(t.received, 7);
+        assert_eq!(t.gaps, 1); // 0:2 skipped when 0:3 arrived
+        assert_eq!(t.duplicates, 2); // 0:3 again, then the late 0:2
+        assert_eq!(t.next_from(0), 4);
+        assert_eq!(t.next_from(1), 2);
+        assert_eq!(t.next_from(7), 0);
+    }
+
+    #[test]
+    fn latency_percentiles_from_sharded_histograms() {
+        let s = Stats::new();
+        assert!(Latency::of(&s.histogram()).is_none());
+        for v in 1..=1000u64 {
+            s.record_us(v as usize, v);
+        }
+        let l = Latency::of(&s.histogram()).expect("samples");
+        assert_eq!(l.count, 1000);
+        assert!((499..=501).contains(&l.p50_us), "{l:?}");
+        assert!((989..=991).contains(&l.p99_us), "{l:?}");
+        assert_eq!(l.max_us, 1000);
+    }
+}
