@@ -422,6 +422,27 @@ impl ServerActor<'_> {
         true
     }
 
+    /// Close the connections of `scope` except `excluded`, then Ack.
+    async fn close_with_ack(
+        &self,
+        ack_id: i32,
+        scope: Scope,
+        excluded: &[String],
+        reason: Option<String>,
+    ) -> bool {
+        let excluded = excluded
+            .iter()
+            .map(|s| ConnectionId::from(s.as_str()))
+            .collect();
+        self.ack_unit(ack_id, |reply| HubCommand::CloseConnections {
+            scope,
+            excluded,
+            reason,
+            reply,
+        })
+        .await
+    }
+
     /// Handle one message; false when the connection must end.
     async fn handle(&mut self, msg: ServiceMessage) -> bool {
         use ServiceMessage as M;
@@ -740,17 +761,8 @@ impl ServerActor<'_> {
                 excluded_list,
                 ..
             } => {
-                let excluded = excluded_list
-                    .iter()
-                    .map(|s| ConnectionId::from(s.as_str()))
-                    .collect();
                 return self
-                    .ack_unit(ack_id, |reply| HubCommand::CloseConnections {
-                        scope: Scope::All,
-                        excluded,
-                        reason,
-                        reply,
-                    })
+                    .close_with_ack(ack_id, Scope::All, &excluded_list, reason)
                     .await;
             }
             M::CloseUserConnectionsWithAck {
@@ -760,17 +772,9 @@ impl ServerActor<'_> {
                 excluded_list,
                 ..
             } => {
-                let excluded = excluded_list
-                    .iter()
-                    .map(|s| ConnectionId::from(s.as_str()))
-                    .collect();
+                let scope = Scope::User(user_id.into());
                 return self
-                    .ack_unit(ack_id, |reply| HubCommand::CloseConnections {
-                        scope: Scope::User(user_id.into()),
-                        excluded,
-                        reason,
-                        reply,
-                    })
+                    .close_with_ack(ack_id, scope, &excluded_list, reason)
                     .await;
             }
             M::CloseGroupConnectionsWithAck {
@@ -780,17 +784,9 @@ impl ServerActor<'_> {
                 excluded_list,
                 ..
             } => {
-                let excluded = excluded_list
-                    .iter()
-                    .map(|s| ConnectionId::from(s.as_str()))
-                    .collect();
+                let scope = Scope::Group(group_name.into());
                 return self
-                    .ack_unit(ack_id, |reply| HubCommand::CloseConnections {
-                        scope: Scope::Group(group_name.into()),
-                        excluded,
-                        reason,
-                        reply,
-                    })
+                    .close_with_ack(ack_id, scope, &excluded_list, reason)
                     .await;
             }
             M::ClientInvocation {
