@@ -3,7 +3,8 @@
 //! drop the TCP connection without a close frame, come back with the same connection token and
 //! no handshake, and check the server's `Sequence`, the replay, Ack trimming, de-duplication of
 //! the client's replays, the fatal Sequence, the replay-buffer limit, handshake version 1 and the
-//! reconnect window.
+//! reconnect window; in Default mode the same for a client routed to a scripted hub server, which
+//! must see no disconnect inside the window and one after it.
 //!
 //! Nothing here proves an absence with a sleep: "nothing else came" is always shown by a marker
 //! that arrives next (a broadcast, or the Completion error a blocking invocation gets in a
@@ -616,7 +617,7 @@ fn blocking_invocation(id: &str, target: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn negotiate_offers_stateful_reconnect_only_when_asked_and_not_in_default_mode() {
+async fn negotiate_offers_stateful_reconnect_only_when_asked_in_every_mode() {
     let b = Broker::start(serverless()).await;
     let asked = b.negotiate("chat", true).await;
     assert_eq!(asked["useStatefulReconnect"], json!(true), "{asked}");
@@ -633,9 +634,15 @@ async fn negotiate_offers_stateful_reconnect_only_when_asked_and_not_in_default_
     })
     .await;
     let default_mode = b.negotiate("chat", true).await;
+    assert_eq!(
+        default_mode["useStatefulReconnect"],
+        json!(true),
+        "Default mode offers stateful reconnect too: {default_mode}"
+    );
+    let not_asked = b.negotiate("chat", false).await;
     assert!(
-        default_mode.get("useStatefulReconnect").is_none(),
-        "Default mode must not offer stateful reconnect: {default_mode}"
+        not_asked.get("useStatefulReconnect").is_none(),
+        "{not_asked}"
     );
     b.stop().await;
 
@@ -967,5 +974,275 @@ async fn the_connection_ends_when_the_client_does_not_come_back_within_the_windo
         .await;
     b.expect_reconnect_refused(hub, &c.token).await;
     assert_eq!(b.reconnects(), 0);
+    b.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Default mode: a client routed to a hub server (a scripted one, speaking the service protocol).
+// The broker does the stateful-reconnect part itself: the hub server is asked for a version 1
+// connection, never sees Ack or Sequence or the client's duplicates, and sees no disconnect
+// while the client is away inside the window (it gets the client's Pings from the broker).
+
+use common::fake_server::FakeServer;
+use switchboard::protocol::service::{ConnectionType, ServiceMessage};
+
+/// Default mode, keep-alive every second (so the hub server gets a Ping while the client is
+/// away), with `window` seconds to come back.
+fn default_mode(window: u64) -> Config {
+    Config {
+        mode: ServiceMode::Default,
+        limits: switchboard::config::LimitsConfig {
+            keep_alive_interval_secs: 1,
+            reconnect_window_secs: window,
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// What the hub server hears of connection `id` next.
+#[derive(Debug)]
+enum Heard {
+    /// Hub messages other than Ping, with how many Pings came before them.
+    Messages(Vec<Value>, usize),
+    /// CloseConnection, with how many Pings came before it.
+    Closed(usize),
+}
+
+async fn hear(server: &mut FakeServer, protocol: Proto, id: &str) -> Heard {
+    let mut pings = 0;
+    loop {
+        let msg = server
+            .next()
+            .await
+            .unwrap_or_else(|e| panic!("the hub server waiting to hear of {id}: {e:#}"));
+        match msg {
+            ServiceMessage::ConnectionData {
+                connection_id,
+                payload,
+                ..
+            } if connection_id == id => {
+                let mut msgs = Vec::new();
+                let mut rest = &payload[..];
+                while !rest.is_empty() {
+                    let (m, used) = decode_one(protocol, rest)
+                        .expect("the hub server gets well-formed hub messages")
+                        .expect("the hub server gets whole hub messages");
+                    rest = &rest[used..];
+                    if m["type"] == json!(6) {
+                        pings += 1;
+                    } else {
+                        msgs.push(m);
+                    }
+                }
+                if !msgs.is_empty() {
+                    return Heard::Messages(msgs, pings);
+                }
+            }
+            ServiceMessage::CloseConnection { connection_id, .. } if connection_id == id => {
+                return Heard::Closed(pings);
+            }
+            other => panic!("the hub server got an unexpected {other:?}"),
+        }
+    }
+}
+
+fn invocation(target: &str, arg: i64) -> Value {
+    json!({ "type": 1, "target": target, "arguments": [arg] })
+}
+
+async fn routed_client_survives_a_loss(protocol: Proto) {
+    let b = Broker::start(default_mode(15)).await;
+    let hub = "routed";
+    let mut server = FakeServer::connect(&b.base, &b.key, hub, "srv-1", ConnectionType::Default)
+        .await
+        .expect("the hub server connects");
+    let (mut c, accepted) = tokio::join!(b.connect(hub, protocol, 2), server.accept_client());
+    let (id, ..) = accepted.expect("the hub server gets the client");
+    assert_eq!(id, c.connection_id);
+    let name = match protocol {
+        Proto::Json => "json",
+        Proto::MessagePack => "messagepack",
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&server.last_handshake),
+        format!("{{\"protocol\":\"{name}\",\"version\":1}}\x1e"),
+        "the hub server is asked for a version 1 connection: the broker does Ack and Sequence"
+    );
+
+    // Hub server → client: ids 1..=3, the last through a REST broadcast the broker fans out
+    // itself (sent once the first two arrived: the two paths have no order between them).
+    for i in 0..2 {
+        server
+            .data(&id, &encode(protocol, &invocation("m", i)))
+            .await
+            .unwrap();
+    }
+    for i in 0..2 {
+        c.expect_invocation("m", json!([i])).await;
+    }
+    b.broadcast(hub, "m", json!([2])).await;
+    c.expect_invocation("m", json!([2])).await;
+    // Client → hub server: its Ack stays in the broker; the invocation after it is what the hub
+    // server hears next.
+    c.send_all(&[json!({ "type": 8, "sequenceId": 2 }), invocation("up", 1)])
+        .await;
+    match hear(&mut server, protocol, &id).await {
+        Heard::Messages(m, _) => assert_eq!(m, vec![invocation("up", 1)]),
+        Heard::Closed(_) => panic!("the hub server saw a disconnect"),
+    }
+
+    // The client's socket is lost. The hub server keeps sending and sees no disconnect: it
+    // hears the client's Pings from the broker.
+    c.drop_tcp();
+    for i in 3..5 {
+        server
+            .data(&id, &encode(protocol, &invocation("m", i)))
+            .await
+            .unwrap();
+    }
+    b.broadcast(hub, "m", json!([5])).await;
+    let mut pings = 0;
+    let deadline = tokio::time::Instant::now() + T;
+    while pings == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Ping reached the hub server"
+        );
+        match tokio::time::timeout(Duration::from_millis(300), server.next()).await {
+            Err(_) => {}
+            Ok(Ok(ServiceMessage::ConnectionData {
+                connection_id,
+                payload,
+                ..
+            })) if connection_id == id => {
+                let (m, _) = decode_one(protocol, &payload).unwrap().unwrap();
+                assert_eq!(
+                    m["type"],
+                    json!(6),
+                    "only Pings while the client is away: {m}"
+                );
+                pings += 1;
+            }
+            Ok(other) => panic!("while the client is away the hub server got {other:?}"),
+        }
+    }
+    assert_eq!(b.connection_exists(hub, &id).await, 200);
+
+    // Back with the same token: Sequence 3 (1 and 2 were acknowledged), then m(2) and what was
+    // sent while away, each once: m(3) before m(4) (one path); the broadcast m(5) came another
+    // path, so it may sit anywhere among them.
+    b.reconnect(&mut c).await;
+    c.expect_sequence_first(3).await;
+    c.expect_invocation("m", json!([2])).await;
+    let mut away = Vec::new();
+    for _ in 0..3 {
+        let msg = c
+            .next_message(T)
+            .await
+            .unwrap_or_else(|e| panic!("the replay of what was sent while away: {e:#}"));
+        assert_eq!(
+            (&msg["type"], &msg["target"]),
+            (&json!(1), &json!("m")),
+            "{msg}"
+        );
+        away.push(msg["arguments"][0].as_i64().expect("a number"));
+    }
+    let from_server: Vec<i64> = away.iter().copied().filter(|&n| n != 5).collect();
+    assert_eq!(from_server, vec![3, 4], "replayed: {away:?}");
+    assert_eq!(
+        away.iter().filter(|&&n| n == 5).count(),
+        1,
+        "replayed: {away:?}"
+    );
+    // The client replays from its message 1: "up 1" is a duplicate, "up 2" is new. The hub
+    // server hears only "up 2".
+    c.send_all(&[
+        json!({ "type": 9, "sequenceId": 1 }),
+        invocation("up", 1),
+        invocation("up", 2),
+    ])
+    .await;
+    match hear(&mut server, protocol, &id).await {
+        Heard::Messages(m, _) => assert_eq!(m, vec![invocation("up", 2)]),
+        Heard::Closed(_) => panic!("the hub server saw a disconnect"),
+    }
+    server
+        .data(&id, &encode(protocol, &invocation("m", 6)))
+        .await
+        .unwrap();
+    c.expect_invocation("m", json!([6])).await;
+    assert_eq!(b.reconnects(), 1, "switchboard_stateful_reconnects_total");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn default_mode_routed_client_comes_back_and_the_hub_server_sees_no_disconnect_json() {
+    routed_client_survives_a_loss(Proto::Json).await;
+}
+
+#[tokio::test]
+async fn default_mode_routed_client_comes_back_and_the_hub_server_sees_no_disconnect_messagepack() {
+    routed_client_survives_a_loss(Proto::MessagePack).await;
+}
+
+#[tokio::test]
+async fn default_mode_the_hub_server_sees_the_disconnect_when_the_window_expires() {
+    let b = Broker::start(default_mode(2)).await;
+    let hub = "routed_window";
+    let mut server = FakeServer::connect(&b.base, &b.key, hub, "srv-1", ConnectionType::Default)
+        .await
+        .expect("the hub server connects");
+    let (mut c, accepted) = tokio::join!(b.connect(hub, Proto::Json, 2), server.accept_client());
+    let (id, ..) = accepted.expect("the hub server gets the client");
+    server
+        .data(&id, &encode(Proto::Json, &invocation("m", 0)))
+        .await
+        .unwrap();
+    c.expect_invocation("m", json!([0])).await;
+    let lost = tokio::time::Instant::now();
+    c.drop_tcp();
+    // Pings first (every second), then the disconnect, once the 2 s window is over.
+    let pings = match hear(&mut server, Proto::Json, &id).await {
+        Heard::Closed(pings) => pings,
+        Heard::Messages(m, _) => panic!("the hub server heard {m:?} from a lost client"),
+    };
+    assert!(
+        pings >= 1,
+        "the hub server hears the client's Pings (every second) until the window is over"
+    );
+    assert!(
+        lost.elapsed() >= Duration::from_secs(2),
+        "the hub server saw the disconnect after {:?}, inside the 2 s window",
+        lost.elapsed()
+    );
+    b.wait_connection_gone(hub, &id, T).await;
+    b.expect_reconnect_refused(hub, &c.token).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn default_mode_replay_buffer_overflow_while_away_closes_and_tells_the_hub_server() {
+    let mut config = default_mode(15);
+    config.limits.reconnect_buffer_bytes = 1_000;
+    let b = Broker::start(config).await;
+    let hub = "routed_overflow";
+    let mut server = FakeServer::connect(&b.base, &b.key, hub, "srv-1", ConnectionType::Default)
+        .await
+        .expect("the hub server connects");
+    let (mut c, accepted) = tokio::join!(b.connect(hub, Proto::Json, 2), server.accept_client());
+    let (id, ..) = accepted.expect("the hub server gets the client");
+    c.drop_tcp();
+    // 20 × ~100 B, never acknowledged: over the 1,000 B limit while the client is away.
+    let big = json!({ "type": 1, "target": "m", "arguments": ["x".repeat(80)] });
+    for _ in 0..20 {
+        server.data(&id, &encode(Proto::Json, &big)).await.unwrap();
+    }
+    match hear(&mut server, Proto::Json, &id).await {
+        Heard::Closed(_) => {}
+        Heard::Messages(m, _) => panic!("the hub server heard {m:?} from a lost client"),
+    }
+    b.wait_connection_gone(hub, &id, T).await;
+    b.expect_reconnect_refused(hub, &c.token).await;
     b.stop().await;
 }

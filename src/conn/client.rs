@@ -187,10 +187,21 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
 
     let exit = match (route, conn.server().cloned()) {
         (ClientRoute::ToServer, Some(server)) => {
-            // The hub server owns a routed client's messages: no stateful reconnect here.
-            if let Some(r) = resume.take() {
-                shared.resumable.lock().remove(&r.token);
-            }
+            // Stateful reconnect of a routed client is the broker's: it numbers, buffers and
+            // replays, so the hub server is asked for a plain (version 1) connection and never
+            // sees Ack or Sequence, nor the client's socket coming and going inside the window.
+            let stateful = resume.take().map(|r| {
+                Stateful::new(
+                    ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
+                    r.rx,
+                    true,
+                )
+            });
+            let raw_request = if stateful.is_some() {
+                handshake_v1(protocol)
+            } else {
+                raw_request
+            };
             // The hub server answers the handshake: announce the client, then hand over every
             // byte it sent, starting with the handshake request.
             let open = ServiceMessage::OpenConnection {
@@ -208,25 +219,21 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
                     ..Extensions::default()
                 },
             };
-            let mut ok = server.send(&open).await.is_ok()
+            let ok = server.send(&open).await.is_ok()
                 && server
                     .send_data(&ctx.connection_id, raw_request)
                     .await
                     .is_ok();
-            if ok && !input.is_empty() {
-                ok = server
-                    .send_data(&ctx.connection_id, input.split().freeze())
-                    .await
-                    .is_ok();
-            }
             if ok {
                 let mut relay = Relay {
                     shared: &shared,
                     conn: &conn,
                     server: &server,
                     protocol,
+                    stateful,
                 };
-                relay.serve(&mut transport).await
+                // Bytes that arrived with the handshake are the client's first messages.
+                relay.serve(&mut transport, input).await
             } else {
                 Exit::Close(Close {
                     error: Some(SERVER_GONE_ERROR.to_owned()),
@@ -257,10 +264,13 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
                     timeout_armed: false,
                     upstream: None,
                     upstream_info: &upstream_info,
-                    replay: resume
-                        .is_some()
-                        .then(|| ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes)),
-                    resume: resume.take().map(|r| r.rx),
+                    stateful: resume.take().map(|r| {
+                        Stateful::new(
+                            ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
+                            r.rx,
+                            false,
+                        )
+                    }),
                 };
                 let exit = actor.serve(&mut transport, input).await;
                 if serverless {
@@ -381,10 +391,8 @@ struct Actor<'a> {
     /// The connection's upstream worker, started at its first upstream call.
     upstream: Option<UpstreamLink>,
     upstream_info: &'a UpstreamConnection,
-    /// Stateful reconnect: numbering and the replay buffer.
-    replay: Option<ReplayBuffer>,
-    /// Stateful reconnect: where the client's new WebSocket arrives.
-    resume: Option<mpsc::Receiver<Resumption>>,
+    /// Stateful reconnect: numbering, the replay buffer, where the client's next socket arrives.
+    stateful: Option<Stateful>,
 }
 
 impl Actor<'_> {
@@ -401,8 +409,10 @@ impl Actor<'_> {
         loop {
             tokio::select! {
                 biased;
-                Some(resumption) = next_resumption(&mut self.resume) => {
-                    if !self.adopt(transport, resumption).await {
+                Some(resumption) = next_resumption(&mut self.stateful) => {
+                    if let Some(st) = &mut self.stateful
+                        && !st.adopt(transport, resumption, self.protocol, self.shared).await
+                    {
                         return Exit::Gone;
                     }
                 }
@@ -418,18 +428,15 @@ impl Actor<'_> {
                         out = BytesMut::new();
                     }
                     if let Some(frame) = frame {
-                        if let Some(replay) = &mut self.replay
-                            && replay.on_send(&frame).is_err()
+                        if let Some(st) = &mut self.stateful
+                            && let Err(exit) = st.record(&frame)
                         {
-                            return Exit::Close(Close {
-                                error: Some(REPLAY_OVERFLOW_ERROR.to_owned()),
-                                allow_reconnect: false,
-                            });
+                            return exit;
                         }
                         if write_frame(transport, self.protocol, frame, self.shared).await.is_err() {
                             // A stateful client gets what was lost on its next socket.
-                            if !self.wait_for_resume(transport).await {
-                                return Exit::Gone;
+                            if let Err(exit) = self.wait_for_resume(transport).await {
+                                return exit;
                             }
                         }
                         self.last_sent = Instant::now();
@@ -443,8 +450,8 @@ impl Actor<'_> {
                         Inbound::Data(b) => input.extend_from_slice(&b),
                         Inbound::Closed => return Exit::Gone,
                         Inbound::Gone => {
-                            if !self.wait_for_resume(transport).await {
-                                return Exit::Gone;
+                            if let Err(exit) = self.wait_for_resume(transport).await {
+                                return exit;
                             }
                             continue;
                         }
@@ -470,15 +477,11 @@ impl Actor<'_> {
                                         if transport.is_abandoned(limits.negotiate_timeout()) {
                         return Exit::Gone;
                     }
-                    if let Some(ack) = self.replay.as_mut().and_then(ReplayBuffer::take_ack) {
-                        let Ok(frame) = self.protocol.encode(&HubMessage::Ack { sequence_id: ack }) else {
-                            continue;
-                        };
-                        if write_frame(transport, self.protocol, frame, self.shared).await.is_err()
-                            && !self.wait_for_resume(transport).await
-                        {
-                            return Exit::Gone;
-                        }
+                    if let Some(st) = &mut self.stateful
+                        && st.send_ack(transport, self.protocol, self.shared).await.is_err()
+                        && let Err(exit) = self.wait_for_resume(transport).await
+                    {
+                        return exit;
                     }
                     if transport.sends_pings() && now.duration_since(self.last_sent) >= limits.keep_alive_interval() {
                         let ping = Bytes::from_static(protocol::ping_frame(self.protocol));
@@ -492,52 +495,15 @@ impl Actor<'_> {
         }
     }
 
-    /// After the socket was lost: wait up to the reconnect window for the client's new
-    /// WebSocket, then send `Sequence` and replay everything unacknowledged. `false` when the
-    /// connection is over (not stateful, or the client did not come back).
-    async fn wait_for_resume(&mut self, transport: &mut Transport) -> bool {
-        let Some(rx) = self.resume.as_mut() else {
-            return false;
-        };
-        let window =
-            std::time::Duration::from_secs(self.shared.config.limits.reconnect_window_secs);
-        let Ok(Some(resumption)) = tokio::time::timeout(window, rx.recv()).await else {
-            return false;
-        };
-        self.adopt(transport, resumption).await
-    }
-
-    /// Switch to the client's new WebSocket (replacing the old one, even if it still looks
-    /// alive), send `Sequence` and replay everything unacknowledged.
-    async fn adopt(&mut self, transport: &mut Transport, (session, inbound): Resumption) -> bool {
-        let Some(replay) = self.replay.as_ref() else {
-            return false;
-        };
-        let old = std::mem::replace(transport, Transport::Bridged { session, inbound });
-        old.close().await;
-        let (first, frames) = replay.resume();
-        let Ok(sequence) = self
-            .protocol
-            .encode(&HubMessage::Sequence { sequence_id: first })
-        else {
-            return false;
-        };
-        if write_frame(transport, self.protocol, sequence, self.shared)
-            .await
-            .is_err()
-        {
-            return false;
-        }
-        for frame in frames {
-            if write_frame(transport, self.protocol, frame, self.shared)
-                .await
-                .is_err()
-            {
-                return false;
+    /// After the socket was lost: a stateful client may come back within the window.
+    async fn wait_for_resume(&mut self, transport: &mut Transport) -> Result<(), Exit> {
+        match &mut self.stateful {
+            Some(st) => {
+                st.wait_and_resume(transport, self.conn, self.shared, self.protocol, None)
+                    .await
             }
+            None => Err(Exit::Gone),
         }
-        Metrics::inc(&self.shared.metrics.reconnects);
-        true
     }
 
     /// Decode and act on every complete message in `input`.
@@ -570,20 +536,11 @@ impl Actor<'_> {
     }
 
     fn handle(&mut self, msg: HubMessage) -> Option<Exit> {
-        if let Some(replay) = &mut self.replay {
-            match &msg {
-                HubMessage::Ack { sequence_id } => {
-                    replay.on_ack(*sequence_id);
-                    return None;
-                }
-                HubMessage::Sequence { sequence_id } => {
-                    return replay
-                        .on_sequence(*sequence_id)
-                        .err()
-                        .map(|e| Exit::Close(error_close(&e)));
-                }
-                m if is_tracked(m) && !replay.on_receive_tracked() => return None,
-                _ => {}
+        if let Some(st) = &mut self.stateful {
+            match st.on_receive(&msg) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(exit) => return Some(exit),
             }
         }
         if matches!(msg, HubMessage::Ping) {
@@ -663,10 +620,193 @@ impl Actor<'_> {
 }
 
 /// The next reconnecting WebSocket, or never when the connection is not stateful.
-async fn next_resumption(resume: &mut Option<mpsc::Receiver<Resumption>>) -> Option<Resumption> {
-    match resume {
-        Some(rx) => rx.recv().await,
+async fn next_resumption(stateful: &mut Option<Stateful>) -> Option<Resumption> {
+    match stateful {
+        Some(st) => st.rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The handshake request a routed stateful client's hub server gets: version 1, because the
+/// broker, not the hub server, does the Ack/Sequence part of the protocol.
+fn handshake_v1(protocol: HubProtocol) -> Bytes {
+    Bytes::from(format!(
+        "{{\"protocol\":\"{}\",\"version\":1}}\x1e",
+        protocol.name()
+    ))
+}
+
+/// A stateful-reconnect connection (`spec/client-protocol.md` §5.3): the numbering and replay
+/// buffer ([`ReplayBuffer`]) and where the client's next WebSocket arrives. The same state
+/// serves a client the broker answers itself and a client routed to a hub server.
+struct Stateful {
+    replay: ReplayBuffer,
+    rx: mpsc::Receiver<Resumption>,
+    /// A routed client: the hub server's handshake answer, the first bytes it sends, is not a
+    /// numbered message; `true` until it went by.
+    awaiting_handshake_answer: bool,
+}
+
+impl Stateful {
+    fn new(replay: ReplayBuffer, rx: mpsc::Receiver<Resumption>, routed: bool) -> Self {
+        Self {
+            replay,
+            rx,
+            awaiting_handshake_answer: routed,
+        }
+    }
+
+    /// Record a frame about to be written to the client; the exit when the replay buffer is
+    /// over its limit.
+    fn record(&mut self, frame: &Bytes) -> Result<(), Exit> {
+        let numbered = if self.awaiting_handshake_answer {
+            // The answer is JSON text ending at the first record separator, whatever the
+            // protocol; it may share a frame with the first messages.
+            let Some(end) = frame
+                .iter()
+                .position(|&b| b == protocol::framing::RECORD_SEPARATOR)
+            else {
+                return Ok(());
+            };
+            self.awaiting_handshake_answer = false;
+            frame.slice(end + 1..)
+        } else {
+            frame.clone()
+        };
+        if numbered.is_empty() || self.replay.on_send(&numbered).is_ok() {
+            Ok(())
+        } else {
+            Err(Exit::Close(Close {
+                error: Some(REPLAY_OVERFLOW_ERROR.to_owned()),
+                allow_reconnect: false,
+            }))
+        }
+    }
+
+    /// A message from the client: `Ok(false)` when it is stateful-reconnect bookkeeping (Ack,
+    /// Sequence) or a duplicate of one processed before the reconnect.
+    fn on_receive(&mut self, msg: &HubMessage) -> Result<bool, Exit> {
+        match msg {
+            HubMessage::Ack { sequence_id } => {
+                self.replay.on_ack(*sequence_id);
+                Ok(false)
+            }
+            HubMessage::Sequence { sequence_id } => self
+                .replay
+                .on_sequence(*sequence_id)
+                .map(|()| false)
+                .map_err(|e| Exit::Close(error_close(&e))),
+            m if is_tracked(m) => Ok(self.replay.on_receive_tracked()),
+            _ => Ok(true),
+        }
+    }
+
+    /// Acknowledge what arrived since the last Ack, if anything did.
+    async fn send_ack(
+        &mut self,
+        transport: &mut Transport,
+        protocol: HubProtocol,
+        shared: &Shared,
+    ) -> Result<(), ()> {
+        let Some(ack) = self.replay.take_ack() else {
+            return Ok(());
+        };
+        let Ok(frame) = protocol.encode(&HubMessage::Ack { sequence_id: ack }) else {
+            return Ok(());
+        };
+        write_frame(transport, protocol, frame, shared).await
+    }
+
+    /// After the socket was lost: wait up to the reconnect window for the client's next
+    /// WebSocket, then switch to it and replay. Meanwhile what is queued for the client moves
+    /// into the replay buffer, whose limit bounds the wait as well, and a routed client's hub
+    /// server gets a Ping from it every keep-alive interval, so the hub server sees no
+    /// disconnect (nor a client timeout) inside the window.
+    async fn wait_and_resume(
+        &mut self,
+        transport: &mut Transport,
+        conn: &ConnHandle,
+        shared: &Shared,
+        protocol: HubProtocol,
+        server: Option<&ServerConnHandle>,
+    ) -> Result<(), Exit> {
+        let limits = &shared.config.limits;
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(limits.reconnect_window_secs);
+        let period = limits.keep_alive_interval();
+        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut out = BytesMut::new();
+        loop {
+            tokio::select! {
+                biased;
+                resumption = self.rx.recv() => {
+                    let Some(resumption) = resumption else {
+                        return Err(Exit::Gone);
+                    };
+                    return if self.adopt(transport, resumption, protocol, shared).await {
+                        Ok(())
+                    } else {
+                        Err(Exit::Gone)
+                    };
+                }
+                _ = conn.outbox().ready() => {
+                    let mut single = None;
+                    let drained = conn.outbox().drain_into(&mut out, &mut single);
+                    let frame = single.or_else(|| (!out.is_empty()).then(|| out.split().freeze()));
+                    if let Some(frame) = frame {
+                        self.record(&frame)?;
+                    }
+                    if let Some(close) = drained.close {
+                        return Err(exit_for(close));
+                    }
+                }
+                _ = keep_alive.tick(), if server.is_some() => {
+                    if let Some(server) = server {
+                        let ping = Bytes::from_static(protocol::ping_frame(protocol));
+                        if server.send_data(conn.id(), ping).await.is_err() {
+                            return Err(Exit::Close(Close {
+                                error: Some(SERVER_GONE_ERROR.to_owned()),
+                                allow_reconnect: true,
+                            }));
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Err(Exit::Gone),
+            }
+        }
+    }
+
+    /// Switch to the client's new WebSocket (replacing the old one, even if it still looks
+    /// alive), send `Sequence` and replay everything unacknowledged.
+    async fn adopt(
+        &mut self,
+        transport: &mut Transport,
+        (session, inbound): Resumption,
+        protocol: HubProtocol,
+        shared: &Shared,
+    ) -> bool {
+        let old = std::mem::replace(transport, Transport::Bridged { session, inbound });
+        old.close().await;
+        let (first, frames) = self.replay.resume();
+        let Ok(sequence) = protocol.encode(&HubMessage::Sequence { sequence_id: first }) else {
+            return false;
+        };
+        if write_frame(transport, protocol, sequence, shared)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        for frame in frames {
+            if write_frame(transport, protocol, frame, shared)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        Metrics::inc(&shared.metrics.reconnects);
+        true
     }
 }
 
@@ -682,84 +822,166 @@ fn exit_for(close: CloseRequest) -> Exit {
     }
 }
 
-/// Write everything queued in the outbox as one frame; `Some(exit)` when the connection ends.
-async fn flush_outbox(
-    transport: &mut Transport,
-    conn: &ConnHandle,
-    protocol: HubProtocol,
-    shared: &Shared,
-    out: &mut BytesMut,
-) -> Result<Option<Exit>, ()> {
-    let mut single = None;
-    let drained = conn.outbox().drain_into(out, &mut single);
-    let frame = match single {
-        Some(f) => Some(f),
-        None if !out.is_empty() => Some(out.split().freeze()),
-        None => None,
-    };
-    if let Some(frame) = frame {
-        write_frame(transport, protocol, frame, shared).await?;
-    }
-    if out.capacity() > RETAINED_INPUT_CAPACITY {
-        *out = BytesMut::new();
-    }
-    Ok(drained.close.map(exit_for))
-}
-
 /// A client routed to a hub server: a byte relay in both directions. The hub server answers the
-/// handshake, sends the keep-alive pings and times the client out, so this side parses nothing.
+/// handshake, sends the keep-alive pings and times the client out, so a plain relay parses
+/// nothing. A stateful-reconnect client's messages are parsed, to take out Ack and Sequence and
+/// the duplicates a reconnect brings (see [`Stateful`]).
 struct Relay<'a> {
     shared: &'a Shared,
     conn: &'a ConnHandle,
     server: &'a ServerConnHandle,
     protocol: HubProtocol,
+    stateful: Option<Stateful>,
 }
 
 impl Relay<'_> {
-    async fn serve(&mut self, transport: &mut Transport) -> Exit {
+    async fn serve(&mut self, transport: &mut Transport, mut input: BytesMut) -> Exit {
         let mut out = BytesMut::new();
         let mut received = 0u64;
         let abandoned_after = self.shared.config.limits.negotiate_timeout();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let exit = loop {
-            tokio::select! {
-                biased;
-                _ = self.conn.outbox().ready() => {
-                    match flush_outbox(transport, self.conn, self.protocol, self.shared, &mut out).await {
-                        Ok(None) => {}
-                        Ok(Some(exit)) => break exit,
-                        Err(()) => break Exit::Gone,
-                    }
-                }
-                _ = tick.tick() => {
-                    // A long-polling client that stopped polling is gone.
-                    if transport.is_abandoned(abandoned_after) {
-                        break Exit::Gone;
-                    }
-                }
-                inbound = transport.recv() => {
-                    let bytes = match inbound {
-                                                Inbound::Data(b) => b,
-                        Inbound::Gone | Inbound::Closed => break Exit::Gone,
-                        Inbound::Invalid(detail) => {
-                            Metrics::inc(&self.shared.metrics.protocol_errors);
-                            break Exit::Close(error_close(&detail));
+        let exit = 'relay: {
+            if !input.is_empty()
+                && let Err(exit) = self.forward(input.split().freeze(), &mut input).await
+            {
+                break 'relay exit;
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(resumption) = next_resumption(&mut self.stateful) => {
+                        if let Some(st) = &mut self.stateful
+                            && !st.adopt(transport, resumption, self.protocol, self.shared).await
+                        {
+                            break 'relay Exit::Gone;
                         }
-                    };
-                    received += 1;
-                    // Waiting here is the backpressure from a slow hub server.
-                    if self.server.send_data(self.conn.id(), bytes).await.is_err() {
-                        break Exit::Close(Close {
-                            error: Some(SERVER_GONE_ERROR.to_owned()),
-                            allow_reconnect: true,
-                        });
+                    }
+                    _ = self.conn.outbox().ready() => {
+                        let mut single = None;
+                        let drained = self.conn.outbox().drain_into(&mut out, &mut single);
+                        let frame = single.or_else(|| (!out.is_empty()).then(|| out.split().freeze()));
+                        if out.capacity() > RETAINED_INPUT_CAPACITY {
+                            out = BytesMut::new();
+                        }
+                        if let Some(frame) = frame {
+                            if let Some(st) = &mut self.stateful
+                                && let Err(exit) = st.record(&frame)
+                            {
+                                break 'relay exit;
+                            }
+                            if write_frame(transport, self.protocol, frame, self.shared).await.is_err()
+                                && let Err(exit) = self.wait_for_resume(transport).await
+                            {
+                                break 'relay exit;
+                            }
+                        }
+                        if let Some(close) = drained.close {
+                            break 'relay exit_for(close);
+                        }
+                    }
+                    _ = tick.tick() => {
+                        // A long-polling client that stopped polling is gone.
+                        if transport.is_abandoned(abandoned_after) {
+                            break 'relay Exit::Gone;
+                        }
+                        if let Some(st) = &mut self.stateful
+                            && st.send_ack(transport, self.protocol, self.shared).await.is_err()
+                            && let Err(exit) = self.wait_for_resume(transport).await
+                        {
+                            break 'relay exit;
+                        }
+                    }
+                    inbound = transport.recv() => {
+                        let bytes = match inbound {
+                            Inbound::Data(b) => b,
+                            Inbound::Closed => break 'relay Exit::Gone,
+                            Inbound::Gone => match self.wait_for_resume(transport).await {
+                                Ok(()) => continue,
+                                Err(exit) => break 'relay exit,
+                            },
+                            Inbound::Invalid(detail) => {
+                                Metrics::inc(&self.shared.metrics.protocol_errors);
+                                break 'relay Exit::Close(error_close(&detail));
+                            }
+                        };
+                        received += 1;
+                        if let Err(exit) = self.forward(bytes, &mut input).await {
+                            break 'relay exit;
+                        }
                     }
                 }
             }
         };
         Metrics::add(&self.shared.metrics.messages_received, received);
         exit
+    }
+
+    /// Hand client bytes to the hub server. A stateful client's bytes are collected into
+    /// `input` and only its complete, new hub messages go on, in one ConnectionData.
+    async fn forward(&mut self, bytes: Bytes, input: &mut BytesMut) -> Result<(), Exit> {
+        let bytes = match &mut self.stateful {
+            None => bytes,
+            Some(st) => {
+                input.extend_from_slice(&bytes);
+                let max = self.shared.config.limits.max_message_size;
+                let mut keep = BytesMut::new();
+                loop {
+                    match self.protocol.decode(input, max) {
+                        Ok(Some(decoded)) => {
+                            let raw = input.split_to(decoded.consumed);
+                            let new = match &decoded.message {
+                                Some(msg) => st.on_receive(msg)?,
+                                None => true,
+                            };
+                            if new {
+                                keep.extend_from_slice(&raw);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            Metrics::inc(&self.shared.metrics.protocol_errors);
+                            return Err(Exit::Close(error_close(&e.to_string())));
+                        }
+                    }
+                }
+                if input.is_empty() && input.capacity() > RETAINED_INPUT_CAPACITY {
+                    *input = BytesMut::new();
+                }
+                if keep.is_empty() {
+                    return Ok(());
+                }
+                keep.freeze()
+            }
+        };
+        // Waiting here is the backpressure from a slow hub server.
+        self.server
+            .send_data(self.conn.id(), bytes)
+            .await
+            .map_err(|_| {
+                Exit::Close(Close {
+                    error: Some(SERVER_GONE_ERROR.to_owned()),
+                    allow_reconnect: true,
+                })
+            })
+    }
+
+    /// After the socket was lost: a stateful client may come back within the window, while
+    /// the hub server keeps seeing a live client.
+    async fn wait_for_resume(&mut self, transport: &mut Transport) -> Result<(), Exit> {
+        match &mut self.stateful {
+            Some(st) => {
+                st.wait_and_resume(
+                    transport,
+                    self.conn,
+                    self.shared,
+                    self.protocol,
+                    Some(self.server),
+                )
+                .await
+            }
+            None => Err(Exit::Gone),
+        }
     }
 }
 

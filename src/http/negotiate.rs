@@ -95,9 +95,9 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRe
         })
         .collect();
 
-    // Stateful reconnect only when asked, allowed, and the service answers the client itself.
+    // Stateful reconnect when asked and allowed, in every mode: the broker keeps the replay
+    // buffer also for clients routed to a hub server.
     let stateful = shared.config.stateful_reconnect
-        && shared.mode() != crate::config::ServiceMode::Default
         && crate::protocol::negotiate::stateful_reconnect_from_query(
             query_value(&req, "useStatefulReconnect").as_deref(),
         );

@@ -21,6 +21,8 @@ const T: Duration = Duration::from_secs(5);
 pub struct FakeServer {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     buf: BytesMut,
+    /// The handshake request of the last client [`Self::accept_client`] took.
+    pub last_handshake: Vec<u8>,
 }
 
 pub fn server_token(key: &str, hub: &str, server_id: &str) -> String {
@@ -57,6 +59,7 @@ impl FakeServer {
         let mut s = Self {
             ws,
             buf: BytesMut::new(),
+            last_handshake: Vec::new(),
         };
         s.send(&ServiceMessage::HandshakeRequest {
             version: 1,
@@ -141,6 +144,7 @@ impl FakeServer {
             }
         }
         self.data(&id, b"{}\x1e").await?;
+        self.last_handshake = handshake;
         Ok((id, claims, query, protocol))
     }
 

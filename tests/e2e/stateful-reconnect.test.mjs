@@ -14,13 +14,18 @@
 //   once, in order;
 // * after the window (`limits.reconnect_window_secs = 1`): a client that cannot come back closes,
 //   its connection disappears from the broker, and another client is unaffected;
-// * negotiate answers `useStatefulReconnect: true` only when asked, and never in Default mode.
+// * Default mode, a client routed to the chat example hub server: 150 numbered chat messages
+//   (client → hub server → broadcast back) across two cuts arrive exactly once, in order, at the
+//   stateful client and at a watcher; the hub server sees no disconnect (no `left`, no second
+//   `joined`, WhoAmI gives the same connection id) — until the window expires (`left`);
+// * negotiate answers `useStatefulReconnect: true` only when asked, in every mode.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack';
 import {
   startBroker, unique, withTimeout, eventually, brokerMetric, signalR, DEBUG, WAIT_MS, PROTOCOLS,
+  startApp, brokerConnectionString,
 } from './harness.mjs';
 import { startUpstream, decodeUnframedMsgpack, tempDir, writeFile } from './harness-extra.mjs';
 
@@ -370,6 +375,114 @@ describe('stateful reconnect after the window (limits.reconnect_window_secs = 1)
   }
 });
 
+describe('stateful reconnect in Default mode: a client routed to the chat hub server', () => {
+  let tmp;
+  let chat;
+  before(() => {
+    tmp = tempDir();
+  });
+  // a 2 s window, so that the expiry test is quick; the cuts below come back within it
+  const ctx = useProxiedBroker(() => ({
+    mode: 'default',
+    extraArgs: ['--config', writeFile(tmp.file('window.toml'), '[limits]\nreconnect_window_secs = 2\n')],
+  }));
+  before(async () => {
+    chat = await startApp('chat', { connectionString: brokerConnectionString(ctx.broker), serverId: 'chat-sr' });
+  });
+  after(async () => {
+    if (chat) {
+      let err;
+      try { chat.assertHealthy(); } catch (e) { err = e; }
+      await chat.stop();
+      if (err) throw err;
+    }
+    tmp?.cleanup();
+  });
+
+  /** A direct (never cut) client of the chat hub that records who joined and left. */
+  function watcher(broker, protocol) {
+    const w = makeClient(broker, broker.base, 'chat', { protocol, stateful: false, label: `watcher ${protocol}` });
+    w.joined = [];
+    w.left = [];
+    w.messages = [];
+    w.conn.on('joined', (who) => { w.joined.push(who); });
+    w.conn.on('left', (who) => { w.left.push(who); });
+    w.conn.on('newMessage', (user, text) => { w.messages.push([user, text]); });
+    return w;
+  }
+
+  for (const protocol of PROTOCOLS) {
+    test(`150 chat messages across two cuts arrive once, in order; the hub server sees no disconnect (${protocol})`, async () => {
+      const { broker, proxy } = ctx;
+      const w = watcher(broker, protocol);
+      const c = makeClient(broker, proxy.base, 'chat', { protocol });
+      const sender = unique('sender');
+      const got = [];
+      c.conn.on('newMessage', (user, text) => { if (user === sender) got.push(Number(text)); });
+      c.conn.on('joined', () => {});
+      c.conn.on('left', () => {});
+      try {
+        await w.start();
+        await c.start();
+        await eventually(() => w.joined.includes(c.id), () => `the watcher to see ${c.id} join (joined: ${JSON.stringify(w.joined)})`);
+        const before0 = await reconnects(broker);
+        const cuts = [];
+        for (let i = 0; i < 150; i += 1) {
+          if (i === 75) await waitReconnects(broker, before0 + 1, c);
+          if (i === 50 || i === 100) cuts.push({ beforeSend: i, sockets: proxy.cutAll() });
+          await withTimeout(c.conn.send('SendMessage', sender, String(i)), WAIT_MS, `${c.describe()}: send #${i}`);
+        }
+        const watched = () => w.messages.filter(([user]) => user === sender).map(([, text]) => Number(text));
+        await eventually(() => (got.length >= 150 && watched().length >= 150) || c.isClosed,
+          () => `150 messages at both (client ${got.length}, watcher ${watched().length}); cuts ${JSON.stringify(cuts)}\nclient log:\n${c.logText()}`,
+          STREAM_MS);
+        // the same logical connection on the hub server
+        const me = await withTimeout(c.conn.invoke('WhoAmI'), WAIT_MS, `${c.describe()}: WhoAmI`);
+        assert.equal(me.connectionId, c.id);
+        assert.equal(me.serverId, 'chat-sr');
+        assert.equal(c.isClosed, false, `${c.describe()} closed\nclient log:\n${c.logText()}`);
+        assert.deepEqual(got, range(150), `the sender got 0..149 once, in order (cuts ${JSON.stringify(cuts)})`);
+        assert.deepEqual(watched(), range(150), 'the watcher got 0..149 once, in order');
+        assert.deepEqual(w.left, [], 'the hub server announced no departure');
+        assert.deepEqual(w.joined.filter((who) => who === c.id), [c.id], 'the hub server saw one connect');
+        for (const cut of cuts) assert.ok(cut.sockets >= 1, `the proxy carried the client's socket at each cut: ${JSON.stringify(cuts)}`);
+        assert.ok((await reconnects(broker)) >= before0 + 2);
+
+        // a proper stop is a disconnect the hub server sees
+        await c.stop();
+        await eventually(() => w.left.includes(c.id), () => `the watcher to see ${c.id} leave (left: ${JSON.stringify(w.left)})`);
+      } finally {
+        await c.stop();
+        await w.stop();
+      }
+    });
+  }
+
+  test('a client that does not come back within the window: the hub server sees the disconnect then', async () => {
+    const { broker, proxy } = ctx;
+    const w = watcher(broker, 'json');
+    const c = makeClient(broker, proxy.base, 'chat', { label: 'lost' });
+    c.conn.on('joined', () => {});
+    c.conn.on('left', () => {});
+    try {
+      await w.start();
+      await c.start();
+      await eventually(() => w.joined.includes(c.id), () => `the watcher to see ${c.id} join`);
+      proxy.refuseFor(6000);
+      const lostAt = Date.now();
+      assert.ok(proxy.cutAll() >= 1, 'the proxy carried the lost client\'s socket');
+      await eventually(() => w.left.includes(c.id), () => `the watcher to see ${c.id} leave once the 2 s window is over (left: ${JSON.stringify(w.left)})`, 8000);
+      const after = Date.now() - lostAt;
+      assert.ok(after >= 1500, `the hub server saw the disconnect ${after} ms after the loss, inside the 2 s window`);
+      assert.equal(await broker.headStatus('chat', 'connections', c.id), 404);
+    } finally {
+      proxy.stopRefusing();
+      await c.stop();
+      await w.stop();
+    }
+  });
+});
+
 describe('negotiate: useStatefulReconnect', () => {
   const ctx = useProxiedBroker();
 
@@ -427,10 +540,12 @@ describe('negotiate: useStatefulReconnect', () => {
       if (err) throw err;
     });
 
-    test('not offered, even when asked', async () => {
+    test('offered when asked (the broker keeps the replay buffer for routed clients too)', async () => {
       const hub = unique('neg');
       const asked = await negotiate(broker, hub, true);
-      assert.ok(!Object.hasOwn(asked, 'useStatefulReconnect'), `Default mode must not offer stateful reconnect: ${JSON.stringify(asked)}`);
+      assert.equal(asked.useStatefulReconnect, true, JSON.stringify(asked));
+      const notAsked = await negotiate(broker, hub, false);
+      assert.ok(!Object.hasOwn(notAsked, 'useStatefulReconnect'), JSON.stringify(notAsked));
     });
   });
 });
