@@ -67,6 +67,18 @@ impl Target {
         }
     }
 
+    /// A REST token whose audience is `path` (starting with `/api/`); it also covers every
+    /// request below that path (`/api/v1/hubs/<hub>` covers the whole hub).
+    pub fn rest_token(&self, path: &str) -> String {
+        self.keys
+            .mint(&format!("{}{path}", self.audience_base()), 3600, &[])
+    }
+
+    /// The full URL of REST `path`, with `api-version`.
+    pub fn rest_url(&self, path: &str) -> String {
+        format!("{}{path}?api-version=2022-06-01", self.url)
+    }
+
     /// A REST token and the full URL for `path` (starting with `/api/`).
     pub fn rest(&self, path: &str) -> (String, String) {
         let token = self
@@ -76,11 +88,76 @@ impl Target {
     }
 }
 
+/// What `POST /client/negotiate` answered.
+#[derive(Clone, Debug)]
+pub struct Negotiated {
+    /// The connection id (what the REST API names the connection by).
+    pub connection_id: String,
+    /// The connection token (the `id=` of the transport URL).
+    pub connection_token: String,
+    /// Whether the broker granted stateful reconnect.
+    pub stateful: bool,
+}
+
+/// `POST /client/negotiate?hub=..&negotiateVersion=1[&useStatefulReconnect=true]` with the client
+/// token `token`.
+pub async fn negotiate(
+    target: &Target,
+    http: &reqwest::Client,
+    token: &str,
+    stateful: bool,
+) -> Result<Negotiated> {
+    let mut url = format!(
+        "{}/client/negotiate?hub={}&negotiateVersion=1",
+        target.url, target.hub
+    );
+    if stateful {
+        url.push_str("&useStatefulReconnect=true");
+    }
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("negotiate")?;
+    if !r.status().is_success() {
+        bail!("negotiate answered {}", r.status());
+    }
+    let body: serde_json::Value = r.json().await.context("negotiate body")?;
+    let Some(id) = body.get("connectionId").and_then(|v| v.as_str()) else {
+        bail!("negotiate answer without a connection id: {body}");
+    };
+    let token = body
+        .get("connectionToken")
+        .and_then(|v| v.as_str())
+        .unwrap_or(id);
+    Ok(Negotiated {
+        connection_id: id.to_owned(),
+        connection_token: token.to_owned(),
+        stateful: body.get("useStatefulReconnect") == Some(&serde_json::Value::Bool(true)),
+    })
+}
+
+/// How [`Client::connect_with`] connects.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnectOptions<'a> {
+    /// User id put in the client token (`nameid`).
+    pub user: Option<&'a str>,
+    /// Negotiate first through this HTTP client (needed to learn the connection id).
+    pub http: Option<&'a reqwest::Client>,
+    /// Ask for stateful reconnect (negotiate `useStatefulReconnect=true`, handshake version 2).
+    /// Needs `http`.
+    pub stateful: bool,
+    /// `SO_RCVBUF` of the socket (a small one makes a non-reading client back up quickly).
+    pub recv_buffer: Option<usize>,
+}
+
 /// One connected SignalR client.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     protocol: HubProtocol,
     buf: BytesMut,
+    negotiated: Option<Negotiated>,
 }
 
 impl Client {
@@ -90,51 +167,45 @@ impl Client {
         user: Option<&str>,
         http: Option<&reqwest::Client>,
     ) -> Result<Self> {
-        let token = target.client_token(user);
-        let mut ws_url = format!(
-            "{}/client/?hub={}",
-            target.url.replacen("http", "ws", 1),
-            target.hub
-        );
-        if let Some(http) = http {
-            let r = http
-                .post(format!(
-                    "{}/client/negotiate?hub={}&negotiateVersion=1",
-                    target.url, target.hub
-                ))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .context("negotiate")?;
-            if !r.status().is_success() {
-                bail!("negotiate answered {}", r.status());
-            }
-            let body: serde_json::Value = r.json().await.context("negotiate body")?;
-            let Some(id) = body
-                .get("connectionToken")
-                .or_else(|| body.get("connectionId"))
-                .and_then(|v| v.as_str())
-            else {
-                bail!("negotiate answer without a connection token: {body}");
-            };
-            ws_url.push_str("&id=");
-            ws_url.push_str(id);
-        }
-        let mut req = ws_url.into_client_request()?;
-        req.headers_mut()
-            .insert("Authorization", format!("Bearer {token}").parse()?);
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
-            .await
-            .context("websocket connect")?;
+        Self::connect_with(
+            target,
+            ConnectOptions {
+                user,
+                http,
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Connect as `options` say and complete the handshake (version 2 when stateful reconnect
+    /// was granted).
+    pub async fn connect_with(target: &Target, options: ConnectOptions<'_>) -> Result<Self> {
+        let token = target.client_token(options.user);
+        let negotiated = match options.http {
+            Some(http) => Some(negotiate(target, http, &token, options.stateful).await?),
+            None if options.stateful => bail!("stateful reconnect needs negotiate"),
+            None => None,
+        };
+        let ws = open_ws(
+            target,
+            &token,
+            negotiated.as_ref().map(|n| n.connection_token.as_str()),
+            options.recv_buffer,
+        )
+        .await?;
+        let version = if negotiated.as_ref().is_some_and(|n| n.stateful) {
+            2
+        } else {
+            1
+        };
         let mut client = Self {
             ws,
             protocol: target.protocol,
             buf: BytesMut::new(),
+            negotiated,
         };
-        let request = handshake::encode_request(target.protocol.name(), 1);
+        let request = handshake::encode_request(target.protocol.name(), version);
         client
             .ws
             .send(Message::text(
@@ -153,6 +224,50 @@ impl Client {
                 bail!("closed during the handshake");
             }
         }
+    }
+
+    /// Stateful reconnect: a new WebSocket for the same connection (`id=<connection token>`),
+    /// without negotiate or handshake. The broker then sends `Sequence` and replays.
+    pub async fn resume(
+        target: &Target,
+        negotiated: &Negotiated,
+        user: Option<&str>,
+        recv_buffer: Option<usize>,
+    ) -> Result<Self> {
+        let token = target.client_token(user);
+        let ws = open_ws(
+            target,
+            &token,
+            Some(&negotiated.connection_token),
+            recv_buffer,
+        )
+        .await?;
+        Ok(Self {
+            ws,
+            protocol: target.protocol,
+            buf: BytesMut::new(),
+            negotiated: Some(negotiated.clone()),
+        })
+    }
+
+    /// What negotiate answered (`None` without negotiate).
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// The connection id, known when the client negotiated.
+    pub fn connection_id(&self) -> Option<&str> {
+        self.negotiated.as_ref().map(|n| n.connection_id.as_str())
+    }
+
+    /// Whether the connection uses stateful reconnect.
+    pub fn is_stateful(&self) -> bool {
+        self.negotiated.as_ref().is_some_and(|n| n.stateful)
+    }
+
+    /// Drops the TCP connection without a close frame (a network loss, as the broker sees it).
+    pub fn abort(self) {
+        drop(self);
     }
 
     /// Reads one WebSocket frame into the buffer; `false` when the connection ended.
@@ -213,6 +328,63 @@ impl Client {
     }
 }
 
+/// The WebSocket upgrade to `/client/?hub=..[&id=..]` with the client token in `Authorization`.
+async fn open_ws(
+    target: &Target,
+    token: &str,
+    id: Option<&str>,
+    recv_buffer: Option<usize>,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+    let mut ws_url = format!(
+        "{}/client/?hub={}",
+        target.url.replacen("http", "ws", 1),
+        target.hub
+    );
+    if let Some(id) = id {
+        ws_url.push_str("&id=");
+        ws_url.push_str(id);
+    }
+    let mut req = ws_url.as_str().into_client_request()?;
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse()?);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
+    let ws = match recv_buffer {
+        None => {
+            tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+                .await
+                .context("websocket connect")?
+                .0
+        }
+        Some(size) => {
+            let url = reqwest::Url::parse(&target.url).context("broker URL")?;
+            let host = url.host_str().unwrap_or("127.0.0.1");
+            let port = url.port_or_known_default().unwrap_or(80);
+            let addr = tokio::net::lookup_host((host, port))
+                .await?
+                .next()
+                .context("broker address")?;
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_recv_buffer_size(size as u32)?;
+            let stream = socket.connect(addr).await.context("tcp connect")?;
+            tokio_tungstenite::client_async_with_config(
+                req,
+                MaybeTlsStream::Plain(stream),
+                Some(config),
+            )
+            .await
+            .context("websocket connect")?
+            .0
+        }
+    };
+    Ok(ws)
+}
+
 /// The JSON arguments of a load message: `[sender, seq, ts_us, "xxx…"]`.
 pub fn json_arguments(sender: u64, seq: u64, ts_us: u64, pad: &str) -> String {
     format!("[{sender},{seq},{ts_us},\"{pad}\"]")
@@ -235,6 +407,30 @@ pub fn echo_arguments(
             let mut out = Vec::with_capacity(pad.len() + 32);
             // Writing to a Vec cannot fail.
             let _ = rmp::encode::write_array_len(&mut out, 1);
+            let _ = rmp::encode::write_array_len(&mut out, 4);
+            let _ = rmp::encode::write_uint(&mut out, sender);
+            let _ = rmp::encode::write_uint(&mut out, seq);
+            let _ = rmp::encode::write_uint(&mut out, ts_us);
+            let _ = rmp::encode::write_str(&mut out, pad);
+            RawValue::MessagePack(out.into())
+        }
+    }
+}
+
+/// The load payload `[sender, seq, ts_us, pad]` as a whole arguments array (four arguments) in
+/// `protocol`: what [`parse_load`] reads back.
+pub fn load_arguments(
+    protocol: HubProtocol,
+    sender: u64,
+    seq: u64,
+    ts_us: u64,
+    pad: &str,
+) -> RawValue {
+    match protocol {
+        HubProtocol::Json => RawValue::Json(json_arguments(sender, seq, ts_us, pad).into()),
+        HubProtocol::MessagePack => {
+            let mut out = Vec::with_capacity(pad.len() + 32);
+            // Writing to a Vec cannot fail.
             let _ = rmp::encode::write_array_len(&mut out, 4);
             let _ = rmp::encode::write_uint(&mut out, sender);
             let _ = rmp::encode::write_uint(&mut out, seq);
@@ -297,5 +493,11 @@ mod tests {
             parse_load(&RawValue::Json(Bytes::from_static(b"[\"a\"]"))),
             None
         );
+        for p in [HubProtocol::Json, HubProtocol::MessagePack] {
+            assert_eq!(
+                parse_load(&load_arguments(p, 9, 8, 7, "pad")),
+                Some((9, 8, 7))
+            );
+        }
     }
 }

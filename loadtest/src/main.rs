@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use switchboard_loadtest::{Common, Scenario, run};
+use switchboard_loadtest::{Common, Scenario, run, workers};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "switchboard-loadtest",
-    about = "Load generator for Switchboard (scenarios S1, S2, S4, S6)"
+    about = "Load generator for Switchboard (scenarios S1–S11 of the performance targets)"
 )]
 struct Cli {
     #[command(flatten)]
@@ -25,6 +25,9 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Scenario::Worker { spec } = &cli.scenario {
+        return rt.block_on(workers::worker_main(spec));
+    }
     let report = rt.block_on(run(&cli.common, &cli.scenario))?;
     print!("{}", report.summary());
     if let Some(path) = &cli.common.json_out {

@@ -141,6 +141,65 @@ impl Drop for ProgressGuard {
     }
 }
 
+/// A sharded latency histogram (µs) that can be taken and reset, for per-phase and
+/// per-interval figures.
+pub struct Hist {
+    shards: Vec<Mutex<Histogram<u64>>>,
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hist {
+    /// Empty.
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+        }
+    }
+
+    /// Records one latency in µs on shard `shard`.
+    pub fn record_us(&self, shard: usize, us: u64) {
+        if let Ok(mut h) = self.shards[shard % SHARDS].lock() {
+            h.saturating_record(us.max(1));
+        }
+    }
+
+    /// Everything recorded since the last `take`, merged; the shards are emptied.
+    pub fn take(&self) -> Histogram<u64> {
+        let mut all = new_histogram();
+        for s in &self.shards {
+            if let Ok(mut h) = s.lock() {
+                let _ = all.add(&*h);
+                h.reset();
+            }
+        }
+        all
+    }
+}
+
+/// An empty histogram with the bounds every histogram of the load generator uses (1 µs .. 1 h).
+pub fn empty_histogram() -> Histogram<u64> {
+    new_histogram()
+}
+
+/// `(value, count)` pairs of `h` (to ship a histogram between processes as JSON).
+pub fn histogram_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// Adds `pairs` (from [`histogram_pairs`]) to `h`.
+pub fn add_pairs(h: &mut Histogram<u64>, pairs: &[(u64, u64)]) {
+    for &(v, n) in pairs {
+        let _ = h.record_n(v.max(1), n);
+    }
+}
+
 /// Per-connection sequence check: for each sender the next expected sequence number.
 #[derive(Default, Debug)]
 pub struct Tracker {
@@ -259,8 +318,17 @@ impl Report {
             ));
         }
         for (k, v) in &self.extra {
-            match v.as_f64() {
-                Some(f) if v.is_f64() => s.push_str(&format!("  {k}: {f:.1}\n")),
+            match v {
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    s.push_str(&format!("  {k}: {:.1}\n", n.as_f64().unwrap_or(0.0)));
+                }
+                // Steps and intervals: one line each.
+                serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+                    s.push_str(&format!("  {k}:\n"));
+                    for i in items {
+                        s.push_str(&format!("    - {i}\n"));
+                    }
+                }
                 _ => s.push_str(&format!("  {k}: {v}\n")),
             }
         }
@@ -284,6 +352,22 @@ mod tests {
         assert_eq!(t.next_from(0), 4);
         assert_eq!(t.next_from(1), 2);
         assert_eq!(t.next_from(7), 0);
+    }
+
+    #[test]
+    fn hist_take_resets_and_pairs_round_trip() {
+        let h = Hist::new();
+        for v in 1..=100u64 {
+            h.record_us(v as usize, v * 10);
+        }
+        let first = h.take();
+        assert_eq!(first.len(), 100);
+        assert!(h.take().is_empty());
+        let mut copy = empty_histogram();
+        add_pairs(&mut copy, &histogram_pairs(&first));
+        assert_eq!(copy.len(), 100);
+        assert_eq!(copy.max(), first.max());
+        assert_eq!(copy.value_at_quantile(0.5), first.value_at_quantile(0.5));
     }
 
     #[test]

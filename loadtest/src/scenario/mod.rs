@@ -1,0 +1,136 @@
+//! The scenarios, one module each, and what they share.
+
+pub mod merge;
+pub mod s1;
+pub mod s10;
+pub mod s11;
+pub mod s2;
+pub mod s3;
+pub mod s3b;
+pub mod s4;
+pub mod s4b;
+pub mod s5;
+pub mod s6;
+pub mod s7;
+pub mod s8;
+pub mod s9;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::pool::{PoolSpec, Snapshot};
+use crate::stats::{Latency, Report, Stats};
+use crate::workers::Fleet;
+use crate::{Common, Transport};
+
+/// An empty report of `scenario` with the counters of `stats`.
+pub(crate) fn report(
+    scenario: &str,
+    params: serde_json::Value,
+    stats: &Stats,
+    seconds: f64,
+) -> Report {
+    Report {
+        scenario: scenario.to_owned(),
+        params,
+        seconds,
+        connected: 0,
+        dropped: stats.dropped.load(Ordering::Relaxed),
+        sent: stats.sent.load(Ordering::Relaxed),
+        expected: 0,
+        received: stats.received.load(Ordering::Relaxed),
+        lost: 0,
+        duplicates: 0,
+        errors: stats.errors.load(Ordering::Relaxed),
+        latency: Latency::of(&stats.histogram()),
+        extra: serde_json::Map::new(),
+    }
+}
+
+/// Fills the receiver side of `r` from a final snapshot (`hist`: every latency of the run).
+/// Sender errors (in `stats`) and receiver errors are added.
+pub(crate) fn apply_snapshot(
+    r: &mut Report,
+    snap: &Snapshot,
+    hist: &hdrhistogram::Histogram<u64>,
+    stats: &Stats,
+    local: bool,
+) {
+    r.connected = snap.connected;
+    r.dropped = snap.dropped;
+    r.expected = snap.expected;
+    r.received = snap.received;
+    r.lost = snap.lost;
+    r.duplicates = snap.duplicates;
+    // A local pool counts its errors in `stats` too.
+    r.errors = if local {
+        stats.errors.load(Ordering::Relaxed)
+    } else {
+        stats.errors.load(Ordering::Relaxed) + snap.errors
+    };
+    r.latency = Latency::of(hist);
+}
+
+/// Opens the receivers of `spec` as `--workers` says.
+pub(crate) async fn open_fleet(
+    common: &Common,
+    spec: PoolSpec,
+    stats: &Arc<Stats>,
+) -> Result<Fleet> {
+    Fleet::open(spec, common.workers, common.worker_exe.as_ref(), stats).await
+}
+
+/// A pool spec for `common` on `transport` (SSE is JSON only).
+pub(crate) fn spec_for(common: &Common, transport: Transport) -> PoolSpec {
+    let mut spec = PoolSpec::from_common(common);
+    spec.transport = transport;
+    if transport == Transport::Sse {
+        spec.protocol = crate::Protocol::Json;
+    }
+    spec
+}
+
+/// VmRSS of `pid` in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Sleeps until the `k`-th send of a paced sender (no pacing when `rate` is 0).
+pub(crate) async fn pace(start: tokio::time::Instant, k: u64, rate: f64) {
+    if rate > 0.0 {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 / rate)).await;
+    }
+}
+
+/// The value of counter `name` in the broker's `/metrics` (`None` if unreachable or absent).
+pub(crate) async fn metric(http: &reqwest::Client, url: &str, name: &str) -> Option<u64> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse::<f64>().ok().map(|f| f as u64))?
+    })
+}
+
+/// `a / b`, 0 when `b` is 0.
+pub(crate) fn per(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+/// A JSON value for a latency, `null` when empty.
+pub(crate) fn latency_json(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
+    Latency::of(h)
+        .and_then(|l| serde_json::to_value(l).ok())
+        .unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,198 @@
+//! S3: clients invoke `EchoReturn(payload)` closed-loop against a hub server (Default mode).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use switchboard::protocol::{CompletionOutcome, HubMessage, Invocation, RawValue};
+use tokio::sync::Semaphore;
+
+use super::{pace, report};
+use crate::client::{self, Client, ConnectOptions};
+use crate::sender::http_client;
+use crate::stats::{Report, Stats, Tracker};
+use crate::{Common, KEEP_ALIVE};
+
+/// Timeout of one echo round trip.
+pub(crate) const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects `common.connections` clients, at most `common.parallel` at a time (negotiating
+/// when `negotiate`); failures are counted as errors.
+pub(crate) async fn connect_all(
+    common: &Common,
+    stats: &Arc<Stats>,
+    negotiate: bool,
+) -> Result<Vec<Client>> {
+    let target = Arc::new(common.target());
+    let http = if negotiate {
+        Some(http_client(common.parallel)?)
+    } else {
+        None
+    };
+    let sem = Arc::new(Semaphore::new(common.parallel.max(1)));
+    let mut tasks = Vec::with_capacity(common.connections);
+    for _ in 0..common.connections {
+        let permit = sem.clone().acquire_owned().await?;
+        let (target, http) = (target.clone(), http.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = Client::connect_with(
+                &target,
+                ConnectOptions {
+                    http: http.as_ref(),
+                    ..ConnectOptions::default()
+                },
+            )
+            .await;
+            drop(permit);
+            c
+        }));
+    }
+    let mut clients = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await? {
+            Ok(c) => {
+                stats.connected.fetch_add(1, Ordering::Relaxed);
+                clients.push(c);
+            }
+            Err(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(clients)
+}
+
+/// One blocking invocation of `target`; the Completion's result (`None` for void or error).
+pub(crate) async fn invoke_once(
+    client: &mut Client,
+    target: &str,
+    id: &str,
+    args: RawValue,
+) -> Result<Option<RawValue>> {
+    client
+        .send(&HubMessage::Invocation(Invocation {
+            headers: Vec::new(),
+            invocation_id: Some(id.to_owned()),
+            target: target.to_owned(),
+            arguments: args,
+            stream_ids: Vec::new(),
+        }))
+        .await?;
+    loop {
+        match client.next_message().await? {
+            Some(HubMessage::Completion(c)) if c.invocation_id == id => {
+                return Ok(match c.outcome {
+                    CompletionOutcome::Result(v) => Some(v),
+                    _ => None,
+                });
+            }
+            Some(HubMessage::Close(_)) | None => bail!("connection closed"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Closed-loop invocations of `method` by every client for `--duration` s: `args(i, seq, ts)`
+/// builds the arguments, `payload(result)` finds the load payload in the result. Returns the
+/// filled report (sent, received, lost, errors, latency = round trip).
+pub(crate) async fn closed_loop(
+    common: &Common,
+    scenario: &str,
+    clients: Vec<Client>,
+    stats: &Arc<Stats>,
+    method: &'static str,
+    args: fn(switchboard::protocol::HubProtocol, u64, u64, u64, &str) -> RawValue,
+    payload: fn(&RawValue) -> Option<(u64, u64, u64)>,
+) -> Result<Report> {
+    let protocol = switchboard::protocol::HubProtocol::from(common.protocol);
+    let pad = Arc::new(client::padding(common.payload_bytes));
+    let per_client_rate = common.rate / clients.len().max(1) as f64;
+    let start = tokio::time::Instant::now();
+    let end = start + common.duration();
+    let mut tasks = Vec::with_capacity(clients.len());
+    for (i, mut client) in clients.into_iter().enumerate() {
+        let (stats, pad) = (stats.clone(), pad.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tracker = Tracker::default();
+            let mut seq = 0u64;
+            let mut ping = tokio::time::Instant::now();
+            while tokio::time::Instant::now() < end {
+                pace(start, seq, per_client_rate).await;
+                if ping.elapsed() >= KEEP_ALIVE {
+                    ping = tokio::time::Instant::now();
+                    if client.ping().await.is_err() {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                let a = args(protocol, i as u64, seq, client::now_us(), &pad);
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                let id = seq.to_string();
+                seq += 1;
+                match tokio::time::timeout(ECHO_TIMEOUT, invoke_once(&mut client, method, &id, a))
+                    .await
+                {
+                    Ok(Ok(Some(v))) => match payload(&v) {
+                        Some((sender, q, ts)) if sender == i as u64 => {
+                            tracker.on_message(sender, q);
+                            stats.received.fetch_add(1, Ordering::Relaxed);
+                            stats.record_us(i, client::now_us().saturating_sub(ts));
+                        }
+                        _ => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Ok(Ok(None)) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+            client.close().await;
+            (seq, tracker)
+        }));
+    }
+    let mut done = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        done.push(t.await?);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut r = report(scenario, common.params(serde_json::json!({})), stats, secs);
+    for (i, (sent, tr)) in done.iter().enumerate() {
+        r.connected += 1;
+        r.expected += sent;
+        r.lost += tr.gaps + sent.saturating_sub(tr.next_from(i as u64));
+        r.duplicates += tr.duplicates;
+    }
+    r.extra.insert(
+        "round_trips_per_second".into(),
+        (r.received as f64 / secs.max(1e-9)).into(),
+    );
+    Ok(r)
+}
+
+fn echo_payload(v: &RawValue) -> Option<(u64, u64, u64)> {
+    client::parse_load(v)
+}
+
+/// Runs S3.
+pub async fn run(common: &Common) -> Result<Report> {
+    let stats = Arc::new(Stats::new());
+    let _progress = stats.progress(common.quiet);
+    let clients = connect_all(common, &stats, common.negotiate).await?;
+    closed_loop(
+        common,
+        "s3-echo",
+        clients,
+        &stats,
+        "EchoReturn",
+        client::echo_arguments,
+        echo_payload,
+    )
+    .await
+}

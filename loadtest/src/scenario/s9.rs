@@ -1,0 +1,186 @@
+//! S9: slow consumer. A baseline broadcast phase with every receiver reading, then the same
+//! phase while receiver 0 (whose socket has a small `SO_RCVBUF`) stops reading but keeps
+//! pinging. The broker must cut it (its outbox is bounded: `limits.outbox_max_messages` /
+//! `outbox_max_bytes`, or a socket write blocked for `limits.send_timeout_secs`) while the
+//! others lose nothing; their p99 is compared with the baseline's. After the phase the
+//! generator waits up to `--cut-wait` s more (no sending) for the cut to show.
+//!
+//! Note: on loopback the kernel absorbs megabytes for a non-reading socket (the broker's send
+//! buffer grows with the 64 KiB loopback MSS) before the broker's outbox even starts to fill,
+//! so at S4a's 750 B/s per connection the cut takes hours; run S9 with bigger payloads, a
+//! higher rate or smaller outbox limits to see it within a minute.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use super::{apply_snapshot, latency_json, metric, per, report, spec_for};
+use crate::pool::{Control, Expect, Pool};
+use crate::sender::{self, Dest, Plan, Streams};
+use crate::stats::{Report, Stats};
+use crate::{Common, DRAIN, Transport};
+
+/// The broker's counter of connections closed for an overflowing outbox.
+pub const OUTBOX_OVERFLOW_METRIC: &str = "switchboard_outbox_overflow_total";
+/// How often the slow connection's presence is checked.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs S9.
+pub async fn run(
+    common: &Common,
+    senders: usize,
+    baseline_secs: f64,
+    slow_rcvbuf: usize,
+    cut_wait: f64,
+) -> Result<Report> {
+    let stats = Arc::new(Stats::new());
+    let _progress = stats.progress(common.quiet);
+    let mut spec = spec_for(common, Transport::Websockets);
+    spec.negotiate = true;
+    spec.first_recv_buffer = Some(slow_rcvbuf);
+    spec.connections = common.connections.max(2);
+    let pool = Pool::open(spec, stats.clone()).await?;
+    let slow = pool.slots()[0].clone();
+    let Some(slow_id) = slow.connection_id().map(str::to_owned) else {
+        pool.close().await;
+        bail!("the slow connection did not connect");
+    };
+    let target = common.target();
+    let http = sender::http_client(senders.max(1) + 1)?;
+    let overflow_before = metric(&http, &target.url, OUTBOX_OVERFLOW_METRIC).await;
+    let senders = senders.max(1);
+    let streams = Streams::new(senders);
+    let plan = |secs: f64| Plan {
+        dest: Dest::Broadcast,
+        senders,
+        rate: common.rate,
+        duration: Duration::from_secs_f64(secs.max(0.0)),
+        payload_bytes: common.payload_bytes,
+    };
+    // Baseline: everyone reads.
+    let base = sender::run(&target, &http, &plan(baseline_secs), &streams, &stats).await?;
+    let snap1 = pool.check(&Expect::All(streams.totals()), DRAIN).await;
+    let baseline = snap1.hist();
+    // The slow consumer stops reading; watch for the broker cutting it.
+    let slow_before = slow.counts(&Expect::Nothing).0;
+    slow.exclude();
+    slow.control(Control::Pause);
+    let paused_at = Instant::now();
+    let (stop_watch, mut stopped) = tokio::sync::watch::channel(false);
+    let watcher = {
+        let http = http.clone();
+        let base = target.url.clone();
+        let url = target.rest_url(&format!("/api/hubs/{}/connections/{slow_id}", target.hub));
+        let token = target.rest_token(&format!("/api/hubs/{}", target.hub));
+        tokio::spawn(async move {
+            let mut overflow_at = None;
+            loop {
+                if overflow_at.is_none()
+                    && let (Some(b), Some(now)) = (
+                        overflow_before,
+                        metric(&http, &base, OUTBOX_OVERFLOW_METRIC).await,
+                    )
+                    && now > b
+                {
+                    overflow_at = Some(paused_at.elapsed().as_secs_f64());
+                }
+                let r = http.head(&url).bearer_auth(&token).send().await;
+                if matches!(&r, Ok(r) if r.status().as_u16() == 404) {
+                    return (Some(paused_at.elapsed().as_secs_f64()), overflow_at);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(WATCH_EVERY) => {}
+                    _ = stopped.changed() => return (None, overflow_at),
+                }
+            }
+        })
+    };
+    let slow_phase = sender::run(&target, &http, &plan(common.duration), &streams, &stats).await?;
+    let snap2 = pool.check(&Expect::All(streams.totals()), DRAIN).await;
+    let others = snap2.hist();
+    // A cut connection may first have to wait out the broker's send timeout (its Close
+    // message cannot be written to a full socket).
+    let until = Instant::now() + Duration::from_secs_f64(cut_wait.max(0.0));
+    while !watcher.is_finished() && Instant::now() < until {
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+    let _ = stop_watch.send(true);
+    let (cut_after, overflow_after_s) = watcher.await?;
+    let overflow_after = metric(&http, &target.url, OUTBOX_OVERFLOW_METRIC).await;
+    // Let the slow one read what reached it: it must end (a Close message or the end of the
+    // socket) after a gapless prefix of the stream.
+    slow.control(Control::Unpause);
+    let until = Instant::now() + DRAIN;
+    while slow.is_up() && cut_after.is_some() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (slow_received, slow_gaps, slow_dups, _) = slow.counts(&Expect::Nothing);
+    let slow_reason = slow.end_reason();
+    let slow_ended = slow.is_dropped();
+    pool.close().await;
+
+    let mut r = report(
+        "s9-slow-consumer",
+        common.params(serde_json::json!({
+            "senders": senders, "baseline_duration": baseline_secs, "slow_rcvbuf": slow_rcvbuf,
+            "cut_wait": cut_wait,
+        })),
+        &stats,
+        slow_phase.seconds,
+    );
+    apply_snapshot(&mut r, &snap2, &others, &stats, true);
+    // The slow receiver is left out of the counts (its own drop is the point of the scenario).
+    r.sent = streams.total();
+    let p99 = |h: &hdrhistogram::Histogram<u64>| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(0.99)
+        }
+    };
+    let (p_base, p_slow) = (p99(&baseline), p99(&others));
+    r.extra
+        .insert("slow_cut".into(), cut_after.is_some().into());
+    r.extra.insert("slow_ended".into(), slow_ended.into());
+    r.extra.insert(
+        "slow_cut_after_seconds".into(),
+        cut_after.map_or(serde_json::Value::Null, Into::into),
+    );
+    r.extra.insert(
+        "slow_overflow_after_seconds".into(),
+        overflow_after_s.map_or(serde_json::Value::Null, Into::into),
+    );
+    r.extra.insert(
+        "slow_close_reason".into(),
+        slow_reason.map_or(serde_json::Value::Null, Into::into),
+    );
+    r.extra.insert("slow_received".into(), slow_received.into());
+    r.extra.insert("slow_gaps".into(), slow_gaps.into());
+    r.extra.insert("slow_duplicates".into(), slow_dups.into());
+    if let (Some(b), Some(a)) = (overflow_before, overflow_after) {
+        r.extra
+            .insert("outbox_overflows".into(), a.saturating_sub(b).into());
+    }
+    r.extra
+        .insert("baseline_latency".into(), latency_json(&baseline));
+    r.extra.insert(
+        "others_p99_change_percent".into(),
+        (per(p_slow as f64 - p_base as f64, p_base as f64) * 100.0).into(),
+    );
+    r.extra.insert(
+        "baseline_deliveries_per_second".into(),
+        per(snap1.received as f64, base.seconds).into(),
+    );
+    r.extra.insert(
+        "deliveries_per_second".into(),
+        per(
+            snap2
+                .received
+                .saturating_sub(snap1.received.saturating_sub(slow_before)) as f64,
+            slow_phase.seconds,
+        )
+        .into(),
+    );
+    Ok(r)
+}
