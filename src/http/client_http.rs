@@ -15,6 +15,7 @@
 //! client token for the hub (SSE: `access_token` query; others: `Authorization`), as Azure
 //! re-checks tokens on each HTTP transport request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -22,13 +23,14 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use super::client_ws::{forwarded_headers, forwarded_query, not_supported, plain};
 use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
-use crate::conn::transport::{HttpEntry, PollOutcome, PollState, Transport, TransportKind};
+use crate::conn::transport::{
+    HttpEntry, Pipe, PipeReceiver, PipeSender, PollOutcome, PollState, Transport, TransportKind,
+};
 use crate::switchboard::Shared;
 
 /// Long-poll timeout (ASP.NET Core's `PollTimeout`).
@@ -123,7 +125,9 @@ pub(crate) async fn get(
     };
     let shared = shared.into_inner();
     let slot = super::reserve_slot(&shared)?;
-    let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+    // Pipes rather than tokio channels: an idle connection's queues hold no memory.
+    let inbound_tx = Arc::new(Pipe::new(INBOUND_CAPACITY));
+    let inbound = PipeReceiver(inbound_tx.clone());
     let ctx = ClientContext {
         hub: shared.hubs.get_or_create(&hub),
         shared: shared.clone(),
@@ -134,10 +138,13 @@ pub(crate) async fn get(
         slot,
         resume: None,
     };
-    let spawn = |transport: Transport, shared: std::sync::Arc<Shared>, token: String| {
+    let spawn = |transport: Transport, shared: Arc<Shared>, token: String| {
         let long_polling = matches!(transport, Transport::LongPolling { .. });
+        // Boxed here, the connection's future is not also kept beside the context and the
+        // transport it was made from in this task's own future.
+        let serve = Box::pin(client::run(ctx, transport));
         actix_web::rt::spawn(async move {
-            client::run(ctx, transport).await;
+            serve.await;
             let linger = long_polling
                 && shared
                     .http
@@ -157,7 +164,8 @@ pub(crate) async fn get(
     };
     match kind {
         TransportKind::ServerSentEvents => {
-            let (events, rx) = mpsc::channel::<Bytes>(SSE_CAPACITY);
+            let pipe = Arc::new(Pipe::new(SSE_CAPACITY));
+            let (events, rx) = (PipeSender(pipe.clone()), PipeReceiver(pipe));
             shared.http.insert(
                 token.clone(),
                 HttpEntry {
@@ -193,7 +201,7 @@ pub(crate) async fn get(
             Ok(resp.streaming(first.chain(rest)))
         }
         _ => {
-            let poll = std::sync::Arc::new(PollState::new(shared.config.limits.outbox_max_bytes));
+            let poll = Arc::new(PollState::new(shared.config.limits.outbox_max_bytes));
             shared.http.insert(
                 token.clone(),
                 HttpEntry {
