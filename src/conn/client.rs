@@ -78,9 +78,9 @@ pub struct Resume {
 }
 
 /// Removes a connection from `Shared::resumable` when its actor ends.
-struct ResumableGuard<'a>(&'a Shared, String);
+struct ResumableGuard(Arc<Shared>, String);
 
-impl Drop for ResumableGuard<'_> {
+impl Drop for ResumableGuard {
     fn drop(&mut self) {
         self.0.resumable.lock().remove(&self.1);
     }
@@ -97,12 +97,48 @@ enum Exit {
 }
 
 /// Run a client connection until it ends.
-pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
+///
+/// In three parts, so that an idle connection's task stays small: the handshake and admission
+/// ([`open`]) and the cleanup ([`Admitted::close`]) are boxed futures that exist only while
+/// they run; the task holds the admitted connection and its serve loop. (As one async fn the
+/// task kept every part's state, and the context and transport twice: about 3.7 KB each.)
+pub(crate) fn run(ctx: ClientContext, transport: Transport) -> impl Future<Output = ()> {
+    // Boxed before the task's future exists, which then captures a pointer instead of both.
+    let opening = Box::pin(open(ctx, transport));
+    async move {
+        let Some(mut admitted) = opening.await else {
+            return;
+        };
+        let exit = admitted.serve().await;
+        Box::pin(admitted.close(exit)).await;
+    }
+}
+
+/// A client past its handshake and admitted to its hub: what serving and closing it need.
+struct Admitted {
+    shared: Arc<Shared>,
+    ctx: ClientContext,
+    transport: Transport,
+    conn: ConnHandle,
+    route: ClientRoute,
+    protocol: HubProtocol,
+    serverless: bool,
+    upstream_info: UpstreamConnection,
+    resume: Option<Resume>,
+    /// The client's handshake request, as it sent it.
+    raw_request: Bytes,
+    /// Bytes that arrived after the handshake request.
+    input: BytesMut,
+    _resumable: Option<ResumableGuard>,
+}
+
+/// The handshake and admission; `None` when the connection ended there.
+async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitted> {
     let shared = ctx.shared.clone();
     let mut resume = ctx.resume.take();
-    let _resumable = resume
+    let resumable = resume
         .as_ref()
-        .map(|r| ResumableGuard(&shared, r.token.clone()));
+        .map(|r| ResumableGuard(shared.clone(), r.token.clone()));
     let limits = &shared.config.limits;
     let mut input = BytesMut::new();
 
@@ -112,24 +148,27 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
         match handshake::parse_request(&input) {
             Ok(Some((req, consumed))) => break (req, input.split_to(consumed).freeze()),
             Ok(None) if input.len() > limits.max_message_size => {
-                return fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None)
-                    .await;
+                fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                return None;
             }
             Ok(None) => {}
             Err(e) => {
-                return fail_handshake(&shared, transport, &e.response_text(true), None).await;
+                fail_handshake(&shared, transport, &e.response_text(true), None).await;
+                return None;
             }
         }
         tokio::select! {
                         inbound = transport.recv() => match inbound {
                 Inbound::Data(b) => input.extend_from_slice(&b),
-                Inbound::Gone | Inbound::Closed => return,
+                Inbound::Gone | Inbound::Closed => return None,
                 Inbound::Invalid(_) => {
-                    return fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                    fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                    return None;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                return fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                return None;
             }
         }
     };
@@ -139,7 +178,8 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
         Ok(p) => p,
         Err(text) => {
             let frame_kind = HubProtocol::from_name(&request.protocol);
-            return fail_handshake(&shared, transport, &text, frame_kind).await;
+            fail_handshake(&shared, transport, &text, frame_kind).await;
+            return None;
         }
     };
 
@@ -153,7 +193,8 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
     };
     let serverless = shared.mode() == ServiceMode::Serverless;
     if serverless && let Err(text) = upstream::send_connected(&shared, &upstream_info).await {
-        return fail_handshake(&shared, transport, &text, Some(protocol)).await;
+        fail_handshake(&shared, transport, &text, Some(protocol)).await;
+        return None;
     }
 
     // Stateful reconnect needs handshake version 2 (a lower one turns it off): stop accepting
@@ -177,172 +218,231 @@ pub(crate) async fn run(mut ctx: ClientContext, mut transport: Transport) {
     };
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(Ok(admitted)) => admitted,
-        Ok(Err(text)) => return fail_handshake(&shared, transport, &text, Some(protocol)).await,
-        Err(_) => return,
+        Ok(Err(text)) => {
+            fail_handshake(&shared, transport, &text, Some(protocol)).await;
+            return None;
+        }
+        Err(_) => return None,
     };
     shared.connections.insert(conn.clone());
     Metrics::inc(&shared.metrics.connections_opened);
     Metrics::inc(&shared.metrics.connections_current);
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");
+    if route != ClientRoute::ToServer || conn.server().is_none() {
+        // Kept for a hub server's OpenConnection only (the upstream has its own copy).
+        ctx.headers = Vec::new();
+        ctx.query = String::new();
+        ctx.identity.claims = Vec::new();
+    }
+    Some(Admitted {
+        shared,
+        ctx,
+        transport,
+        conn,
+        route,
+        protocol,
+        serverless,
+        upstream_info,
+        resume,
+        raw_request,
+        input,
+        _resumable: resumable,
+    })
+}
 
-    let exit = match (route, conn.server().cloned()) {
-        (ClientRoute::ToServer, Some(server)) => {
-            // Stateful reconnect of a routed client is the broker's: it numbers, buffers and
-            // replays, so the hub server is asked for a plain (version 1) connection and never
-            // sees Ack or Sequence, nor the client's socket coming and going inside the window.
-            let stateful = resume.take().map(|r| {
-                Stateful::new(
-                    ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
-                    r.rx,
-                    true,
-                )
-            });
-            let raw_request = if stateful.is_some() {
-                handshake_v1(protocol)
-            } else {
-                raw_request
-            };
-            // The hub server answers the handshake: announce the client, then hand over every
-            // byte it sent, starting with the handshake request.
-            let open = ServiceMessage::OpenConnection {
-                connection_id: ctx.connection_id.as_str().to_owned(),
-                claims: ctx
-                    .identity
-                    .claims
-                    .iter()
-                    .map(|(k, v)| (dotnet_claim_type(k).to_owned(), v.clone()))
-                    .collect(),
-                headers: ctx.headers.clone(),
-                query_string: Some(ctx.query.clone()),
-                extensions: Extensions {
-                    protocol: Some(protocol.name().to_owned()),
-                    ..Extensions::default()
-                },
-            };
-            let ok = server.send(&open).await.is_ok()
-                && server
-                    .send_data(&ctx.connection_id, raw_request)
-                    .await
-                    .is_ok();
-            if ok {
-                let mut relay = Relay {
-                    shared: &shared,
-                    conn: &conn,
-                    server: &server,
-                    protocol,
-                    stateful,
+impl Admitted {
+    /// Serve the client until the connection ends.
+    async fn serve(&mut self) -> Exit {
+        let Self {
+            shared,
+            ctx,
+            transport,
+            conn,
+            route,
+            protocol,
+            serverless,
+            upstream_info,
+            resume,
+            raw_request,
+            input,
+            ..
+        } = self;
+        let (shared, conn, upstream_info) = (&*shared, &*conn, &*upstream_info);
+        let (route, protocol, serverless) = (*route, *protocol, *serverless);
+        let limits = &shared.config.limits;
+        let input = std::mem::take(input);
+        match (route, conn.server().cloned()) {
+            (ClientRoute::ToServer, Some(server)) => {
+                // Stateful reconnect of a routed client is the broker's: it numbers, buffers and
+                // replays, so the hub server is asked for a plain (version 1) connection and never
+                // sees Ack or Sequence, nor the client's socket coming and going inside the window.
+                let stateful = resume.take().map(|r| {
+                    Stateful::new(
+                        ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
+                        r.rx,
+                        true,
+                    )
+                });
+                let raw_request = if stateful.is_some() {
+                    handshake_v1(protocol)
+                } else {
+                    std::mem::take(raw_request)
                 };
-                // Bytes that arrived with the handshake are the client's first messages.
-                relay.serve(&mut transport, input).await
-            } else {
-                Exit::Close(Close {
-                    error: Some(SERVER_GONE_ERROR.to_owned()),
-                    allow_reconnect: true,
-                })
-            }
-        }
-        _ => {
-            if write_frame(
-                &mut transport,
-                protocol,
-                Bytes::from_static(handshake::RESPONSE_OK),
-                &shared,
-            )
-            .await
-            .is_err()
-            {
-                Exit::Gone
-            } else {
-                let mut actor = Actor {
-                    shared: &shared,
-                    hub_name: ctx.hub.name().as_str(),
-                    conn: &conn,
-                    protocol,
-                    route,
-                    last_sent: Instant::now(),
-                    last_received: Instant::now(),
-                    timeout_armed: false,
-                    upstream: None,
-                    upstream_info: &upstream_info,
-                    stateful: resume.take().map(|r| {
-                        Stateful::new(
-                            ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
-                            r.rx,
-                            false,
-                        )
-                    }),
-                };
-                let exit = actor.serve(&mut transport, input).await;
-                if serverless {
-                    let error = match &exit {
-                        Exit::Close(c) => c.error.clone(),
-                        _ => None,
+                // The hub server answers the handshake: announce the client, then hand over every
+                // byte it sent, starting with the handshake request.
+                let ok = Box::pin(async {
+                    let open = ServiceMessage::OpenConnection {
+                        connection_id: ctx.connection_id.as_str().to_owned(),
+                        claims: std::mem::take(&mut ctx.identity.claims)
+                            .into_iter()
+                            .map(|(k, v)| (dotnet_claim_type(&k).to_owned(), v))
+                            .collect(),
+                        headers: std::mem::take(&mut ctx.headers),
+                        query_string: Some(std::mem::take(&mut ctx.query)),
+                        extensions: Extensions {
+                            protocol: Some(protocol.name().to_owned()),
+                            ..Extensions::default()
+                        },
                     };
-                    // The upstream hears of the disconnect after the connection's last call.
-                    match actor.upstream.take() {
-                        Some(link) => link.disconnected(error).await,
-                        None => {
-                            let (shared, info) = (shared.clone(), upstream_info.clone());
-                            tokio::spawn(async move {
-                                upstream::send_disconnected(&shared, &info, error.as_deref()).await;
-                            });
+                    server.send(&open).await.is_ok()
+                        && server
+                            .send_data(&ctx.connection_id, raw_request)
+                            .await
+                            .is_ok()
+                })
+                .await;
+                if ok {
+                    let mut relay = Relay {
+                        shared,
+                        conn,
+                        server: &server,
+                        protocol,
+                        stateful,
+                    };
+                    // Bytes that arrived with the handshake are the client's first messages.
+                    relay.serve(transport, input).await
+                } else {
+                    Exit::Close(Close {
+                        error: Some(SERVER_GONE_ERROR.to_owned()),
+                        allow_reconnect: true,
+                    })
+                }
+            }
+            _ => {
+                *raw_request = Bytes::new();
+                if write_frame(
+                    transport,
+                    protocol,
+                    Bytes::from_static(handshake::RESPONSE_OK),
+                    shared,
+                )
+                .await
+                .is_err()
+                {
+                    Exit::Gone
+                } else {
+                    let mut actor = Actor {
+                        shared,
+                        hub_name: ctx.hub.name().as_str(),
+                        conn,
+                        protocol,
+                        route,
+                        last_sent: Instant::now(),
+                        last_received: Instant::now(),
+                        timeout_armed: false,
+                        upstream: None,
+                        upstream_info,
+                        stateful: resume.take().map(|r| {
+                            Stateful::new(
+                                ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
+                                r.rx,
+                                false,
+                            )
+                        }),
+                    };
+                    let exit = actor.serve(transport, input).await;
+                    if serverless {
+                        let error = match &exit {
+                            Exit::Close(c) => c.error.clone(),
+                            _ => None,
+                        };
+                        // The upstream hears of the disconnect after the connection's last call.
+                        match actor.upstream.take() {
+                            Some(link) => Box::pin(link.disconnected(error)).await,
+                            None => {
+                                let (shared, info) = (shared.clone(), upstream_info.clone());
+                                tokio::spawn(async move {
+                                    upstream::send_disconnected(&shared, &info, error.as_deref())
+                                        .await;
+                                });
+                            }
                         }
                     }
+                    exit
                 }
-                exit
             }
         }
-    };
+    }
 
-    // The single cleanup every path reaches.
-    shared.connections.remove(&ctx.connection_id);
-    ctx.hub.disconnect(ctx.connection_id.clone()).await;
-    for (invocation_id, caller_server_id) in conn.take_pending_invocations() {
-        let error = ServiceMessage::ErrorCompletion {
-            invocation_id,
-            connection_id: ctx.connection_id.as_str().to_owned(),
-            caller_server_id: caller_server_id.clone(),
-            error: Some(CLIENT_LEFT_ERROR.to_owned()),
-            extensions: Extensions::default(),
-        };
-        let _ = ctx
-            .hub
-            .send(HubCommand::SendToServer {
-                server_id: caller_server_id,
-                frame: service::encode(&error),
-                reply: None,
-            })
-            .await;
-    }
-    if let Some(server) = conn.server() {
-        let error = match &exit {
-            Exit::Close(c) => c.error.clone(),
-            _ => None,
-        };
-        // A server that is gone already knows.
-        let _ = server
-            .send(&ServiceMessage::CloseConnection {
+    /// The single cleanup every admitted connection reaches.
+    async fn close(self, exit: Exit) {
+        let Self {
+            shared,
+            ctx,
+            mut transport,
+            conn,
+            protocol,
+            ..
+        } = self;
+        shared.connections.remove(&ctx.connection_id);
+        ctx.hub.disconnect(ctx.connection_id.clone()).await;
+        for (invocation_id, caller_server_id) in conn.take_pending_invocations() {
+            let error = ServiceMessage::ErrorCompletion {
+                invocation_id,
                 connection_id: ctx.connection_id.as_str().to_owned(),
-                error_message: error,
-                headers: Vec::new(),
+                caller_server_id: caller_server_id.clone(),
+                error: Some(CLIENT_LEFT_ERROR.to_owned()),
                 extensions: Extensions::default(),
-            })
-            .await;
-    }
-    Metrics::inc(&shared.metrics.connections_closed);
-    Metrics::dec(&shared.metrics.connections_current);
-    match exit {
-        Exit::Close(close) => {
-            if let Ok(frame) = protocol.encode(&HubMessage::Close(close)) {
-                // The client may already be gone; the transport is closed below either way.
-                let _ = write_frame(&mut transport, protocol, frame, &shared).await;
-            }
-            transport.close().await;
+            };
+            let _ = ctx
+                .hub
+                .send(HubCommand::SendToServer {
+                    server_id: caller_server_id,
+                    frame: service::encode(&error),
+                    reply: None,
+                })
+                .await;
         }
-        Exit::CloseTransport | Exit::Gone => transport.close().await,
+        if let Some(server) = conn.server() {
+            let error = match &exit {
+                Exit::Close(c) => c.error.clone(),
+                _ => None,
+            };
+            // A server that is gone already knows.
+            let _ = server
+                .send(&ServiceMessage::CloseConnection {
+                    connection_id: ctx.connection_id.as_str().to_owned(),
+                    error_message: error,
+                    headers: Vec::new(),
+                    extensions: Extensions::default(),
+                })
+                .await;
+        }
+        Metrics::inc(&shared.metrics.connections_closed);
+        Metrics::dec(&shared.metrics.connections_current);
+        match exit {
+            Exit::Close(close) => {
+                if let Ok(frame) = protocol.encode(&HubMessage::Close(close)) {
+                    // The client may already be gone; the transport is closed below either way.
+                    let _ = write_frame(&mut transport, protocol, frame, &shared).await;
+                }
+                transport.close().await;
+            }
+            Exit::CloseTransport | Exit::Gone => transport.close().await,
+        }
+        tracing::debug!(connection = %ctx.connection_id, "client disconnected");
+        drop(ctx.slot);
     }
-    tracing::debug!(connection = %ctx.connection_id, "client disconnected");
-    drop(ctx.slot);
 }
 
 /// Answer the handshake with an error and close the transport.
@@ -411,7 +511,7 @@ impl Actor<'_> {
                 biased;
                 Some(resumption) = next_resumption(&mut self.stateful) => {
                     if let Some(st) = &mut self.stateful
-                        && !st.adopt(transport, resumption, self.protocol, self.shared).await
+                        && !Box::pin(st.adopt(transport, resumption, self.protocol, self.shared)).await
                     {
                         return Exit::Gone;
                     }
@@ -499,7 +599,7 @@ impl Actor<'_> {
     async fn wait_for_resume(&mut self, transport: &mut Transport) -> Result<(), Exit> {
         match &mut self.stateful {
             Some(st) => {
-                st.wait_and_resume(transport, self.conn, self.shared, self.protocol, None)
+                Box::pin(st.wait_and_resume(transport, self.conn, self.shared, self.protocol, None))
                     .await
             }
             None => Err(Exit::Gone),
@@ -852,7 +952,7 @@ impl Relay<'_> {
                     biased;
                     Some(resumption) = next_resumption(&mut self.stateful) => {
                         if let Some(st) = &mut self.stateful
-                            && !st.adopt(transport, resumption, self.protocol, self.shared).await
+                            && !Box::pin(st.adopt(transport, resumption, self.protocol, self.shared)).await
                         {
                             break 'relay Exit::Gone;
                         }
@@ -971,13 +1071,13 @@ impl Relay<'_> {
     async fn wait_for_resume(&mut self, transport: &mut Transport) -> Result<(), Exit> {
         match &mut self.stateful {
             Some(st) => {
-                st.wait_and_resume(
+                Box::pin(st.wait_and_resume(
                     transport,
                     self.conn,
                     self.shared,
                     self.protocol,
                     Some(self.server),
-                )
+                ))
                 .await
             }
             None => Err(Exit::Gone),
