@@ -549,6 +549,9 @@ async fn oversized_messages_close_the_connection() {
 async fn a_slow_consumer_is_cut_off_without_harming_others() {
     let mut c = config(ServiceMode::Serverless);
     c.limits.outbox_max_bytes = 256 * 1024;
+    // Only the outbox limit may cut the slow client here: on a loaded machine the broadcasts
+    // can outlast the default send timeout, which would cut it first (without a Close message).
+    c.limits.send_timeout_secs = 600;
     let (sb, base) = start(c);
     let (mut slow, _) = connect_json(&base, "chat", None).await;
     let (mut fast, _) = connect_json(&base, "chat", None).await;
