@@ -430,7 +430,10 @@ describe('stateful reconnect in Default mode: a client routed to the chat hub se
         for (let i = 0; i < 150; i += 1) {
           if (i === 75) await waitReconnects(broker, before0 + 1, c);
           if (i === 50 || i === 100) cuts.push({ beforeSend: i, sockets: proxy.cutAll() });
-          await withTimeout(c.conn.send('SendMessage', sender, String(i)), WAIT_MS, `${c.describe()}: send #${i}`);
+          // invoke, not send: the hub server runs a client's invocations one at a time and closes a
+          // client that queues more than its inbox holds (the SDK's policy), so the test waits
+          // for each completion — which, across a cut, arrives through the replay
+          await withTimeout(c.conn.invoke('SendMessage', sender, String(i)), WAIT_MS * 2, `${c.describe()}: invoke #${i}`);
         }
         const watched = () => w.messages.filter(([user]) => user === sender).map(([, text]) => Number(text));
         await eventually(() => (got.length >= 150 && watched().length >= 150) || c.isClosed,
