@@ -96,6 +96,27 @@ pub fn http_client(n: usize) -> Result<reqwest::Client> {
         .build()?)
 }
 
+/// REST broadcasts from `senders` concurrent senders (at least one) at `common.rate` for the
+/// run's duration: the streams they numbered, and the phase's figures.
+pub async fn broadcast(
+    common: &crate::Common,
+    senders: usize,
+    stats: &Arc<Stats>,
+) -> Result<(Arc<Streams>, Phase)> {
+    let senders = senders.max(1);
+    let streams = Streams::new(senders);
+    let http = http_client(senders)?;
+    let plan = Plan {
+        dest: Dest::Broadcast,
+        senders,
+        rate: common.rate,
+        duration: common.duration(),
+        payload_bytes: common.payload_bytes,
+    };
+    let phase = run(&common.target(), &http, &plan, &streams, stats).await?;
+    Ok((streams, phase))
+}
+
 /// Runs the phase `plan` on `streams` (continuing their numbering). Errors (non-202 or
 /// transport failures) are counted in `stats.errors`, accepted sends in `stats.sent`.
 pub async fn run(

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{apply_snapshot, open_fleet, per, report, spec_for};
 use crate::pool::Expect;
-use crate::sender::{self, Dest, Plan, Streams};
+use crate::sender;
 use crate::stats::{Report, Stats};
 use crate::{Common, DRAIN, Transport};
 
@@ -16,23 +16,7 @@ pub async fn run(common: &Common, senders: usize) -> Result<Report> {
     let stats = Arc::new(Stats::new());
     let _progress = stats.progress(common.quiet);
     let mut fleet = open_fleet(common, spec_for(common, Transport::Websockets), &stats).await?;
-    let senders = senders.max(1);
-    let streams = Streams::new(senders);
-    let http = sender::http_client(senders)?;
-    let phase = sender::run(
-        &common.target(),
-        &http,
-        &Plan {
-            dest: Dest::Broadcast,
-            senders,
-            rate: common.rate,
-            duration: common.duration(),
-            payload_bytes: common.payload_bytes,
-        },
-        &streams,
-        &stats,
-    )
-    .await?;
+    let (streams, phase) = sender::broadcast(common, senders, &stats).await?;
     let snap = fleet.check(&Expect::All(streams.totals()), DRAIN).await?;
     let local = fleet.local().is_some();
     fleet.close().await?;

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use super::{apply_snapshot, latency_json, open_fleet, per, report, spec_for};
 use crate::pool::{Expect, Snapshot};
-use crate::sender::{self, Dest, Plan, Streams};
+use crate::sender;
 use crate::stats::{Report, Stats, empty_histogram};
 use crate::{Common, DRAIN, Transport};
 
@@ -35,23 +35,7 @@ pub async fn run(
         spec.connections = n;
         fleets.push((transport, open_fleet(common, spec, &stats).await?));
     }
-    let senders = senders.max(1);
-    let streams = Streams::new(senders);
-    let http = sender::http_client(senders)?;
-    let phase = sender::run(
-        &common.target(),
-        &http,
-        &Plan {
-            dest: Dest::Broadcast,
-            senders,
-            rate: common.rate,
-            duration: common.duration(),
-            payload_bytes: common.payload_bytes,
-        },
-        &streams,
-        &stats,
-    )
-    .await?;
+    let (streams, phase) = sender::broadcast(common, senders, &stats).await?;
     let expect = Expect::All(streams.totals());
     let mut total = Snapshot::default();
     let mut all = empty_histogram();
