@@ -296,6 +296,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report with every count zero and no latency, to fill in.
+    pub fn empty(scenario: String, params: serde_json::Value, seconds: f64) -> Self {
+        Self {
+            scenario,
+            params,
+            seconds,
+            connected: 0,
+            dropped: 0,
+            sent: 0,
+            expected: 0,
+            received: 0,
+            lost: 0,
+            duplicates: 0,
+            errors: 0,
+            latency: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
     /// The one-screen summary.
     pub fn summary(&self) -> String {
         let mut s = format!(

@@ -27,23 +27,13 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
     let Some(first) = inputs.first() else {
         bail!("nothing to merge");
     };
-    let mut r = Report {
-        scenario: first["scenario"].as_str().unwrap_or("merged").to_owned(),
-        params: serde_json::json!({
+    let mut r = Report::empty(
+        first["scenario"].as_str().unwrap_or("merged").to_owned(),
+        serde_json::json!({
             "merged": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         }),
-        seconds: 0.0,
-        connected: 0,
-        dropped: 0,
-        sent: 0,
-        expected: 0,
-        received: 0,
-        lost: 0,
-        duplicates: 0,
-        errors: 0,
-        latency: None,
-        extra: serde_json::Map::new(),
-    };
+        0.0,
+    );
     for v in &inputs {
         if v["scenario"] != first["scenario"] {
             bail!("cannot merge {} with {}", v["scenario"], first["scenario"]);

@@ -341,21 +341,7 @@ fn params(peer: Peer, a: &PeerArgs, url: &str, extra: serde_json::Value) -> serd
 }
 
 fn empty_report(scenario: String, params: serde_json::Value, seconds: f64) -> Report {
-    Report {
-        scenario,
-        params,
-        seconds,
-        connected: 0,
-        dropped: 0,
-        sent: 0,
-        expected: 0,
-        received: 0,
-        lost: 0,
-        duplicates: 0,
-        errors: 0,
-        latency: None,
-        extra: serde_json::Map::new(),
-    }
+    Report::empty(scenario, params, seconds)
 }
 
 /// `<peer>-hold`: opens `--connections` subscribers, holds them `--duration` s; connect time, drops,
