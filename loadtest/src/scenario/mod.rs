@@ -107,6 +107,22 @@ pub(crate) async fn pace(start: tokio::time::Instant, k: u64, rate: f64) {
     }
 }
 
+/// Where paced task `i` of `n`, each sending `rate`/s, starts its schedule: the tasks' phases
+/// are spread evenly over one interval. Without it every task fires at the same instants, and
+/// a paced run measures bursts of `n` messages instead of a steady rate.
+pub(crate) fn staggered(
+    start: tokio::time::Instant,
+    i: usize,
+    n: usize,
+    rate: f64,
+) -> tokio::time::Instant {
+    if rate > 0.0 && n > 0 {
+        start + Duration::from_secs_f64(i as f64 / n as f64 / rate)
+    } else {
+        start
+    }
+}
+
 /// The value of counter `name` in the broker's `/metrics` (`None` if unreachable or absent).
 pub(crate) async fn metric(http: &reqwest::Client, url: &str, name: &str) -> Option<u64> {
     let text = http
@@ -133,4 +149,27 @@ pub(crate) fn latency_json(h: &hdrhistogram::Histogram<u64>) -> serde_json::Valu
     Latency::of(h)
         .and_then(|l| serde_json::to_value(l).ok())
         .unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::staggered;
+
+    #[test]
+    fn paced_tasks_start_spread_over_one_interval() {
+        let start = tokio::time::Instant::now();
+        // 4 tasks at 10/s each: phases 0, 25, 50 and 75 ms.
+        let phases: Vec<Duration> = (0..4)
+            .map(|i| staggered(start, i, 4, 10.0) - start)
+            .collect();
+        assert_eq!(
+            phases,
+            [0, 25, 50, 75].map(Duration::from_millis).to_vec(),
+            "evenly spread inside the first 100 ms interval"
+        );
+        // Unpaced runs (rate 0) start at once.
+        assert_eq!(staggered(start, 3, 4, 0.0), start);
+    }
 }

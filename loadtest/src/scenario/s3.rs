@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use switchboard::protocol::{CompletionOutcome, HubMessage, Invocation, RawValue};
 use tokio::sync::Semaphore;
 
-use super::{pace, report};
+use super::{pace, report, staggered};
 use crate::client::{self, Client, ConnectOptions};
 use crate::sender::http_client;
 use crate::stats::{Report, Stats, Tracker};
@@ -107,12 +107,14 @@ pub(crate) async fn closed_loop(
 ) -> Result<Report> {
     let protocol = switchboard::protocol::HubProtocol::from(common.protocol);
     let pad = Arc::new(client::padding(common.payload_bytes));
-    let per_client_rate = common.rate / clients.len().max(1) as f64;
+    let n = clients.len();
+    let per_client_rate = common.rate / n.max(1) as f64;
     let start = tokio::time::Instant::now();
     let end = start + common.duration();
-    let mut tasks = Vec::with_capacity(clients.len());
+    let mut tasks = Vec::with_capacity(n);
     for (i, mut client) in clients.into_iter().enumerate() {
         let (stats, pad) = (stats.clone(), pad.clone());
+        let start = staggered(start, i, n, per_client_rate);
         tasks.push(tokio::spawn(async move {
             let mut tracker = Tracker::default();
             let mut seq = 0u64;

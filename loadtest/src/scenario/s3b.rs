@@ -11,7 +11,7 @@ use anyhow::Result;
 use switchboard::protocol::HubMessage;
 
 use super::s3::{ECHO_TIMEOUT, connect_all};
-use super::{pace, report};
+use super::{pace, report, staggered};
 use crate::client::{self, Client};
 use crate::sender::{http_client, send_load};
 use crate::stats::{Report, Stats, Tracker};
@@ -53,11 +53,13 @@ pub async fn run(common: &Common) -> Result<Report> {
     let token = Arc::new(target.rest_token(&format!("/api/v1/hubs/{}", target.hub)));
     let http = http_client(clients.len())?;
     let pad = Arc::new(client::padding(common.payload_bytes));
-    let per_client_rate = common.rate / clients.len().max(1) as f64;
+    let n = clients.len();
+    let per_client_rate = common.rate / n.max(1) as f64;
     let start = tokio::time::Instant::now();
     let end = start + common.duration();
-    let mut tasks = Vec::with_capacity(clients.len());
+    let mut tasks = Vec::with_capacity(n);
     for (i, mut client) in clients.into_iter().enumerate() {
+        let start = staggered(start, i, n, per_client_rate);
         let Some(id) = client.connection_id().map(str::to_owned) else {
             stats.errors.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 
-use super::{apply_snapshot, pace, per, report, spec_for};
+use super::{apply_snapshot, pace, per, report, spec_for, staggered};
 use crate::pool::{Expect, Pool};
 use crate::sender::{self, Dest, Plan, Streams, group_name};
 use crate::stats::{Hist, Latency, Report, Stats};
@@ -213,6 +213,7 @@ pub async fn churn(common: &Common, groups: usize, senders: usize) -> Result<Rep
             deletes.clone(),
         );
         let (base, hub) = (target.url.clone(), target.hub.clone());
+        let start = staggered(start, k, senders, per_sender_rate);
         tasks.push(tokio::spawn(async move {
             // This client owns connections k, k + senders, …; it walks over (connection,
             // group) pairs and toggles each membership.

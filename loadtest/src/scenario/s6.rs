@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 
-use super::{apply_snapshot, open_fleet, pace, per, report, spec_for};
+use super::{apply_snapshot, open_fleet, pace, per, report, spec_for, staggered};
 use crate::pool::Expect;
 use crate::sender::{http_client, send_load};
 use crate::stats::{Report, Stats};
@@ -39,6 +39,7 @@ pub async fn run(common: &Common, concurrency: usize) -> Result<Report> {
             pad.clone(),
             token.clone(),
         );
+        let start = staggered(start, s, c, per_sender_rate);
         senders.push(tokio::spawn(async move {
             let mine: Vec<(usize, String)> = (s..n)
                 .step_by(c)
