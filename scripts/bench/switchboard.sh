@@ -183,8 +183,9 @@ if want s2; then
     done
 fi
 
-# S3: Default mode, the echo hub server, 1,000 clients closed-loop; then at half the rate
-# reached (the p99 target applies there).
+# S3: Default mode, the echo hub server, 1,000 clients closed-loop; then paced at half the
+# target rate (12,500/s at 100 B, 7,500/s at 2 KB: where the p99 target applies) and at half
+# the rate reached.
 if want s3; then
     for p in $PROTOCOLS; do
         for b in $PAYLOADS; do
@@ -201,6 +202,10 @@ if want s3; then
             done
             gen "s3-echo-$p-$b" "$DEFAULT_PORT" --hub echo --protocol "$p" --payload-bytes "$b" \
                 --connections "$(conns 1000)" --duration "$(dur 30)" s3-echo
+            target_half=$([ "$b" -ge 2048 ] && echo 7500 || echo 12500)
+            gen "s3-echo-target-half-$p-$b" "$DEFAULT_PORT" --hub echo --protocol "$p" \
+                --payload-bytes "$b" --connections "$(conns 1000)" --rate "$target_half" \
+                --duration "$(dur 30)" s3-echo
             rate=$(json_get "$RESULTS/s3-echo-$p-$b.json" '.extra.round_trips_per_second')
             if [ -n "$rate" ]; then
                 half=$(python3 -c "print(round($rate / 2, 1))")
@@ -269,25 +274,37 @@ if want s5c; then
         s5-groups --churn --groups 100 --senders 64
 fi
 
-# S6: REST send-to-user, 64 keep-alive clients, 1,000 users.
+# S6: REST send-to-user, 64 keep-alive clients, 1,000 users: at the highest rate, then paced at
+# the target's 10,000 requests/s (where its p99 applies).
 if want s6; then
     for p in $PROTOCOLS; do
         for b in $PAYLOADS; do
             serverless_run "s6-rest-user-$p-$b" --protocol "$p" --payload-bytes "$b" \
                 --connections "$(conns 1000)" --duration "$(dur 30)" s6-rest-user --concurrency 64
+            serverless_run "s6-rest-user-target-$p-$b" --protocol "$p" --payload-bytes "$b" \
+                --connections "$(conns 1000)" --rate 10000 --duration "$(dur 30)" \
+                s6-rest-user --concurrency 64
         done
     done
 fi
 
 # S7: upstream webhooks; 500 clients (the broker queues at most 64 + 512 upstream calls per
-# upstream host by default).
+# upstream host by default), closed loop, then paced at the target's 5,000 calls/s.
 if want s7; then
     for p in $PROTOCOLS; do
         for b in $PAYLOADS; do
-            BROKER_ARGS="--upstream http://127.0.0.1:$UPSTREAM_PORT/upstream/{hub}/{category}/{event}" \
-                serverless_run "s7-upstream-$p-$b" --protocol "$p" --payload-bytes "$b" \
-                --connections "$(conns 500)" --duration "$(dur 30)" \
-                s7-upstream --upstream-listen "127.0.0.1:$UPSTREAM_PORT"
+            for r in max 5000; do
+                name=s7-upstream-$p-$b
+                rate_args=()
+                if [ "$r" != max ]; then
+                    name=s7-upstream-target-$p-$b
+                    rate_args=(--rate "$r")
+                fi
+                BROKER_ARGS="--upstream http://127.0.0.1:$UPSTREAM_PORT/upstream/{hub}/{category}/{event}" \
+                    serverless_run "$name" --protocol "$p" --payload-bytes "$b" \
+                    --connections "$(conns 500)" "${rate_args[@]}" --duration "$(dur 30)" \
+                    s7-upstream --upstream-listen "127.0.0.1:$UPSTREAM_PORT"
+            done
         done
     done
 fi
