@@ -86,10 +86,12 @@ pub struct Config {
     pub public_endpoint: String,
     /// Number of HTTP worker threads; 0 = one per core.
     pub workers: usize,
+    /// Set `TCP_NODELAY` on accepted sockets (off: Nagle's algorithm merges frames written
+    /// while earlier ones are unacknowledged, which raises saturated broadcast throughput).
+    pub tcp_nodelay: bool,
     /// Transports offered to clients (a client token's `asrs.s.htt` claim can narrow them).
     pub transports: Vec<TransportKind>,
-    /// Offer stateful reconnect to WebSocket clients that ask for it (not in Default mode,
-    /// where the hub server owns the client's messages).
+    /// Offer stateful reconnect to WebSocket clients that ask for it (in every mode).
     pub stateful_reconnect: bool,
     /// Sizes, timeouts and queue bounds.
     pub limits: LimitsConfig,
@@ -109,6 +111,7 @@ impl Default for Config {
             access_keys: Vec::new(),
             public_endpoint: String::new(),
             workers: 0,
+            tcp_nodelay: false,
             transports: vec![
                 TransportKind::WebSockets,
                 TransportKind::ServerSentEvents,

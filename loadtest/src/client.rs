@@ -352,7 +352,8 @@ async fn open_ws(
         .write_buffer_size(0);
     let ws = match recv_buffer {
         None => {
-            tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+            // TCP_NODELAY, as browsers and Node's `ws` set on WebSockets.
+            tokio_tungstenite::connect_async_with_config(req, Some(config), true)
                 .await
                 .context("websocket connect")?
                 .0
@@ -372,6 +373,7 @@ async fn open_ws(
             };
             socket.set_recv_buffer_size(size as u32)?;
             let stream = socket.connect(addr).await.context("tcp connect")?;
+            stream.set_nodelay(true)?;
             tokio_tungstenite::client_async_with_config(
                 req,
                 MaybeTlsStream::Plain(stream),

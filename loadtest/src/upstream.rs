@@ -75,6 +75,8 @@ impl Receiver {
         })
         .workers(workers.max(1))
         .backlog(4096)
+        // Answers go out at once, as from any web framework that sets TCP_NODELAY.
+        .tcp_nodelay(true)
         .shutdown_timeout(1)
         .disable_signals()
         .listen(listener)?
