@@ -27,7 +27,7 @@
 #   REPEAT [3]               repetitions (medians are reported)
 #   PAYLOAD [100]            padding bytes per message
 #   STEPS [switchboard-peers default: 10k … 1M deliveries/s]  broadcast steps, deliveries/s
-#   PUBLISHERS [1]           peers' publish requests in flight (1 = wait for each answer, the
+#   PUBLISHERS [1]           publish requests in flight, every system (1 = wait for each answer, the
 #                            shape of switchboard-loadtest s4-broadcast's sender)
 #   SYSTEMS ["switchboard nchan socketio"]
 #   RAW_ECHO_CONNS [100]     raw echo clients;  RAW_FANOUT_CONNS [$BCAST_CONNS] raw fan-out sockets
@@ -202,7 +202,7 @@ broadcast() { # system rep
     switchboard)
       "$PEERS" sb-broadcast --loadtest "$LT" --url "$(url_of "$sys")" --key "$KEY" \
         --connections "$BCAST_CONNS" --duration "$STEP_DURATION" --payload-bytes "$PAYLOAD" \
-        "${steps[@]}" --quiet --json-out "$out" ;;
+        --publishers "$PUBLISHERS" "${steps[@]}" --quiet --json-out "$out" ;;
     nchan)
       "$PEERS" nchan-broadcast --max "${steps[@]}" --publishers "$PUBLISHERS" --url "$(url_of "$sys")" \
         --connections "$BCAST_CONNS" --duration "$STEP_DURATION" --payload-bytes "$PAYLOAD" \

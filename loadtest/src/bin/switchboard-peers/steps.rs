@@ -183,6 +183,10 @@ pub(crate) struct SbArgs {
     /// Connections opened concurrently during each step's ramp.
     #[arg(long, default_value_t = 200)]
     pub(crate) parallel: usize,
+    /// Broadcast requests in flight (`s4-broadcast --senders`: concurrent REST senders sharing
+    /// one schedule), as the peers' `--publishers`.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) publishers: usize,
     /// Steps in deliveries/s.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_STEPS)]
     pub(crate) steps: Vec<f64>,
@@ -220,6 +224,7 @@ pub(crate) fn sb_broadcast(a: &SbArgs) -> Result<MaxRun> {
             .arg("--json-out")
             .arg(&tmp)
             .args(["--quiet", "s4-broadcast"])
+            .args(["--senders", &a.publishers.max(1).to_string()])
             .output()
             .with_context(|| format!("running {}", a.loadtest.display()))?;
         if !out.status.success() {
