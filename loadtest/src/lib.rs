@@ -315,6 +315,10 @@ pub enum Scenario {
         /// (it may first wait out `limits.send_timeout_secs`).
         #[arg(long, default_value_t = 15.0)]
         cut_wait: f64,
+        /// Control run: the "slow" connection keeps reading, so the others' p99 change shows
+        /// what the two phases differ by without a slow consumer.
+        #[arg(long)]
+        control: bool,
     },
     /// S10: soak. Broadcast at `--rate`/s to `--connections` for `--duration` s; every
     /// `--interval` s sample the broker's RSS (`--server-pid`), deliveries, loss and p99.
@@ -453,6 +457,7 @@ pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
             baseline_duration,
             slow_rcvbuf,
             cut_wait,
+            control,
         } => {
             s9::run(
                 common,
@@ -460,6 +465,7 @@ pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
                 baseline_duration.unwrap_or(common.duration),
                 *slow_rcvbuf,
                 *cut_wait,
+                *control,
             )
             .await
         }

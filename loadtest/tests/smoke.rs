@@ -481,6 +481,7 @@ async fn s9_slow_consumer_is_cut_and_the_others_lose_nothing() {
             baseline_duration: Some(1.0),
             slow_rcvbuf: 4096,
             cut_wait: 10.0,
+            control: false,
         },
     )
     .await
@@ -497,6 +498,38 @@ async fn s9_slow_consumer_is_cut_and_the_others_lose_nothing() {
     assert_eq!(extra_u64(&r, "slow_gaps"), 0, "{}", r.summary());
     assert_eq!(extra_u64(&r, "slow_duplicates"), 0, "{}", r.summary());
     assert!(extra_u64(&r, "slow_received") < r.sent, "{}", r.summary());
+    handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_control_run_keeps_every_connection_reading() {
+    let (handle, mut common) = start_with(Config {
+        mode: ServiceMode::Serverless,
+        ..Config::default()
+    });
+    common.connections = 4;
+    common.rate = 50.0;
+    common.duration = 1.0;
+    let r = run(
+        &common,
+        &Scenario::S9SlowConsumer {
+            senders: 1,
+            baseline_duration: Some(0.5),
+            slow_rcvbuf: 4096,
+            cut_wait: 10.0,
+            control: true,
+        },
+    )
+    .await
+    .expect("run");
+    assert_clean(&r);
+    assert_eq!(r.connected, 3, "{}", r.summary());
+    assert_eq!(r.received, r.sent * 3, "{}", r.summary());
+    // The would-be slow connection read everything of both phases and was not cut.
+    assert_eq!(r.extra["slow_cut"], false, "{}", r.summary());
+    assert_eq!(r.extra["slow_ended"], false, "{}", r.summary());
+    assert_eq!(extra_u64(&r, "slow_gaps"), 0, "{}", r.summary());
+    assert_eq!(extra_u64(&r, "slow_received"), r.sent, "{}", r.summary());
     handle.stop().await;
 }
 

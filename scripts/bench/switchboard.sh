@@ -333,6 +333,13 @@ if want s9; then
             --connections "$(conns 1000)" --rate 50 --duration "$(dur 60)" \
             s9-slow-consumer --senders 4 --baseline-duration "$(dur 20)" --cut-wait 15
         stop "$broker"
+        # The control: the same two phases, nobody stops reading.
+        start_broker "s9-control-$p" "$S9_PORT" --mode serverless
+        broker=$BROKER_PID
+        gen "s9-slow-consumer-control-$p" "$S9_PORT" --protocol "$p" --payload-bytes 2048 \
+            --connections "$(conns 1000)" --rate 50 --duration "$(dur 60)" \
+            s9-slow-consumer --senders 4 --baseline-duration "$(dur 20)" --control
+        stop "$broker"
     done
 fi
 

@@ -3,7 +3,9 @@
 //! pinging. The broker must cut it (its outbox is bounded: `limits.outbox_max_messages` /
 //! `outbox_max_bytes`, or a socket write blocked for `limits.send_timeout_secs`) while the
 //! others lose nothing; their p99 is compared with the baseline's. After the phase the
-//! generator waits up to `--cut-wait` s more (no sending) for the cut to show.
+//! generator waits up to `--cut-wait` s more (no sending) for the cut to show. With
+//! `--control` the connection keeps reading: the same two phases without a slow consumer, to
+//! tell the slow consumer's effect on the others' p99 from the phases' own difference.
 //!
 //! Note: on loopback the kernel absorbs megabytes for a non-reading socket (the broker's send
 //! buffer grows with the 64 KiB loopback MSS) before the broker's outbox even starts to fill,
@@ -33,6 +35,7 @@ pub async fn run(
     baseline_secs: f64,
     slow_rcvbuf: usize,
     cut_wait: f64,
+    control: bool,
 ) -> Result<Report> {
     let stats = Arc::new(Stats::new());
     let _progress = stats.progress(common.quiet);
@@ -65,7 +68,9 @@ pub async fn run(
     // The slow consumer stops reading; watch for the broker cutting it.
     let slow_before = slow.counts(&Expect::Nothing).0;
     slow.exclude();
-    slow.control(Control::Pause);
+    if !control {
+        slow.control(Control::Pause);
+    }
     let paused_at = Instant::now();
     let (stop_watch, mut stopped) = tokio::sync::watch::channel(false);
     let watcher = {
@@ -101,7 +106,8 @@ pub async fn run(
     let others = snap2.hist();
     // A cut connection may first have to wait out the broker's send timeout (its Close
     // message cannot be written to a full socket).
-    let until = Instant::now() + Duration::from_secs_f64(cut_wait.max(0.0));
+    let cut_wait = if control { 0.0 } else { cut_wait.max(0.0) };
+    let until = Instant::now() + Duration::from_secs_f64(cut_wait);
     while !watcher.is_finished() && Instant::now() < until {
         tokio::time::sleep(WATCH_EVERY).await;
     }
@@ -115,6 +121,11 @@ pub async fn run(
     while slow.is_up() && cut_after.is_some() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A control run's connection kept reading: let it finish reading like the others.
+    let everything = Expect::All(streams.totals());
+    while control && slow.counts(&everything).3 > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (slow_received, slow_gaps, slow_dups, _) = slow.counts(&Expect::Nothing);
     let slow_reason = slow.end_reason();
     let slow_ended = slow.is_dropped();
@@ -124,7 +135,7 @@ pub async fn run(
         "s9-slow-consumer",
         common.params(serde_json::json!({
             "senders": senders, "baseline_duration": baseline_secs, "slow_rcvbuf": slow_rcvbuf,
-            "cut_wait": cut_wait,
+            "cut_wait": cut_wait, "control": control,
         })),
         &stats,
         slow_phase.seconds,
