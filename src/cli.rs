@@ -84,8 +84,8 @@ struct TokenArgs {
     /// Hub the token is for.
     #[arg(long)]
     hub: String,
-    /// User id (the token's nameid).
-    #[arg(long)]
+    /// User id (the token's nameid); may start with '-'.
+    #[arg(long, allow_hyphen_values = true)]
     user: Option<String>,
     /// Lifetime, e.g. 1h, 30m, 90s.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]

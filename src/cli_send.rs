@@ -37,17 +37,29 @@ pub(crate) struct SendArgs {
     /// Arguments of the invocation, as a JSON array.
     #[arg(long, value_name = "JSON", default_value = "[]")]
     pub(crate) args: String,
+    // Ids and names may start with '-' (connection ids are random base64url), so these take
+    // hyphen-leading values as values, not as flags.
     /// Send to every connection of this user.
-    #[arg(long, value_name = "USER", conflicts_with_all = ["group", "connection"])]
+    #[arg(
+        long,
+        value_name = "USER",
+        allow_hyphen_values = true,
+        conflicts_with_all = ["group", "connection"]
+    )]
     pub(crate) user: Option<String>,
     /// Send to every connection in this group.
-    #[arg(long, value_name = "GROUP", conflicts_with = "connection")]
+    #[arg(
+        long,
+        value_name = "GROUP",
+        allow_hyphen_values = true,
+        conflicts_with = "connection"
+    )]
     pub(crate) group: Option<String>,
     /// Send to this connection only.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub(crate) connection: Option<String>,
     /// Connection id left out of a broadcast or group send (repeatable).
-    #[arg(long = "exclude", value_name = "ID")]
+    #[arg(long = "exclude", value_name = "ID", allow_hyphen_values = true)]
     pub(crate) exclude: Vec<String>,
 }
 
@@ -165,6 +177,37 @@ fn usage(message: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        send: SendArgs,
+    }
+
+    #[test]
+    fn ids_starting_with_a_hyphen_are_values() {
+        use clap::Parser;
+        let base = [
+            "send",
+            "--connection-string",
+            "Endpoint=http://x;AccessKey=k;",
+        ];
+        let parse = |extra: &[&str]| {
+            Cli::try_parse_from(
+                base.iter()
+                    .chain(["--hub", "h", "--target", "t"].iter())
+                    .chain(extra),
+            )
+            .map(|c| c.send)
+        };
+        let a = parse(&["--connection", "-b3x_Q", "--exclude", "-z"]).expect("parsed");
+        assert_eq!(a.connection.as_deref(), Some("-b3x_Q"));
+        assert_eq!(a.exclude, ["-z"]);
+        let a = parse(&["--user", "-u"]).expect("parsed");
+        assert_eq!(a.user.as_deref(), Some("-u"));
+        let a = parse(&["--group", "--g"]).expect("parsed");
+        assert_eq!(a.group.as_deref(), Some("--g"));
+    }
 
     fn args(user: Option<&str>, group: Option<&str>, connection: Option<&str>) -> SendArgs {
         SendArgs {
