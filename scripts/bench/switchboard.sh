@@ -291,20 +291,15 @@ fi
 # S7: upstream webhooks; 500 clients (the broker queues at most 64 + 512 upstream calls per
 # upstream host by default), closed loop, then paced at the target's 5,000 calls/s.
 if want s7; then
+    upstream="--upstream http://127.0.0.1:$UPSTREAM_PORT/upstream/{hub}/{category}/{event}"
     for p in $PROTOCOLS; do
         for b in $PAYLOADS; do
-            for r in max 5000; do
-                name=s7-upstream-$p-$b
-                rate_args=()
-                if [ "$r" != max ]; then
-                    name=s7-upstream-target-$p-$b
-                    rate_args=(--rate "$r")
-                fi
-                BROKER_ARGS="--upstream http://127.0.0.1:$UPSTREAM_PORT/upstream/{hub}/{category}/{event}" \
-                    serverless_run "$name" --protocol "$p" --payload-bytes "$b" \
-                    --connections "$(conns 500)" "${rate_args[@]}" --duration "$(dur 30)" \
-                    s7-upstream --upstream-listen "127.0.0.1:$UPSTREAM_PORT"
-            done
+            BROKER_ARGS=$upstream serverless_run "s7-upstream-$p-$b" --protocol "$p" \
+                --payload-bytes "$b" --connections "$(conns 500)" --duration "$(dur 30)" \
+                s7-upstream --upstream-listen "127.0.0.1:$UPSTREAM_PORT"
+            BROKER_ARGS=$upstream serverless_run "s7-upstream-target-$p-$b" --protocol "$p" \
+                --payload-bytes "$b" --connections "$(conns 500)" --rate 5000 \
+                --duration "$(dur 30)" s7-upstream --upstream-listen "127.0.0.1:$UPSTREAM_PORT"
         done
     done
 fi
