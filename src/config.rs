@@ -86,8 +86,9 @@ pub struct Config {
     pub public_endpoint: String,
     /// Number of HTTP worker threads; 0 = one per core.
     pub workers: usize,
-    /// Set `TCP_NODELAY` on accepted sockets (off: Nagle's algorithm merges frames written
-    /// while earlier ones are unacknowledged, which raises saturated broadcast throughput).
+    /// Set `TCP_NODELAY` on accepted sockets (the default). Off, Nagle's algorithm merges frames
+    /// written while earlier ones are unacknowledged: more saturated broadcast throughput, but a
+    /// frame can wait for a client's delayed ACK (tens of milliseconds, 200 ms on Windows).
     pub tcp_nodelay: bool,
     /// Transports offered to clients (a client token's `asrs.s.htt` claim can narrow them).
     pub transports: Vec<TransportKind>,
@@ -111,7 +112,7 @@ impl Default for Config {
             access_keys: Vec::new(),
             public_endpoint: String::new(),
             workers: 0,
-            tcp_nodelay: false,
+            tcp_nodelay: true,
             transports: vec![
                 TransportKind::WebSockets,
                 TransportKind::ServerSentEvents,

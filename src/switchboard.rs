@@ -330,9 +330,10 @@ impl Switchboard {
         // Per worker; the process-wide cap is limits.max_connections (and the fd limit).
         .max_connections(shared.config.limits.max_connections.max(1024))
         .backlog(4096)
-        // Nagle's algorithm stays on unless `tcp_nodelay` is set: on top of the one write per drain,
-        // it merges frames written while earlier ones are unacknowledged (measured: 568 k vs
-        // 253 k broadcast deliveries/s to 10,000 connections, BENCHMARKS.md).
+        // TCP_NODELAY by default, as Kestrel: with Nagle's algorithm a frame written while the
+        // previous one is unacknowledged waits for the client's delayed ACK, which after any
+        // client message (a keep-alive ping) measured +20 ms on the others' p99 (BENCHMARKS.md).
+        // `tcp_nodelay = false` trades that for 2.2x the saturated broadcast rate.
         .tcp_nodelay(shared.config.tcp_nodelay)
         .shutdown_timeout(5)
         .disable_signals()

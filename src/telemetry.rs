@@ -72,6 +72,8 @@ counters! {
     outbox_overflow => "switchboard_outbox_overflow_total", "counter", "Connections closed because their outbox overflowed (slow consumer).";
     /// Messages discarded with an overflowing outbox.
     outbox_dropped => "switchboard_outbox_dropped_messages_total", "counter", "Messages discarded because the recipient's outbox was full or closing.";
+    /// Writes that did not finish within `limits.send_timeout_secs` (the connection is closed).
+    send_timeouts => "switchboard_send_timeouts_total", "counter", "Connections closed because a write to them did not finish within limits.send_timeout_secs (the peer stopped reading).";
     /// Socket writes performed by connection actors.
     socket_writes => "switchboard_socket_writes_total", "counter", "WebSocket frames written to clients (each may carry several messages).";
     /// Connections closed for a protocol error.

@@ -596,6 +596,56 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
     sb.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_by_the_send_timeout() {
+    let mut c = config(ServiceMode::Serverless);
+    // The outbox is big enough that only the send timeout can cut the stalled client.
+    c.limits.outbox_max_bytes = 256 * 1024 * 1024;
+    c.limits.outbox_max_messages = 1_000_000;
+    c.limits.send_timeout_secs = 1;
+    let (sb, base) = start(c);
+    let (stalled, _) = connect_json(&base, "chat", None).await;
+    let (mut fast, _) = connect_json(&base, "chat", None).await;
+    // 12 MiB: more than the kernel buffers of a socket nobody reads on loopback.
+    const N: usize = 200;
+    let reader = tokio::spawn(async move {
+        let mut pending = Vec::new();
+        let mut seen = Vec::with_capacity(N);
+        for _ in 0..N {
+            let v = next_json(&mut fast, &mut pending).await;
+            seen.push(v["arguments"][0].as_u64().unwrap());
+        }
+        seen
+    });
+    let payload = "p".repeat(60 * 1024);
+    for i in 0..N {
+        assert_eq!(
+            rest_broadcast(&base, "chat", json!([i, payload])).await,
+            202
+        );
+    }
+    assert_eq!(
+        reader.await.unwrap(),
+        (0..N as u64).collect::<Vec<_>>(),
+        "the reading client lost or reordered messages"
+    );
+    // The stalled client's write times out: it is counted and the connection ends (its Close
+    // message cannot be written either, and waits at most the same timeout).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sb.metrics().get(names::connections_current) != Some(1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled client was not cut: {:?}",
+            sb.metrics().get(names::send_timeouts)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sb.metrics().get(names::send_timeouts), Some(1));
+    assert_eq!(sb.metrics().get(names::outbox_overflow), Some(0));
+    drop(stalled);
+    sb.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_endpoint_renders_counters() {
     let (sb, base) = start(config(ServiceMode::Serverless));

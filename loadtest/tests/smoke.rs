@@ -494,6 +494,10 @@ async fn s9_slow_consumer_is_cut_and_the_others_lose_nothing() {
     assert_eq!(r.received, r.expected, "{}", r.summary());
     assert_eq!(r.extra["slow_cut"], true, "{}", r.summary());
     assert_eq!(r.extra["slow_ended"], true, "{}", r.summary());
+    // A timeline entry every second of each phase (the 5 s slow phase: at least 3).
+    let timeline = r.extra["timeline"].as_array().expect("a timeline");
+    let slow_entries = timeline.iter().filter(|e| e["phase"] == "slow").count();
+    assert!(slow_entries >= 3, "{timeline:?}");
     // What the slow one did read is a gapless prefix.
     assert_eq!(extra_u64(&r, "slow_gaps"), 0, "{}", r.summary());
     assert_eq!(extra_u64(&r, "slow_duplicates"), 0, "{}", r.summary());

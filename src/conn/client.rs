@@ -22,7 +22,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::server::ServerConnHandle;
 use super::stateful::{REPLAY_OVERFLOW_ERROR, ReplayBuffer, is_tracked};
-use super::transport::{Inbound, Resumption, Transport};
+use super::transport::{Inbound, Resumption, SendError, Transport};
 use super::upstream::{self, UpstreamLink};
 use super::{CloseRequest, ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
@@ -436,9 +436,11 @@ impl Admitted {
                     // The client may already be gone; the transport is closed below either way.
                     let _ = write_frame(&mut transport, protocol, frame, &shared).await;
                 }
-                transport.close().await;
+                transport.close(shared.config.limits.send_timeout()).await;
             }
-            Exit::CloseTransport | Exit::Gone => transport.close().await,
+            Exit::CloseTransport | Exit::Gone => {
+                transport.close(shared.config.limits.send_timeout()).await;
+            }
         }
         tracing::debug!(connection = %ctx.connection_id, "client disconnected");
         drop(ctx.slot);
@@ -463,10 +465,11 @@ async fn fail_handshake(
         shared,
     )
     .await;
-    transport.close().await;
+    transport.close(shared.config.limits.send_timeout()).await;
 }
 
-/// Write one frame (text for JSON, binary for MessagePack) within the send timeout.
+/// Write one frame (text for JSON, binary for MessagePack) within the send timeout. A write that
+/// times out (the client stopped reading) is counted; the caller then ends the connection.
 async fn write_frame(
     transport: &mut Transport,
     protocol: HubProtocol,
@@ -474,9 +477,17 @@ async fn write_frame(
     shared: &Shared,
 ) -> Result<(), ()> {
     Metrics::inc(&shared.metrics.socket_writes);
-    transport
+    match transport
         .send(protocol, bytes, shared.config.limits.send_timeout())
         .await
+    {
+        Ok(()) => Ok(()),
+        Err(SendError::TimedOut) => {
+            Metrics::inc(&shared.metrics.send_timeouts);
+            Err(())
+        }
+        Err(SendError::Closed) => Err(()),
+    }
 }
 
 struct Actor<'a> {
@@ -886,7 +897,7 @@ impl Stateful {
         shared: &Shared,
     ) -> bool {
         let old = std::mem::replace(transport, Transport::Bridged { session, inbound });
-        old.close().await;
+        old.close(shared.config.limits.send_timeout()).await;
         let (first, frames) = self.replay.resume();
         let Ok(sequence) = protocol.encode(&HubMessage::Sequence { sequence_id: first }) else {
             return false;

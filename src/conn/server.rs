@@ -287,7 +287,11 @@ impl ServerActor<'_> {
                     let timeout = self.shared.config.limits.send_timeout();
                     match tokio::time::timeout(timeout, session.binary(frame)).await {
                         Ok(Ok(())) => self.last_sent = Instant::now(),
-                        _ => return,
+                        Ok(Err(_)) => return,
+                        Err(_elapsed) => {
+                            Metrics::inc(&self.shared.metrics.send_timeouts);
+                            return;
+                        }
                     }
                     if out.capacity() > 512 * 1024 {
                         out = BytesMut::new();

@@ -177,27 +177,31 @@ impl Transport {
         protocol: HubProtocol,
         frame: Bytes,
         timeout: Duration,
-    ) -> Result<(), ()> {
-        match self {
+    ) -> Result<(), SendError> {
+        let result = match self {
             Self::WebSocket { session, .. } | Self::Bridged { session, .. } => {
-                let result = if protocol.is_binary() {
+                if protocol.is_binary() {
                     tokio::time::timeout(timeout, session.binary(frame)).await
                 } else {
-                    let text = ByteString::try_from(frame).map_err(|_| ())?;
+                    let text = ByteString::try_from(frame).map_err(|_| SendError::Closed)?;
                     tokio::time::timeout(timeout, session.text(text)).await
-                };
-                match result {
-                    Ok(Ok(())) => Ok(()),
-                    _ => Err(()),
                 }
+                .map(|r| r.map_err(drop))
             }
             Self::ServerSentEvents { events, .. } => {
-                match tokio::time::timeout(timeout, events.0.send(sse_event(&frame))).await {
-                    Ok(Ok(())) => Ok(()),
-                    _ => Err(()),
-                }
+                tokio::time::timeout(timeout, events.0.send(sse_event(&frame)))
+                    .await
+                    .map(|r| r.map_err(drop))
             }
-            Self::LongPolling { poll, .. } => poll.push(&frame),
+            // A full poll buffer is the long-polling form of a write that cannot finish.
+            Self::LongPolling { poll, .. } => {
+                return poll.push(&frame).map_err(|()| SendError::TimedOut);
+            }
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(())) => Err(SendError::Closed),
+            Err(_elapsed) => Err(SendError::TimedOut),
         }
     }
 
@@ -210,17 +214,30 @@ impl Transport {
     }
 
     /// End the transport: a WebSocket close frame (1000), the end of the SSE stream, or 204 for
-    /// the current and next polls.
-    pub(crate) async fn close(self) {
+    /// the current and next polls. The close frame waits at most `timeout` for room: a client
+    /// that stopped reading must not keep this task alive.
+    pub(crate) async fn close(self, timeout: Duration) {
         match self {
             Self::WebSocket { session, .. } | Self::Bridged { session, .. } => {
                 // The client may already be gone.
-                let _ = session.close(Some(CloseCode::Normal.into())).await;
+                let _ =
+                    tokio::time::timeout(timeout, session.close(Some(CloseCode::Normal.into())))
+                        .await;
             }
             Self::ServerSentEvents { events, .. } => drop(events),
             Self::LongPolling { poll, .. } => poll.close(),
         }
     }
+}
+
+/// Why [`Transport::send`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendError {
+    /// The frame could not be handed to the socket within the send timeout (the client stopped
+    /// reading), or a long-polling buffer is full.
+    TimedOut,
+    /// The transport is closed.
+    Closed,
 }
 
 /// One Server-Sent Event: `data: <line>\r\n` per line (a CR before an LF dropped), then `\r\n`.

@@ -20,13 +20,53 @@ use anyhow::{Result, bail};
 use super::{apply_snapshot, latency_json, metric, per, report, spec_for};
 use crate::pool::{Control, Expect, Pool};
 use crate::sender::{self, Dest, Plan, Streams};
-use crate::stats::{Report, Stats};
+use crate::stats::{Report, Stats, empty_histogram};
 use crate::{Common, DRAIN, Transport};
 
 /// The broker's counter of connections closed for an overflowing outbox.
 pub const OUTBOX_OVERFLOW_METRIC: &str = "switchboard_outbox_overflow_total";
 /// How often the slow connection's presence is checked.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// The timeline's resolution.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `phase` while taking the receivers' latencies every [`SAMPLE_EVERY`]: one timeline
+/// entry per sample (`t` from `since.1`, the phase name `since.0`, deliveries, p50 / p99 / max),
+/// every latency also added to `all`. The timeline shows *when* the others' latency moved (the
+/// slow consumer's cut, or the phase's own noise).
+async fn sampled<T>(
+    phase: impl Future<Output = T>,
+    pool: &Pool,
+    since: (&str, Instant),
+    timeline: &mut Vec<serde_json::Value>,
+    all: &mut hdrhistogram::Histogram<u64>,
+) -> T {
+    let sampler = async {
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let h = pool.check(&Expect::Nothing, Duration::ZERO).await.hist();
+            let _ = all.add(&h);
+            let q = |q: f64| {
+                if h.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(q)
+                }
+            };
+            timeline.push(serde_json::json!({
+                "t": since.1.elapsed().as_secs_f64(), "phase": since.0, "received": h.len(),
+                "p50_us": q(0.5), "p99_us": q(0.99), "max_us": h.max(),
+            }));
+        }
+    };
+    tokio::select! {
+        out = phase => out,
+        () = sampler => unreachable!("the sampler never ends"),
+    }
+}
 
 /// Runs S9.
 pub async fn run(
@@ -61,10 +101,20 @@ pub async fn run(
         duration: Duration::from_secs_f64(secs.max(0.0)),
         payload_bytes: common.payload_bytes,
     };
+    let mut timeline = Vec::new();
+    let phase_start = Instant::now();
     // Baseline: everyone reads.
-    let base = sender::run(&target, &http, &plan(baseline_secs), &streams, &stats).await?;
+    let mut baseline = empty_histogram();
+    let base = sampled(
+        sender::run(&target, &http, &plan(baseline_secs), &streams, &stats),
+        &pool,
+        ("baseline", phase_start),
+        &mut timeline,
+        &mut baseline,
+    )
+    .await?;
     let snap1 = pool.check(&Expect::All(streams.totals()), DRAIN).await;
-    let baseline = snap1.hist();
+    let _ = baseline.add(snap1.hist());
     // The slow consumer stops reading; watch for the broker cutting it.
     let slow_before = slow.counts(&Expect::Nothing).0;
     slow.exclude();
@@ -101,9 +151,17 @@ pub async fn run(
             }
         })
     };
-    let slow_phase = sender::run(&target, &http, &plan(common.duration), &streams, &stats).await?;
+    let mut others = empty_histogram();
+    let slow_phase = sampled(
+        sender::run(&target, &http, &plan(common.duration), &streams, &stats),
+        &pool,
+        ("slow", phase_start),
+        &mut timeline,
+        &mut others,
+    )
+    .await?;
     let snap2 = pool.check(&Expect::All(streams.totals()), DRAIN).await;
-    let others = snap2.hist();
+    let _ = others.add(snap2.hist());
     // A cut connection may first have to wait out the broker's send timeout (its Close
     // message cannot be written to a full socket).
     let cut_wait = if control { 0.0 } else { cut_wait.max(0.0) };
@@ -166,6 +224,11 @@ pub async fn run(
         "slow_close_reason".into(),
         slow_reason.map_or(serde_json::Value::Null, Into::into),
     );
+    r.extra.insert(
+        "slow_paused_at_seconds".into(),
+        (paused_at - phase_start).as_secs_f64().into(),
+    );
+    r.extra.insert("timeline".into(), timeline.into());
     r.extra.insert("slow_received".into(), slow_received.into());
     r.extra.insert("slow_gaps".into(), slow_gaps.into());
     r.extra.insert("slow_duplicates".into(), slow_dups.into());
