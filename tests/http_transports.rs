@@ -15,6 +15,7 @@ use common::{Rest, TEST_KEY, client_token, now, sign, start, start_with};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use switchboard::conn::transport::TransportKind;
+use switchboard::telemetry::names;
 use switchboard::{Config, ServiceMode};
 
 /// The longest any single expected answer may take.
@@ -968,6 +969,32 @@ async fn a_long_polling_client_that_stops_polling_is_disconnected() {
         records(&held.body),
         [json!({ "type": 1, "target": "note", "arguments": ["still here"] })]
     );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_polling_client_whose_poll_buffer_overflows_is_closed_and_counted() {
+    let (sb, base, key) = start_with(Config {
+        mode: ServiceMode::Serverless,
+        limits: switchboard::config::LimitsConfig {
+            outbox_max_bytes: 4096,
+            ..Default::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let rest = Rest::new(&base, &key);
+    let tok = client_token(&key, "full", None);
+    let lp = connect_lp(&http, &base, "full", &tok).await;
+    // Nobody polls: three 2 KB messages do not fit a 4 KB poll buffer.
+    let payload = "p".repeat(2048);
+    for i in 0..3 {
+        broadcast(&rest, "full", "note", json!([i, payload])).await;
+    }
+    wait_connection_status(&rest, "full", &lp.connection_id, 404, WAIT).await;
+    assert_eq!(sb.metrics().get(names::outbox_overflow), Some(1));
+    assert_eq!(sb.metrics().get(names::send_timeouts), Some(0));
     sb.stop().await;
 }
 

@@ -486,6 +486,11 @@ async fn write_frame(
             Metrics::inc(&shared.metrics.send_timeouts);
             Err(())
         }
+        // The long-polling form of an outbox overflow.
+        Err(SendError::Full) => {
+            Metrics::inc(&shared.metrics.outbox_overflow);
+            Err(())
+        }
         Err(SendError::Closed) => Err(()),
     }
 }

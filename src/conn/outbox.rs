@@ -60,6 +60,20 @@ pub struct Outbox {
     notify: Notify,
     max_messages: usize,
     max_bytes: usize,
+    /// The most bytes one drain coalesces (see [`frame_cap`]).
+    frame_cap: usize,
+}
+
+/// Frames a WebSocket writer can have handed over but not yet written: actix-ws's session
+/// channel holds 32.
+pub const WRITER_SLOTS: usize = 32;
+
+/// The most bytes one drain coalesces into a frame: 1/[`WRITER_SLOTS`] of the outbox's byte
+/// bound, between 8 and 64 KiB. A stalled connection's writer blocks once that many frames wait
+/// in actix-ws's channel, so beyond its outbox it holds about the outbox's bound again, and the
+/// send timeout can see the stall. A single larger message still goes as one frame.
+pub fn frame_cap(max_bytes: usize) -> usize {
+    (max_bytes / WRITER_SLOTS).clamp(8 * 1024, 64 * 1024)
 }
 
 /// What one drain produced.
@@ -79,6 +93,7 @@ impl Outbox {
             notify: Notify::new(),
             max_messages,
             max_bytes,
+            frame_cap: frame_cap(max_bytes),
         }
     }
 
@@ -131,29 +146,48 @@ impl Outbox {
         self.notify.notified().await;
     }
 
-    /// Move every queued frame into `buf` (concatenated: SignalR framing lets one transport
-    /// frame carry several messages) and report a pending close. Returns the single frame
-    /// unchanged in `single` when exactly one is queued, so the common case copies nothing.
+    /// Move queued frames into `buf` (concatenated: SignalR framing lets one transport frame
+    /// carry several messages), up to the frame cap, and report a pending close once nothing
+    /// is left. Returns the first frame unchanged in `single` when it goes alone, so the common
+    /// case copies nothing. If frames remain, [`Self::ready`] fires again at once.
     pub fn drain_into(&self, buf: &mut BytesMut, single: &mut Option<Bytes>) -> Drained {
         let mut s = self.state.lock();
-        let frames = s.queue.len();
-        if frames == 1 {
-            *single = s.queue.pop_front();
-        } else if frames > 1 {
-            buf.reserve(s.bytes);
-            for f in s.queue.drain(..) {
+        let alone = match (s.queue.front(), s.queue.get(1)) {
+            (Some(_), None) => true,
+            (Some(a), Some(b)) => a.len() + b.len() > self.frame_cap,
+            (None, _) => false,
+        };
+        let mut frames = 0;
+        let mut taken = 0;
+        if alone {
+            let f = s.queue.pop_front().expect("a queued frame");
+            taken = f.len();
+            frames = 1;
+            *single = Some(f);
+        } else {
+            buf.reserve(s.bytes.min(self.frame_cap));
+            while let Some(f) = s.queue.front() {
+                if frames > 0 && taken + f.len() > self.frame_cap {
+                    break;
+                }
+                let f = s.queue.pop_front().expect("a queued frame");
+                taken += f.len();
+                frames += 1;
                 buf.extend_from_slice(&f);
             }
         }
-        s.bytes = 0;
-        if s.queue.capacity() > 64 {
+        s.bytes -= taken;
+        let more = !s.queue.is_empty();
+        if !more && s.queue.capacity() > 64 {
             // Give a burst's memory back; an idle connection keeps nothing.
             s.queue = VecDeque::new();
         }
-        Drained {
-            frames,
-            close: s.close.clone(),
+        let close = if more { None } else { s.close.clone() };
+        drop(s);
+        if more {
+            self.notify.notify_one();
         }
+        Drained { frames, close }
     }
 
     /// Number of frames queued now.
@@ -191,6 +225,57 @@ mod tests {
         let d = o.drain_into(&mut buf, &mut single);
         assert_eq!((d.frames, single.as_deref()), (1, Some(&b"c"[..])));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_drain_coalesces_at_most_the_frame_cap() {
+        let cap = frame_cap(1 << 20);
+        assert_eq!(cap, 32 * 1024);
+        let o = Outbox::new(100, 1 << 20);
+        let part = Bytes::from(vec![b'a'; cap / 4]);
+        for _ in 0..6 {
+            o.push(part.clone()).unwrap();
+        }
+        o.request_close(CloseRequest {
+            error: None,
+            allow_reconnect: false,
+            flush: true,
+            send_close_message: false,
+        });
+        let (mut buf, mut single) = (BytesMut::new(), None);
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!((d.frames, buf.len()), (4, cap));
+        assert_eq!(d.close, None, "the close waits for the rest");
+        assert_eq!(o.len(), 2);
+        buf.clear();
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!((d.frames, buf.len()), (2, cap / 2));
+        assert!(d.close.is_some());
+        // A message above the cap goes alone, uncopied.
+        let big = Bytes::from(vec![b'b'; cap + 1]);
+        let o = Outbox::new(100, 1 << 20);
+        o.push(big.clone()).unwrap();
+        o.push(part.clone()).unwrap();
+        buf.clear();
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!((d.frames, single.take()), (1, Some(big)));
+        assert!(buf.is_empty());
+        let d = o.drain_into(&mut buf, &mut single);
+        assert_eq!((d.frames, single.take()), (1, Some(part)));
+    }
+
+    #[tokio::test]
+    async fn ready_fires_again_while_frames_remain() {
+        let o = Outbox::new(100, 1 << 20);
+        let part = Bytes::from(vec![b'a'; frame_cap(1 << 20)]);
+        o.push(part.clone()).unwrap();
+        o.push(part).unwrap();
+        o.ready().await;
+        let (mut buf, mut single) = (BytesMut::new(), None);
+        assert_eq!(o.drain_into(&mut buf, &mut single).frames, 1);
+        tokio::time::timeout(std::time::Duration::from_secs(5), o.ready())
+            .await
+            .expect("ready fires for the frame left behind");
     }
 
     #[test]

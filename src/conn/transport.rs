@@ -193,10 +193,7 @@ impl Transport {
                     .await
                     .map(|r| r.map_err(drop))
             }
-            // A full poll buffer is the long-polling form of a write that cannot finish.
-            Self::LongPolling { poll, .. } => {
-                return poll.push(&frame).map_err(|()| SendError::TimedOut);
-            }
+            Self::LongPolling { poll, .. } => return poll.push(&frame),
         };
         match result {
             Ok(Ok(())) => Ok(()),
@@ -234,8 +231,10 @@ impl Transport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SendError {
     /// The frame could not be handed to the socket within the send timeout (the client stopped
-    /// reading), or a long-polling buffer is full.
+    /// reading).
     TimedOut,
+    /// A long-polling connection's poll buffer is full (the client stopped polling).
+    Full,
     /// The transport is closed.
     Closed,
 }
@@ -299,10 +298,13 @@ impl PollState {
         }
     }
 
-    fn push(&self, frame: &[u8]) -> Result<(), ()> {
+    fn push(&self, frame: &[u8]) -> Result<(), SendError> {
         let mut s = self.inner.lock();
-        if s.closed || s.buf.len() + frame.len() > self.max_bytes {
-            return Err(());
+        if s.closed {
+            return Err(SendError::Closed);
+        }
+        if s.buf.len() + frame.len() > self.max_bytes {
+            return Err(SendError::Full);
         }
         s.buf.extend_from_slice(frame);
         drop(s);
@@ -630,8 +632,9 @@ mod tests {
             PollOutcome::Data(Bytes::from_static(b"x"))
         );
         // Bounded: an overflow is refused (the actor then closes the connection).
-        assert!(p.push(&[0u8; 101]).is_err());
+        assert_eq!(p.push(&[0u8; 101]), Err(SendError::Full));
         p.close();
+        assert_eq!(p.push(b"x"), Err(SendError::Closed));
         assert_eq!(p.poll(Duration::from_secs(1)).await, PollOutcome::Done);
     }
 
