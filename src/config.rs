@@ -87,8 +87,8 @@ pub struct Config {
     /// Number of HTTP worker threads; 0 = one per core.
     pub workers: usize,
     /// Set `TCP_NODELAY` on accepted sockets (the default). Off, Nagle's algorithm merges frames
-    /// written while earlier ones are unacknowledged: more saturated broadcast throughput, but a
-    /// frame can wait for a client's delayed ACK (tens of milliseconds, 200 ms on Windows).
+    /// written while earlier ones are unacknowledged, and a frame can wait for a client's
+    /// delayed ACK (tens of milliseconds, 200 ms on Windows).
     pub tcp_nodelay: bool,
     /// Transports offered to clients (a client token's `asrs.s.htt` claim can narrow them).
     pub transports: Vec<TransportKind>,

@@ -333,7 +333,7 @@ impl Switchboard {
         // TCP_NODELAY by default, as Kestrel: with Nagle's algorithm a frame written while the
         // previous one is unacknowledged waits for the client's delayed ACK, which after any
         // client message (a keep-alive ping) measured +20 ms on the others' p99 (BENCHMARKS.md).
-        // `tcp_nodelay = false` trades that for 1.1-2.2x the saturated broadcast rate.
+        // Saturated broadcast throughput measured the same either way within noise.
         .tcp_nodelay(shared.config.tcp_nodelay)
         .shutdown_timeout(5)
         .disable_signals()
