@@ -148,6 +148,20 @@ async fn next_json(ws: &mut Ws, pending: &mut Vec<Value>) -> Value {
     }
 }
 
+/// Reads `n` invocations on `ws` in the background; returns their first arguments (as
+/// integers) and the socket, still open.
+fn spawn_first_arguments(mut ws: Ws, n: usize) -> tokio::task::JoinHandle<(Vec<u64>, Ws)> {
+    tokio::spawn(async move {
+        let mut pending = Vec::new();
+        let mut seen = Vec::with_capacity(n);
+        for _ in 0..n {
+            let v = next_json(&mut ws, &mut pending).await;
+            seen.push(v["arguments"][0].as_u64().unwrap());
+        }
+        (seen, ws)
+    })
+}
+
 async fn rest_broadcast(base: &str, hub: &str, args: Value) -> u16 {
     let path = format!("/api/hubs/{hub}/:send");
     let tok = token(&format!("http://127.0.0.1{path}"), json!({}));
@@ -554,17 +568,9 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
     c.limits.send_timeout_secs = 600;
     let (sb, base) = start(c);
     let (mut slow, _) = connect_json(&base, "chat", None).await;
-    let (mut fast, _) = connect_json(&base, "chat", None).await;
+    let (fast, _) = connect_json(&base, "chat", None).await;
     const N: usize = 300;
-    let reader = tokio::spawn(async move {
-        let mut pending = Vec::new();
-        let mut seen = Vec::with_capacity(N);
-        for _ in 0..N {
-            let v = next_json(&mut fast, &mut pending).await;
-            seen.push(v["arguments"][0].as_u64().unwrap());
-        }
-        seen
-    });
+    let reader = spawn_first_arguments(fast, N);
     let payload = "p".repeat(60 * 1024);
     for i in 0..N {
         assert_eq!(
@@ -572,7 +578,7 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
             202
         );
     }
-    let seen = reader.await.unwrap();
+    let (seen, _fast) = reader.await.unwrap();
     assert_eq!(
         seen,
         (0..N as u64).collect::<Vec<_>>(),
@@ -605,18 +611,10 @@ async fn a_client_that_stops_reading_is_cut_by_the_send_timeout() {
     c.limits.send_timeout_secs = 1;
     let (sb, base) = start(c);
     let (stalled, _) = connect_json(&base, "chat", None).await;
-    let (mut fast, _) = connect_json(&base, "chat", None).await;
+    let (fast, _) = connect_json(&base, "chat", None).await;
     // 12 MiB: more than the kernel buffers of a socket nobody reads on loopback.
     const N: usize = 200;
-    let reader = tokio::spawn(async move {
-        let mut pending = Vec::new();
-        let mut seen = Vec::with_capacity(N);
-        for _ in 0..N {
-            let v = next_json(&mut fast, &mut pending).await;
-            seen.push(v["arguments"][0].as_u64().unwrap());
-        }
-        (seen, fast)
-    });
+    let reader = spawn_first_arguments(fast, N);
     let payload = "p".repeat(60 * 1024);
     for i in 0..N {
         assert_eq!(

@@ -2,7 +2,8 @@
 //! phase while receiver 0 (whose socket has a small `SO_RCVBUF`) stops reading but keeps
 //! pinging. The broker must cut it (its outbox is bounded: `limits.outbox_max_messages` /
 //! `outbox_max_bytes`, or a socket write blocked for `limits.send_timeout_secs`) while the
-//! others lose nothing; their p99 is compared with the baseline's. After the phase the
+//! others lose nothing; their p99 is compared with the baseline's, and their p50 / p99 / max for
+//! every second of both phases goes into the report's `timeline`. After the phase the
 //! generator waits up to `--cut-wait` s more (no sending) for the cut to show. With
 //! `--control` the connection keeps reading: the same two phases without a slow consumer, to
 //! tell the slow consumer's effect on the others' p99 from the phases' own difference.
