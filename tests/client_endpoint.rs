@@ -148,18 +148,29 @@ async fn next_json(ws: &mut Ws, pending: &mut Vec<Value>) -> Value {
     }
 }
 
-/// Reads `n` invocations on `ws` in the background; returns their first arguments (as
-/// integers) and the socket, still open.
-fn spawn_first_arguments(mut ws: Ws, n: usize) -> tokio::task::JoinHandle<(Vec<u64>, Ws)> {
-    tokio::spawn(async move {
+/// Broadcasts `n` numbered 60 KiB messages to hub `chat` while `reader` reads them in the
+/// background; asserts the reader got every one, in order, and returns it still open.
+async fn broadcast_while_one_reads(base: &str, mut reader: Ws, n: usize) -> Ws {
+    let reading = tokio::spawn(async move {
         let mut pending = Vec::new();
         let mut seen = Vec::with_capacity(n);
         for _ in 0..n {
-            let v = next_json(&mut ws, &mut pending).await;
+            let v = next_json(&mut reader, &mut pending).await;
             seen.push(v["arguments"][0].as_u64().unwrap());
         }
-        (seen, ws)
-    })
+        (seen, reader)
+    });
+    let payload = "p".repeat(60 * 1024);
+    for i in 0..n {
+        assert_eq!(rest_broadcast(base, "chat", json!([i, payload])).await, 202);
+    }
+    let (seen, reader) = reading.await.unwrap();
+    assert_eq!(
+        seen,
+        (0..n as u64).collect::<Vec<_>>(),
+        "the reading client lost or reordered messages"
+    );
+    reader
 }
 
 async fn rest_broadcast(base: &str, hub: &str, args: Value) -> u16 {
@@ -569,21 +580,7 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
     let (sb, base) = start(c);
     let (mut slow, _) = connect_json(&base, "chat", None).await;
     let (fast, _) = connect_json(&base, "chat", None).await;
-    const N: usize = 300;
-    let reader = spawn_first_arguments(fast, N);
-    let payload = "p".repeat(60 * 1024);
-    for i in 0..N {
-        assert_eq!(
-            rest_broadcast(&base, "chat", json!([i, payload])).await,
-            202
-        );
-    }
-    let (seen, _fast) = reader.await.unwrap();
-    assert_eq!(
-        seen,
-        (0..N as u64).collect::<Vec<_>>(),
-        "the fast client lost or reordered messages"
-    );
+    let _fast = broadcast_while_one_reads(&base, fast, 300).await;
     assert_eq!(sb.metrics().get(names::outbox_overflow), Some(1));
     // The slow client, once it reads, finds a Close naming the reason after what was in flight.
     let mut pending = Vec::new();
@@ -612,23 +609,9 @@ async fn a_client_that_stops_reading_is_cut_by_the_send_timeout() {
     let (sb, base) = start(c);
     let (stalled, _) = connect_json(&base, "chat", None).await;
     let (fast, _) = connect_json(&base, "chat", None).await;
-    // 12 MiB: more than the kernel buffers of a socket nobody reads on loopback.
-    const N: usize = 200;
-    let reader = spawn_first_arguments(fast, N);
-    let payload = "p".repeat(60 * 1024);
-    for i in 0..N {
-        assert_eq!(
-            rest_broadcast(&base, "chat", json!([i, payload])).await,
-            202
-        );
-    }
-    // The reading client stays connected: the count below must fall to 1 by the stalled one.
-    let (seen, _fast) = reader.await.unwrap();
-    assert_eq!(
-        seen,
-        (0..N as u64).collect::<Vec<_>>(),
-        "the reading client lost or reordered messages"
-    );
+    // 12 MiB: more than the kernel buffers of a socket nobody reads on loopback. The reading
+    // client stays connected: the count below must fall to 1 by the stalled one.
+    let _fast = broadcast_while_one_reads(&base, fast, 200).await;
     // The stalled client's write times out: it is counted and the connection ends (its Close
     // message cannot be written either, and waits at most the same timeout).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
