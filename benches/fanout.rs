@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use switchboard::conn::{ConnHandle, ConnectionId, Outbox};
-use switchboard::hub::{
-    GroupName, HubCommand, HubHandle, HubRegistry, HubSettings, SerializedMessage,
-};
+use switchboard::conn::{ConnHandle, Outbox};
+use switchboard::hub::{HubCommand, HubHandle, HubRegistry, HubSettings, SerializedMessage};
+use switchboard::id::{ConnectionId, GroupName};
 use switchboard::protocol::HubProtocol;
 use switchboard::telemetry::Metrics;
 use tokio::runtime::Runtime;

@@ -253,10 +253,7 @@ fn admin(args: &AdminArgs) -> i32 {
     let base = args.url.trim_end_matches('/');
     let keys = switchboard::auth::AccessKeys::new(vec![args.access_key.clone()]);
     let token = keys.mint(
-        &format!(
-            "{}/admin/settings",
-            switchboard::switchboard::audience_base(base)
-        ),
+        &format!("{}/admin/settings", switchboard::auth::audience_base(base)),
         300,
         &[],
     );
@@ -298,13 +295,13 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
         );
         return EXIT_CONFIG;
     }
-    if let Err(e) = switchboard::hub::validate_hub_name(&args.hub) {
+    if let Err(e) = switchboard::id::validate_hub_name(&args.hub) {
         eprintln!("switchboard: {e}");
         return EXIT_CONFIG;
     }
     let keys = switchboard::auth::AccessKeys::new(config.access_keys.clone());
     let endpoint = config.public_endpoint_or(config.listen);
-    let base = switchboard::switchboard::audience_base(&endpoint);
+    let base = switchboard::auth::audience_base(&endpoint);
     let claims: Vec<(&str, &str)> = args
         .user
         .as_deref()

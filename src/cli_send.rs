@@ -1,5 +1,5 @@
 //! `switchboard send`: invoke a client method on a hub through the REST API, with the
-//! management client ([`switchboard::management`]) — a broadcast, or a send to one user, group or
+//! management client ([`switchboard_sdk::management`]) — a broadcast, or a send to one user, group or
 //! connection.
 //!
 //! Prints one line (`sent to all of hub 'chat' (202)`) and exits 0, or prints one error line and
@@ -9,8 +9,8 @@
 
 use clap::Args;
 use serde_json::value::RawValue;
-use switchboard::management::{ManagementClient, ManagementError};
-use switchboard::sdk::ConnectionString;
+use switchboard_sdk::ConnectionString;
+use switchboard_sdk::management::{ManagementClient, ManagementError};
 
 /// `EX_USAGE`: the arguments are wrong.
 const EXIT_USAGE: i32 = 64;

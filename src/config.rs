@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::conn::transport::TransportKind;
+use crate::id::TransportKind;
 use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 
 /// How a hub serves its clients (`spec/service-protocol.md` §6).

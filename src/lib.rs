@@ -39,18 +39,18 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod http;
 pub mod hub;
-pub mod management;
-pub mod protocol;
 pub mod routing;
-pub mod sdk;
 pub mod switchboard;
 pub mod telemetry;
 pub mod upstream;
+
+/// The wire protocols (sans-IO): hub protocols, service protocol, negotiate, tokens, ids.
+pub use switchboard_protocol as protocol;
+pub use switchboard_protocol::{auth, id};
 
 pub use crate::config::{Config, ServiceMode};
 pub use crate::switchboard::{Switchboard, SwitchboardHandle};

@@ -21,7 +21,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use parking_lot::RwLock;
 
-use crate::auth::AccessKeys;
+use crate::auth::{AccessKeys, audience_base};
 use crate::config::{self, Config, ServiceMode};
 use crate::conn::index::ConnectionIndex;
 use crate::conn::pending::PendingConnections;
@@ -433,17 +433,6 @@ pub fn client_token(shared: &Shared, hub: &str, user: Option<&str>, lifetime: Du
     );
     let claims: Vec<(&str, &str)> = user.map(|u| vec![("nameid", u)]).unwrap_or_default();
     shared.keys().mint(&aud, lifetime.as_secs(), &claims)
-}
-
-/// `scheme://host` of an endpoint, without port or path: the SDKs' audience base.
-pub fn audience_base(endpoint: &str) -> String {
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", endpoint));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host = match authority.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => authority,
-    };
-    format!("{scheme}://{host}")
 }
 
 /// A random 44-character access key (32 random bytes, base64), the shape Azure uses.

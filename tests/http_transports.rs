@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{Rest, TEST_KEY, client_token, now, sign, start, start_with};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use switchboard::conn::transport::TransportKind;
+use switchboard::id::TransportKind;
 use switchboard::telemetry::names;
 use switchboard::{Config, ServiceMode};
 

@@ -1,4 +1,4 @@
-//! A chat hub server for hub `chat`, built with the Rust hub-server SDK (`switchboard::sdk`), with
+//! A chat hub server for hub `chat`, built with the Rust hub-server SDK (`switchboard_sdk`), with
 //! a browser page: the app side of Default mode, where Switchboard routes each client to one of
 //! the app's server connections and the app runs the hub methods.
 //!
@@ -52,7 +52,7 @@ use clap::Parser;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde_json::Value;
-use switchboard::sdk::{
+use switchboard_sdk::{
     ConnectionString, Context, Hub, HubError, HubServer, SdkError, UploadStream, negotiate_response,
 };
 

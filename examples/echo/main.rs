@@ -1,4 +1,4 @@
-//! An echo hub server for hub `echo`, built with the Rust hub-server SDK (`switchboard::sdk`):
+//! An echo hub server for hub `echo`, built with the Rust hub-server SDK (`switchboard_sdk`):
 //! the app side of Default mode, and the target of the load generator.
 //!
 //! Hub methods (all take one payload of any JSON / MessagePack shape except binary):
@@ -45,7 +45,7 @@ use actix_web::http::{Method, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer, web};
 use clap::Parser;
 use serde_json::Value;
-use switchboard::sdk::{
+use switchboard_sdk::{
     ConnectionString, Context, Hub, HubError, HubServer, SdkError, negotiate_response,
 };
 

@@ -55,7 +55,7 @@ impl Target {
     }
 
     fn audience_base(&self) -> String {
-        switchboard::switchboard::audience_base(&self.url)
+        switchboard::auth::audience_base(&self.url)
     }
 
     /// A client token for the hub, for `user` if given.

@@ -143,7 +143,7 @@ async fn s6_rest_user_delivers_every_send() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_echo_round_trips_in_default_mode() {
-    use switchboard::sdk::{ConnectionString, Context, Hub, HubError, HubServer};
+    use switchboard_sdk::{ConnectionString, Context, Hub, HubError, HubServer};
     let (handle, mut common) = start_in(ServiceMode::Default);
     let hub =
         Hub::builder()

@@ -28,7 +28,8 @@ use super::{CloseRequest, ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
 use crate::config::ServiceMode;
 use crate::hub::actor::SERVER_GONE_ERROR;
-use crate::hub::{AdmitRequest, HubCommand, HubHandle, UserId};
+use crate::hub::{AdmitRequest, HubCommand, HubHandle};
+use crate::id::UserId;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{
     self, Close, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake,

@@ -13,67 +13,12 @@ pub mod stateful;
 pub mod transport;
 pub mod upstream;
 
-use std::borrow::Borrow;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 pub use self::outbox::{CloseRequest, Outbox, PushError};
-use crate::hub::UserId;
+use crate::id::{ConnectionId, UserId};
 use crate::protocol::HubProtocol;
-
-/// A client connection id: 16 random bytes, base64url without padding (22 characters), as
-/// ASP.NET Core makes them. Public: applications address clients by it.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(Arc<str>);
-
-impl ConnectionId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        Self(random_token().into())
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for ConnectionId {
-    fn from(s: &str) -> Self {
-        Self(s.into())
-    }
-}
-
-impl Borrow<str> for ConnectionId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnectionId({})", self.0)
-    }
-}
-
-/// 16 cryptographically random bytes as base64url without padding: URL-safe, because the JS
-/// client appends `id=<token>` to URLs without encoding it.
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    // The OS random source failing is not recoverable for a server that mints secrets.
-    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// The shared part of a connection, visible to hubs and the REST API.
 #[derive(Debug)]

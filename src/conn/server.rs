@@ -22,10 +22,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::conn::ConnectionId;
-use crate::hub::{
-    ExistsQuery, GroupName, HubCommand, HubHandle, MembershipTtl, Scope, SerializedMessage, UserId,
-};
+use crate::hub::{ExistsQuery, HubCommand, HubHandle, MembershipTtl, Scope, SerializedMessage};
+use crate::id::{ConnectionId, GroupName, ServerConnId, UserId};
 use crate::protocol::service::{self, ConnectionType, Extensions, ServiceMessage, ack_status};
 use crate::routing;
 use crate::switchboard::{ConnectionSlot, Shared};
@@ -39,9 +37,6 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a server has to send its HandshakeRequest.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Process-unique id of one server connection.
-pub type ServerConnId = u64;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -187,7 +182,7 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
 
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
     let handle = ServerConnHandle(Arc::new(ServerShared {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        id: ServerConnId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
         server_id: ctx.server_id.clone(),
         connection_type,
         tx,

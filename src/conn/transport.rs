@@ -24,38 +24,8 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
+use crate::id::TransportKind;
 use crate::protocol::HubProtocol;
-
-/// Which transport a connection uses (names as in negotiate).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum TransportKind {
-    /// WebSockets.
-    WebSockets,
-    /// Server-Sent Events (+ POST).
-    ServerSentEvents,
-    /// Long polling (+ POST).
-    LongPolling,
-}
-
-impl TransportKind {
-    /// The name used in negotiate and in errors.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::WebSockets => "WebSockets",
-            Self::ServerSentEvents => "ServerSentEvents",
-            Self::LongPolling => "LongPolling",
-        }
-    }
-
-    /// The `asrs.s.htt` bit of this transport.
-    pub fn bit(self) -> u32 {
-        match self {
-            Self::WebSockets => 1,
-            Self::ServerSentEvents => 2,
-            Self::LongPolling => 4,
-        }
-    }
-}
 
 /// What the client sent.
 pub enum Inbound {

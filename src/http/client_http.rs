@@ -29,8 +29,9 @@ use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
 use crate::conn::transport::{
-    HttpEntry, Pipe, PipeReceiver, PipeSender, PollOutcome, PollState, Transport, TransportKind,
+    HttpEntry, Pipe, PipeReceiver, PipeSender, PollOutcome, PollState, Transport,
 };
+use crate::id::TransportKind;
 use crate::switchboard::Shared;
 
 /// Long-poll timeout (ASP.NET Core's `PollTimeout`).

@@ -12,9 +12,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::negotiate::hub_param;
 use super::{authenticate_client, query_value};
-use crate::conn::ConnectionId;
 use crate::conn::client::{self, ClientContext, Resume};
-use crate::conn::transport::{Transport, TransportKind, pump};
+use crate::conn::transport::{Transport, pump};
+use crate::id::{ConnectionId, TransportKind};
 use crate::switchboard::Shared;
 
 /// Register the client transport routes.

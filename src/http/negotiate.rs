@@ -10,9 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{ApiError, authenticate_client, query_value};
-use crate::conn::transport::TransportKind;
-use crate::conn::{ConnectionId, random_token};
-use crate::hub::validate_hub_name;
+use crate::id::{ConnectionId, TransportKind, random_token, validate_hub_name};
 use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_response};
 use crate::switchboard::Shared;
 use crate::telemetry::Metrics;

@@ -47,7 +47,7 @@ async fn connect(
         .map(str::to_owned)
         .or(identity.user_id)
         .or_else(|| query_value(&req, "cid"))
-        .unwrap_or_else(crate::conn::random_token);
+        .unwrap_or_else(crate::id::random_token);
 
     let shared = shared.into_inner();
     let slot = super::reserve_slot(&shared)?;

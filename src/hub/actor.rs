@@ -18,8 +18,9 @@ use super::{
     AdmitRequest, ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl,
     Scope, SerializedMessage, UserId,
 };
-use crate::conn::server::{ServerConnHandle, ServerConnId};
-use crate::conn::{ConnHandle, ConnectionId, Outbox, PushError};
+use crate::conn::server::ServerConnHandle;
+use crate::conn::{ConnHandle, Outbox, PushError};
+use crate::id::{ConnectionId, ServerConnId};
 use crate::routing::sticky::{self, Candidate, NoServer};
 use crate::routing::{self, Admission, ClientRoute};
 use crate::telemetry::Metrics;

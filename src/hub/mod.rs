@@ -7,9 +7,7 @@
 pub mod actor;
 mod message;
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,106 +19,13 @@ pub use self::message::SerializedMessage;
 use bytes::Bytes;
 
 use crate::config::ServiceMode;
-use crate::conn::server::{ServerConnHandle, ServerConnId};
-use crate::conn::{ConnHandle, ConnectionId};
+use crate::conn::ConnHandle;
+use crate::conn::server::ServerConnHandle;
+use crate::id::{ConnectionId, GroupName, HubName, ServerConnId, UserId};
 use crate::protocol::HubProtocol;
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
 use crate::telemetry::Metrics;
-
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Arc<str>);
-
-        impl $name {
-            /// The name as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self(s.into())
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(s: String) -> Self {
-                Self(s.into())
-            }
-        }
-
-        impl Borrow<str> for $name {
-            fn borrow(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self.0)
-            }
-        }
-    };
-}
-
-name_type!(
-    /// A hub name (the `hub` query value), as given by the client.
-    HubName
-);
-name_type!(
-    /// A group name within a hub.
-    GroupName
-);
-name_type!(
-    /// A user id, from the token's `asrs.s.uid`, `nameid` or `sub` claim.
-    UserId
-);
-
-/// Check a hub (or application) name against Azure's pattern
-/// ``^[A-Za-z][A-Za-z0-9_`,.[\]]{0,127}$``.
-pub fn validate_hub_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.len() <= 128
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_`,.[]".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "Invalid hub name '{name}': it must start with a letter and contain at most 128 letters, digits or the characters _`,.[]"
-        ))
-    }
-}
-
-/// Check a group name: 1 to 1024 characters, not only whitespace.
-pub fn validate_group_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() || name.chars().count() > 1024 {
-        Err(format!(
-            "Invalid group name '{name}': it must be 1 to 1024 characters and not only whitespace."
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Check a user id: 1 to 1024 characters.
-pub fn validate_user_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.chars().count() > 1024 {
-        Err("Invalid user id: it must be 1 to 1024 characters.".to_owned())
-    } else {
-        Ok(())
-    }
-}
 
 /// Where a close or send is aimed.
 #[derive(Clone, Debug)]

@@ -9,6 +9,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_server;
+pub mod management;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

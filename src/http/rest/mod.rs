@@ -119,10 +119,9 @@ use self::body::read_message;
 use self::route::{Op, Query, resolve, route_not_found};
 use super::{ApiError, bearer_token};
 use crate::auth::Audience;
-use crate::conn::ConnectionId;
-use crate::hub::{
-    ExistsQuery, GroupName, HubGone, MembershipTtl, Scope, UserId, validate_group_name,
-    validate_hub_name, validate_user_id,
+use crate::hub::{ExistsQuery, HubGone, MembershipTtl, Scope};
+use crate::id::{
+    ConnectionId, GroupName, UserId, validate_group_name, validate_hub_name, validate_user_id,
 };
 use crate::switchboard::{Shared, client_token};
 use crate::telemetry::Metrics;

@@ -8,8 +8,8 @@
 use actix_web::http::{Method, StatusCode};
 use percent_encoding::percent_decode_str;
 
-use crate::conn::ConnectionId;
 use crate::http::ApiError;
+use crate::id::ConnectionId;
 
 /// A resolved REST operation. Names are percent-decoded, not yet validated.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use super::fake::FakeConn;
 use super::{Harness, completion, invocation, test_options};
 use crate::protocol::service::{Payloads, ServiceMessage, ack_status};
 use crate::protocol::{HubMessage, HubProtocol};
-use crate::sdk::{Context, Hub, HubError, HubServerOptions, SdkError};
+use crate::{Context, Hub, HubError, HubServerOptions, SdkError};
 
 /// Checks a payload map: `json` and `messagepack` frames of `target(args)`.
 fn assert_payloads(payloads: &Payloads, target: &str, args: serde_json::Value) {
@@ -435,7 +435,7 @@ async fn acks_fail_when_their_connection_drops() {
 async fn sends_spread_over_connections() {
     let (hub, _events) = super::test_hub();
     let mut service = super::fake::FakeService::start(0).await;
-    let server = crate::sdk::HubServer::builder(service.connection_string(), "chat", hub)
+    let server = crate::HubServer::builder(service.connection_string(), "chat", hub)
         .options(HubServerOptions {
             connection_count: 2,
             ..test_options()

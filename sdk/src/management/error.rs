@@ -1,6 +1,6 @@
 //! [`ManagementError`]: why a management operation failed.
 
-use crate::sdk::SdkError;
+use crate::SdkError;
 
 /// Why a management operation failed.
 ///

@@ -1,16 +1,21 @@
-//! The SignalR client protocols, SANS-IO: bytes in, typed messages out, and back. This module
+//! The SignalR and Azure SignalR wire protocols, SANS-IO: bytes in, typed messages out, and
+//! back. This crate
 //! owns the choice of hub protocol ([`HubProtocol`]), the shared error type ([`ProtocolError`]),
 //! the pre-encoded frames the connection code sends often, and the client-side checks the JS
 //! client applies to what a server sends. Submodules own the framing, the handshake, the JSON
-//! and MessagePack codecs, payload transcoding and the negotiate response.
+//! and MessagePack codecs, payload transcoding, the negotiate response, the service protocol
+//! between the service and hub servers ([`service`]), access-key tokens ([`auth`]) and the ids and
+//! names every layer shares ([`id`]).
 //!
 //! Nothing here performs I/O or imports tokio/actix: codecs take `&[u8]` and append to a
 //! `BytesMut`. Argument values, stream items and completion results are never decoded into a
 //! value tree on the decode path; they stay raw bytes ([`RawValue`]) and are only transcoded when
 //! a message is written in the other protocol.
 
+pub mod auth;
 pub mod framing;
 pub mod handshake;
+pub mod id;
 pub mod json;
 pub mod message;
 pub mod msgpack;

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use super::fake::{FakeService, KEY, WAIT};
 use super::{Harness, invocation, test_hub, test_options};
-use crate::auth::{AccessKeys, Audience};
+use crate::client::NAME_IDENTIFIER;
+use crate::protocol::auth::{AccessKeys, Audience};
 use crate::protocol::service::{ConnectionType, Extensions, ServiceMessage};
 use crate::protocol::{Close, HubMessage, HubProtocol, handshake};
-use crate::sdk::client::NAME_IDENTIFIER;
-use crate::sdk::{HubServer, HubServerOptions, SdkError};
+use crate::{HubServer, HubServerOptions, SdkError};
 
 #[tokio::test]
 async fn connects_with_token_headers_and_handshake() {
@@ -106,8 +106,8 @@ async fn refused_handshakes_are_retried_with_backoff() {
 #[tokio::test]
 async fn start_needs_a_runtime_and_wait_times_out() {
     let (hub, _events) = test_hub();
-    let cs = crate::sdk::ConnectionString::parse("Endpoint=http://127.0.0.1;Port=1;AccessKey=k")
-        .unwrap();
+    let cs =
+        crate::ConnectionString::parse("Endpoint=http://127.0.0.1;Port=1;AccessKey=k").unwrap();
     let builder = HubServer::builder(cs.clone(), "chat", hub.clone());
     let result = std::thread::spawn(move || builder.start().map(|_| ()))
         .join()

@@ -348,5 +348,16 @@ fn expected_audience(expected: Audience<'_>) -> String {
     }
 }
 
+/// `scheme://host` of an endpoint, without port or path: the SDKs' audience base.
+pub fn audience_base(endpoint: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", endpoint));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    format!("{scheme}://{host}")
+}
+
 #[cfg(test)]
 mod tests;

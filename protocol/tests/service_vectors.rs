@@ -1,5 +1,5 @@
-//! Every entry of `tests/vectors/service-protocol.json` (service-protocol.md §8) run through the
-//! service-protocol codec (`switchboard::protocol::service`): each `framed_hex` decodes through
+//! Every entry of `protocol/tests/vectors/service-protocol.json` (service-protocol.md §8) run through the
+//! service-protocol codec (`switchboard_protocol::service`): each `framed_hex` decodes through
 //! `decode` and `decode_bytes`, consuming the whole buffer, and each `encoded_hex` through
 //! `decode_body`, to the vector's neutral `message`; `roundtrip` entries re-encode byte for byte.
 //! Failures are collected and every failing vector name is printed before the test fails; the
@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
-use switchboard::protocol::service::*;
+use switchboard_protocol::service::*;
 
 const VECTORS: &str = include_str!("vectors/service-protocol.json");
 
@@ -612,7 +612,7 @@ fn check_entry(v: &Value) -> Result<(), String> {
 
     // The vector itself: framed = VarInt(len(body)) + body; the array header = array_length.
     let mut prefix = BytesMut::new();
-    switchboard::protocol::framing::write_varint(body.len(), &mut prefix);
+    switchboard_protocol::framing::write_varint(body.len(), &mut prefix);
     if framed[..] != [&prefix[..], &body[..]].concat()[..] {
         problems.push("framed_hex is not the framed encoded_hex".to_owned());
     }
@@ -702,7 +702,7 @@ fn as_written(msg: &ServiceMessage) -> ServiceMessage {
 
 /// The array length of a framed encoding.
 fn decode_body_len(framed: &[u8]) -> Option<u64> {
-    let (_, prefix) = switchboard::protocol::framing::read_varint(framed).ok()??;
+    let (_, prefix) = switchboard_protocol::framing::read_varint(framed).ok()??;
     array_header(framed.get(prefix..)?)
 }
 
@@ -1100,7 +1100,7 @@ fn truncations_mutations_and_random_input_never_panic() {
             body[1] = (next() % 42) as u8;
         }
         let mut framed = BytesMut::new();
-        switchboard::protocol::framing::write_binary_frame(&body, &mut framed);
+        switchboard_protocol::framing::write_binary_frame(&body, &mut framed);
         must_not_panic(&framed, &mut failures);
         must_not_panic(&body, &mut failures);
         inputs += 2;

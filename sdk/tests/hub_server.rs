@@ -8,6 +8,7 @@
 //! streams, client results (local and routed through the service to another hub server),
 //! existence checks, app-side closes and graceful stop.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
@@ -20,10 +21,10 @@ use switchboard::protocol::{
     CancelInvocation, Completion, CompletionOutcome, HubMessage, HubProtocol, Invocation, RawValue,
     StreamItem,
 };
-use switchboard::sdk::{
+use switchboard::{ServiceMode, SwitchboardHandle};
+use switchboard_sdk::{
     ConnectionString, Context, Hub, HubError, HubServer, UploadStream, negotiate_response,
 };
-use switchboard::{ServiceMode, SwitchboardHandle};
 use tokio::sync::mpsc;
 
 const T: Duration = Duration::from_secs(5);

@@ -18,8 +18,8 @@ use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use super::ManagementError;
-use crate::auth::AccessKeys;
-use crate::sdk::ConnectionString;
+use crate::ConnectionString;
+use crate::protocol::auth::AccessKeys;
 
 /// The api-version of every call (the current SDK's).
 pub(super) const API_VERSION: &str = "2022-06-01";

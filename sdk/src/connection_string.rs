@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::auth::AccessKeys;
+use crate::protocol::auth::AccessKeys;
 
 /// Characters escaped in a query value: everything but RFC 3986 "unreserved".
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -518,7 +518,7 @@ mod tests {
 
     #[test]
     fn tokens() {
-        use crate::auth::Audience;
+        use crate::protocol::auth::Audience;
         let cs = parse("Endpoint=http://127.0.0.1;Port=8080;AccessKey=key-1;").unwrap();
         let keys = AccessKeys::new(vec!["key-1".into()]);
         let server = cs.server_token("chat", "host_abc", Duration::from_secs(3600));

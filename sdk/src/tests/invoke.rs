@@ -12,7 +12,7 @@ use crate::protocol::{
     CancelInvocation, Completion, CompletionOutcome, HubMessage, HubProtocol, Invocation, RawValue,
     StreamItem,
 };
-use crate::sdk::{Context, Hub, HubError, HubServerOptions, SdkError};
+use crate::{Context, Hub, HubError, HubServerOptions, SdkError};
 
 fn raw_json(text: &str) -> RawValue {
     RawValue::Json(bytes::Bytes::copy_from_slice(text.as_bytes()))

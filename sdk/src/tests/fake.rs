@@ -17,9 +17,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
+use crate::ConnectionString;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{HubMessage, HubProtocol, handshake};
-use crate::sdk::ConnectionString;
 
 /// The access key of the fake service.
 pub(crate) const KEY: &str = "fake-service-access-key";

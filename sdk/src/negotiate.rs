@@ -19,11 +19,11 @@ use super::connection_string::{ConnectionString, hub_url_name};
 ///
 /// ```
 /// use std::time::Duration;
-/// use switchboard::sdk::{ConnectionString, negotiate_response};
+/// use switchboard_sdk::{ConnectionString, negotiate_response};
 /// let cs: ConnectionString = "Endpoint=http://127.0.0.1;Port=8080;AccessKey=k;Version=1.0;".parse()?;
 /// let body = negotiate_response(&cs, "chat", Some("alice"), &[("role", "admin")], Duration::from_secs(3600));
 /// assert!(body.starts_with(r#"{"url":"http://127.0.0.1:8080/client/?hub=chat","accessToken":""#));
-/// # Ok::<(), switchboard::sdk::ConnectionStringError>(())
+/// # Ok::<(), switchboard_sdk::ConnectionStringError>(())
 /// ```
 pub fn negotiate_response(
     connection_string: &ConnectionString,
@@ -57,7 +57,7 @@ pub fn negotiate_response_for_app(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{AccessKeys, Audience};
+    use crate::protocol::auth::{AccessKeys, Audience};
 
     #[test]
     fn redirect_body() {
@@ -87,7 +87,7 @@ mod tests {
             .map(|(_, v)| v.as_str())
             .collect();
         assert_eq!(roles, ["a", "b"]);
-        assert!(id.expires_at <= crate::auth::unix_now() + 600);
+        assert!(id.expires_at <= crate::protocol::auth::unix_now() + 600);
 
         let anonymous = negotiate_response_for_app(
             &cs,

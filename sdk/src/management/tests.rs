@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::rest::{Answer, HubAddress, RestTransport, arguments_json, segment, send_body};
 use super::*;
-use crate::auth::{AccessKeys, Audience};
+use crate::protocol::auth::{AccessKeys, Audience};
 
 const CS: &str = "Endpoint=http://127.0.0.1;Port=8080;AccessKey=mgmt-key;Version=1.0;";
 
@@ -95,7 +95,7 @@ fn tokens_are_accepted_by_the_broker_rules() {
         )
         .expect("valid REST token");
     assert_eq!(id.claim("nameid"), Some("mgmt_server"));
-    assert!(id.expires_at <= crate::auth::unix_now() + 60);
+    assert!(id.expires_at <= crate::protocol::auth::unix_now() + 60);
     // Minted for one path only.
     assert!(
         keys.validate(

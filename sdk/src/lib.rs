@@ -12,8 +12,8 @@
 //! redirect answer the official clients follow.
 //!
 //! ```no_run
-//! use switchboard::sdk::{ConnectionString, Context, Hub, HubError, HubServer};
-//! # async fn demo() -> Result<(), switchboard::sdk::SdkError> {
+//! use switchboard_sdk::{ConnectionString, Context, Hub, HubError, HubServer};
+//! # async fn demo() -> Result<(), switchboard_sdk::SdkError> {
 //! let hub = Hub::builder()
 //!     .on_connected(|ctx: Context| async move {
 //!         ctx.clients().all().send("joined", (ctx.connection_id(),)).await?;
@@ -63,6 +63,7 @@
 pub mod connection_string;
 pub mod context;
 pub mod hub;
+pub mod management;
 pub mod negotiate;
 pub mod server;
 pub mod upload;
@@ -76,6 +77,9 @@ mod dispatch;
 mod tests;
 
 use std::time::Duration;
+
+/// The wire protocols this SDK speaks (re-exported: hub protocols, service protocol, tokens, ids).
+pub use switchboard_protocol as protocol;
 
 pub use connection_string::{ConnectionString, ConnectionStringError};
 pub use context::{CallerClients, ClientProxy, Context, HubClients, HubGroups, SingleClientProxy};
@@ -130,7 +134,7 @@ pub enum SdkError {
     InvocationTimeout(Duration),
     /// A hub message could not be encoded.
     #[error("could not encode the hub message: {0}")]
-    Protocol(#[from] crate::protocol::ProtocolError),
+    Protocol(#[from] protocol::ProtocolError),
     /// Waiting for server connections timed out.
     #[error("timed out after {0:?} waiting for server connections")]
     ConnectTimeout(Duration),

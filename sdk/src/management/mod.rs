@@ -4,8 +4,8 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use switchboard::management::ManagementClient;
-//! use switchboard::sdk::ConnectionString;
+//! use switchboard_sdk::management::ManagementClient;
+//! use switchboard_sdk::ConnectionString;
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let cs: ConnectionString = "Endpoint=http://127.0.0.1;Port=8080;AccessKey=key;Version=1.0;".parse()?;
 //! let mgr = ManagementClient::new(cs)?;
@@ -98,9 +98,9 @@ use serde::{Deserialize, Serialize};
 pub use self::error::ManagementError;
 use self::persistent::Pool;
 use self::rest::{Answer, HubAddress, RestTransport, arguments_json, segment, send_body};
-use crate::hub::{validate_group_name, validate_hub_name, validate_user_id};
-use crate::sdk::connection_string::hub_url_name;
-use crate::sdk::{ConnectionString, HubServer};
+use crate::connection_string::hub_url_name;
+use crate::protocol::id::{validate_group_name, validate_hub_name, validate_user_id};
+use crate::{ConnectionString, HubServer};
 
 /// How a [`ManagementClient`] reaches the service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -239,7 +239,7 @@ impl ManagementClient {
         connection_string: ConnectionString,
         options: ManagementOptions,
     ) -> Result<Self, ManagementError> {
-        let server_name = format!("management_{}", crate::sdk::server::random_hex(16));
+        let server_name = format!("management_{}", crate::server::random_hex(16));
         let rest = RestTransport::new(
             connection_string.clone(),
             server_name,
@@ -340,8 +340,8 @@ impl fmt::Debug for ManagementHub {
     }
 }
 
-fn invalid(message: String) -> ManagementError {
-    ManagementError::InvalidArgument(message)
+fn invalid(message: impl Into<String>) -> ManagementError {
+    ManagementError::InvalidArgument(message.into())
 }
 
 fn check_user(user: &str) -> Result<(), ManagementError> {
@@ -354,7 +354,7 @@ fn check_group(group: &str) -> Result<(), ManagementError> {
 
 fn check_connection(id: &str) -> Result<(), ManagementError> {
     if id.is_empty() {
-        Err(invalid("the connection id must not be empty".into()))
+        Err(invalid("the connection id must not be empty"))
     } else {
         Ok(())
     }
@@ -368,11 +368,11 @@ fn ttl_seconds(ttl: Duration) -> u64 {
 impl ManagementHub {
     fn new(client: ManagementClient, application: Option<&str>, hub: &str) -> Self {
         let application = application.filter(|a| !a.is_empty()).map(str::to_owned);
-        let invalid = validate_hub_name(hub).err().or_else(|| {
+        let invalid = validate_hub_name(hub).err().map(|e| e.0).or_else(|| {
             application
                 .as_deref()
                 .and_then(|a| validate_hub_name(a).err())
-                .map(|e| e.replacen("hub name", "application name", 1))
+                .map(|e| e.0.replacen("hub name", "application name", 1))
         });
         Self {
             service_hub: hub_url_name(hub, application.as_deref()),
@@ -516,7 +516,7 @@ impl ManagementHub {
     ) -> Result<Accepted, ManagementError> {
         self.check()?;
         if target.is_empty() {
-            return Err(invalid("the target must not be empty".into()));
+            return Err(invalid("the target must not be empty"));
         }
         match to {
             To::All(_) => {}

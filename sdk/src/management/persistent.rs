@@ -11,8 +11,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::ManagementError;
-use crate::sdk::connection_string::hub_url_name;
-use crate::sdk::{ConnectionString, Hub, HubServer};
+use crate::connection_string::hub_url_name;
+use crate::{ConnectionString, Hub, HubServer};
 
 /// The Weak hub servers of one client, by service hub name (`<app>_<hub>`, lower-cased).
 #[derive(Debug)]

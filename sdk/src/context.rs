@@ -68,10 +68,10 @@ impl Context {
 
     /// The first value of claim `claim_type`. A short JWT name (`role`, `nameid`, `email`, ...)
     /// also finds the .NET long type it is mapped to
-    /// ([`dotnet_claim_type`](crate::auth::dotnet_claim_type)), so `claim("role")` reads
+    /// ([`dotnet_claim_type`](crate::protocol::auth::dotnet_claim_type)), so `claim("role")` reads
     /// `http://schemas.microsoft.com/ws/2008/06/identity/claims/role`.
     pub fn claim(&self, claim_type: &str) -> Option<&str> {
-        let long = crate::auth::dotnet_claim_type(claim_type);
+        let long = crate::protocol::auth::dotnet_claim_type(claim_type);
         let find = |name: &str| {
             self.client
                 .claims

@@ -1,4 +1,4 @@
-//! Every entry of `tests/vectors/hub-protocol.json` (client-protocol.md §6) run through the
+//! Every entry of `protocol/tests/vectors/hub-protocol.json` (client-protocol.md §6) run through the
 //! protocol module: valid hub messages decode to the vector's neutral `message`, `roundtrip`
 //! entries re-encode byte for byte, invalid entries are rejected with the .NET text, and the
 //! handshake, framing and negotiate entries go through their own modules. One test per vector
@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
-use switchboard::protocol::*;
+use switchboard_protocol::*;
 
 const VECTORS: &str = include_str!("vectors/hub-protocol.json");
 
