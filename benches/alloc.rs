@@ -55,6 +55,8 @@ fn populate(rt: &Runtime, hub: &HubHandle, n: usize, groups: usize) -> Vec<ConnH
                 let group = GroupName::from(format!("g{}", i % groups));
                 hub.add_to_group(conn.id().clone(), group)
                     .await
+                    .expect("hub alive")
+                    .await
                     .expect("hub alive");
             }
             conns.push(conn);
@@ -192,7 +194,7 @@ fn main() {
             n / 10,
             1,
             || async {
-                hub.send_group(group.clone(), message(&args), Vec::new())
+                hub.send_group(group.clone(), message(&args), Vec::new(), Vec::new())
                     .await
                     .expect("hub alive");
             },

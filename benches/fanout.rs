@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchboard::conn::{ConnHandle, Outbox};
-use switchboard::hub::{HubCommand, HubHandle, HubRegistry, HubSettings, SerializedMessage};
+use switchboard::hub::{HubHandle, HubRegistry, HubSettings, SerializedMessage};
 use switchboard::id::{ConnectionId, GroupName};
 use switchboard::protocol::HubProtocol;
 use switchboard::telemetry::Metrics;
@@ -79,6 +79,8 @@ fn populate(rt: &Runtime, hub: &HubHandle, n: usize, groups: usize) -> Vec<ConnH
                 let group = GroupName::from(format!("g{}", i % groups));
                 assert!(
                     hub.add_to_group(conn.id().clone(), group)
+                        .await
+                        .expect("hub alive")
                         .await
                         .expect("hub alive")
                 );
@@ -198,7 +200,7 @@ fn fanout_groups(c: &mut Criterion) {
         let target = GroupName::from("g3");
         b.iter_custom(|iters| {
             run_fanout(&rt, &hub, &conns, 1_000, iters, false, || async {
-                hub.send_group(target.clone(), message(&args), Vec::new())
+                hub.send_group(target.clone(), message(&args), Vec::new(), Vec::new())
                     .await
                     .expect("hub alive");
             })
@@ -210,12 +212,9 @@ fn fanout_groups(c: &mut Criterion) {
         let targets: Vec<GroupName> = (0..10).map(|g| GroupName::from(format!("g{g}"))).collect();
         b.iter_custom(|iters| {
             run_fanout(&rt, &hub, &conns, 10_000, iters, false, || async {
-                hub.send(HubCommand::SendGroups {
-                    groups: targets.clone(),
-                    msg: message(&args),
-                })
-                .await
-                .expect("hub alive");
+                hub.send_groups(targets.clone(), message(&args))
+                    .await
+                    .expect("hub alive");
             })
         });
     });

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod close;
 pub mod config;
 pub mod conn;
 pub mod http;

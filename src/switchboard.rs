@@ -62,9 +62,6 @@ pub struct Shared {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
-/// Close reason sent to clients when the broker stops.
-pub const SHUTDOWN_REASON: &str = "Switchboard is shutting down.";
-
 impl Shared {
     /// The current service mode.
     pub fn mode(&self) -> ServiceMode {
@@ -100,11 +97,7 @@ impl Shared {
             for name in self.hubs.names() {
                 if let Some(hub) = self.hubs.get(name.as_str()) {
                     // A hub that is gone has no server connections left.
-                    let _ = hub
-                        .send(crate::hub::HubCommand::CloseServers {
-                            carrying_clients_only: true,
-                        })
-                        .await;
+                    let _ = hub.close_servers(true).await;
                 }
             }
         }
@@ -190,12 +183,11 @@ impl Shared {
             if let Some(hub) = self.hubs.get(name.as_str()) {
                 // A hub that is already gone has no connections left to close.
                 let _ = hub
-                    .send(crate::hub::HubCommand::CloseConnections {
-                        scope: crate::hub::Scope::All,
-                        excluded: Vec::new(),
-                        reason: Some(SHUTDOWN_REASON.to_owned()),
-                        reply: tokio::sync::oneshot::channel().0,
-                    })
+                    .close_connections(
+                        crate::hub::Scope::All,
+                        Vec::new(),
+                        crate::close::CloseReason::Shutdown,
+                    )
                     .await;
             }
         }

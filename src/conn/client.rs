@@ -7,13 +7,8 @@
 //! one-second tick. Every way out of the loop goes through the single cleanup at the end of
 //! [`run`], which deregisters from the hub and closes the socket.
 //!
-//! Close policy (what the client sees):
-//! - protocol error or oversized message: Close `Connection closed with an error. <detail>`,
-//!   no reconnect (the same bytes would fail again);
-//! - client silent for `client_timeout` after its first Ping: Close
-//!   `Connection closed with an error.` with `allowReconnect` (as ASP.NET Core);
-//! - outbox overflow: Close with the overflow reason and `allowReconnect`;
-//! - REST close: Close with the given reason.
+//! Every way out is a [`CloseReason`](crate::close::CloseReason), which decides the Close message
+//! (text, `allowReconnect`) the client gets, if any.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,19 +16,17 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::server::ServerConnHandle;
-use super::stateful::{REPLAY_OVERFLOW_ERROR, ReplayBuffer, is_tracked};
+use super::stateful::{ReplayBuffer, is_tracked};
 use super::transport::{Inbound, Resumption, SendError, Transport};
 use super::upstream::{self, UpstreamLink};
-use super::{CloseRequest, ConnHandle, ConnectionId};
+use super::{ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
+use crate::close::CloseReason;
 use crate::config::ServiceMode;
-use crate::hub::actor::SERVER_GONE_ERROR;
-use crate::hub::{AdmitRequest, HubCommand, HubHandle};
+use crate::hub::{AdmitError, AdmitRequest, HubHandle};
 use crate::id::UserId;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
-use crate::protocol::{
-    self, Close, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake,
-};
+use crate::protocol::{self, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake};
 use crate::routing::sticky::StickyMode;
 use crate::routing::{self, ClientRoute, MessageAction};
 use crate::switchboard::{ConnectionSlot, Shared};
@@ -87,15 +80,9 @@ impl Drop for ResumableGuard {
     }
 }
 
-/// Why the connection loop ended.
-enum Exit {
-    /// The client closed or the socket failed: nothing more to send.
-    Gone,
-    /// Send this Close message, then close the socket.
-    Close(Close),
-    /// Close the socket without a Close message of ours (the hub server sent its own).
-    CloseTransport,
-}
+/// Why the connection loop ended: every way out is a [`CloseReason`], which decides whether a
+/// Close message is written before the transport closes.
+type Exit = CloseReason;
 
 /// Run a client connection until it ends.
 ///
@@ -218,12 +205,12 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         sticky_mode: StickyMode::from_claim(ctx.identity.claim("asrs.s.ssticky")),
     };
     let (conn, route) = match ctx.hub.admit(admit).await {
-        Ok(Ok(admitted)) => admitted,
-        Ok(Err(text)) => {
+        Ok(admitted) => admitted,
+        Err(AdmitError::Refused(text)) => {
             fail_handshake(&shared, transport, &text, Some(protocol)).await;
             return None;
         }
-        Err(_) => return None,
+        Err(AdmitError::Gone(_)) => return None,
     };
     shared.connections.insert(conn.clone());
     Metrics::inc(&shared.metrics.connections_opened);
@@ -323,10 +310,7 @@ impl Admitted {
                     // Bytes that arrived with the handshake are the client's first messages.
                     relay.serve(transport, input).await
                 } else {
-                    Exit::Close(Close {
-                        error: Some(SERVER_GONE_ERROR.to_owned()),
-                        allow_reconnect: true,
-                    })
+                    CloseReason::AppServerGone
                 }
             }
             _ => {
@@ -340,7 +324,7 @@ impl Admitted {
                 .await
                 .is_err()
                 {
-                    Exit::Gone
+                    CloseReason::ClientClosed
                 } else {
                     let mut actor = Actor {
                         shared,
@@ -363,10 +347,7 @@ impl Admitted {
                     };
                     let exit = actor.serve(transport, input).await;
                     if serverless {
-                        let error = match &exit {
-                            Exit::Close(c) => c.error.clone(),
-                            _ => None,
-                        };
+                        let error = exit.message();
                         // The upstream hears of the disconnect after the connection's last call.
                         match actor.upstream.take() {
                             Some(link) => Box::pin(link.disconnected(error)).await,
@@ -405,20 +386,14 @@ impl Admitted {
                 error: Some(CLIENT_LEFT_ERROR.to_owned()),
                 extensions: Extensions::default(),
             };
+            // A hub that is gone has no server to tell.
             let _ = ctx
                 .hub
-                .send(HubCommand::SendToServer {
-                    server_id: caller_server_id,
-                    frame: service::encode(&error),
-                    reply: None,
-                })
+                .send_to_server(caller_server_id, service::encode(&error))
                 .await;
         }
         if let Some(server) = conn.server() {
-            let error = match &exit {
-                Exit::Close(c) => c.error.clone(),
-                _ => None,
-            };
+            let error = exit.message();
             // A server that is gone already knows.
             let _ = server
                 .send(&ServiceMessage::CloseConnection {
@@ -431,19 +406,14 @@ impl Admitted {
         }
         Metrics::inc(&shared.metrics.connections_closed);
         Metrics::dec(&shared.metrics.connections_current);
-        match exit {
-            Exit::Close(close) => {
-                if let Ok(frame) = protocol.encode(&HubMessage::Close(close)) {
-                    // The client may already be gone; the transport is closed below either way.
-                    let _ = write_frame(&mut transport, protocol, frame, &shared).await;
-                }
-                transport.close(shared.config.limits.send_timeout()).await;
-            }
-            Exit::CloseTransport | Exit::Gone => {
-                transport.close(shared.config.limits.send_timeout()).await;
-            }
+        if let Some(close) = exit.close_message()
+            && let Ok(frame) = protocol.encode(&HubMessage::Close(close))
+        {
+            // The client may already be gone; the transport is closed below either way.
+            let _ = write_frame(&mut transport, protocol, frame, &shared).await;
         }
-        tracing::debug!(connection = %ctx.connection_id, "client disconnected");
+        transport.close(shared.config.limits.send_timeout()).await;
+        tracing::debug!(connection = %ctx.connection_id, reason = %exit, "client disconnected");
         drop(ctx.slot);
     }
 }
@@ -476,7 +446,7 @@ async fn write_frame(
     protocol: HubProtocol,
     bytes: Bytes,
     shared: &Shared,
-) -> Result<(), ()> {
+) -> Result<(), CloseReason> {
     Metrics::inc(&shared.metrics.socket_writes);
     match transport
         .send(protocol, bytes, shared.config.limits.send_timeout())
@@ -485,14 +455,14 @@ async fn write_frame(
         Ok(()) => Ok(()),
         Err(SendError::TimedOut) => {
             Metrics::inc(&shared.metrics.send_timeouts);
-            Err(())
+            Err(CloseReason::SendTimeout)
         }
         // The long-polling form of an outbox overflow.
         Err(SendError::Full) => {
             Metrics::inc(&shared.metrics.outbox_overflow);
-            Err(())
+            Err(CloseReason::PollBufferFull)
         }
-        Err(SendError::Closed) => Err(()),
+        Err(SendError::Closed) => Err(CloseReason::ClientClosed),
     }
 }
 
@@ -530,7 +500,7 @@ impl Actor<'_> {
                     if let Some(st) = &mut self.stateful
                         && !Box::pin(st.adopt(transport, resumption, self.protocol, self.shared)).await
                     {
-                        return Exit::Gone;
+                        return CloseReason::ClientClosed;
                     }
                 }
                 _ = self.conn.outbox().ready() => {
@@ -550,31 +520,31 @@ impl Actor<'_> {
                         {
                             return exit;
                         }
-                        if write_frame(transport, self.protocol, frame, self.shared).await.is_err() {
+                        if let Err(lost) = write_frame(transport, self.protocol, frame, self.shared).await {
                             // A stateful client gets what was lost on its next socket.
-                            if let Err(exit) = self.wait_for_resume(transport).await {
+                            if let Err(exit) = self.wait_for_resume(transport, lost).await {
                                 return exit;
                             }
                         }
                         self.last_sent = Instant::now();
                     }
                     if let Some(close) = drained.close {
-                        return exit_for(close);
+                        return close.reason;
                     }
                 }
                 inbound = transport.recv() => {
                                         match inbound {
                         Inbound::Data(b) => input.extend_from_slice(&b),
-                        Inbound::Closed => return Exit::Gone,
+                        Inbound::Closed => return CloseReason::ClientClosed,
                         Inbound::Gone => {
-                            if let Err(exit) = self.wait_for_resume(transport).await {
+                            if let Err(exit) = self.wait_for_resume(transport, CloseReason::ClientClosed).await {
                                 return exit;
                             }
                             continue;
                         }
                         Inbound::Invalid(detail) => {
                             Metrics::inc(&self.shared.metrics.protocol_errors);
-                            return Exit::Close(error_close(&detail));
+                            return CloseReason::ProtocolError(detail);
                         }
                     }
                     self.last_received = Instant::now();
@@ -586,24 +556,21 @@ impl Actor<'_> {
                     let now = Instant::now();
                     if self.timeout_armed && now.duration_since(self.last_received) >= limits.client_timeout() {
                         Metrics::inc(&self.shared.metrics.client_timeouts);
-                        return Exit::Close(Close {
-                            error: Some("Connection closed with an error.".to_owned()),
-                            allow_reconnect: true,
-                        });
+                        return CloseReason::PingTimeout;
                     }
                                         if transport.is_abandoned(limits.negotiate_timeout()) {
-                        return Exit::Gone;
+                        return CloseReason::Abandoned;
                     }
                     if let Some(st) = &mut self.stateful
-                        && st.send_ack(transport, self.protocol, self.shared).await.is_err()
-                        && let Err(exit) = self.wait_for_resume(transport).await
+                        && let Err(lost) = st.send_ack(transport, self.protocol, self.shared).await
+                        && let Err(exit) = self.wait_for_resume(transport, lost).await
                     {
                         return exit;
                     }
                     if transport.sends_pings() && now.duration_since(self.last_sent) >= limits.keep_alive_interval() {
                         let ping = Bytes::from_static(protocol::ping_frame(self.protocol));
-                        if write_frame(transport, self.protocol, ping, self.shared).await.is_err() {
-                            return Exit::Gone;
+                        if let Err(lost) = write_frame(transport, self.protocol, ping, self.shared).await {
+                            return lost;
                         }
                         self.last_sent = now;
                     }
@@ -612,14 +579,19 @@ impl Actor<'_> {
         }
     }
 
-    /// After the socket was lost: a stateful client may come back within the window.
-    async fn wait_for_resume(&mut self, transport: &mut Transport) -> Result<(), Exit> {
+    /// After the socket was lost (`lost` says how): a stateful client may come back within the
+    /// window; any other ends here.
+    async fn wait_for_resume(
+        &mut self,
+        transport: &mut Transport,
+        lost: CloseReason,
+    ) -> Result<(), Exit> {
         match &mut self.stateful {
             Some(st) => {
                 Box::pin(st.wait_and_resume(transport, self.conn, self.shared, self.protocol, None))
                     .await
             }
-            None => Err(Exit::Gone),
+            None => Err(lost),
         }
     }
 
@@ -641,7 +613,7 @@ impl Actor<'_> {
                 Ok(None) => break None,
                 Err(e) => {
                     Metrics::inc(&self.shared.metrics.protocol_errors);
-                    break Some(Exit::Close(error_close(&e.to_string())));
+                    break Some(CloseReason::from_protocol_error(&e));
                 }
             }
         };
@@ -702,7 +674,7 @@ impl Actor<'_> {
                 None
             }
             MessageAction::Liveness => None,
-            MessageAction::EndConnection => Some(Exit::Gone),
+            MessageAction::EndConnection => Some(CloseReason::ClientClosed),
             // This actor serves clients without a hub server; a routed client is a `Relay`.
             MessageAction::Drop | MessageAction::ToServer => {
                 Metrics::inc(&self.shared.metrics.messages_dropped_no_route);
@@ -728,10 +700,7 @@ impl Actor<'_> {
                 }
                 None
             }
-            MessageAction::Close(error) => Some(Exit::Close(Close {
-                error: Some(error),
-                allow_reconnect: false,
-            })),
+            MessageAction::Close(reason) => Some(reason),
         }
     }
 }
@@ -793,10 +762,7 @@ impl Stateful {
         if numbered.is_empty() || self.replay.on_send(&numbered).is_ok() {
             Ok(())
         } else {
-            Err(Exit::Close(Close {
-                error: Some(REPLAY_OVERFLOW_ERROR.to_owned()),
-                allow_reconnect: false,
-            }))
+            Err(CloseReason::ReconnectBufferFull)
         }
     }
 
@@ -812,7 +778,7 @@ impl Stateful {
                 .replay
                 .on_sequence(*sequence_id)
                 .map(|()| false)
-                .map_err(|e| Exit::Close(error_close(&e))),
+                .map_err(CloseReason::ProtocolError),
             m if is_tracked(m) => Ok(self.replay.on_receive_tracked()),
             _ => Ok(true),
         }
@@ -824,7 +790,7 @@ impl Stateful {
         transport: &mut Transport,
         protocol: HubProtocol,
         shared: &Shared,
-    ) -> Result<(), ()> {
+    ) -> Result<(), CloseReason> {
         let Some(ack) = self.replay.take_ack() else {
             return Ok(());
         };
@@ -858,12 +824,12 @@ impl Stateful {
                 biased;
                 resumption = self.rx.recv() => {
                     let Some(resumption) = resumption else {
-                        return Err(Exit::Gone);
+                        return Err(CloseReason::ClientClosed);
                     };
                     return if self.adopt(transport, resumption, protocol, shared).await {
                         Ok(())
                     } else {
-                        Err(Exit::Gone)
+                        Err(CloseReason::ClientClosed)
                     };
                 }
                 _ = conn.outbox().ready() => {
@@ -874,21 +840,19 @@ impl Stateful {
                         self.record(&frame)?;
                     }
                     if let Some(close) = drained.close {
-                        return Err(exit_for(close));
+                        return Err(close.reason);
                     }
                 }
                 _ = keep_alive.tick(), if server.is_some() => {
                     if let Some(server) = server {
                         let ping = Bytes::from_static(protocol::ping_frame(protocol));
                         if server.send_data(conn.id(), ping).await.is_err() {
-                            return Err(Exit::Close(Close {
-                                error: Some(SERVER_GONE_ERROR.to_owned()),
-                                allow_reconnect: true,
-                            }));
+                            return Err(CloseReason::AppServerGone);
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => return Err(Exit::Gone),
+                // The client did not come back within its window.
+                _ = tokio::time::sleep_until(deadline) => return Err(CloseReason::Abandoned),
             }
         }
     }
@@ -927,18 +891,6 @@ impl Stateful {
     }
 }
 
-/// The exit a close request asks for.
-fn exit_for(close: CloseRequest) -> Exit {
-    if close.send_close_message {
-        Exit::Close(Close {
-            error: close.error,
-            allow_reconnect: close.allow_reconnect,
-        })
-    } else {
-        Exit::CloseTransport
-    }
-}
-
 /// A client routed to a hub server: a byte relay in both directions. The hub server answers the
 /// handshake, sends the keep-alive pings and times the client out, so a plain relay parses
 /// nothing. A stateful-reconnect client's messages are parsed, to take out Ack and Sequence and
@@ -971,7 +923,7 @@ impl Relay<'_> {
                         if let Some(st) = &mut self.stateful
                             && !Box::pin(st.adopt(transport, resumption, self.protocol, self.shared)).await
                         {
-                            break 'relay Exit::Gone;
+                            break 'relay CloseReason::ClientClosed;
                         }
                     }
                     _ = self.conn.outbox().ready() => {
@@ -987,24 +939,24 @@ impl Relay<'_> {
                             {
                                 break 'relay exit;
                             }
-                            if write_frame(transport, self.protocol, frame, self.shared).await.is_err()
-                                && let Err(exit) = self.wait_for_resume(transport).await
+                            if let Err(lost) = write_frame(transport, self.protocol, frame, self.shared).await
+                                && let Err(exit) = self.wait_for_resume(transport, lost).await
                             {
                                 break 'relay exit;
                             }
                         }
                         if let Some(close) = drained.close {
-                            break 'relay exit_for(close);
+                            break 'relay close.reason;
                         }
                     }
                     _ = tick.tick() => {
                         // A long-polling client that stopped polling is gone.
                         if transport.is_abandoned(abandoned_after) {
-                            break 'relay Exit::Gone;
+                            break 'relay CloseReason::Abandoned;
                         }
                         if let Some(st) = &mut self.stateful
-                            && st.send_ack(transport, self.protocol, self.shared).await.is_err()
-                            && let Err(exit) = self.wait_for_resume(transport).await
+                            && let Err(lost) = st.send_ack(transport, self.protocol, self.shared).await
+                            && let Err(exit) = self.wait_for_resume(transport, lost).await
                         {
                             break 'relay exit;
                         }
@@ -1012,14 +964,14 @@ impl Relay<'_> {
                     inbound = transport.recv() => {
                         let bytes = match inbound {
                             Inbound::Data(b) => b,
-                            Inbound::Closed => break 'relay Exit::Gone,
-                            Inbound::Gone => match self.wait_for_resume(transport).await {
+                            Inbound::Closed => break 'relay CloseReason::ClientClosed,
+                            Inbound::Gone => match self.wait_for_resume(transport, CloseReason::ClientClosed).await {
                                 Ok(()) => continue,
                                 Err(exit) => break 'relay exit,
                             },
                             Inbound::Invalid(detail) => {
                                 Metrics::inc(&self.shared.metrics.protocol_errors);
-                                break 'relay Exit::Close(error_close(&detail));
+                                break 'relay CloseReason::ProtocolError(detail);
                             }
                         };
                         received += 1;
@@ -1058,7 +1010,7 @@ impl Relay<'_> {
                         Ok(None) => break,
                         Err(e) => {
                             Metrics::inc(&self.shared.metrics.protocol_errors);
-                            return Err(Exit::Close(error_close(&e.to_string())));
+                            return Err(CloseReason::from_protocol_error(&e));
                         }
                     }
                 }
@@ -1075,17 +1027,16 @@ impl Relay<'_> {
         self.server
             .send_data(self.conn.id(), bytes)
             .await
-            .map_err(|_| {
-                Exit::Close(Close {
-                    error: Some(SERVER_GONE_ERROR.to_owned()),
-                    allow_reconnect: true,
-                })
-            })
+            .map_err(|_| CloseReason::AppServerGone)
     }
 
-    /// After the socket was lost: a stateful client may come back within the window, while
-    /// the hub server keeps seeing a live client.
-    async fn wait_for_resume(&mut self, transport: &mut Transport) -> Result<(), Exit> {
+    /// After the socket was lost (`lost` says how): a stateful client may come back within the
+    /// window, while the hub server keeps seeing a live client; any other ends here.
+    async fn wait_for_resume(
+        &mut self,
+        transport: &mut Transport,
+        lost: CloseReason,
+    ) -> Result<(), Exit> {
         match &mut self.stateful {
             Some(st) => {
                 Box::pin(st.wait_and_resume(
@@ -1097,14 +1048,7 @@ impl Relay<'_> {
                 ))
                 .await
             }
-            None => Err(Exit::Gone),
+            None => Err(lost),
         }
-    }
-}
-
-fn error_close(detail: &str) -> Close {
-    Close {
-        error: Some(format!("Connection closed with an error. {detail}")),
-        allow_reconnect: false,
     }
 }

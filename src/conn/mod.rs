@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use self::outbox::{CloseRequest, Outbox, PushError};
+use crate::close::CloseReason;
 use crate::id::{ConnectionId, UserId};
 use crate::protocol::HubProtocol;
 
@@ -134,25 +135,12 @@ impl ConnHandle {
         &self.0.outbox
     }
 
-    /// Ask the connection to close: queued messages are written first, then a Close message
-    /// carrying `error`, then the transport closes.
-    pub fn close(&self, error: Option<String>, allow_reconnect: bool) {
+    /// Ask the connection to close: queued messages are written first, then the Close message
+    /// `reason` calls for (none for [`CloseReason::ByAppServer`]), then the transport closes.
+    pub fn close(&self, reason: CloseReason) {
         self.0.outbox.request_close(CloseRequest {
-            error,
-            allow_reconnect,
+            reason,
             flush: true,
-            send_close_message: true,
-        });
-    }
-
-    /// Close the transport after writing what is queued, without a Close message of ours (the
-    /// hub server already sent its own).
-    pub fn close_transport(&self) {
-        self.0.outbox.request_close(CloseRequest {
-            error: None,
-            allow_reconnect: false,
-            flush: true,
-            send_close_message: false,
         });
     }
 }

@@ -20,9 +20,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// Close reason text sent to a client whose outbox overflowed.
-pub const OVERFLOW_CLOSE_ERROR: &str =
-    "Connection closed because it could not keep up: its outbox limit was exceeded.";
+use crate::close::CloseReason;
 
 /// Why a push was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,14 +34,10 @@ pub enum PushError {
 /// A request to close a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseRequest {
-    /// Error text for the client's Close message; `None` for a plain close.
-    pub error: Option<String>,
-    /// Whether the Close message allows the client to reconnect.
-    pub allow_reconnect: bool,
+    /// Why: decides the Close message (if any) the client gets.
+    pub reason: CloseReason,
     /// Write the frames queued before the close first (false: discard them).
     pub flush: bool,
-    /// Send a hub Close message before closing the transport.
-    pub send_close_message: bool,
 }
 
 #[derive(Debug, Default)]
@@ -108,10 +102,8 @@ impl Outbox {
             s.queue = VecDeque::new();
             s.bytes = 0;
             s.close = Some(CloseRequest {
-                error: Some(OVERFLOW_CLOSE_ERROR.to_owned()),
-                allow_reconnect: true,
+                reason: CloseReason::SlowClient,
                 flush: false,
-                send_close_message: true,
             });
             drop(s);
             self.notify.notify_one();
@@ -237,10 +229,8 @@ mod tests {
             o.push(part.clone()).unwrap();
         }
         o.request_close(CloseRequest {
-            error: None,
-            allow_reconnect: false,
+            reason: CloseReason::ByAppServer,
             flush: true,
-            send_close_message: false,
         });
         let (mut buf, mut single) = (BytesMut::new(), None);
         let d = o.drain_into(&mut buf, &mut single);
@@ -289,7 +279,7 @@ mod tests {
         let d = o.drain_into(&mut buf, &mut single);
         assert_eq!(d.frames, 0, "an overflowing queue is discarded");
         let close = d.close.unwrap();
-        assert_eq!(close.error.as_deref(), Some(OVERFLOW_CLOSE_ERROR));
+        assert_eq!(close.reason, CloseReason::SlowClient);
         assert!(!close.flush);
     }
 
@@ -306,16 +296,17 @@ mod tests {
         let o = Outbox::new(10, 100);
         o.push(Bytes::from_static(b"x")).unwrap();
         o.request_close(CloseRequest {
-            error: Some("bye".into()),
-            allow_reconnect: false,
+            reason: CloseReason::ByApplication(Some("bye".into())),
             flush: true,
-            send_close_message: true,
         });
         assert_eq!(o.push(Bytes::from_static(b"y")), Err(PushError::Closed));
         let (mut buf, mut single) = (BytesMut::new(), None);
         let d = o.drain_into(&mut buf, &mut single);
         assert_eq!(single.as_deref(), Some(&b"x"[..]));
-        assert_eq!(d.close.unwrap().error.as_deref(), Some("bye"));
+        assert_eq!(
+            d.close.unwrap().reason,
+            CloseReason::ByApplication(Some("bye".into()))
+        );
     }
 
     #[tokio::test]

@@ -22,7 +22,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::hub::{ExistsQuery, HubCommand, HubHandle, MembershipTtl, Scope, SerializedMessage};
+use crate::close::CloseReason;
+use crate::hub::{
+    ExistsQuery, HubGone, HubHandle, HubReply, MembershipTtl, Scope, SerializedMessage,
+};
 use crate::id::{ConnectionId, GroupName, ServerConnId, UserId};
 use crate::protocol::service::{self, ConnectionType, Extensions, ServiceMessage, ack_status};
 use crate::routing;
@@ -188,14 +191,7 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
         tx,
         close: tokio::sync::Notify::new(),
     }));
-    if ctx
-        .hub
-        .send(HubCommand::RegisterServer {
-            server: handle.clone(),
-        })
-        .await
-        .is_err()
-    {
+    if ctx.hub.register_server(handle.clone()).await.is_err() {
         return;
     }
     Metrics::inc(&shared.metrics.server_connections_opened);
@@ -211,10 +207,7 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
     };
     actor.serve(&mut session, &mut stream, rx, input).await;
 
-    let _ = ctx
-        .hub
-        .send(HubCommand::UnregisterServer { id: handle.id() })
-        .await;
+    ctx.hub.unregister_server(handle.id()).await;
     Metrics::dec(&shared.metrics.server_connections_current);
     let _ = session.close(Some(CloseCode::Normal.into())).await;
     drop(ctx.slot);
@@ -367,49 +360,23 @@ impl ServerActor<'_> {
         }
     }
 
-    /// Send a hub command whose boolean answer becomes an Ack. The command is queued in order;
-    /// only the wait for the answer runs beside the actor, so data keeps flowing.
-    async fn ack_bool(
+    /// Turn the hub's answer to an operation already queued (in this server's order) into an
+    /// Ack; only the wait for the answer runs beside the actor, so data keeps flowing. `false`
+    /// when the hub is gone.
+    fn ack_later<T: AckStatus + Send + 'static>(
         &self,
         ack_id: i32,
-        make: impl FnOnce(tokio::sync::oneshot::Sender<bool>) -> HubCommand,
+        queued: Result<HubReply<T>, HubGone>,
     ) -> bool {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.hub.send(make(tx)).await.is_err() {
+        let Ok(reply) = queued else {
             return false;
-        }
+        };
         let handle = self.handle.clone();
         let metrics = self.shared.metrics.clone();
         tokio::spawn(async move {
-            let status = match rx.await {
-                Ok(true) => ack_status::OK,
-                Ok(false) => ack_status::NOT_FOUND,
-                Err(_) => ack_status::INTERNAL_SERVER_ERROR,
-            };
-            let ack = ack(ack_id, status);
-            if handle.try_send_frame(service::encode(&ack)).is_err() {
-                Metrics::inc(&metrics.server_outbox_full);
-            }
-        });
-        true
-    }
-
-    async fn ack_unit(
-        &self,
-        ack_id: i32,
-        make: impl FnOnce(tokio::sync::oneshot::Sender<()>) -> HubCommand,
-    ) -> bool {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.hub.send(make(tx)).await.is_err() {
-            return false;
-        }
-        let handle = self.handle.clone();
-        let metrics = self.shared.metrics.clone();
-        tokio::spawn(async move {
-            let status = if rx.await.is_ok() {
-                ack_status::OK
-            } else {
-                ack_status::INTERNAL_SERVER_ERROR
+            let status = match reply.await {
+                Ok(answer) => answer.ack_status(),
+                Err(HubGone) => ack_status::INTERNAL_SERVER_ERROR,
             };
             if handle
                 .try_send_frame(service::encode(&ack(ack_id, status)))
@@ -433,13 +400,11 @@ impl ServerActor<'_> {
             .iter()
             .map(|s| ConnectionId::from(s.as_str()))
             .collect();
-        self.ack_unit(ack_id, |reply| HubCommand::CloseConnections {
-            scope,
-            excluded,
-            reason,
-            reply,
-        })
-        .await
+        let queued = self
+            .hub
+            .close_connections(scope, excluded, CloseReason::ByApplication(reason))
+            .await;
+        self.ack_later(ack_id, queued)
     }
 
     /// Handle one message; false when the connection must end.
@@ -491,7 +456,7 @@ impl ServerActor<'_> {
             }
             M::CloseConnection { connection_id, .. } => {
                 if let Some(conn) = self.shared.connections.get(&connection_id) {
-                    conn.close_transport();
+                    conn.close(CloseReason::ByAppServer);
                 }
                 Ok(())
             }
@@ -508,7 +473,7 @@ impl ServerActor<'_> {
             } => {
                 let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
                 let users = user_list.into_iter().map(UserId::from).collect();
-                hub.send(HubCommand::SendUsers { users, msg }).await
+                hub.send_users(users, msg).await
             }
             M::BroadcastData {
                 excluded_list,
@@ -530,15 +495,15 @@ impl ServerActor<'_> {
                 ..
             } => {
                 let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
-                hub.send(HubCommand::SendGroup {
-                    group: GroupName::from(group_name),
+                hub.send_group(
+                    GroupName::from(group_name),
                     msg,
-                    excluded: excluded_list
+                    excluded_list
                         .iter()
                         .map(|s| ConnectionId::from(s.as_str()))
                         .collect(),
-                    excluded_users: excluded_user_list.into_iter().map(UserId::from).collect(),
-                })
+                    excluded_user_list.into_iter().map(UserId::from).collect(),
+                )
                 .await
             }
             M::MultiGroupBroadcastData {
@@ -548,20 +513,17 @@ impl ServerActor<'_> {
             } => {
                 let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
                 let groups = group_list.into_iter().map(GroupName::from).collect();
-                hub.send(HubCommand::SendGroups { groups, msg }).await
+                hub.send_groups(groups, msg).await
             }
             M::JoinGroup {
                 connection_id,
                 group_name,
                 ..
             } => {
-                let (tx, _) = tokio::sync::oneshot::channel();
-                hub.send(HubCommand::AddToGroup {
-                    id: connection_id.as_str().into(),
-                    group: group_name.into(),
-                    reply: tx,
-                })
-                .await
+                // Without an ack nobody waits for the answer.
+                hub.add_to_group(connection_id.as_str().into(), group_name.into())
+                    .await
+                    .map(drop)
             }
             M::LeaveGroup {
                 connection_id,
@@ -569,73 +531,43 @@ impl ServerActor<'_> {
                 ..
             } => {
                 let id = ConnectionId::from(connection_id.as_str());
-                let (tx, _) = tokio::sync::oneshot::channel();
                 match group_name {
-                    Some(g) => {
-                        hub.send(HubCommand::RemoveFromGroup {
-                            id,
-                            group: g.into(),
-                            reply: tx,
-                        })
-                        .await
-                    }
-                    None => {
-                        hub.send(HubCommand::RemoveFromAllGroups { id, reply: tx })
-                            .await
-                    }
+                    Some(g) => hub.remove_from_group(id, g.into()).await.map(drop),
+                    None => hub.remove_from_all_groups(id).await.map(drop),
                 }
             }
             M::UserJoinGroup {
                 user_id,
                 group_name,
                 extensions,
-            } => {
-                let (tx, _) = tokio::sync::oneshot::channel();
-                hub.send(HubCommand::AddUserToGroup {
-                    user: user_id.into(),
-                    group: group_name.into(),
-                    ttl: ttl_of(&extensions),
-                    reply: tx,
-                })
+            } => hub
+                .add_user_to_group(user_id.into(), group_name.into(), ttl_of(&extensions))
                 .await
-            }
+                .map(drop),
             M::UserLeaveGroup {
                 user_id,
                 group_name,
                 ..
-            } => {
-                let (tx, _) = tokio::sync::oneshot::channel();
-                match group_name {
-                    Some(g) => {
-                        hub.send(HubCommand::RemoveUserFromGroup {
-                            user: user_id.into(),
-                            group: g.into(),
-                            reply: tx,
-                        })
-                        .await
-                    }
-                    None => {
-                        hub.send(HubCommand::RemoveUserFromAllGroups {
-                            user: user_id.into(),
-                            reply: tx,
-                        })
-                        .await
-                    }
-                }
-            }
+            } => match group_name {
+                Some(g) => hub
+                    .remove_user_from_group(user_id.into(), g.into())
+                    .await
+                    .map(drop),
+                None => hub
+                    .remove_user_from_all_groups(user_id.into())
+                    .await
+                    .map(drop),
+            },
             M::JoinGroupWithAck {
                 connection_id,
                 group_name,
                 ack_id,
                 ..
             } => {
-                return self
-                    .ack_bool(ack_id, |reply| HubCommand::AddToGroup {
-                        id: connection_id.as_str().into(),
-                        group: group_name.into(),
-                        reply,
-                    })
+                let queued = hub
+                    .add_to_group(connection_id.as_str().into(), group_name.into())
                     .await;
+                return self.ack_later(ack_id, queued);
             }
             M::LeaveGroupWithAck {
                 connection_id,
@@ -644,23 +576,11 @@ impl ServerActor<'_> {
                 ..
             } => {
                 let id = ConnectionId::from(connection_id.as_str());
-                return match group_name {
-                    Some(g) => {
-                        self.ack_bool(ack_id, |reply| HubCommand::RemoveFromGroup {
-                            id,
-                            group: g.into(),
-                            reply,
-                        })
-                        .await
-                    }
-                    None => {
-                        self.ack_bool(ack_id, |reply| HubCommand::RemoveFromAllGroups {
-                            id,
-                            reply,
-                        })
-                        .await
-                    }
+                let queued = match group_name {
+                    Some(g) => hub.remove_from_group(id, g.into()).await,
+                    None => hub.remove_from_all_groups(id).await,
                 };
+                return self.ack_later(ack_id, queued);
             }
             M::UserJoinGroupWithAck {
                 user_id,
@@ -668,15 +588,10 @@ impl ServerActor<'_> {
                 ack_id,
                 extensions,
             } => {
-                let ttl = ttl_of(&extensions);
-                return self
-                    .ack_unit(ack_id, |reply| HubCommand::AddUserToGroup {
-                        user: user_id.into(),
-                        group: group_name.into(),
-                        ttl,
-                        reply,
-                    })
+                let queued = hub
+                    .add_user_to_group(user_id.into(), group_name.into(), ttl_of(&extensions))
                     .await;
+                return self.ack_later(ack_id, queued);
             }
             M::UserLeaveGroupWithAck {
                 user_id,
@@ -684,23 +599,11 @@ impl ServerActor<'_> {
                 ack_id,
                 ..
             } => {
-                return match group_name {
-                    Some(g) => {
-                        self.ack_unit(ack_id, |reply| HubCommand::RemoveUserFromGroup {
-                            user: user_id.into(),
-                            group: g.into(),
-                            reply,
-                        })
-                        .await
-                    }
-                    None => {
-                        self.ack_unit(ack_id, |reply| HubCommand::RemoveUserFromAllGroups {
-                            user: user_id.into(),
-                            reply,
-                        })
-                        .await
-                    }
+                let queued = match group_name {
+                    Some(g) => hub.remove_user_from_group(user_id.into(), g.into()).await,
+                    None => hub.remove_user_from_all_groups(user_id.into()).await,
                 };
+                return self.ack_later(ack_id, queued);
             }
             M::CheckUserInGroupWithAck {
                 user_id,
@@ -709,17 +612,15 @@ impl ServerActor<'_> {
                 ..
             } => {
                 let query = ExistsQuery::UserInGroup(user_id.into(), group_name.into());
-                return self
-                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
-                    .await;
+                let queued = hub.exists(query).await;
+                return self.ack_later(ack_id, queued);
             }
             M::CheckGroupExistenceWithAck {
                 group_name, ack_id, ..
             } => {
                 let query = ExistsQuery::Group(group_name.into());
-                return self
-                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
-                    .await;
+                let queued = hub.exists(query).await;
+                return self.ack_later(ack_id, queued);
             }
             M::CheckConnectionExistenceWithAck {
                 connection_id,
@@ -727,17 +628,15 @@ impl ServerActor<'_> {
                 ..
             } => {
                 let query = ExistsQuery::Connection(connection_id.as_str().into());
-                return self
-                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
-                    .await;
+                let queued = hub.exists(query).await;
+                return self.ack_later(ack_id, queued);
             }
             M::CheckUserExistenceWithAck {
                 user_id, ack_id, ..
             } => {
                 let query = ExistsQuery::User(user_id.into());
-                return self
-                    .ack_bool(ack_id, |reply| HubCommand::Exists { query, reply })
-                    .await;
+                let queued = hub.exists(query).await;
+                return self.ack_later(ack_id, queued);
             }
             M::CloseConnectionWithAck {
                 connection_id,
@@ -746,13 +645,8 @@ impl ServerActor<'_> {
                 ..
             } => {
                 let id = ConnectionId::from(connection_id.as_str());
-                return self
-                    .ack_bool(ack_id, |reply| HubCommand::CloseConnection {
-                        id,
-                        reason,
-                        reply,
-                    })
-                    .await;
+                let queued = hub.close_connection(id, reason).await;
+                return self.ack_later(ack_id, queued);
             }
             M::CloseConnectionsWithAck {
                 reason,
@@ -857,12 +751,8 @@ impl ServerActor<'_> {
                     conn.untrack_invocation(invocation);
                 }
                 if caller != self.handle.server_id() {
-                    hub.send(HubCommand::SendToServer {
-                        server_id: caller,
-                        frame: service::encode(&completion),
-                        reply: None,
-                    })
-                    .await
+                    hub.send_to_server(caller, service::encode(&completion))
+                        .await
                 } else {
                     Ok(())
                 }
@@ -880,7 +770,11 @@ impl ServerActor<'_> {
             M::GroupMemberQuery {
                 group_name, ack_id, ..
             } => {
-                match hub.group_connections(GroupName::from(group_name)).await {
+                let members = match hub.group_connections(GroupName::from(group_name)).await {
+                    Ok(reply) => reply.await,
+                    Err(gone) => Err(gone),
+                };
+                match members {
                     Ok(members) => self.reply(&ServiceMessage::Ack {
                         ack_id,
                         status: ack_status::OK,
@@ -943,13 +837,8 @@ impl ServerActor<'_> {
                 )]));
             }
             "servers" => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                if self
-                    .hub
-                    .send(HubCommand::ServerIds { reply: tx })
-                    .await
-                    .is_ok()
-                    && let Ok(ids) = rx.await
+                if let Ok(reply) = self.hub.server_ids().await
+                    && let Ok(ids) = reply.await
                 {
                     let ticks = crate::auth::unix_now();
                     let list = format!("{ticks}:{}", ids.join(";"));
@@ -957,17 +846,35 @@ impl ServerActor<'_> {
                 }
             }
             "shutdown" if value.starts_with("fin") => {
-                let _ = self
-                    .hub
-                    .send(HubCommand::ShutdownServer {
-                        id: self.handle.id(),
-                    })
-                    .await;
+                // A hub that is gone routes no new clients anyway.
+                let _ = self.hub.shutdown_server(self.handle.id()).await;
                 self.reply(&service::ping(&[("shutdown", "finack")]));
             }
             "echo" => self.reply(&service::ping(&[("echo", value)])),
             _ => {}
         }
+    }
+}
+
+/// The Ack status an answer of the hub becomes.
+trait AckStatus {
+    fn ack_status(self) -> i32;
+}
+
+impl AckStatus for bool {
+    /// Found / not found (a missing connection, a user not in the group).
+    fn ack_status(self) -> i32 {
+        if self {
+            ack_status::OK
+        } else {
+            ack_status::NOT_FOUND
+        }
+    }
+}
+
+impl AckStatus for () {
+    fn ack_status(self) -> i32 {
+        ack_status::OK
     }
 }
 

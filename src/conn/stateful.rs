@@ -15,9 +15,6 @@ use bytes::Bytes;
 
 use crate::protocol::{HubMessage, HubProtocol};
 
-/// Close reason when the replay buffer overflows.
-pub const REPLAY_OVERFLOW_ERROR: &str = "Connection closed with an error. The stateful reconnect buffer limit was exceeded: the client did not acknowledge messages in time.";
-
 /// Whether a message is numbered for stateful reconnect.
 pub fn is_tracked(msg: &HubMessage) -> bool {
     (1..=5).contains(&msg.type_id())

@@ -18,6 +18,7 @@ use super::{
     AdmitRequest, ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl,
     Scope, SerializedMessage, UserId,
 };
+use crate::close::CloseReason;
 use crate::conn::server::ServerConnHandle;
 use crate::conn::{ConnHandle, Outbox, PushError};
 use crate::id::{ConnectionId, ServerConnId};
@@ -44,9 +45,6 @@ struct Membership {
     unlimited: bool,
 }
 
-/// Close error for clients whose hub server went away (Azure's text is not documented).
-pub const SERVER_GONE_ERROR: &str = "Connection closed with an error. The app server this client was connected to has disconnected.";
-
 #[derive(Debug)]
 struct ServerEntry {
     handle: ServerConnHandle,
@@ -64,7 +62,7 @@ struct Tally {
 
 /// One hub's state and inbox.
 #[derive(Debug)]
-pub struct Hub {
+pub(super) struct Hub {
     name: HubName,
     rx: mpsc::Receiver<HubCommand>,
     settings: HubSettings,
@@ -79,7 +77,7 @@ pub struct Hub {
 
 impl Hub {
     /// A hub with no connections, reading `rx`.
-    pub fn new(
+    pub(super) fn new(
         name: HubName,
         rx: mpsc::Receiver<HubCommand>,
         settings: HubSettings,
@@ -101,7 +99,7 @@ impl Hub {
     }
 
     /// Process commands until every handle is dropped.
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -158,19 +156,13 @@ impl Hub {
                 ids.dedup();
                 let _ = reply.send(ids);
             }
-            HubCommand::SendToServer {
-                server_id,
-                frame,
-                reply,
-            } => {
-                let found = self
+            HubCommand::SendToServer { server_id, frame } => {
+                // The first connection of that server with room takes it; none: dropped.
+                let _ = self
                     .servers
                     .iter()
                     .filter(|e| e.handle.server_id() == server_id)
                     .any(|e| e.handle.try_send_frame(frame.clone()).is_ok());
-                if let Some(reply) = reply {
-                    let _ = reply.send(found);
-                }
             }
             HubCommand::SendUsers { users, msg } => {
                 let mut t = Tally::default();
@@ -317,7 +309,7 @@ impl Hub {
             HubCommand::CloseConnection { id, reason, reply } => {
                 let found = match self.connections.get(&id) {
                     Some(e) => {
-                        e.conn.close(reason, false);
+                        e.conn.close(CloseReason::ByApplication(reason));
                         true
                     }
                     None => false,
@@ -342,7 +334,7 @@ impl Hub {
                 };
                 for conn in targets {
                     if !excluded.contains(conn.id()) {
-                        conn.close(reason.clone(), false);
+                        conn.close(reason.clone());
                     }
                 }
                 let _ = reply.send(());
@@ -400,7 +392,7 @@ impl Hub {
         tracing::info!(hub = %self.name, server = entry.handle.server_id(), clients = entry.clients, "hub server disconnected");
         for e in self.connections.values() {
             if e.conn.server().is_some_and(|s| s.id() == id) {
-                e.conn.close(Some(SERVER_GONE_ERROR.to_owned()), true);
+                e.conn.close(CloseReason::AppServerGone);
             }
         }
     }

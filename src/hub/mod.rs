@@ -4,7 +4,7 @@
 //! user-group memberships, and fans messages out to connection outboxes. The rest of the program
 //! holds a [`HubHandle`]; hubs are created on first use through the [`HubRegistry`].
 
-pub mod actor;
+mod actor;
 mod message;
 
 use std::collections::HashMap;
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use self::message::SerializedMessage;
 use bytes::Bytes;
 
+use crate::close::CloseReason;
 use crate::config::ServiceMode;
 use crate::conn::ConnHandle;
 use crate::conn::server::ServerConnHandle;
@@ -59,9 +60,9 @@ pub enum MembershipTtl {
     For(Duration),
 }
 
-/// Messages into a hub actor.
+/// Messages into a hub actor: private to the hub, whose handle offers typed operations.
 #[derive(Debug)]
-pub enum HubCommand {
+enum HubCommand {
     /// Register a connection that completed its handshake; it joins its user's groups.
     Connect {
         /// The connection.
@@ -104,8 +105,6 @@ pub enum HubCommand {
         server_id: String,
         /// The encoded frame.
         frame: Bytes,
-        /// Whether a connection of that server was found.
-        reply: Option<oneshot::Sender<bool>>,
     },
     /// Send to the connections of several users.
     SendUsers {
@@ -250,8 +249,8 @@ pub enum HubCommand {
         scope: Scope,
         /// Connection ids to keep.
         excluded: Vec<ConnectionId>,
-        /// Close error text.
-        reason: Option<String>,
+        /// Why.
+        reason: CloseReason,
         /// Done.
         reply: oneshot::Sender<()>,
     },
@@ -296,7 +295,34 @@ pub struct AdmitRequest {
 #[error("the hub is shutting down")]
 pub struct HubGone;
 
-/// Cloneable front of one hub actor.
+/// An answer a hub actor will give to an operation already queued in its inbox.
+///
+/// Acknowledged operations return one of these once the operation is queued: operations are
+/// processed in the order they were queued, so a caller that must keep its own order (a hub
+/// server's messages) queues the next operation at once and waits for answers beside it; a caller
+/// that wants the answer now awaits it (`hub.add_to_group(id, g).await?.await?`). Dropping it
+/// does not cancel the operation.
+#[must_use = "the operation is queued either way; await the reply to learn its answer"]
+#[derive(Debug)]
+pub struct HubReply<T>(oneshot::Receiver<T>);
+
+impl<T> IntoFuture for HubReply<T> {
+    type Output = Result<T, HubGone>;
+    type IntoFuture = futures_util::future::MapErr<
+        oneshot::Receiver<T>,
+        fn(oneshot::error::RecvError) -> HubGone,
+    >;
+
+    fn into_future(self) -> Self::IntoFuture {
+        use futures_util::TryFutureExt as _;
+        self.0
+            .map_err((|_| HubGone) as fn(oneshot::error::RecvError) -> HubGone)
+    }
+}
+
+/// Cloneable front of one hub actor: typed operations only. Each waits for room in the hub's
+/// bounded inbox (backpressure to the caller) and fails with [`HubGone`] only when the actor has
+/// stopped.
 #[derive(Clone, Debug)]
 pub struct HubHandle {
     name: HubName,
@@ -315,37 +341,50 @@ impl HubHandle {
         self.clients.load(Ordering::Relaxed)
     }
 
-    /// Queue a command, waiting while the hub's inbox is full (backpressure to the caller).
-    pub async fn send(&self, cmd: HubCommand) -> Result<(), HubGone> {
+    /// Queue a command, waiting while the hub's inbox is full.
+    async fn send(&self, cmd: HubCommand) -> Result<(), HubGone> {
         self.tx.send(cmd).await.map_err(|_| HubGone)
     }
 
-    async fn ask<T>(
+    /// Queue a command that answers; the answer comes later.
+    async fn queue<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> HubCommand,
-    ) -> Result<T, HubGone> {
+    ) -> Result<HubReply<T>, HubGone> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
-        rx.await.map_err(|_| HubGone)
+        Ok(HubReply(rx))
     }
 
     /// Wait until the hub has processed every command queued before this call (so that what a
     /// caller sent through the hub is in the recipients' outboxes).
     pub async fn barrier(&self) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::Barrier { reply }).await
+        self.queue(|reply| HubCommand::Barrier { reply })
+            .await?
+            .await
     }
 
-    /// Admit a client (see [`HubCommand::Admit`]). `Ok(Err(text))` is a refusal.
+    /// Admit a client: decide its route in the mode of `request` (choosing its hub server in
+    /// Default mode), build and register its handle.
     pub async fn admit(
         &self,
         request: AdmitRequest,
-    ) -> Result<Result<(ConnHandle, ClientRoute), String>, HubGone> {
-        self.ask(|reply| HubCommand::Admit { request, reply }).await
+    ) -> Result<(ConnHandle, ClientRoute), AdmitError> {
+        match self
+            .queue(|reply| HubCommand::Admit { request, reply })
+            .await?
+            .await?
+        {
+            Ok(admitted) => Ok(admitted),
+            Err(text) => Err(AdmitError::Refused(text)),
+        }
     }
 
-    /// Register a connection (after its handshake).
+    /// Register a connection that completed its handshake; it joins its user's groups.
     pub async fn connect(&self, conn: ConnHandle) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::Connect { conn, reply }).await
+        self.queue(|reply| HubCommand::Connect { conn, reply })
+            .await?
+            .await
     }
 
     /// Forget a connection. Waits for room in the inbox rather than dropping the command: a
@@ -355,7 +394,43 @@ impl HubHandle {
         let _ = self.send(HubCommand::Disconnect { id }).await;
     }
 
-    /// Broadcast to the hub.
+    /// A hub-server connection completed its handshake: clients may be routed to it.
+    pub async fn register_server(&self, server: ServerConnHandle) -> Result<(), HubGone> {
+        self.send(HubCommand::RegisterServer { server }).await
+    }
+
+    /// A hub-server connection ended: the clients routed through it are closed.
+    pub async fn unregister_server(&self, id: ServerConnId) {
+        // A hub that is gone has no clients left to close.
+        let _ = self.send(HubCommand::UnregisterServer { id }).await;
+    }
+
+    /// A hub-server connection announced a graceful shutdown: route no new clients to it.
+    pub async fn shutdown_server(&self, id: ServerConnId) -> Result<(), HubGone> {
+        self.send(HubCommand::ShutdownServer { id }).await
+    }
+
+    /// Close the hub-server connections: only those that carry clients (Weak ones stay), or all.
+    pub async fn close_servers(&self, carrying_clients_only: bool) -> Result<(), HubGone> {
+        self.send(HubCommand::CloseServers {
+            carrying_clients_only,
+        })
+        .await
+    }
+
+    /// The ids of the app servers connected to this hub, distinct and sorted.
+    pub async fn server_ids(&self) -> Result<HubReply<Vec<String>>, HubGone> {
+        self.queue(|reply| HubCommand::ServerIds { reply }).await
+    }
+
+    /// Deliver an encoded service frame to a connection of the app server `server_id`
+    /// (client-result completions go back to the caller server); dropped when it has none.
+    pub async fn send_to_server(&self, server_id: String, frame: Bytes) -> Result<(), HubGone> {
+        self.send(HubCommand::SendToServer { server_id, frame })
+            .await
+    }
+
+    /// Broadcast to the hub, except `excluded`.
     pub async fn send_all(
         &self,
         msg: Arc<SerializedMessage>,
@@ -382,52 +457,79 @@ impl HubHandle {
         self.send(HubCommand::SendUser { user, msg }).await
     }
 
-    /// Send to a group.
+    /// Send to the connections of several users.
+    pub async fn send_users(
+        &self,
+        users: Vec<UserId>,
+        msg: Arc<SerializedMessage>,
+    ) -> Result<(), HubGone> {
+        self.send(HubCommand::SendUsers { users, msg }).await
+    }
+
+    /// Send to a group, except the connections `excluded` and the connections of
+    /// `excluded_users`.
     pub async fn send_group(
         &self,
         group: GroupName,
         msg: Arc<SerializedMessage>,
         excluded: Vec<ConnectionId>,
+        excluded_users: Vec<UserId>,
     ) -> Result<(), HubGone> {
         self.send(HubCommand::SendGroup {
             group,
             msg,
             excluded,
-            excluded_users: Vec::new(),
+            excluded_users,
         })
         .await
     }
 
-    /// Add a connection to a group; `false` if there is no such connection.
-    pub async fn add_to_group(&self, id: ConnectionId, group: GroupName) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::AddToGroup { id, group, reply })
+    /// Send to several groups; a connection in several of them gets the message once.
+    pub async fn send_groups(
+        &self,
+        groups: Vec<GroupName>,
+        msg: Arc<SerializedMessage>,
+    ) -> Result<(), HubGone> {
+        self.send(HubCommand::SendGroups { groups, msg }).await
+    }
+
+    /// Add a connection to a group; answers `false` if there is no such connection.
+    pub async fn add_to_group(
+        &self,
+        id: ConnectionId,
+        group: GroupName,
+    ) -> Result<HubReply<bool>, HubGone> {
+        self.queue(|reply| HubCommand::AddToGroup { id, group, reply })
             .await
     }
 
-    /// Remove a connection from a group; `false` if there is no such connection.
+    /// Remove a connection from a group; answers `false` if there is no such connection.
     pub async fn remove_from_group(
         &self,
         id: ConnectionId,
         group: GroupName,
-    ) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::RemoveFromGroup { id, group, reply })
+    ) -> Result<HubReply<bool>, HubGone> {
+        self.queue(|reply| HubCommand::RemoveFromGroup { id, group, reply })
             .await
     }
 
-    /// Remove a connection from all groups; `false` if there is no such connection.
-    pub async fn remove_from_all_groups(&self, id: ConnectionId) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::RemoveFromAllGroups { id, reply })
+    /// Remove a connection from all groups; answers `false` if there is no such connection.
+    pub async fn remove_from_all_groups(
+        &self,
+        id: ConnectionId,
+    ) -> Result<HubReply<bool>, HubGone> {
+        self.queue(|reply| HubCommand::RemoveFromAllGroups { id, reply })
             .await
     }
 
-    /// Add a user to a group.
+    /// Add a user to a group (now and, with a ttl, for connections opened later).
     pub async fn add_user_to_group(
         &self,
         user: UserId,
         group: GroupName,
         ttl: MembershipTtl,
-    ) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::AddUserToGroup {
+    ) -> Result<HubReply<()>, HubGone> {
+        self.queue(|reply| HubCommand::AddUserToGroup {
             user,
             group,
             ttl,
@@ -436,51 +538,58 @@ impl HubHandle {
         .await
     }
 
-    /// Remove a user from a group.
+    /// Remove a user (all its connections and its remembered membership) from a group.
     pub async fn remove_user_from_group(
         &self,
         user: UserId,
         group: GroupName,
-    ) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::RemoveUserFromGroup { user, group, reply })
+    ) -> Result<HubReply<()>, HubGone> {
+        self.queue(|reply| HubCommand::RemoveUserFromGroup { user, group, reply })
             .await
     }
 
-    /// Remove a user from all groups.
-    pub async fn remove_user_from_all_groups(&self, user: UserId) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::RemoveUserFromAllGroups { user, reply })
+    /// Remove a user from every group.
+    pub async fn remove_user_from_all_groups(&self, user: UserId) -> Result<HubReply<()>, HubGone> {
+        self.queue(|reply| HubCommand::RemoveUserFromAllGroups { user, reply })
             .await
     }
 
     /// Existence check.
-    pub async fn exists(&self, query: ExistsQuery) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::Exists { query, reply }).await
-    }
-
-    /// The connections of a group, ordered by connection id.
-    pub async fn group_connections(&self, group: GroupName) -> Result<Vec<Member>, HubGone> {
-        self.ask(|reply| HubCommand::GroupConnections { group, reply })
+    pub async fn exists(&self, query: ExistsQuery) -> Result<HubReply<bool>, HubGone> {
+        self.queue(|reply| HubCommand::Exists { query, reply })
             .await
     }
 
-    /// Close one connection with an optional reason; `false` if there is no such connection.
+    /// The connections of a group, ordered by connection id.
+    pub async fn group_connections(
+        &self,
+        group: GroupName,
+    ) -> Result<HubReply<Vec<Member>>, HubGone> {
+        self.queue(|reply| HubCommand::GroupConnections { group, reply })
+            .await
+    }
+
+    /// Close one connection with an optional reason; answers `false` if there is no such
+    /// connection.
     pub async fn close_connection(
         &self,
         id: ConnectionId,
         reason: Option<String>,
-    ) -> Result<bool, HubGone> {
-        self.ask(|reply| HubCommand::CloseConnection { id, reason, reply })
+    ) -> Result<HubReply<bool>, HubGone> {
+        self.queue(|reply| HubCommand::CloseConnection { id, reason, reply })
             .await
     }
 
-    /// Close every connection in `scope` except `excluded`.
+    /// Close every connection in `scope` except `excluded`, for `reason`
+    /// ([`CloseReason::ByApplication`] for the REST API and hub servers, `Shutdown` for the
+    /// broker's own stop).
     pub async fn close_connections(
         &self,
         scope: Scope,
         excluded: Vec<ConnectionId>,
-        reason: Option<String>,
-    ) -> Result<(), HubGone> {
-        self.ask(|reply| HubCommand::CloseConnections {
+        reason: CloseReason,
+    ) -> Result<HubReply<()>, HubGone> {
+        self.queue(|reply| HubCommand::CloseConnections {
             scope,
             excluded,
             reason,
@@ -488,6 +597,17 @@ impl HubHandle {
         })
         .await
     }
+}
+
+/// Why a client was not admitted.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AdmitError {
+    /// The hub refused it; the text is the handshake error.
+    #[error("{0}")]
+    Refused(String),
+    /// The hub actor has stopped.
+    #[error(transparent)]
+    Gone(#[from] HubGone),
 }
 
 /// Settings every hub actor shares.

@@ -7,16 +7,12 @@
 
 pub mod sticky;
 
+use crate::close::CloseReason;
 use crate::config::ServiceMode;
 use crate::protocol::HubMessage;
 
 /// Azure's handshake error for a Default-mode hub without a connected app server.
 pub const NO_SERVER_DEFAULT_MODE: &str = "SignalR Service is now in 'Default' service mode. Current mode works as a proxy that routes client traffic to the connected app servers. However app servers are not connected.";
-
-/// Close error for a Classic-mode client (connected while no app server was) that sends an
-/// invocation.
-pub const NO_SERVER_CLASSIC_MODE: &str =
-    "No app server is currently connected to the Azure service.";
 
 /// How a connected client is served, fixed at connect time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +75,8 @@ pub enum MessageAction {
     RejectInvocation(String),
     /// Nothing can handle it: drop it (counted).
     Drop,
-    /// Close the connection with this error.
-    Close(String),
+    /// Close the connection for this reason.
+    Close(CloseReason),
     /// Forward to the client's hub server.
     ToServer,
     /// POST to the matching upstream (Serverless mode).
@@ -127,9 +123,7 @@ pub fn route_client_message(
             | HubMessage::StreamInvocation(_)
             | HubMessage::StreamItem(_)
             | HubMessage::Completion(_)
-            | HubMessage::CancelInvocation(_) => {
-                MessageAction::Close(NO_SERVER_CLASSIC_MODE.to_owned())
-            }
+            | HubMessage::CancelInvocation(_) => MessageAction::Close(CloseReason::NoAppServer),
             _ => MessageAction::Drop,
         },
     }

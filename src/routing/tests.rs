@@ -105,7 +105,7 @@ fn serverless_message_table() {
 #[test]
 fn classic_without_server_table() {
     let route = ClientRoute::ServerlessLimited;
-    let close = MessageAction::Close(NO_SERVER_CLASSIC_MODE.into());
+    let close = MessageAction::Close(CloseReason::NoAppServer);
     let table = [
         (HubMessage::Ping, MessageAction::Liveness),
         (

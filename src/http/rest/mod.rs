@@ -119,6 +119,7 @@ use self::body::read_message;
 use self::route::{Op, Query, resolve, route_not_found};
 use super::{ApiError, bearer_token};
 use crate::auth::Audience;
+use crate::close::CloseReason;
 use crate::hub::{ExistsQuery, HubGone, MembershipTtl, Scope};
 use crate::id::{
     ConnectionId, GroupName, UserId, validate_group_name, validate_hub_name, validate_user_id,
@@ -232,7 +233,7 @@ async fn dispatch(
             let excluded = query.excluded();
             let msg = read_message(req, payload, shared).await?;
             if let Some(h) = shared.hubs.get(&hub) {
-                h.send_group(GroupName::from(group), msg, excluded)
+                h.send_group(GroupName::from(group), msg, excluded, Vec::new())
                     .await
                     .map_err(|e| gone(shared, e))?;
             }
@@ -263,6 +264,8 @@ async fn dispatch(
             let existed = match shared.hubs.get(&hub) {
                 Some(h) => h
                     .close_connection(ConnectionId::from(id.as_str()), reason)
+                    .await
+                    .map_err(|e| gone(shared, e))?
                     .await
                     .map_err(|e| gone(shared, e))?,
                 None => false,
@@ -330,6 +333,8 @@ async fn dispatch(
                 Some(h) => h
                     .add_to_group(ConnectionId::from(id.as_str()), GroupName::from(group))
                     .await
+                    .map_err(|e| gone(shared, e))?
+                    .await
                     .map_err(|e| gone(shared, e))?,
                 None => false,
             };
@@ -343,6 +348,8 @@ async fn dispatch(
             let existed = match shared.hubs.get(&hub) {
                 Some(h) => h
                     .remove_from_group(ConnectionId::from(id.as_str()), GroupName::from(group))
+                    .await
+                    .map_err(|e| gone(shared, e))?
                     .await
                     .map_err(|e| gone(shared, e))?,
                 None => false,
@@ -359,6 +366,8 @@ async fn dispatch(
                 let _existed = h
                     .remove_from_all_groups(ConnectionId::from(id.as_str()))
                     .await
+                    .map_err(|e| gone(shared, e))?
+                    .await
                     .map_err(|e| gone(shared, e))?;
             }
             Ok(HttpResponse::Ok().finish())
@@ -371,6 +380,8 @@ async fn dispatch(
                 .get_or_create(&hub)
                 .add_user_to_group(UserId::from(user), GroupName::from(group), ttl)
                 .await
+                .map_err(|e| gone(shared, e))?
+                .await
                 .map_err(|e| gone(shared, e))?;
             Ok(if v1 {
                 HttpResponse::Accepted().finish()
@@ -381,6 +392,8 @@ async fn dispatch(
         Op::RemoveUserFromGroup { user, group } => {
             if let Some(h) = shared.hubs.get(&hub) {
                 h.remove_user_from_group(UserId::from(user), GroupName::from(group))
+                    .await
+                    .map_err(|e| gone(shared, e))?
                     .await
                     .map_err(|e| gone(shared, e))?;
             }
@@ -393,6 +406,8 @@ async fn dispatch(
         Op::RemoveUserFromAllGroups(user) => {
             if let Some(h) = shared.hubs.get(&hub) {
                 h.remove_user_from_all_groups(UserId::from(user))
+                    .await
+                    .map_err(|e| gone(shared, e))?
                     .await
                     .map_err(|e| gone(shared, e))?;
             }
@@ -495,7 +510,12 @@ async fn check(
     missing: impl FnOnce() -> ApiError,
 ) -> Result<HttpResponse, ApiError> {
     let exists = match shared.hubs.get(hub) {
-        Some(h) => h.exists(query).await.map_err(|e| gone(shared, e))?,
+        Some(h) => h
+            .exists(query)
+            .await
+            .map_err(|e| gone(shared, e))?
+            .await
+            .map_err(|e| gone(shared, e))?,
         None => false,
     };
     if exists {
@@ -516,7 +536,9 @@ async fn close_many(
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
     if let Some(h) = shared.hubs.get(hub) {
-        h.close_connections(scope, query.excluded(), reason)
+        h.close_connections(scope, query.excluded(), CloseReason::ByApplication(reason))
+            .await
+            .map_err(|e| gone(shared, e))?
             .await
             .map_err(|e| gone(shared, e))?;
     }
@@ -586,6 +608,8 @@ async fn list_group_connections(
     let members = match shared.hubs.get(hub) {
         Some(h) => h
             .group_connections(GroupName::from(group))
+            .await
+            .map_err(|e| gone(shared, e))?
             .await
             .map_err(|e| gone(shared, e))?,
         None => Vec::new(),

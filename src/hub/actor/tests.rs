@@ -52,6 +52,8 @@ fn msg(arg: &str) -> Arc<SerializedMessage> {
 async fn sync(hub: &HubHandle) {
     hub.exists(ExistsQuery::Connection("sync".into()))
         .await
+        .unwrap()
+        .await
         .unwrap();
 }
 
@@ -109,31 +111,65 @@ async fn users_groups_and_disconnect() {
         hub.add_to_group("b".into(), GroupName::from("g"))
             .await
             .unwrap()
+            .await
+            .unwrap()
     );
     assert!(
         !hub.add_to_group("nope".into(), GroupName::from("g"))
             .await
             .unwrap()
+            .await
+            .unwrap()
     );
-    hub.send_group(GroupName::from("g"), msg("g"), vec![])
+    hub.send_group(GroupName::from("g"), msg("g"), vec![], vec![])
         .await
         .unwrap();
     sync(&hub).await;
     assert_eq!(drain(&b), json_text("g"));
     assert!(drain(&a1).is_empty());
-    assert!(hub.exists(ExistsQuery::Group("g".into())).await.unwrap());
+    assert!(
+        hub.exists(ExistsQuery::Group("g".into()))
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    );
 
     hub.disconnect("b".into()).await;
     assert!(
-        !hub.exists(ExistsQuery::Group("g".into())).await.unwrap(),
+        !hub.exists(ExistsQuery::Group("g".into()))
+            .await
+            .unwrap()
+            .await
+            .unwrap(),
         "empty groups disappear"
     );
-    assert!(!hub.exists(ExistsQuery::User("bob".into())).await.unwrap());
-    assert!(hub.exists(ExistsQuery::User("alice".into())).await.unwrap());
+    assert!(
+        !hub.exists(ExistsQuery::User("bob".into()))
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    );
+    assert!(
+        hub.exists(ExistsQuery::User("alice".into()))
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    );
     hub.disconnect("a1".into()).await;
-    assert!(hub.exists(ExistsQuery::User("alice".into())).await.unwrap());
+    assert!(
+        hub.exists(ExistsQuery::User("alice".into()))
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    );
     assert!(
         !hub.exists(ExistsQuery::Connection("a1".into()))
+            .await
+            .unwrap()
             .await
             .unwrap()
     );
@@ -145,6 +181,8 @@ async fn user_group_membership_applies_to_later_connections() {
     let hub = reg.get_or_create("chat");
     hub.add_user_to_group("carol".into(), "g".into(), MembershipTtl::Unlimited)
         .await
+        .unwrap()
+        .await
         .unwrap();
     hub.add_user_to_group(
         "dave".into(),
@@ -152,9 +190,13 @@ async fn user_group_membership_applies_to_later_connections() {
         MembershipTtl::CurrentConnectionsOnly,
     )
     .await
+    .unwrap()
+    .await
     .unwrap();
     assert!(
         hub.exists(ExistsQuery::UserInGroup("carol".into(), "g".into()))
+            .await
+            .unwrap()
             .await
             .unwrap()
     );
@@ -162,12 +204,16 @@ async fn user_group_membership_applies_to_later_connections() {
         !hub.exists(ExistsQuery::UserInGroup("dave".into(), "g".into()))
             .await
             .unwrap()
+            .await
+            .unwrap()
     );
     let c = conn("c", Some("carol"), HubProtocol::Json);
     let d = conn("d", Some("dave"), HubProtocol::Json);
     hub.connect(c.clone()).await.unwrap();
     hub.connect(d.clone()).await.unwrap();
-    hub.send_group("g".into(), msg("x"), vec![]).await.unwrap();
+    hub.send_group("g".into(), msg("x"), vec![], vec![])
+        .await
+        .unwrap();
     sync(&hub).await;
     assert_eq!(drain(&c), json_text("x"));
     assert!(
@@ -177,12 +223,18 @@ async fn user_group_membership_applies_to_later_connections() {
 
     hub.remove_user_from_group("carol".into(), "g".into())
         .await
+        .unwrap()
+        .await
         .unwrap();
-    hub.send_group("g".into(), msg("y"), vec![]).await.unwrap();
+    hub.send_group("g".into(), msg("y"), vec![], vec![])
+        .await
+        .unwrap();
     sync(&hub).await;
     assert!(drain(&c).is_empty());
     assert!(
         !hub.exists(ExistsQuery::UserInGroup("carol".into(), "g".into()))
+            .await
+            .unwrap()
             .await
             .unwrap()
     );
@@ -200,9 +252,13 @@ async fn ttl_membership_expires() {
         MembershipTtl::For(Duration::from_secs(5)),
     )
     .await
+    .unwrap()
+    .await
     .unwrap();
     assert!(
         hub.exists(ExistsQuery::UserInGroup("erin".into(), "g".into()))
+            .await
+            .unwrap()
             .await
             .unwrap()
     );
@@ -212,9 +268,15 @@ async fn ttl_membership_expires() {
         !hub.exists(ExistsQuery::UserInGroup("erin".into(), "g".into()))
             .await
             .unwrap()
+            .await
+            .unwrap()
     );
     assert!(
-        !hub.exists(ExistsQuery::Group("g".into())).await.unwrap(),
+        !hub.exists(ExistsQuery::Group("g".into()))
+            .await
+            .unwrap()
+            .await
+            .unwrap(),
         "the user's connection left with the membership"
     );
 }
@@ -226,6 +288,8 @@ async fn only_the_most_recent_unlimited_memberships_are_kept() {
     for g in ["g1", "g2", "g3"] {
         hub.add_user_to_group("fay".into(), g.into(), MembershipTtl::Unlimited)
             .await
+            .unwrap()
+            .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -233,9 +297,13 @@ async fn only_the_most_recent_unlimited_memberships_are_kept() {
         !hub.exists(ExistsQuery::UserInGroup("fay".into(), "g1".into()))
             .await
             .unwrap()
+            .await
+            .unwrap()
     );
     assert!(
         hub.exists(ExistsQuery::UserInGroup("fay".into(), "g3".into()))
+            .await
+            .unwrap()
             .await
             .unwrap()
     );
@@ -254,15 +322,29 @@ async fn close_connections_by_scope() {
     hub.close_connections(
         Scope::User("u".into()),
         vec!["b".into()],
-        Some("bye".into()),
+        crate::close::CloseReason::ByApplication(Some("bye".into())),
     )
+    .await
+    .unwrap()
     .await
     .unwrap();
     assert!(a.outbox().is_closing());
     assert!(!b.outbox().is_closing());
     assert!(!c.outbox().is_closing());
-    assert!(hub.close_connection("c".into(), None).await.unwrap());
-    assert!(!hub.close_connection("zzz".into(), None).await.unwrap());
+    assert!(
+        hub.close_connection("c".into(), None)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hub.close_connection("zzz".into(), None)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    );
     assert!(c.outbox().is_closing());
 }
 
@@ -301,10 +383,16 @@ async fn group_listing_is_sorted() {
         hub.connect(conn(id, Some("u"), HubProtocol::Json))
             .await
             .unwrap();
-        hub.add_to_group(id.into(), "g".into()).await.unwrap();
+        hub.add_to_group(id.into(), "g".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     let ids: Vec<String> = hub
         .group_connections("g".into())
+        .await
+        .unwrap()
         .await
         .unwrap()
         .into_iter()

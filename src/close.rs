@@ -1,0 +1,291 @@
+//! Every way a client connection ends, in one enum: [`CloseReason`] knows the text of the Close
+//! message the client gets, whether it may reconnect, whether a Close message is sent at all, and
+//! the category a metric or a log counts it under.
+//!
+//! Texts are Azure's or ASP.NET Core's where they have one (the ping timeout's bare
+//! `Connection closed with an error.`, the Default-mode and Classic-mode errors); the rest are
+//! Switchboard's own and documented in the README.
+
+use std::fmt;
+
+/// Close error for clients whose hub server went away (Azure's text is not documented).
+const APP_SERVER_GONE: &str = "Connection closed with an error. The app server this client was connected to has disconnected.";
+
+/// Close error for a client whose outbox overflowed.
+const SLOW_CLIENT: &str =
+    "Connection closed because it could not keep up: its outbox limit was exceeded.";
+
+/// Close error when the stateful-reconnect replay buffer is over its limit.
+const RECONNECT_BUFFER_FULL: &str = "Connection closed with an error. The stateful reconnect buffer limit was exceeded: the client did not acknowledge messages in time.";
+
+/// Close error for a Classic-mode client (connected while no app server was) that sends an
+/// invocation (Azure's text).
+pub const NO_APP_SERVER: &str = "No app server is currently connected to the Azure service.";
+
+/// Close error sent to clients when the broker stops.
+const SHUTDOWN: &str = "Switchboard is shutting down.";
+
+/// Prefix of every close caused by what the client sent (ASP.NET Core's text).
+const ERROR_PREFIX: &str = "Connection closed with an error.";
+
+/// Why a client connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client said goodbye (a Close message) or its transport ended: nothing is sent.
+    ClientClosed,
+    /// Closed by the application (REST API, management client, embedding API, a hub server's
+    /// close with ack) with its optional text; no reconnect.
+    ByApplication(Option<String>),
+    /// The hub server closed the client and already sent it its own Close message: only the
+    /// transport closes.
+    ByAppServer,
+    /// The client sent something malformed; the detail says what. No reconnect (the same bytes
+    /// would fail again).
+    ProtocolError(String),
+    /// The client sent a message over `limits.max_message_size`; no reconnect.
+    MessageTooLarge(String),
+    /// The client could not keep up: its outbox overflowed. It may reconnect.
+    SlowClient,
+    /// A long-polling client's buffer overflowed between two polls: nothing more, not even a
+    /// Close message, can be queued for it.
+    PollBufferFull,
+    /// A write did not complete within `limits.send_timeout`: the client stopped reading. No
+    /// Close message can reach it.
+    SendTimeout,
+    /// The client was silent for `limits.client_timeout` after its first Ping. It may
+    /// reconnect (as ASP.NET Core).
+    PingTimeout,
+    /// A long-polling client stopped polling, or a stateful client did not come back within
+    /// its window: nothing is sent.
+    Abandoned,
+    /// The hub server the client sticks to went away. It may reconnect (to another server).
+    AppServerGone,
+    /// A Classic-mode client connected while no app server was, and sent an invocation.
+    NoAppServer,
+    /// The stateful-reconnect replay buffer is over its limit; no reconnect.
+    ReconnectBufferFull,
+    /// The broker is stopping.
+    Shutdown,
+}
+
+/// The category a close is counted and logged under (Azure's close categories where they
+/// exist); a fixed, small set, so it can be a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseCategory {
+    /// The client or the application ended it.
+    Normal,
+    /// Malformed or oversized input.
+    ProtocolError,
+    /// The client could not keep up (outbox overflow, send timeout).
+    SlowClient,
+    /// The client stopped sending pings, or stopped polling.
+    PingTimeout,
+    /// The app server went away.
+    AppServerGone,
+    /// No app server to serve it.
+    NoAppServer,
+    /// The broker is stopping.
+    Shutdown,
+}
+
+impl CloseCategory {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::ProtocolError => "protocol_error",
+            Self::SlowClient => "slow_client",
+            Self::PingTimeout => "ping_timeout",
+            Self::AppServerGone => "app_server_gone",
+            Self::NoAppServer => "no_app_server",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl CloseReason {
+    /// The error text of the Close message (`None`: a Close without error, or none at all).
+    pub fn message(&self) -> Option<String> {
+        match self {
+            Self::ClientClosed
+            | Self::ByAppServer
+            | Self::SendTimeout
+            | Self::PollBufferFull
+            | Self::Abandoned
+            | Self::ByApplication(None) => None,
+            Self::ByApplication(Some(text)) => Some(text.clone()),
+            Self::ProtocolError(detail) | Self::MessageTooLarge(detail) => {
+                Some(format!("{ERROR_PREFIX} {detail}"))
+            }
+            Self::PingTimeout => Some(ERROR_PREFIX.to_owned()),
+            Self::SlowClient => Some(SLOW_CLIENT.to_owned()),
+            Self::AppServerGone => Some(APP_SERVER_GONE.to_owned()),
+            Self::NoAppServer => Some(NO_APP_SERVER.to_owned()),
+            Self::ReconnectBufferFull => Some(RECONNECT_BUFFER_FULL.to_owned()),
+            Self::Shutdown => Some(SHUTDOWN.to_owned()),
+        }
+    }
+
+    /// The Close message's `allowReconnect`.
+    pub fn allow_reconnect(&self) -> bool {
+        matches!(
+            self,
+            Self::SlowClient | Self::PingTimeout | Self::AppServerGone
+        )
+    }
+
+    /// Whether the client gets a Close message of ours before its transport closes (not when
+    /// it left, cannot be reached, or its hub server sent its own).
+    pub fn sends_close_message(&self) -> bool {
+        !matches!(
+            self,
+            Self::ClientClosed
+                | Self::ByAppServer
+                | Self::SendTimeout
+                | Self::PollBufferFull
+                | Self::Abandoned
+        )
+    }
+
+    /// The category it is counted under.
+    pub fn category(&self) -> CloseCategory {
+        match self {
+            Self::ClientClosed | Self::ByApplication(_) | Self::ByAppServer => {
+                CloseCategory::Normal
+            }
+            Self::ProtocolError(_) | Self::MessageTooLarge(_) | Self::ReconnectBufferFull => {
+                CloseCategory::ProtocolError
+            }
+            Self::SlowClient | Self::SendTimeout | Self::PollBufferFull => {
+                CloseCategory::SlowClient
+            }
+            Self::PingTimeout | Self::Abandoned => CloseCategory::PingTimeout,
+            Self::AppServerGone => CloseCategory::AppServerGone,
+            Self::NoAppServer => CloseCategory::NoAppServer,
+            Self::Shutdown => CloseCategory::Shutdown,
+        }
+    }
+
+    /// The hub Close message to send, if any.
+    pub fn close_message(&self) -> Option<crate::protocol::Close> {
+        self.sends_close_message().then(|| crate::protocol::Close {
+            error: self.message(),
+            allow_reconnect: self.allow_reconnect(),
+        })
+    }
+
+    /// A decode failure of what the client sent.
+    pub fn from_protocol_error(error: &crate::protocol::ProtocolError) -> Self {
+        match error {
+            crate::protocol::ProtocolError::MessageTooLarge { .. } => {
+                Self::MessageTooLarge(error.to_string())
+            }
+            crate::protocol::ProtocolError::InvalidData(_) => {
+                Self::ProtocolError(error.to_string())
+            }
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.message() {
+            Some(text) => write!(f, "{} ({text})", self.category().as_str()),
+            None => f.write_str(self.category().as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reason_knows_its_text_reconnect_and_category() {
+        let cases = [
+            (CloseReason::ClientClosed, None, false, false, "normal"),
+            (
+                CloseReason::ByApplication(Some("bye".into())),
+                Some("bye"),
+                false,
+                true,
+                "normal",
+            ),
+            (
+                CloseReason::ByApplication(None),
+                None,
+                false,
+                true,
+                "normal",
+            ),
+            (CloseReason::ByAppServer, None, false, false, "normal"),
+            (
+                CloseReason::ProtocolError("bad".into()),
+                Some("Connection closed with an error. bad"),
+                false,
+                true,
+                "protocol_error",
+            ),
+            (
+                CloseReason::PingTimeout,
+                Some("Connection closed with an error."),
+                true,
+                true,
+                "ping_timeout",
+            ),
+            (
+                CloseReason::SlowClient,
+                Some(SLOW_CLIENT),
+                true,
+                true,
+                "slow_client",
+            ),
+            (CloseReason::SendTimeout, None, false, false, "slow_client"),
+            (
+                CloseReason::PollBufferFull,
+                None,
+                false,
+                false,
+                "slow_client",
+            ),
+            (CloseReason::Abandoned, None, false, false, "ping_timeout"),
+            (
+                CloseReason::AppServerGone,
+                Some(APP_SERVER_GONE),
+                true,
+                true,
+                "app_server_gone",
+            ),
+            (
+                CloseReason::NoAppServer,
+                Some(NO_APP_SERVER),
+                false,
+                true,
+                "no_app_server",
+            ),
+            (
+                CloseReason::Shutdown,
+                Some(SHUTDOWN),
+                false,
+                true,
+                "shutdown",
+            ),
+        ];
+        for (reason, text, reconnect, sends, category) in cases {
+            assert_eq!(reason.message().as_deref(), text, "{reason:?}");
+            assert_eq!(reason.allow_reconnect(), reconnect, "{reason:?}");
+            assert_eq!(reason.sends_close_message(), sends, "{reason:?}");
+            assert_eq!(reason.category().as_str(), category, "{reason:?}");
+            assert_eq!(reason.close_message().is_some(), sends, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_messages_are_their_own_reason() {
+        let e = crate::protocol::ProtocolError::MessageTooLarge { max: 10 };
+        assert_eq!(
+            CloseReason::from_protocol_error(&e),
+            CloseReason::MessageTooLarge("The maximum message size of 10B was exceeded.".into())
+        );
+    }
+}
