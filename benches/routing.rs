@@ -29,15 +29,15 @@ fn admit(c: &mut Criterion) {
         .sample_size(20);
     group.throughput(Throughput::Elements(1));
     let cases = [
-        ("default_with_server", ServiceMode::Default, true, false),
+        ("default_with_server", ServiceMode::Default, true),
         // Rejection allocates the error text.
-        ("default_no_server", ServiceMode::Default, false, false),
-        ("serverless_upstream", ServiceMode::Serverless, false, true),
-        ("classic_no_server", ServiceMode::Classic, false, false),
+        ("default_no_server", ServiceMode::Default, false),
+        ("serverless", ServiceMode::Serverless, false),
+        ("classic_no_server", ServiceMode::Classic, false),
     ];
-    for (name, mode, servers, upstream) in cases {
+    for (name, mode, servers) in cases {
         group.bench_function(name, |b| {
-            b.iter(|| admit_client(black_box(mode), black_box(servers), black_box(upstream)));
+            b.iter(|| admit_client(black_box(mode), black_box(servers)));
         });
     }
     group.finish();
@@ -66,20 +66,20 @@ fn route_message(c: &mut Criterion) {
         });
     });
     group.bench_function("serverless_to_upstream", |b| {
-        let route = ClientRoute::Serverless { upstream: true };
+        let route = ClientRoute::Serverless;
         b.iter(|| {
             route_client_message(black_box(route), "chat", black_box(&blocking), has_upstream)
         });
     });
     group.bench_function("serverless_reject_no_upstream", |b| {
         // Builds the Completion error text.
-        let route = ClientRoute::Serverless { upstream: false };
+        let route = ClientRoute::Serverless;
         b.iter(|| {
             route_client_message(black_box(route), "chat", black_box(&blocking), no_upstream)
         });
     });
     group.bench_function("serverless_drop_non_blocking", |b| {
-        let route = ClientRoute::Serverless { upstream: false };
+        let route = ClientRoute::Serverless;
         b.iter(|| {
             route_client_message(
                 black_box(route),
@@ -90,7 +90,7 @@ fn route_message(c: &mut Criterion) {
         });
     });
     group.bench_function("ping", |b| {
-        let route = ClientRoute::Serverless { upstream: true };
+        let route = ClientRoute::Serverless;
         b.iter(|| {
             route_client_message(
                 black_box(route),

@@ -7,28 +7,33 @@
 //!
 //! # Layout
 //!
-//! Dependencies point downwards: `http` → (`conn`, `auth`, `hub`, `policy`) → (`routing`, `protocol`).
+//! Dependencies point one way: `http` → actors (`conn`, `hub`) → pure layers (`policy`,
+//! `routing`, `close`, `protocol`, `id`).
 //!
-//! - [`protocol`]: SANS-IO. Bytes ⇄ hub messages for the JSON and MessagePack hub protocols,
-//!   the handshake, framing and the negotiate response. Never imports tokio or actix.
-//! - [`routing`]: pure, table-tested decisions — whether a client may connect in a service mode
-//!   and where each of its messages goes.
-//! - [`auth`]: access-key JWTs: validation per endpoint kind (client, server, REST), minting.
-//! - [`hub`]: the hub actor. One per hub; owns that hub's connections, users and groups and fans
-//!   messages out to connection outboxes. Fronted by [`hub::HubHandle`]; hubs are found through
-//!   [`hub::HubRegistry`].
-//! - [`conn`]: the client connection actor (one tokio task per connection) and its bounded
-//!   [`conn::Outbox`], the only queue between a fan-out and a socket.
-//! - [`http`]: actix-web glue only: negotiate, the client WebSocket endpoint, the REST API,
-//!   health and metrics.
-//! - [`sdk`]: the hub-server SDK — host hubs in a Rust app behind Switchboard or Azure SignalR
-//!   (Default mode server connections, hub methods, client sends, negotiate redirects).
-//! - [`management`]: the serverless apps' management client (REST or Weak server connections).
+//! - [`protocol`] (the `switchboard-protocol` crate): SANS-IO. Bytes ⇄ hub messages for the JSON
+//!   and MessagePack hub protocols, the handshake, framing, negotiate, the service protocol hub
+//!   servers speak, access-key tokens ([`auth`]) and the ids and names every layer shares
+//!   ([`id`]). Never imports tokio or actix.
+//! - [`policy`]: the mode policy — the service mode and the upstream rules as one snapshot, read
+//!   once per connection; its decisions are the pure, table-tested functions of [`routing`].
+//! - [`close`]: [`close::CloseReason`], every way a client connection ends, with its Close text,
+//!   `allowReconnect` and metric category.
+//! - [`hub`]: the hub actor. One per hub; owns that hub's connections, users and groups, admits
+//!   clients (atomically with its view of the connected hub servers) and fans messages out to
+//!   connection outboxes. Fronted by [`hub::HubHandle`], whose operations are typed methods;
+//!   hubs are found through [`hub::HubRegistry`].
+//! - [`conn`]: the client and hub-server connection actors (one tokio task per connection) and
+//!   the bounded [`conn::Outbox`], the only queue between a fan-out and a socket.
+//! - [`http`]: actix-web glue only: negotiate, the client and server WebSocket endpoints, SSE
+//!   and long polling, the REST API, health and metrics.
 //! - [`config`]: `switchboard.toml`, environment and flag layering; validation.
 //! - [`upstream`]: Serverless upstream webhooks: rules, signed `X-ASRS-*` calls, response → Completion.
 //! - [`telemetry`]: counters (`switchboard_*`) and their Prometheus rendering.
 //! - [`switchboard`](mod@crate::switchboard): the embedding API — [`Switchboard`] builds and starts a broker on a
 //!   bound listener and returns a [`SwitchboardHandle`].
+//!
+//! The hub-server SDK and the management client are the `switchboard-sdk` crate (`sdk/`), which
+//! depends on the protocol crate and not on the broker.
 //!
 //! # Actors
 //!
@@ -44,6 +49,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod hub;
+pub mod policy;
 pub mod routing;
 pub mod switchboard;
 pub mod telemetry;

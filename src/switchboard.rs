@@ -26,6 +26,7 @@ use crate::config::{self, Config, ServiceMode};
 use crate::conn::index::ConnectionIndex;
 use crate::conn::pending::PendingConnections;
 use crate::hub::{HubRegistry, HubSettings};
+use crate::policy::Policy;
 use crate::telemetry::Metrics;
 use crate::upstream::{UpstreamClient, UpstreamRule, UpstreamRules};
 
@@ -35,7 +36,8 @@ pub struct Shared {
     /// The configuration the broker started with.
     pub config: Config,
     keys: RwLock<Arc<AccessKeys>>,
-    upstream_rules: RwLock<Arc<UpstreamRules>>,
+    /// The mode policy: the service mode and the upstream rules, as one snapshot.
+    pub policy: Policy,
     /// The HTTP client for upstream webhooks.
     pub upstream: UpstreamClient,
     /// The hubs.
@@ -57,7 +59,6 @@ pub struct Shared {
     >,
     /// Public base URL (no trailing slash).
     pub public_endpoint: String,
-    mode: RwLock<ServiceMode>,
     slots: AtomicUsize,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -65,7 +66,7 @@ pub struct Shared {
 impl Shared {
     /// The current service mode.
     pub fn mode(&self) -> ServiceMode {
-        *self.mode.read()
+        self.policy.mode()
     }
 
     /// The access keys in force now (they can change at runtime).
@@ -75,7 +76,7 @@ impl Shared {
 
     /// The upstream rules in force now.
     pub fn upstream_rules(&self) -> Arc<UpstreamRules> {
-        self.upstream_rules.read().clone()
+        self.policy.snapshot().upstream.clone()
     }
 
     /// Replace the access keys: tokens signed with a key no longer listed stop being accepted
@@ -88,7 +89,7 @@ impl Shared {
     /// switching to Serverless closes the hub-server connections that carry clients (their
     /// clients are closed with them), Weak connections stay.
     pub async fn set_mode(&self, mode: ServiceMode) {
-        let previous = std::mem::replace(&mut *self.mode.write(), mode);
+        let previous = self.policy.set_mode(mode);
         if previous == mode {
             return;
         }
@@ -132,7 +133,7 @@ impl Shared {
         };
         if let Some(rules) = rules {
             // Clients decide per message, so new rules apply to open connections' next calls.
-            *self.upstream_rules.write() = Arc::new(rules);
+            self.policy.set_upstream(rules);
             tracing::info!("upstream rules replaced");
         }
         if let Some(keys) = patch.access_keys {
@@ -285,7 +286,7 @@ impl Switchboard {
         let shared = Arc::new(Shared {
             public_endpoint: self.config.public_endpoint_or(local_addr),
             keys: RwLock::new(Arc::new(self.keys)),
-            upstream_rules: RwLock::new(Arc::new(self.upstream_rules)),
+            policy: Policy::new(self.config.mode, self.upstream_rules),
             upstream: self.upstream_client,
             hubs: HubRegistry::new(
                 HubSettings {
@@ -302,7 +303,6 @@ impl Switchboard {
             http: Default::default(),
             resumable: Default::default(),
             metrics,
-            mode: RwLock::new(self.config.mode),
             slots: AtomicUsize::new(0),
             shutdown: tokio::sync::watch::channel(false).0,
             config: self.config,

@@ -1,4 +1,4 @@
-//! The Rust hub-server SDK (`switchboard::sdk`) against the real broker: Switchboard starts on
+//! The Rust hub-server SDK (`switchboard_sdk`) against the real broker: Switchboard starts on
 //! 127.0.0.1:0 in Default mode, a hub server built with the SDK connects to `/server/?hub=`, and
 //! raw WebSocket SignalR clients (JSON and MessagePack, from `tests/common`) negotiate with the
 //! token of [`negotiate_response`] and talk to the hub through the broker.

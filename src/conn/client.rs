@@ -22,16 +22,15 @@ use super::upstream::{self, UpstreamLink};
 use super::{ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
 use crate::close::CloseReason;
-use crate::config::ServiceMode;
 use crate::hub::{AdmitError, AdmitRequest, HubHandle};
 use crate::id::UserId;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{self, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake};
 use crate::routing::sticky::StickyMode;
-use crate::routing::{self, ClientRoute, MessageAction};
+use crate::routing::{ClientRoute, MessageAction};
 use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
-use crate::upstream::{Category, UpstreamConnection, unframed_invocation as upstream_body};
+use crate::upstream::{UpstreamConnection, unframed_invocation as upstream_body};
 use tokio::sync::mpsc;
 
 /// ErrorCompletion text for a client invocation whose client left before answering.
@@ -179,7 +178,9 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         claims: ctx.identity.claims.clone(),
         client_query: ctx.query.clone(),
     };
-    let serverless = shared.mode() == ServiceMode::Serverless;
+    // One snapshot of the mode policy answers every connect-time question.
+    let policy = shared.policy.snapshot();
+    let serverless = policy.is_serverless();
     if serverless && let Err(text) = upstream::send_connected(&shared, &upstream_info).await {
         fail_handshake(&shared, transport, &text, Some(protocol)).await;
         return None;
@@ -200,7 +201,7 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         protocol,
         outbox_max_messages: limits.outbox_max_messages,
         outbox_max_bytes: limits.outbox_max_bytes,
-        mode: shared.mode(),
+        mode: policy.mode,
         sticky_server: ctx.identity.claim("asrs.s.sn").map(str::to_owned),
         sticky_mode: StickyMode::from_claim(ctx.identity.claim("asrs.s.ssticky")),
     };
@@ -636,13 +637,13 @@ impl Actor<'_> {
             // ASP.NET Core starts the client timeout at the first Ping: older clients never ping.
             self.timeout_armed = true;
         }
-        let rules = self.shared.upstream_rules();
-        let has_upstream = |target: &str| {
-            rules
-                .resolve(self.hub_name, Category::Messages, target)
-                .is_some()
-        };
-        match routing::route_client_message(self.route, self.hub_name, &msg, has_upstream) {
+        // The route is fixed at connect time; the upstream rules are the current ones.
+        let action = self
+            .shared
+            .policy
+            .snapshot()
+            .route_message(self.route, self.hub_name, &msg);
+        match action {
             MessageAction::ToUpstream => {
                 let HubMessage::Invocation(inv) = msg else {
                     return None;

@@ -28,7 +28,6 @@ use crate::hub::{
 };
 use crate::id::{ConnectionId, GroupName, ServerConnId, UserId};
 use crate::protocol::service::{self, ConnectionType, Extensions, ServiceMessage, ack_status};
-use crate::routing;
 use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
 
@@ -173,7 +172,11 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
             }
         }
     };
-    if let Err(text) = routing::admit_server(shared.mode(), connection_type.carries_clients()) {
+    if let Err(text) = shared
+        .policy
+        .snapshot()
+        .admit_server(connection_type.carries_clients())
+    {
         Metrics::inc(&shared.metrics.server_handshakes_failed);
         let _ = reply_handshake(&mut session, Some(&text)).await;
         let _ = session.close(Some(CloseCode::Normal.into())).await;

@@ -20,11 +20,9 @@ pub enum ClientRoute {
     /// Default mode, or Classic mode with a hub server connected: every byte goes to the hub
     /// server the client sticks to, which also answers the handshake.
     ToServer,
-    /// Serverless mode: the service is the hub; invocations go to an upstream when configured.
-    Serverless {
-        /// Whether an upstream is configured for the hub.
-        upstream: bool,
-    },
+    /// Serverless mode: the service is the hub; invocations go to an upstream when a rule
+    /// matches them (rules are looked up per message: they can change at runtime).
+    Serverless,
     /// Classic mode with no app server at connect time: receives REST sends only.
     ServerlessLimited,
 }
@@ -39,9 +37,9 @@ pub enum Admission {
 }
 
 /// Decide whether a client may connect to a hub in `mode`.
-pub fn admit_client(mode: ServiceMode, servers_connected: bool, upstream: bool) -> Admission {
+pub fn admit_client(mode: ServiceMode, servers_connected: bool) -> Admission {
     match (mode, servers_connected) {
-        (ServiceMode::Serverless, _) => Admission::Accept(ClientRoute::Serverless { upstream }),
+        (ServiceMode::Serverless, _) => Admission::Accept(ClientRoute::Serverless),
         (ServiceMode::Default | ServiceMode::Classic, true) => {
             Admission::Accept(ClientRoute::ToServer)
         }
@@ -104,7 +102,7 @@ pub fn route_client_message(
     }
     match route {
         ClientRoute::ToServer => MessageAction::ToServer,
-        ClientRoute::Serverless { .. } => match msg {
+        ClientRoute::Serverless => match msg {
             HubMessage::Invocation(inv) if has_upstream(&inv.target) => MessageAction::ToUpstream,
             HubMessage::StreamInvocation(inv) if has_upstream(&inv.target) => {
                 // Upstreams receive Invocation messages only (§5.2).

@@ -24,40 +24,32 @@ fn admission_table() {
         (
             Serverless,
             false,
-            false,
-            Admission::Accept(ClientRoute::Serverless { upstream: false }),
+            Admission::Accept(ClientRoute::Serverless),
         ),
-        (
-            Serverless,
-            false,
-            true,
-            Admission::Accept(ClientRoute::Serverless { upstream: true }),
-        ),
+        (Serverless, true, Admission::Accept(ClientRoute::Serverless)),
         (
             Default,
-            false,
             false,
             Admission::Reject(NO_SERVER_DEFAULT_MODE.into()),
         ),
         (
             Classic,
             false,
-            false,
             Admission::Accept(ClientRoute::ServerlessLimited),
         ),
     ];
-    for (mode, servers, upstream, want) in table {
+    for (mode, servers, want) in table {
         assert_eq!(
-            admit_client(mode, servers, upstream),
+            admit_client(mode, servers),
             want,
-            "{mode} servers={servers} upstream={upstream}"
+            "{mode} servers={servers}"
         );
     }
 }
 
 #[test]
 fn serverless_message_table() {
-    let route = ClientRoute::Serverless { upstream: false };
+    let route = ClientRoute::Serverless;
     let item = HubMessage::StreamItem(StreamItem {
         headers: vec![],
         invocation_id: "1".into(),
@@ -159,7 +151,7 @@ fn server_route_forwards_everything_but_nothing_is_parsed_for_it() {
 
 #[test]
 fn serverless_with_upstream_table() {
-    let route = ClientRoute::Serverless { upstream: true };
+    let route = ClientRoute::Serverless;
     let only_send = |target: &str| target == "Send";
     let mut other = inv(Some("2"));
     other.target = "Other".into();
