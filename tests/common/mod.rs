@@ -6,6 +6,9 @@
 //! tests check the server's bytes against an independent reader. Every hub message is returned
 //! as JSON: JSON messages as parsed, MessagePack ones mapped to the same shape
 //! (`{"type":1,"target":..,"arguments":[..]}`, `{"type":7,"error":..,"allowReconnect":..}`).
+//!
+//! `fake_upstream.rs` beside this file is shared too, but declared by the test files that use
+//! it rather than here: the SDK's test crates include this module and lack its dependencies.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_server;
