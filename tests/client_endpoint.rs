@@ -7,12 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::ws::{
-    JSON_HANDSHAKE, Ws, connect_json, handshake_json, next_frame, next_json, next_record,
-    next_text, open, open_negotiated,
+    Ws, connect_json, handshake_json, next_frame, next_json, next_record, next_text, open,
+    open_negotiated,
 };
 use common::{
-    Rest, client_token, config, expired_client_token, negotiate, negotiate_raw, now, rest_token,
-    sign, start, start_with,
+    JSON_HANDSHAKE, Rest, client_token, config, expired_client_token, negotiate, negotiate_raw,
+    now, rest_token, sign, start, start_with,
 };
 use futures_util::SinkExt as _;
 use serde_json::json;

@@ -26,6 +26,9 @@ use serde_json::{Value, json};
 use switchboard::{Config, ServiceMode, Switchboard, SwitchboardHandle};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The JSON protocol's handshake request, with its separator.
+pub const JSON_HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\x1e";
+
 /// The access key every test broker is configured with.
 pub const TEST_KEY: &str = "switchboard-test-access-key-0123456789ABCDEFGH";
 
@@ -346,6 +349,31 @@ impl Rest {
             r.status,
             r.text()
         );
+    }
+
+    /// The status of `HEAD connections/{id}` (200 while the connection exists, 404 after).
+    pub async fn connection_status(&self, hub: &str, id: &str) -> u16 {
+        self.head(&format!(
+            "/api/hubs/{hub}/connections/{id}?api-version=2022-06-01"
+        ))
+        .await
+        .status
+    }
+
+    /// Poll `HEAD connections/{id}` until it answers `status` (at most `limit`).
+    pub async fn wait_connection_status(&self, hub: &str, id: &str, status: u16, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let got = self.connection_status(hub, id).await;
+            if got == status {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "HEAD connections/{id} still answers {got} after {limit:?}, expected {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

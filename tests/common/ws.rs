@@ -13,13 +13,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use super::{client_token, negotiate};
+use super::{JSON_HANDSHAKE, client_token, negotiate};
 
 /// A raw client WebSocket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// The JSON protocol's handshake request.
-pub const JSON_HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\x1e";
 
 /// How long an upgrade may take.
 const UPGRADE: Duration = Duration::from_secs(5);
