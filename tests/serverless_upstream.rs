@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix_web::HttpResponse;
 use anyhow::{Context as _, Result};
-use common::{TestClient, client_token, now, sign, start_with};
+use common::{TestClient, client_token, client_token_with, json_invocation, now, sign, start_with};
 use fake_upstream::{FakeUpstream, Gate, Recorded, hmac_sha256_hex};
 use serde_json::{Value, json};
 use switchboard::telemetry::names;
@@ -67,24 +67,11 @@ async fn broker(upstream_base: &str) -> (switchboard::SwitchboardHandle, String,
     .await
 }
 
-fn invocation(id: Option<&str>, target: &str, args: Value) -> Vec<u8> {
-    let mut msg = json!({"type": 1, "target": target, "arguments": args});
-    if let Some(id) = id {
-        msg["invocationId"] = json!(id);
-    }
-    let mut out = serde_json::to_vec(&msg).unwrap();
-    out.push(0x1e);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_invocations_and_answers() -> Result<()> {
     let up = FakeUpstream::start(answer);
     let (sb, base, key) = broker(&up.base).await;
-    let token = sign(
-        &key,
-        &json!({"aud": "http://127.0.0.1/client/?hub=calc", "exp": now() + 600, "nameid": "ann", "role": "admin"}),
-    );
+    let token = client_token_with(&key, "calc", &json!({"nameid": "ann", "role": "admin"}));
     let mut client = TestClient::connect(&base, "calc", &token, "json").await?;
     let id = client.connection_id().to_owned();
 
@@ -119,7 +106,7 @@ async fn events_invocations_and_answers() -> Result<()> {
 
     // A blocking invocation: the upstream's 200 body is the client's Completion, verbatim.
     client
-        .send_raw(&invocation(Some("1"), "Add", json!([2, 3])))
+        .send_raw(&json_invocation(Some("1"), "Add", json!([2, 3])))
         .await?;
     let done = client.next_message(T).await?;
     assert_eq!(done, json!({"type": 3, "invocationId": "1", "result": 5}));
@@ -135,21 +122,21 @@ async fn events_invocations_and_answers() -> Result<()> {
 
     // 204 → a void completion; 403 → the Azure error text; a timeout → as 500.
     client
-        .send_raw(&invocation(Some("2"), "Void", json!([])))
+        .send_raw(&json_invocation(Some("2"), "Void", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?,
         json!({"type": 3, "invocationId": "2"})
     );
     client
-        .send_raw(&invocation(Some("3"), "Forbidden", json!([])))
+        .send_raw(&json_invocation(Some("3"), "Forbidden", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?["error"],
         "Invocation failed, status code 403"
     );
     client
-        .send_raw(&invocation(Some("4"), "Slow", json!([])))
+        .send_raw(&json_invocation(Some("4"), "Slow", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?["error"],
@@ -159,11 +146,11 @@ async fn events_invocations_and_answers() -> Result<()> {
     // Non-blocking invocations reach the upstream in order and get no answer.
     for i in 0..40 {
         client
-            .send_raw(&invocation(None, "Note", json!([i])))
+            .send_raw(&json_invocation(None, "Note", json!([i])))
             .await?;
     }
     client
-        .send_raw(&invocation(Some("5"), "Void", json!([])))
+        .send_raw(&json_invocation(Some("5"), "Void", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?,
@@ -258,7 +245,7 @@ async fn upstream_rules_change_at_runtime() -> Result<()> {
     let mut client =
         TestClient::connect(&base, "calc", &client_token(&key, "calc", None), "json").await?;
     client
-        .send_raw(&invocation(Some("1"), "Add", json!([1, 1])))
+        .send_raw(&json_invocation(Some("1"), "Add", json!([1, 1])))
         .await?;
     let before = client.next_message(T).await?;
     assert!(
@@ -283,7 +270,7 @@ async fn upstream_rules_change_at_runtime() -> Result<()> {
     let settings: Value = r.json().await?;
     assert_eq!(settings["upstream"][0]["url_template"], template);
     client
-        .send_raw(&invocation(Some("2"), "Add", json!([1, 1])))
+        .send_raw(&json_invocation(Some("2"), "Add", json!([1, 1])))
         .await?;
     assert_eq!(client.next_message(T).await?["result"], 2);
     assert!(up.wait_for("/calc/api/messages/Add").await.is_ok());
@@ -314,7 +301,7 @@ async fn a_full_upstream_queue_answers_with_an_error_and_is_counted() -> Result<
     // One call in flight (held 3 s by the upstream), two waiting; the rest are refused at once.
     let mut burst = Vec::new();
     for i in 0..6 {
-        burst.extend_from_slice(&invocation(Some(&i.to_string()), "Slow", json!([])));
+        burst.extend_from_slice(&json_invocation(Some(&i.to_string()), "Slow", json!([])));
     }
     client.send_raw(&burst).await?;
     let mut refused = Vec::new();

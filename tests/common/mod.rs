@@ -377,6 +377,17 @@ impl Rest {
     }
 }
 
+/// A JSON Invocation of `target(args)`, blocking when it has an `id`, with its separator.
+pub fn json_invocation(id: Option<&str>, target: &str, args: Value) -> Vec<u8> {
+    let mut msg = json!({"type": 1, "target": target, "arguments": args});
+    if let Some(id) = id {
+        msg["invocationId"] = json!(id);
+    }
+    let mut out = serde_json::to_vec(&msg).expect("JSON");
+    out.push(0x1e);
+    out
+}
+
 /// The hub protocol a [`TestClient`] speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
