@@ -407,15 +407,11 @@ fn decode_one(protocol: Proto, bytes: &[u8]) -> Result<Option<(Value, usize)>> {
     }
 }
 
-/// A MessagePack hub message in the JSON protocol's shape.
+/// A MessagePack hub message in the JSON protocol's shape: unlike `common`'s (which keeps
+/// Completions raw and always names a Close's fields), Completions, Ack and Sequence are mapped
+/// and a Close carries only the fields that are set.
 fn msgpack_to_json(v: &rmpv::Value) -> Result<Value> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| anyhow!("a hub message must be an array: {v}"))?;
-    let ty = items
-        .first()
-        .and_then(rmpv::Value::as_u64)
-        .ok_or_else(|| anyhow!("no type id: {v}"))?;
+    let (ty, items) = common::msgpack_message_items(v)?;
     let f = |i: usize| items.get(i).map(common::to_json).unwrap_or(Value::Null);
     Ok(match ty {
         1 => {

@@ -623,8 +623,8 @@ impl TestClient {
     }
 }
 
-/// A MessagePack hub message in the JSON shape.
-fn msgpack_message_to_json(v: &rmpv::Value) -> Result<Value> {
+/// The type id and the items of a MessagePack hub message (an array led by its type).
+pub fn msgpack_message_items(v: &rmpv::Value) -> Result<(u64, &[rmpv::Value])> {
     let items = v
         .as_array()
         .ok_or_else(|| anyhow!("a hub message must be an array: {v}"))?;
@@ -632,6 +632,12 @@ fn msgpack_message_to_json(v: &rmpv::Value) -> Result<Value> {
         .first()
         .and_then(rmpv::Value::as_u64)
         .ok_or_else(|| anyhow!("no type id: {v}"))?;
+    Ok((ty, items))
+}
+
+/// A MessagePack hub message in the JSON shape.
+fn msgpack_message_to_json(v: &rmpv::Value) -> Result<Value> {
+    let (ty, items) = msgpack_message_items(v)?;
     let field = |i: usize| items.get(i).map(to_json).unwrap_or(Value::Null);
     Ok(match ty {
         1 | 4 => {
