@@ -1,156 +1,28 @@
 //! The client endpoint over real sockets: negotiate, the WebSocket transport, the handshake,
-//! protocol errors, limits and the slow-consumer policy. Byte-level, with a raw WebSocket client,
-//! so that malformed input can be sent.
+//! protocol errors, limits and the slow-consumer policy. Byte-level, with the raw WebSocket of
+//! `common::ws`, so that malformed input can be sent.
+
+mod common;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use common::ws::{
+    Ws, connect_json, handshake_json, next_frame, next_json, next_record, next_text, open,
+    open_negotiated,
+};
+use common::{
+    JSON_HANDSHAKE, Rest, client_token, config, expired_client_token, negotiate, negotiate_raw,
+    now, rest_token, sign, start, start_with,
+};
+use futures_util::SinkExt as _;
+use serde_json::json;
+use switchboard::ServiceMode;
 use switchboard::telemetry::names;
-use switchboard::{Config, ServiceMode, Switchboard, SwitchboardHandle};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-const KEY: &str = "client-endpoint-test-key-0123456789abcdef";
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn config(mode: ServiceMode) -> Config {
-    Config {
-        mode,
-        access_keys: vec![KEY.into()],
-        workers: 2,
-        ..Config::default()
-    }
-}
-
-fn start(config: Config) -> (SwitchboardHandle, String) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let handle = Switchboard::new(config).unwrap().start(listener).unwrap();
-    let base = format!("http://{}", handle.local_addr());
-    (handle, base)
-}
-
-/// An HS256 token, minted independently of the server's own code.
-fn token(aud: &str, claims: Value) -> String {
-    let mut c = claims;
-    c["aud"] = json!(aud);
-    if c.get("exp").is_none() {
-        c["exp"] = json!(switchboard::auth::unix_now() + 600);
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &c,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn client_token(hub: &str, user: Option<&str>) -> String {
-    let claims = match user {
-        Some(u) => json!({ "nameid": u }),
-        None => json!({}),
-    };
-    token(&format!("http://127.0.0.1/client/?hub={hub}"), claims)
-}
-
-async fn negotiate(base: &str, hub: &str, tok: &str, version: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{base}/client/negotiate?hub={hub}{version}"))
-        .bearer_auth(tok)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn ws_raw(
-    base: &str,
-    query: &str,
-    tok: Option<&str>,
-) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let url = format!("{}/client/?{query}", base.replacen("http", "ws", 1));
-    let mut req = url.into_client_request().unwrap();
-    if let Some(t) = tok {
-        req.headers_mut()
-            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
-}
-
-/// Negotiate and open the WebSocket (no handshake yet). Returns the socket and connection id.
-async fn open(base: &str, hub: &str, user: Option<&str>) -> (Ws, String) {
-    let tok = client_token(hub, user);
-    let body: Value = negotiate(base, hub, &tok, "&negotiateVersion=1")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = body["connectionId"].as_str().unwrap().to_owned();
-    let ctoken = body["connectionToken"].as_str().unwrap().to_owned();
-    let ws = ws_raw(base, &format!("hub={hub}&id={ctoken}"), Some(&tok))
-        .await
-        .unwrap();
-    (ws, id)
-}
-
-async fn next(ws: &mut Ws) -> Message {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("timed out waiting for a frame")
-            .expect("stream ended")
-            .expect("websocket error");
-        if !matches!(m, Message::Ping(_) | Message::Pong(_)) {
-            return m;
-        }
-    }
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    match next(ws).await {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
-}
-
-/// Open and complete a JSON handshake.
-async fn connect_json(base: &str, hub: &str, user: Option<&str>) -> (Ws, String) {
-    let (mut ws, id) = open(base, hub, user).await;
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await
-        .unwrap();
-    assert_eq!(next_text(&mut ws).await, "{}\u{1e}");
-    (ws, id)
-}
-
-/// Read JSON hub messages until one that is not a Ping.
-async fn next_json(ws: &mut Ws, pending: &mut Vec<Value>) -> Value {
-    loop {
-        if !pending.is_empty() {
-            let v = pending.remove(0);
-            if v["type"] != 6 {
-                return v;
-            }
-            continue;
-        }
-        match next(ws).await {
-            Message::Text(t) => {
-                for rec in t.split('\u{1e}').filter(|r| !r.is_empty()) {
-                    pending.push(serde_json::from_str(rec).unwrap());
-                }
-            }
-            Message::Close(_) => panic!("closed while waiting for a message"),
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
 
 /// Broadcasts `n` numbered 60 KiB messages to hub `chat` while `reader` reads them in the
 /// background; asserts the reader got every one, in order, and returns it still open.
-async fn broadcast_while_one_reads(base: &str, mut reader: Ws, n: usize) -> Ws {
+async fn broadcast_while_one_reads(rest: &Rest, mut reader: Ws, n: usize) -> Ws {
     let reading = tokio::spawn(async move {
         let mut pending = Vec::new();
         let mut seen = Vec::with_capacity(n);
@@ -162,7 +34,7 @@ async fn broadcast_while_one_reads(base: &str, mut reader: Ws, n: usize) -> Ws {
     });
     let payload = "p".repeat(60 * 1024);
     for i in 0..n {
-        assert_eq!(rest_broadcast(base, "chat", json!([i, payload])).await, 202);
+        rest.broadcast("chat", "note", json!([i, payload])).await;
     }
     let (seen, reader) = reading.await.unwrap();
     assert_eq!(
@@ -173,74 +45,45 @@ async fn broadcast_while_one_reads(base: &str, mut reader: Ws, n: usize) -> Ws {
     reader
 }
 
-async fn rest_broadcast(base: &str, hub: &str, args: Value) -> u16 {
-    let path = format!("/api/hubs/{hub}/:send");
-    let tok = token(&format!("http://127.0.0.1{path}"), json!({}));
-    reqwest::Client::new()
-        .post(format!("{base}{path}?api-version=2022-06-01"))
-        .bearer_auth(tok)
-        .json(&json!({ "target": "note", "arguments": args }))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn negotiate_versions_and_errors() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
-    let tok = client_token("chat", None);
-    let v1: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let tok = client_token(&key, "chat", None);
+    let v1 = negotiate(&base, "chat", &tok, "&negotiateVersion=1").await;
     assert_eq!(v1["negotiateVersion"], 1);
     assert_eq!(v1["connectionId"].as_str().unwrap().len(), 22);
     assert_ne!(v1["connectionToken"], v1["connectionId"]);
     assert_eq!(v1["availableTransports"][0]["transport"], "WebSockets");
     assert!(v1.get("useStatefulReconnect").is_none());
 
-    let v0: Value = negotiate(&base, "chat", &tok, "")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v0 = negotiate(&base, "chat", &tok, "").await;
     assert_eq!(v0["negotiateVersion"], 0);
     assert!(v0.get("connectionToken").is_none());
     // Version 0: the connection id is the token.
     let id = v0["connectionId"].as_str().unwrap();
-    let mut ws = ws_raw(&base, &format!("hub=chat&id={id}"), Some(&tok))
+    let mut ws = open(&base, &format!("hub=chat&id={id}"), Some(&tok))
         .await
         .unwrap();
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await
-        .unwrap();
-    assert_eq!(next_text(&mut ws).await, "{}\u{1e}");
+    handshake_json(&mut ws).await;
 
-    let high: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=7")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let high = negotiate(&base, "chat", &tok, "&negotiateVersion=7").await;
     assert_eq!(high["negotiateVersion"], 1);
-    let bad = negotiate(&base, "chat", &tok, "&negotiateVersion=abc").await;
-    assert_eq!(bad.status(), 200);
-    let bad: Value = bad.json().await.unwrap();
+    let bad = negotiate_raw(&base, "chat", Some(&tok), "&negotiateVersion=abc").await;
+    assert_eq!(bad.status, 200);
+    let bad = bad.json();
     assert_eq!(
         bad["error"],
         "The client requested an invalid protocol version 'abc'"
     );
 
-    let r = negotiate(&base, "chat", "not-a-token", "").await;
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["content-type"], "application/json");
-    let r = negotiate(&base, "9bad", &tok, "").await;
-    assert_eq!(r.status(), 400);
+    let r = negotiate_raw(&base, "chat", Some("not-a-token"), "").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let r = negotiate_raw(&base, "9bad", Some(&tok), "").await;
+    assert_eq!(r.status, 400);
     // A token for another hub does not open this one.
-    let r = negotiate(&base, "other", &tok, "").await;
-    assert_eq!(r.status(), 401);
+    let r = negotiate_raw(&base, "other", Some(&tok), "").await;
+    assert_eq!(r.status, 401);
     let r = reqwest::Client::new()
         .get(format!("{base}/client/negotiate?hub=chat"))
         .send()
@@ -252,7 +95,7 @@ async fn negotiate_versions_and_errors() {
 
 #[tokio::test]
 async fn cors_preflight_echoes_the_origin() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
     let r = reqwest::Client::new()
         .request(
             reqwest::Method::OPTIONS,
@@ -285,7 +128,7 @@ async fn cors_preflight_echoes_the_origin() {
     let r = reqwest::Client::new()
         .post(format!("{base}/client/negotiate?hub=chat"))
         .header("Origin", "http://app.example")
-        .bearer_auth(client_token("chat", None))
+        .bearer_auth(client_token(&key, "chat", None))
         .send()
         .await
         .unwrap();
@@ -298,8 +141,8 @@ async fn cors_preflight_echoes_the_origin() {
 
 #[tokio::test]
 async fn websocket_upgrade_refusals() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
-    let tok = client_token("chat", None);
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let tok = client_token(&key, "chat", None);
     let status = |e: tokio_tungstenite::tungstenite::Error| match e {
         tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
         other => panic!("expected an HTTP refusal, got {other}"),
@@ -307,7 +150,7 @@ async fn websocket_upgrade_refusals() {
     // Unknown connection token.
     assert_eq!(
         status(
-            ws_raw(&base, "hub=chat&id=nope", Some(&tok))
+            open(&base, "hub=chat&id=nope", Some(&tok))
                 .await
                 .unwrap_err()
         ),
@@ -315,53 +158,41 @@ async fn websocket_upgrade_refusals() {
     );
     // No token at all, a forged one, a REST-audience one.
     assert_eq!(
-        status(ws_raw(&base, "hub=chat", None).await.unwrap_err()),
+        status(open(&base, "hub=chat", None).await.unwrap_err()),
         401
     );
-    let forged = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"aud": "http://127.0.0.1/client/?hub=chat", "exp": switchboard::auth::unix_now() + 60}),
-        &jsonwebtoken::EncodingKey::from_secret(b"wrong key"),
-    )
-    .unwrap();
+    let forged = sign(
+        "wrong key",
+        &json!({"aud": "http://127.0.0.1/client/?hub=chat", "exp": now() + 60}),
+    );
     assert_eq!(
-        status(ws_raw(&base, "hub=chat", Some(&forged)).await.unwrap_err()),
+        status(open(&base, "hub=chat", Some(&forged)).await.unwrap_err()),
         401
     );
-    let rest = token("http://127.0.0.1/api/hubs/chat/:send", json!({}));
+    let rest = rest_token(&key, "/api/hubs/chat/:send");
     assert_eq!(
-        status(ws_raw(&base, "hub=chat", Some(&rest)).await.unwrap_err()),
+        status(open(&base, "hub=chat", Some(&rest)).await.unwrap_err()),
         401
     );
-    let expired = token(
-        "http://127.0.0.1/client/?hub=chat",
-        json!({"exp": switchboard::auth::unix_now() - 3600}),
-    );
+    let expired = expired_client_token(&key, "chat");
     assert_eq!(
-        status(ws_raw(&base, "hub=chat", Some(&expired)).await.unwrap_err()),
+        status(open(&base, "hub=chat", Some(&expired)).await.unwrap_err()),
         401
     );
     // The token in the query (browsers) works; no id means a new connection.
-    let mut ws = ws_raw(&base, &format!("hub=chat&access_token={tok}"), None)
+    let mut ws = open(&base, &format!("hub=chat&access_token={tok}"), None)
         .await
         .unwrap();
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await
-        .unwrap();
-    assert_eq!(next_text(&mut ws).await, "{}\u{1e}");
+    handshake_json(&mut ws).await;
     // A negotiated token is used once.
-    let body: Value = negotiate(&base, "chat", &tok, "&negotiateVersion=1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = negotiate(&base, "chat", &tok, "&negotiateVersion=1").await;
     let ct = body["connectionToken"].as_str().unwrap();
-    let _first = ws_raw(&base, &format!("hub=chat&id={ct}"), Some(&tok))
+    let _first = open(&base, &format!("hub=chat&id={ct}"), Some(&tok))
         .await
         .unwrap();
     assert_eq!(
         status(
-            ws_raw(&base, &format!("hub=chat&id={ct}"), Some(&tok))
+            open(&base, &format!("hub=chat&id={ct}"), Some(&tok))
                 .await
                 .unwrap_err()
         ),
@@ -378,7 +209,7 @@ async fn websocket_upgrade_refusals() {
 
 #[tokio::test]
 async fn handshake_errors_have_the_reference_texts() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
     let cases = [
         (
             "{\"protocol\":\"foo\",\"version\":1}\u{1e}",
@@ -390,19 +221,17 @@ async fn handshake_errors_have_the_reference_texts() {
         ),
     ];
     for (request, error) in cases {
-        let (mut ws, _) = open(&base, "chat", None).await;
+        let (mut ws, _) = open_negotiated(&base, &key, "chat", None).await;
         ws.send(Message::text(request)).await.unwrap();
-        let answer: Value =
-            serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+        let answer = next_record(&mut ws).await;
         assert_eq!(answer["error"], error);
-        assert!(matches!(next(&mut ws).await, Message::Close(_)));
+        assert!(matches!(next_frame(&mut ws).await, Message::Close(_)));
     }
-    let (mut ws, _) = open(&base, "chat", None).await;
+    let (mut ws, _) = open_negotiated(&base, &key, "chat", None).await;
     ws.send(Message::text("{\"version\":1}\u{1e}"))
         .await
         .unwrap();
-    let answer: Value =
-        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    let answer = next_record(&mut ws).await;
     let text = answer["error"].as_str().unwrap();
     assert!(
         text.starts_with("An unexpected error occurred during connection handshake."),
@@ -416,8 +245,8 @@ async fn handshake_errors_have_the_reference_texts() {
 async fn handshake_timeout() {
     let mut c = config(ServiceMode::Serverless);
     c.limits.handshake_timeout_secs = 1;
-    let (sb, base) = start(c);
-    let (mut ws, _) = open(&base, "chat", None).await;
+    let (sb, base, key) = start_with(c).await;
+    let (mut ws, _) = open_negotiated(&base, &key, "chat", None).await;
     let answer = next_text(&mut ws).await;
     assert_eq!(answer, "{\"error\":\"Handshake was canceled.\"}\u{1e}");
     sb.stop().await;
@@ -425,13 +254,10 @@ async fn handshake_timeout() {
 
 #[tokio::test]
 async fn default_mode_without_hub_server_refuses_with_azure_text() {
-    let (sb, base) = start(config(ServiceMode::Default));
-    let (mut ws, _) = open(&base, "chat", None).await;
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await
-        .unwrap();
-    let answer: Value =
-        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let (mut ws, _) = open_negotiated(&base, &key, "chat", None).await;
+    ws.send(Message::text(JSON_HANDSHAKE)).await.unwrap();
+    let answer = next_record(&mut ws).await;
     assert_eq!(
         answer["error"],
         "SignalR Service is now in 'Default' service mode. Current mode works as a proxy that routes client traffic to the connected app servers. However app servers are not connected."
@@ -442,8 +268,8 @@ async fn default_mode_without_hub_server_refuses_with_azure_text() {
 
 #[tokio::test]
 async fn messagepack_handshake_answer_is_binary_and_invocations_get_an_error_completion() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
-    let (mut ws, _) = open(&base, "chat", None).await;
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let (mut ws, _) = open_negotiated(&base, &key, "chat", None).await;
     // The JS client sends the handshake as text and the messages as binary; here the handshake
     // and a blocking Invocation share one frame.
     let mut frame = b"{\"protocol\":\"messagepack\",\"version\":1}\x1e".to_vec();
@@ -452,11 +278,11 @@ async fn messagepack_handshake_answer_is_binary_and_invocations_get_an_error_com
     frame.push(body.len() as u8);
     frame.extend_from_slice(&body);
     ws.send(Message::binary(frame)).await.unwrap();
-    match next(&mut ws).await {
+    match next_frame(&mut ws).await {
         Message::Binary(b) => assert_eq!(&b[..], b"{}\x1e"),
         other => panic!("expected a binary handshake answer, got {other:?}"),
     }
-    let completion = match next(&mut ws).await {
+    let completion = match next_frame(&mut ws).await {
         Message::Binary(b) => b,
         other => panic!("expected a binary Completion, got {other:?}"),
     };
@@ -482,8 +308,8 @@ async fn messagepack_handshake_answer_is_binary_and_invocations_get_an_error_com
 
 #[tokio::test]
 async fn non_blocking_invocations_are_dropped_and_counted() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
-    let (mut ws, _) = connect_json(&base, "chat", None).await;
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let (mut ws, _) = connect_json(&base, &key, "chat", None).await;
     ws.send(Message::text(
         "{\"type\":1,\"target\":\"x\",\"arguments\":[]}\u{1e}{\"type\":6}\u{1e}",
     ))
@@ -505,26 +331,24 @@ async fn non_blocking_invocations_are_dropped_and_counted() {
 
 #[tokio::test]
 async fn malformed_message_closes_only_that_connection() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
-    let (mut bad, _) = connect_json(&base, "chat", None).await;
-    let (mut good, _) = connect_json(&base, "chat", None).await;
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let (mut bad, _) = connect_json(&base, &key, "chat", None).await;
+    let (mut good, _) = connect_json(&base, &key, "chat", None).await;
     bad.send(Message::text("{\"type\":\"one\"}\u{1e}"))
         .await
         .unwrap();
-    let close: Value =
-        serde_json::from_str(next_text(&mut bad).await.trim_end_matches('\u{1e}')).unwrap();
+    let close = next_record(&mut bad).await;
     assert_eq!(close["type"], 7);
     let error = close["error"].as_str().unwrap();
     assert!(
         error.starts_with("Connection closed with an error."),
         "{error}"
     );
-    assert!(matches!(next(&mut bad).await, Message::Close(_)));
+    assert!(matches!(next_frame(&mut bad).await, Message::Close(_)));
 
-    assert_eq!(
-        rest_broadcast(&base, "chat", json!(["still here"])).await,
-        202
-    );
+    Rest::new(&base, &key)
+        .broadcast("chat", "note", json!(["still here"]))
+        .await;
     let mut pending = Vec::new();
     let v = next_json(&mut good, &mut pending).await;
     assert_eq!(v["arguments"], json!(["still here"]));
@@ -536,17 +360,16 @@ async fn malformed_message_closes_only_that_connection() {
 async fn oversized_messages_close_the_connection() {
     let mut c = config(ServiceMode::Serverless);
     c.limits.max_message_size = 1024;
-    let (sb, base) = start(c);
+    let (sb, base, key) = start_with(c).await;
     // One record bigger than the limit, in a frame under it... (split over frames)
-    let (mut ws, _) = connect_json(&base, "chat", None).await;
+    let (mut ws, _) = connect_json(&base, &key, "chat", None).await;
     let big = format!(
         "{{\"type\":1,\"target\":\"x\",\"arguments\":[\"{}\"]",
         "a".repeat(1000)
     );
     ws.send(Message::text(big.clone())).await.unwrap();
     ws.send(Message::text(big)).await.unwrap();
-    let close: Value =
-        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    let close = next_record(&mut ws).await;
     assert!(
         close["error"]
             .as_str()
@@ -555,10 +378,9 @@ async fn oversized_messages_close_the_connection() {
         "{close}"
     );
     // ... and one WebSocket frame over the limit.
-    let (mut ws, _) = connect_json(&base, "chat", None).await;
+    let (mut ws, _) = connect_json(&base, &key, "chat", None).await;
     ws.send(Message::text("x".repeat(4096))).await.unwrap();
-    let close: Value =
-        serde_json::from_str(next_text(&mut ws).await.trim_end_matches('\u{1e}')).unwrap();
+    let close = next_record(&mut ws).await;
     assert!(
         close["error"]
             .as_str()
@@ -577,10 +399,10 @@ async fn a_slow_consumer_is_cut_off_without_harming_others() {
     // Only the outbox limit may cut the slow client here: on a loaded machine the broadcasts
     // can outlast the default send timeout, which would cut it first (without a Close message).
     c.limits.send_timeout_secs = 600;
-    let (sb, base) = start(c);
-    let (mut slow, _) = connect_json(&base, "chat", None).await;
-    let (fast, _) = connect_json(&base, "chat", None).await;
-    let _fast = broadcast_while_one_reads(&base, fast, 300).await;
+    let (sb, base, key) = start_with(c).await;
+    let (mut slow, _) = connect_json(&base, &key, "chat", None).await;
+    let (fast, _) = connect_json(&base, &key, "chat", None).await;
+    let _fast = broadcast_while_one_reads(&Rest::new(&base, &key), fast, 300).await;
     assert_eq!(sb.metrics().get(names::outbox_overflow), Some(1));
     // The slow client, once it reads, finds a Close naming the reason after what was in flight.
     let mut pending = Vec::new();
@@ -606,12 +428,12 @@ async fn a_client_that_stops_reading_is_cut_by_the_send_timeout() {
     c.limits.outbox_max_bytes = 256 * 1024 * 1024;
     c.limits.outbox_max_messages = 1_000_000;
     c.limits.send_timeout_secs = 1;
-    let (sb, base) = start(c);
-    let (stalled, _) = connect_json(&base, "chat", None).await;
-    let (fast, _) = connect_json(&base, "chat", None).await;
+    let (sb, base, key) = start_with(c).await;
+    let (stalled, _) = connect_json(&base, &key, "chat", None).await;
+    let (fast, _) = connect_json(&base, &key, "chat", None).await;
     // 12 MiB: more than the kernel buffers of a socket nobody reads on loopback. The reading
     // client stays connected: the count below must fall to 1 by the stalled one.
-    let _fast = broadcast_while_one_reads(&base, fast, 200).await;
+    let _fast = broadcast_while_one_reads(&Rest::new(&base, &key), fast, 200).await;
     // The stalled client's write times out: it is counted and the connection ends (its Close
     // message cannot be written either, and waits at most the same timeout).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -631,8 +453,8 @@ async fn a_client_that_stops_reading_is_cut_by_the_send_timeout() {
 
 #[tokio::test]
 async fn metrics_endpoint_renders_counters() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
-    let (_ws, _) = connect_json(&base, "chat", None).await;
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let (_ws, _) = connect_json(&base, &key, "chat", None).await;
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
@@ -658,8 +480,8 @@ async fn keep_alive_pings_and_client_timeout() {
     let mut c = config(ServiceMode::Serverless);
     c.limits.keep_alive_interval_secs = 1;
     c.limits.client_timeout_secs = 3;
-    let (sb, base) = start(c);
-    let (mut ws, _) = connect_json(&base, "chat", None).await;
+    let (sb, base, key) = start_with(c).await;
+    let (mut ws, _) = connect_json(&base, &key, "chat", None).await;
     // Idle: the server pings.
     assert_eq!(next_text(&mut ws).await, "{\"type\":6}\u{1e}");
     // A client that never pinged is not timed out (ASP.NET Core arms the timeout at the first
@@ -681,14 +503,12 @@ async fn keep_alive_pings_and_client_timeout() {
 
 #[tokio::test]
 async fn many_hubs_are_isolated() {
-    let (sb, base) = start(config(ServiceMode::Serverless));
-    let (mut a, _) = connect_json(&base, "alpha", None).await;
-    let (mut b, _) = connect_json(&base, "beta", None).await;
-    assert_eq!(
-        rest_broadcast(&base, "alpha", json!(["to alpha"])).await,
-        202
-    );
-    assert_eq!(rest_broadcast(&base, "beta", json!(["to beta"])).await, 202);
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let (mut a, _) = connect_json(&base, &key, "alpha", None).await;
+    let (mut b, _) = connect_json(&base, &key, "beta", None).await;
+    let rest = Rest::new(&base, &key);
+    rest.broadcast("alpha", "note", json!(["to alpha"])).await;
+    rest.broadcast("beta", "note", json!(["to beta"])).await;
     let (mut pa, mut pb) = (Vec::new(), Vec::new());
     assert_eq!(
         next_json(&mut a, &mut pa).await["arguments"],

@@ -11,8 +11,10 @@ mod common;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use common::{Rest, TEST_KEY, client_token, now, sign, start, start_with};
-use reqwest::header::HeaderMap;
+use common::{
+    JSON_HANDSHAKE, Reply, Rest, TEST_KEY, client_token, client_token_with, expired_client_token,
+    negotiate, negotiate_raw, now, send_within, start, start_with,
+};
 use serde_json::{Value, json};
 use switchboard::id::TransportKind;
 use switchboard::telemetry::names;
@@ -21,80 +23,12 @@ use switchboard::{Config, ServiceMode};
 /// The longest any single expected answer may take.
 const WAIT: Duration = Duration::from_secs(5);
 const API: &str = "api-version=2022-06-01";
-const JSON_HANDSHAKE: &[u8] = b"{\"protocol\":\"json\",\"version\":1}\x1e";
+/// What negotiate asks for here: version 1.
+const V1: &str = "&negotiateVersion=1";
 
-/// One HTTP answer, read completely.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// Status and body text, for `assert_eq!` against `(status, "text")`.
-    fn status_text(&self) -> (u16, String) {
-        (self.status, self.text())
-    }
-}
-
-/// Send `req` and read the whole answer within `limit`.
-async fn send_within(req: reqwest::RequestBuilder, limit: Duration, what: &str) -> Answer {
-    tokio::time::timeout(limit, async {
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: reading the body failed: {e}"))
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: no answer within {limit:?}"))
-}
-
-async fn send(req: reqwest::RequestBuilder, what: &str) -> Answer {
+/// Send `req` and read the whole answer within [`WAIT`].
+async fn send(req: reqwest::RequestBuilder, what: &str) -> Reply {
     send_within(req, WAIT, what).await
-}
-
-/// `POST /client/negotiate?hub=..&negotiateVersion=1` with `token`; the raw answer.
-async fn negotiate_raw(
-    http: &reqwest::Client,
-    base: &str,
-    hub: &str,
-    token: Option<&str>,
-) -> Answer {
-    let mut req = http.post(format!(
-        "{base}/client/negotiate?hub={hub}&negotiateVersion=1"
-    ));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    send(req, "negotiate").await
-}
-
-/// Negotiate; returns the body (200 asserted).
-async fn negotiate(http: &reqwest::Client, base: &str, hub: &str, token: &str) -> Value {
-    let a = negotiate_raw(http, base, hub, Some(token)).await;
-    assert_eq!(a.status, 200, "negotiate: {}", a.text());
-    serde_json::from_slice(&a.body).expect("negotiate JSON")
 }
 
 /// The JSON records (0x1E-terminated) of `bytes`; every byte must belong to a complete record.
@@ -122,8 +56,9 @@ struct Negotiated {
     token: String,
 }
 
-async fn negotiated(http: &reqwest::Client, base: &str, hub: &str, token: &str) -> Negotiated {
-    let n = negotiate(http, base, hub, token).await;
+/// Negotiate (version 1); the connection URL and ids.
+async fn negotiated(base: &str, hub: &str, token: &str) -> Negotiated {
+    let n = negotiate(base, hub, token, V1).await;
     Negotiated {
         url: format!(
             "{base}/client/?hub={hub}&id={}",
@@ -154,7 +89,7 @@ impl Lp {
     }
 
     /// One poll, answered within `limit`.
-    async fn poll_within(&self, limit: Duration) -> Answer {
+    async fn poll_within(&self, limit: Duration) -> Reply {
         // The JS client adds a `_` cache buster to every poll; the server ignores it.
         let url = format!("{}&_={}", self.url, now());
         send_within(
@@ -165,11 +100,11 @@ impl Lp {
         .await
     }
 
-    async fn poll(&self) -> Answer {
+    async fn poll(&self) -> Reply {
         self.poll_within(WAIT).await
     }
 
-    async fn post(&self, body: &[u8]) -> Answer {
+    async fn post(&self, body: &[u8]) -> Reply {
         send(
             self.http
                 .post(&self.url)
@@ -181,7 +116,7 @@ impl Lp {
         .await
     }
 
-    async fn delete(&self) -> Answer {
+    async fn delete(&self) -> Reply {
         send(
             self.http.delete(&self.url).bearer_auth(&self.token),
             "DELETE",
@@ -199,18 +134,22 @@ impl Lp {
 }
 
 /// A poll in the background (it may wait up to 20 s).
-fn spawn_poll(lp: &Lp) -> tokio::task::JoinHandle<Answer> {
+fn spawn_poll(lp: &Lp) -> tokio::task::JoinHandle<Reply> {
     let lp = lp.clone();
     tokio::spawn(async move { lp.poll_within(Duration::from_secs(20)).await })
 }
 
 /// Negotiate, first poll, JSON handshake: a connected long-polling client.
 async fn connect_lp(http: &reqwest::Client, base: &str, hub: &str, token: &str) -> Lp {
-    let n = negotiated(http, base, hub, token).await;
+    let n = negotiated(base, hub, token).await;
     let lp = Lp::new(http, &n);
     let first = lp.poll().await;
     assert_eq!((first.status, first.body.len()), (200, 0), "first poll");
-    assert_eq!(lp.post(JSON_HANDSHAKE).await.status, 200, "handshake POST");
+    assert_eq!(
+        lp.post(JSON_HANDSHAKE.as_bytes()).await.status,
+        200,
+        "handshake POST"
+    );
     let hs = lp.poll().await;
     assert_eq!(
         (hs.status, hs.text()),
@@ -348,72 +287,9 @@ impl Sse {
     }
 }
 
-fn rest_send_path(hub: &str) -> String {
-    format!("/api/hubs/{hub}/:send?{API}")
-}
-
-async fn broadcast(rest: &Rest, hub: &str, target: &str, args: Value) {
-    let r = rest
-        .post_json(
-            &rest_send_path(hub),
-            &json!({ "target": target, "arguments": args }),
-        )
-        .await;
-    assert_eq!(r.status, 202, "broadcast: {}", r.text());
-}
-
-async fn connection_exists(rest: &Rest, hub: &str, id: &str) -> u16 {
-    rest.head(&format!("/api/hubs/{hub}/connections/{id}?{API}"))
-        .await
-        .status
-}
-
-/// Poll `HEAD connections/{id}` until it answers `status` (at most `limit`).
-async fn wait_connection_status(rest: &Rest, hub: &str, id: &str, status: u16, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let got = connection_exists(rest, hub, id).await;
-        if got == status {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "HEAD connections/{id} still answers {got} after {limit:?}, expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn no_upstream(hub: &str, target: &str) -> String {
     format!(
         "Invocation failed: hub '{hub}' is in Serverless mode and no upstream is configured to handle '{target}'."
-    )
-}
-
-fn token_with(hub: &str, claims: Value) -> String {
-    let n = now();
-    let mut c = json!({
-        "aud": format!("http://127.0.0.1/client/?hub={hub}"),
-        "exp": n + 3600,
-        "iat": n,
-        "nbf": n,
-    });
-    for (k, v) in claims.as_object().expect("claims object") {
-        c[k] = v.clone();
-    }
-    sign(TEST_KEY, &c)
-}
-
-fn expired_token(hub: &str) -> String {
-    let n = now();
-    sign(
-        TEST_KEY,
-        &json!({
-            "aud": format!("http://127.0.0.1/client/?hub={hub}"),
-            "exp": n - 3600,
-            "iat": n - 7200,
-            "nbf": n - 7200,
-        }),
     )
 }
 
@@ -432,8 +308,7 @@ fn transports_of(negotiate: &Value) -> Vec<&str> {
 #[tokio::test]
 async fn negotiate_lists_websockets_sse_and_long_polling_in_order() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
-    let http = reqwest::Client::new();
-    let n = negotiate(&http, &base, "chat", &client_token(&key, "chat", None)).await;
+    let n = negotiate(&base, "chat", &client_token(&key, "chat", None), V1).await;
     assert_eq!(
         n["availableTransports"],
         json!([
@@ -455,7 +330,7 @@ async fn the_transports_setting_narrows_negotiate_and_refuses_the_others() {
     .await;
     let http = reqwest::Client::new();
     let tok = client_token(&key, "chat", None);
-    let n = negotiate(&http, &base, "chat", &tok).await;
+    let n = negotiate(&base, "chat", &tok, V1).await;
     // In the configured order.
     assert_eq!(
         n["availableTransports"],
@@ -466,7 +341,7 @@ async fn the_transports_setting_narrows_negotiate_and_refuses_the_others() {
     );
 
     // SSE is not offered: its GET is refused with the ASP.NET Core text, the id stays usable.
-    let neg = negotiated(&http, &base, "chat", &tok).await;
+    let neg = negotiated(&base, "chat", &tok).await;
     let resp = Sse::open_raw(&http, &neg).await;
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(
@@ -484,9 +359,9 @@ async fn the_transports_setting_narrows_negotiate_and_refuses_the_others() {
         ..Config::default()
     })
     .await;
-    let n = negotiate(&http, &base2, "chat", &tok).await;
+    let n = negotiate(&base2, "chat", &tok, V1).await;
     assert_eq!(transports_of(&n), ["ServerSentEvents"]);
-    let neg = negotiated(&http, &base2, "chat", &tok).await;
+    let neg = negotiated(&base2, "chat", &tok).await;
     assert_eq!(
         Lp::new(&http, &neg).poll().await.status_text(),
         (
@@ -527,14 +402,14 @@ async fn the_htt_claim_narrows_negotiate_and_connect() {
         ("7", &["WebSockets", "ServerSentEvents", "LongPolling"]),
     ];
     for (htt, expected) in cases {
-        let tok = token_with("chat", json!({ "asrs.s.htt": htt }));
-        let n = negotiate(&http, &base, "chat", &tok).await;
+        let tok = client_token_with(TEST_KEY, "chat", &json!({ "asrs.s.htt": htt }));
+        let n = negotiate(&base, "chat", &tok, V1).await;
         assert_eq!(transports_of(&n), expected, "asrs.s.htt = {htt}");
     }
 
     // htt = 4: only long polling; an SSE connect is refused, long polling works.
-    let tok = token_with("chat", json!({ "asrs.s.htt": "4" }));
-    let neg = negotiated(&http, &base, "chat", &tok).await;
+    let tok = client_token_with(TEST_KEY, "chat", &json!({ "asrs.s.htt": "4" }));
+    let neg = negotiated(&base, "chat", &tok).await;
     let resp = Sse::open_raw(&http, &neg).await;
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(
@@ -543,13 +418,15 @@ async fn the_htt_claim_narrows_negotiate_and_connect() {
     );
     let lp = connect_lp(&http, &base, "chat", &tok).await;
     assert_eq!(
-        connection_exists(&Rest::new(&base, TEST_KEY), "chat", &lp.connection_id).await,
+        Rest::new(&base, TEST_KEY)
+            .connection_status("chat", &lp.connection_id)
+            .await,
         200
     );
 
     // htt = 2: only SSE; a long poll is refused.
-    let tok = token_with("chat", json!({ "asrs.s.htt": "2" }));
-    let neg = negotiated(&http, &base, "chat", &tok).await;
+    let tok = client_token_with(TEST_KEY, "chat", &json!({ "asrs.s.htt": "2" }));
+    let neg = negotiated(&base, "chat", &tok).await;
     assert_eq!(
         Lp::new(&http, &neg).poll().await.status_text(),
         (
@@ -558,7 +435,7 @@ async fn the_htt_claim_narrows_negotiate_and_connect() {
         )
     );
     let mut sse = Sse::open(&http, &neg).await;
-    assert_eq!(sse.post.post(JSON_HANDSHAKE).await.status, 200);
+    assert_eq!(sse.post.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
     assert_eq!(sse.next_data().await, b"{}\x1e");
     sb.stop().await;
 }
@@ -572,7 +449,7 @@ async fn long_polling_byte_level() {
     let http = reqwest::Client::new();
     let rest = Rest::new(&base, &key);
     let hub = "lp";
-    let neg = negotiated(&http, &base, hub, &client_token(&key, hub, Some("ann"))).await;
+    let neg = negotiated(&base, hub, &client_token(&key, hub, Some("ann"))).await;
     let lp = Lp::new(&http, &neg);
 
     // The first poll answers at once: 200, empty, octet-stream, never cached.
@@ -592,7 +469,7 @@ async fn long_polling_byte_level() {
     );
 
     // The handshake by POST, its answer by the next poll.
-    let posted = lp.post(JSON_HANDSHAKE).await;
+    let posted = lp.post(JSON_HANDSHAKE.as_bytes()).await;
     assert_eq!((posted.status, posted.body.len()), (200, 0));
     let hs = lp.poll().await;
     assert_eq!(hs.status, 200);
@@ -602,16 +479,11 @@ async fn long_polling_byte_level() {
     assert_eq!(hs.header("cache-control"), Some("no-cache, no-store"));
     assert_eq!(hs.header("pragma"), Some("no-cache"));
     assert_eq!(hs.header("expires"), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
-    assert_eq!(connection_exists(&rest, hub, &lp.connection_id).await, 200);
+    assert_eq!(rest.connection_status(hub, &lp.connection_id).await, 200);
 
     // A REST broadcast arrives in one poll.
-    broadcast(
-        &rest,
-        hub,
-        "note",
-        json!(["hello", 1, { "deep": [true, null] }]),
-    )
-    .await;
+    rest.broadcast(hub, "note", json!(["hello", 1, { "deep": [true, null] }]))
+        .await;
     assert_eq!(
         lp.next_records().await,
         [
@@ -620,7 +492,7 @@ async fn long_polling_byte_level() {
     );
 
     // Several messages queued while nobody polls come in ONE response, in order.
-    broadcast(&rest, hub, "note", json!([1])).await;
+    rest.broadcast(hub, "note", json!([1])).await;
     let to_user = rest
         .post_json(
             &format!("/api/hubs/{hub}/users/ann/:send?{API}"),
@@ -693,7 +565,7 @@ async fn long_polling_carries_messagepack() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
     let http = reqwest::Client::new();
     let rest = Rest::new(&base, &key);
-    let neg = negotiated(&http, &base, "bin", &client_token(&key, "bin", None)).await;
+    let neg = negotiated(&base, "bin", &client_token(&key, "bin", None)).await;
     let lp = Lp::new(&http, &neg);
     assert_eq!(lp.poll().await.status, 200);
     assert_eq!(
@@ -704,7 +576,7 @@ async fn long_polling_carries_messagepack() {
     );
     // The handshake answer is JSON text even for MessagePack.
     assert_eq!(lp.poll().await.body, b"{}\x1e");
-    broadcast(&rest, "bin", "note", json!(["x", 7])).await;
+    rest.broadcast("bin", "note", json!(["x", 7])).await;
     let a = lp.poll().await;
     assert_eq!(a.status, 200);
     assert_eq!(a.header("content-type"), Some("application/octet-stream"));
@@ -753,7 +625,7 @@ async fn a_second_poll_supersedes_the_pending_one() {
         "the second poll must be the one waiting"
     );
 
-    broadcast(&rest, "sup", "note", json!(["after"])).await;
+    rest.broadcast("sup", "note", json!(["after"])).await;
     let second = tokio::time::timeout(WAIT, second)
         .await
         .expect("the second poll to get the broadcast")
@@ -764,10 +636,7 @@ async fn a_second_poll_supersedes_the_pending_one() {
         [json!({ "type": 1, "target": "note", "arguments": ["after"] })]
     );
     // The connection is still up.
-    assert_eq!(
-        connection_exists(&rest, "sup", &lp.connection_id).await,
-        200
-    );
+    assert_eq!(rest.connection_status("sup", &lp.connection_id).await, 200);
     sb.stop().await;
 }
 
@@ -813,14 +682,8 @@ async fn delete_disposes_the_connection_at_once() {
         (404, "No Connection with that ID".to_owned()),
         "POST after DELETE"
     );
-    wait_connection_status(
-        &rest,
-        "del2",
-        &lp.connection_id,
-        404,
-        Duration::from_secs(3),
-    )
-    .await;
+    rest.wait_connection_status("del2", &lp.connection_id, 404, Duration::from_secs(3))
+        .await;
     sb.stop().await;
 }
 
@@ -848,14 +711,8 @@ async fn rest_close_reaches_a_pending_poll() {
         records(&got.body),
         [json!({ "type": 7, "error": "bye now" })]
     );
-    wait_connection_status(
-        &rest,
-        "kick",
-        &lp.connection_id,
-        404,
-        Duration::from_secs(3),
-    )
-    .await;
+    rest.wait_connection_status("kick", &lp.connection_id, 404, Duration::from_secs(3))
+        .await;
     sb.stop().await;
 }
 
@@ -930,18 +787,12 @@ async fn a_long_polling_client_that_stops_polling_is_disconnected() {
     // A client that stops polling after the handshake.
     let quitter = connect_lp(&http, &base, "idle", &tok).await;
     assert_eq!(
-        connection_exists(&rest, "idle", &quitter.connection_id).await,
+        rest.connection_status("idle", &quitter.connection_id).await,
         200
     );
     let started = tokio::time::Instant::now();
-    wait_connection_status(
-        &rest,
-        "idle",
-        &quitter.connection_id,
-        404,
-        Duration::from_secs(5),
-    )
-    .await;
+    rest.wait_connection_status("idle", &quitter.connection_id, 404, Duration::from_secs(5))
+        .await;
     let gone_after = started.elapsed();
     assert!(
         gone_after >= Duration::from_millis(700),
@@ -955,11 +806,11 @@ async fn a_long_polling_client_that_stops_polling_is_disconnected() {
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        connection_exists(&rest, "idle", &keeper.connection_id).await,
+        rest.connection_status("idle", &keeper.connection_id).await,
         200,
         "a client with a pending poll must stay connected"
     );
-    broadcast(&rest, "idle", "note", json!(["still here"])).await;
+    rest.broadcast("idle", "note", json!(["still here"])).await;
     let held = tokio::time::timeout(WAIT, held)
         .await
         .expect("the held poll")
@@ -990,9 +841,10 @@ async fn a_long_polling_client_whose_poll_buffer_overflows_is_closed_and_counted
     // Nobody polls: three 2 KB messages do not fit a 4 KB poll buffer.
     let payload = "p".repeat(2048);
     for i in 0..3 {
-        broadcast(&rest, "full", "note", json!([i, payload])).await;
+        rest.broadcast("full", "note", json!([i, payload])).await;
     }
-    wait_connection_status(&rest, "full", &lp.connection_id, 404, WAIT).await;
+    rest.wait_connection_status("full", &lp.connection_id, 404, WAIT)
+        .await;
     assert_eq!(sb.metrics().get(names::outbox_overflow), Some(1));
     assert_eq!(sb.metrics().get(names::send_timeouts), Some(0));
     sb.stop().await;
@@ -1006,7 +858,7 @@ async fn sse_byte_level() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
     let http = reqwest::Client::new();
     let rest = Rest::new(&base, &key);
-    let neg = negotiated(&http, &base, "sse", &client_token(&key, "sse", None)).await;
+    let neg = negotiated(&base, "sse", &client_token(&key, "sse", None)).await;
     let resp = Sse::open_raw(&http, &neg).await;
     assert_eq!(resp.status().as_u16(), 200);
     let h = resp.headers();
@@ -1026,16 +878,11 @@ async fn sse_byte_level() {
     assert_eq!(sse.buf, b":\r\n");
     sse.buf.clear();
 
-    assert_eq!(sse.post.post(JSON_HANDSHAKE).await.status, 200);
+    assert_eq!(sse.post.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
     assert_eq!(sse.next_event_raw().await, b"data: {}\x1e\r\n\r\n");
 
-    broadcast(
-        &rest,
-        "sse",
-        "note",
-        json!(["a b", 2.5, { "k": "line1\nline2" }]),
-    )
-    .await;
+    rest.broadcast("sse", "note", json!(["a b", 2.5, { "k": "line1\nline2" }]))
+        .await;
     let raw = sse.next_event_raw().await;
     assert!(
         raw.starts_with(b"data: ") && raw.ends_with(b"\x1e\r\n\r\n"),
@@ -1079,14 +926,8 @@ async fn sse_byte_level() {
         "after the Close: {:?}",
         String::from_utf8_lossy(&rest_bytes)
     );
-    wait_connection_status(
-        &rest,
-        "sse",
-        &neg.connection_id,
-        404,
-        Duration::from_secs(3),
-    )
-    .await;
+    rest.wait_connection_status("sse", &neg.connection_id, 404, Duration::from_secs(3))
+        .await;
     sb.stop().await;
 }
 
@@ -1104,9 +945,9 @@ async fn sse_sends_keep_alive_pings_and_long_polling_does_not() {
     .await;
     let http = reqwest::Client::new();
     let tok = client_token(&key, "ka", None);
-    let neg = negotiated(&http, &base, "ka", &tok).await;
+    let neg = negotiated(&base, "ka", &tok).await;
     let mut sse = Sse::open(&http, &neg).await;
-    assert_eq!(sse.post.post(JSON_HANDSHAKE).await.status, 200);
+    assert_eq!(sse.post.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
     assert_eq!(sse.next_event_raw().await, b"data: {}\x1e\r\n\r\n");
     assert_eq!(
         sse.next_event_raw().await,
@@ -1148,23 +989,17 @@ async fn an_sse_client_that_closes_its_stream_is_disconnected_at_the_next_keep_a
     .await;
     let http = reqwest::Client::new();
     let rest = Rest::new(&base, &key);
-    let neg = negotiated(&http, &base, "gone", &client_token(&key, "gone", None)).await;
+    let neg = negotiated(&base, "gone", &client_token(&key, "gone", None)).await;
     let mut sse = Sse::open(&http, &neg).await;
-    assert_eq!(sse.post.post(JSON_HANDSHAKE).await.status, 200);
+    assert_eq!(sse.post.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
     assert_eq!(sse.next_data().await, b"{}\x1e");
     assert_eq!(
-        connection_exists(&rest, "gone", &neg.connection_id).await,
+        rest.connection_status("gone", &neg.connection_id).await,
         200
     );
     drop(sse);
-    wait_connection_status(
-        &rest,
-        "gone",
-        &neg.connection_id,
-        404,
-        Duration::from_secs(15),
-    )
-    .await;
+    rest.wait_connection_status("gone", &neg.connection_id, 404, Duration::from_secs(15))
+        .await;
     sb.stop().await;
 }
 
@@ -1172,7 +1007,7 @@ async fn an_sse_client_that_closes_its_stream_is_disconnected_at_the_next_keep_a
 async fn messagepack_over_sse_is_refused_in_the_handshake() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
     let http = reqwest::Client::new();
-    let neg = negotiated(&http, &base, "mp", &client_token(&key, "mp", None)).await;
+    let neg = negotiated(&base, "mp", &client_token(&key, "mp", None)).await;
     let mut sse = Sse::open(&http, &neg).await;
     assert_eq!(
         sse.post
@@ -1225,7 +1060,7 @@ async fn missing_and_unknown_ids() {
         assert_eq!(delete.status_text(), expected, "DELETE {url}");
     }
     // An id negotiated for another hub is unknown here.
-    let other = negotiated(&http, &base, "other", &client_token(&key, "other", None)).await;
+    let other = negotiated(&base, "other", &client_token(&key, "other", None)).await;
     let token_part = other.url.split("&id=").nth(1).unwrap();
     let a = send(
         http.get(format!("{base}/client/?hub=ids&id={token_part}"))
@@ -1248,9 +1083,9 @@ async fn misuse_of_an_sse_connection() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
     let http = reqwest::Client::new();
     let tok = client_token(&key, "mis", None);
-    let neg = negotiated(&http, &base, "mis", &tok).await;
+    let neg = negotiated(&base, "mis", &tok).await;
     let mut sse = Sse::open(&http, &neg).await;
-    assert_eq!(sse.post.post(JSON_HANDSHAKE).await.status, 200);
+    assert_eq!(sse.post.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
     assert_eq!(sse.next_data().await, b"{}\x1e");
 
     assert_eq!(
@@ -1269,7 +1104,7 @@ async fn misuse_of_an_sse_connection() {
     );
     // The first stream is unaffected.
     let rest = Rest::new(&base, &key);
-    broadcast(&rest, "mis", "note", json!([1])).await;
+    rest.broadcast("mis", "note", json!([1])).await;
     assert_eq!(
         sse.next_message().await,
         json!({ "type": 1, "target": "note", "arguments": [1] })
@@ -1338,19 +1173,17 @@ async fn tokens_are_checked_on_every_http_transport_request() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
     let http = reqwest::Client::new();
     let good = client_token(&key, "tok", None);
-    let expired = expired_token("tok");
+    let expired = expired_client_token(TEST_KEY, "tok");
     let other_hub = client_token(&key, "elsewhere", None);
 
-    assert_eq!(negotiate_raw(&http, &base, "tok", None).await.status, 401);
+    assert_eq!(negotiate_raw(&base, "tok", None, V1).await.status, 401);
     assert_eq!(
-        negotiate_raw(&http, &base, "tok", Some(&expired))
-            .await
-            .status,
+        negotiate_raw(&base, "tok", Some(&expired), V1).await.status,
         401
     );
 
     // A negotiated long-polling id: every request needs a valid token of its own.
-    let neg = negotiated(&http, &base, "tok", &good).await;
+    let neg = negotiated(&base, "tok", &good).await;
     for (label, tok) in [
         ("none", None),
         ("expired", Some(&expired)),
@@ -1392,13 +1225,10 @@ async fn tokens_are_checked_on_every_http_transport_request() {
     assert_eq!(body["code"], "Error.Unauthorized");
     // Still connected.
     let rest = Rest::new(&base, &key);
-    assert_eq!(
-        connection_exists(&rest, "tok", &lp.connection_id).await,
-        200
-    );
+    assert_eq!(rest.connection_status("tok", &lp.connection_id).await, 200);
 
     // SSE: the token in the access_token query, as EventSource sends it.
-    let neg = negotiated(&http, &base, "tok", &good).await;
+    let neg = negotiated(&base, "tok", &good).await;
     let expired_neg = Negotiated {
         url: neg.url.clone(),
         connection_id: neg.connection_id.clone(),
@@ -1409,7 +1239,7 @@ async fn tokens_are_checked_on_every_http_transport_request() {
         401
     );
     let mut sse = Sse::open(&http, &neg).await;
-    assert_eq!(sse.post.post(JSON_HANDSHAKE).await.status, 200);
+    assert_eq!(sse.post.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
     assert_eq!(sse.next_data().await, b"{}\x1e");
     sb.stop().await;
 }
@@ -1424,7 +1254,7 @@ async fn connect_lp_from(http: &reqwest::Client, n: &Negotiated) -> Lp {
         "first poll: {}",
         first.text()
     );
-    assert_eq!(lp.post(JSON_HANDSHAKE).await.status, 200);
+    assert_eq!(lp.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
     assert_eq!(lp.poll().await.body, b"{}\x1e");
     lp
 }

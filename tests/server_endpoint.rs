@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use common::fake_server::{FakeServer, server_token};
-use common::{Rest, TestClient, client_token, now, sign, start};
+use common::{Rest, TestClient, client_token, json_invocation, now, sign, start};
 use serde_json::{Value, json};
 use switchboard::ServiceMode;
 use switchboard::protocol::service::{self, ConnectionType, Extensions, ServiceMessage};
@@ -18,15 +18,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const T: Duration = Duration::from_secs(5);
 
-fn json_invocation(target: &str, args: Value) -> Vec<u8> {
-    let mut v =
-        serde_json::to_vec(&json!({"type": 1, "target": target, "arguments": args})).unwrap();
-    v.push(0x1e);
-    v
-}
-
 fn payloads(target: &str, args: Value) -> Vec<(String, Bytes)> {
-    let json = json_invocation(target, args.clone());
+    let json = json_invocation(None, target, args.clone());
     let mp = switchboard::protocol::encode_invocation_json_args(
         switchboard::protocol::HubProtocol::MessagePack,
         target,
@@ -87,14 +80,14 @@ async fn a_client_is_proxied_to_its_hub_server_both_ways() -> Result<()> {
     );
 
     // Client → server: bytes verbatim.
-    let inv = json_invocation("Echo", json!(["hi"]));
+    let inv = json_invocation(None, "Echo", json!(["hi"]));
     client.send_raw(&inv).await?;
     let (id, payload) = server.next_data().await?;
     assert_eq!(id, client.connection_id());
     assert_eq!(&payload[..], &inv[..]);
     // Server → client.
     server
-        .data(&id, &json_invocation("echo", json!(["hi back"])))
+        .data(&id, &json_invocation(None, "echo", json!(["hi back"])))
         .await?;
     assert_eq!(
         client.expect_invocation("echo", T).await?,
@@ -272,7 +265,7 @@ async fn without_a_hub_server_default_mode_refuses_and_classic_mode_limits() -> 
         FakeServer::connect(&base, &key, "chat", "srv-1", ConnectionType::Default).await?;
     let (_routed, _, _, _) = connect_via(&mut server, &base, &key, "chat", None, "json").await?;
     limited
-        .send_raw(&json_invocation("Send", json!([])))
+        .send_raw(&json_invocation(None, "Send", json!([])))
         .await?;
     let close = limited.next_close(T).await?;
     assert_eq!(
@@ -369,11 +362,13 @@ async fn clients_stick_to_servers_and_a_dropped_server_drops_only_its_clients() 
     // Each client's bytes go to its own server, every time.
     for round in 0..3 {
         for c in on_a.iter_mut() {
-            c.send_raw(&json_invocation("Ping", json!([round]))).await?;
+            c.send_raw(&json_invocation(None, "Ping", json!([round])))
+                .await?;
             assert_eq!(a.next_data().await?.0, c.connection_id());
         }
         for c in on_b.iter_mut() {
-            c.send_raw(&json_invocation("Ping", json!([round]))).await?;
+            c.send_raw(&json_invocation(None, "Ping", json!([round])))
+                .await?;
             assert_eq!(b.next_data().await?.0, c.connection_id());
         }
     }
@@ -601,7 +596,7 @@ async fn a_servers_messages_reach_a_client_in_the_order_it_sent_them() -> Result
         };
         server.send(&routed).await?;
         server
-            .data(&id, &json_invocation("m", json!([i, "direct"])))
+            .data(&id, &json_invocation(None, "m", json!([i, "direct"])))
             .await?;
     }
     for i in 0..30 {

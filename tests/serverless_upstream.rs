@@ -1,66 +1,36 @@
-//! Serverless mode with an upstream: a real HTTP upstream in the test receives the connected,
-//! message and disconnected events of real WebSocket clients, and its answers become the
-//! clients' Completions.
+//! Serverless mode with an upstream: a real HTTP upstream in the test (the shared fake upstream)
+//! receives the connected, message and disconnected events of real WebSocket clients, and its
+//! answers become the clients' Completions.
 
 mod common;
+#[path = "common/fake_upstream.rs"]
+mod fake_upstream;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::HttpResponse;
 use anyhow::{Context as _, Result};
-use common::{TestClient, client_token, now, sign, start_with};
-use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
+use common::{TestClient, client_token, client_token_with, json_invocation, now, sign, start_with};
+use fake_upstream::{FakeUpstream, Gate, Recorded, hmac_sha256_hex};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use switchboard::telemetry::names;
 use switchboard::upstream::{UpstreamOptions, UpstreamRule};
 use switchboard::{Config, ServiceMode};
 
 const T: Duration = Duration::from_secs(5);
 
-#[derive(Clone, Debug)]
-struct Recorded {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-type Log = Arc<Mutex<Vec<Recorded>>>;
-
-async fn upstream(
-    req: HttpRequest,
-    body: web::Bytes,
-    log: web::Data<Mutex<Vec<Recorded>>>,
-) -> HttpResponse {
-    let rec = Recorded {
-        path: req.path().to_owned(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-            .collect(),
-        body: body.to_vec(),
-    };
-    log.lock().push(rec.clone());
-    let event = req.path().rsplit('/').next().unwrap_or("").to_owned();
-    let hub = req.path().split('/').nth(1).unwrap_or("").to_owned();
+/// The fake upstream's answer, chosen by the hub and the event at the end of the path: `deny`
+/// refuses connections, `Add` sums its two arguments, `Void` and `Note` answer 204, `Forbidden`
+/// 403, `Slow` 204 after 3 s.
+async fn answer(r: Recorded, _gate: Gate) -> HttpResponse {
+    let event = r.path.rsplit('/').next().unwrap_or("").to_owned();
+    let hub = r.path.split('/').nth(1).unwrap_or("").to_owned();
     match (hub.as_str(), event.as_str()) {
         ("deny", "connected") => HttpResponse::Unauthorized().finish(),
         (_, "connected") | (_, "disconnected") => HttpResponse::Ok().finish(),
         (_, "Add") => {
             // A JSON client's invocation: answer with a framed Completion carrying the sum.
-            let inv: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let inv: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
             let sum = inv["arguments"][0].as_i64().unwrap_or(0)
                 + inv["arguments"][1].as_i64().unwrap_or(0);
             let mut out = serde_json::to_vec(
@@ -82,26 +52,6 @@ async fn upstream(
     }
 }
 
-/// Start the upstream on 127.0.0.1:0; returns its base URL and the request log.
-fn start_upstream() -> Result<(String, Log, actix_web::dev::ServerHandle)> {
-    let log: Log = Arc::new(Mutex::new(Vec::new()));
-    let data = web::Data::from(log.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::to(upstream))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    Ok((format!("http://{addr}"), log, handle))
-}
-
 async fn broker(upstream_base: &str) -> (switchboard::SwitchboardHandle, String, String) {
     start_with(Config {
         mode: ServiceMode::Serverless,
@@ -117,90 +67,51 @@ async fn broker(upstream_base: &str) -> (switchboard::SwitchboardHandle, String,
     .await
 }
 
-async fn wait_for(log: &Log, path_suffix: &str) -> Result<Recorded> {
-    for _ in 0..100 {
-        if let Some(r) = log
-            .lock()
-            .iter()
-            .find(|r| r.path.ends_with(path_suffix))
-            .cloned()
-        {
-            return Ok(r);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!(
-        "the upstream never received {path_suffix}; it got {:?}",
-        log.lock()
-            .iter()
-            .map(|r| r.path.clone())
-            .collect::<Vec<_>>()
-    )
-}
-
-fn hmac_hex(key: &str, message: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(message.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn invocation(id: Option<&str>, target: &str, args: Value) -> Vec<u8> {
-    let mut msg = json!({"type": 1, "target": target, "arguments": args});
-    if let Some(id) = id {
-        msg["invocationId"] = json!(id);
-    }
-    let mut out = serde_json::to_vec(&msg).unwrap();
-    out.push(0x1e);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_invocations_and_answers() -> Result<()> {
-    let (up, log, up_handle) = start_upstream()?;
-    let (sb, base, key) = broker(&up).await;
-    let token = sign(
-        &key,
-        &json!({"aud": "http://127.0.0.1/client/?hub=calc", "exp": now() + 600, "nameid": "ann", "role": "admin"}),
-    );
+    let up = FakeUpstream::start(answer);
+    let (sb, base, key) = broker(&up.base).await;
+    let token = client_token_with(&key, "calc", &json!({"nameid": "ann", "role": "admin"}));
     let mut client = TestClient::connect(&base, "calc", &token, "json").await?;
     let id = client.connection_id().to_owned();
 
     // connected: the headers of §5.2, signature checked here with the key.
-    let connected = wait_for(&log, "/calc/api/connections/connected").await?;
-    assert_eq!(connected.header("x-asrs-connection-id"), Some(id.as_str()));
-    assert_eq!(connected.header("x-asrs-hub"), Some("calc"));
-    assert_eq!(connected.header("x-asrs-category"), Some("connections"));
-    assert_eq!(connected.header("x-asrs-event"), Some("connected"));
-    assert_eq!(connected.header("x-asrs-user-id"), Some("ann"));
+    let connected = up.wait_for("/calc/api/connections/connected").await?;
     assert_eq!(
-        connected.header("x-asrs-signature"),
-        Some(format!("sha256={}", hmac_hex(&key, &id)).as_str())
+        connected.header_str("x-asrs-connection-id"),
+        Some(id.as_str())
     );
-    let claims = connected.header("x-asrs-user-claims").context("claims")?;
+    assert_eq!(connected.header_str("x-asrs-hub"), Some("calc"));
+    assert_eq!(connected.header_str("x-asrs-category"), Some("connections"));
+    assert_eq!(connected.header_str("x-asrs-event"), Some("connected"));
+    assert_eq!(connected.header_str("x-asrs-user-id"), Some("ann"));
+    assert_eq!(
+        connected.header_str("x-asrs-signature"),
+        Some(format!("sha256={}", hmac_sha256_hex(&key, &id)).as_str())
+    );
+    let claims = connected
+        .header_str("x-asrs-user-claims")
+        .context("claims")?;
     assert!(
         claims.contains("role: admin") && claims.contains("nameid: ann"),
         "{claims}"
     );
     assert!(
         connected
-            .header("x-asrs-client-query")
+            .header_str("x-asrs-client-query")
             .context("query")?
             .starts_with("?hub=calc")
     );
-    assert_eq!(connected.body, br#"{"type":10}"#);
+    assert_eq!(&connected.body[..], br#"{"type":10}"#);
 
     // A blocking invocation: the upstream's 200 body is the client's Completion, verbatim.
     client
-        .send_raw(&invocation(Some("1"), "Add", json!([2, 3])))
+        .send_raw(&json_invocation(Some("1"), "Add", json!([2, 3])))
         .await?;
     let done = client.next_message(T).await?;
     assert_eq!(done, json!({"type": 3, "invocationId": "1", "result": 5}));
-    let add = wait_for(&log, "/calc/api/messages/Add").await?;
-    assert_eq!(add.header("content-type"), Some("application/json"));
+    let add = up.wait_for("/calc/api/messages/Add").await?;
+    assert_eq!(add.header_str("content-type"), Some("application/json"));
     let body: Value = serde_json::from_slice(&add.body)?;
     assert_eq!(body["target"], "Add");
     assert_eq!(
@@ -211,21 +122,21 @@ async fn events_invocations_and_answers() -> Result<()> {
 
     // 204 → a void completion; 403 → the Azure error text; a timeout → as 500.
     client
-        .send_raw(&invocation(Some("2"), "Void", json!([])))
+        .send_raw(&json_invocation(Some("2"), "Void", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?,
         json!({"type": 3, "invocationId": "2"})
     );
     client
-        .send_raw(&invocation(Some("3"), "Forbidden", json!([])))
+        .send_raw(&json_invocation(Some("3"), "Forbidden", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?["error"],
         "Invocation failed, status code 403"
     );
     client
-        .send_raw(&invocation(Some("4"), "Slow", json!([])))
+        .send_raw(&json_invocation(Some("4"), "Slow", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?["error"],
@@ -235,18 +146,18 @@ async fn events_invocations_and_answers() -> Result<()> {
     // Non-blocking invocations reach the upstream in order and get no answer.
     for i in 0..40 {
         client
-            .send_raw(&invocation(None, "Note", json!([i])))
+            .send_raw(&json_invocation(None, "Note", json!([i])))
             .await?;
     }
     client
-        .send_raw(&invocation(Some("5"), "Void", json!([])))
+        .send_raw(&json_invocation(Some("5"), "Void", json!([])))
         .await?;
     assert_eq!(
         client.next_message(T).await?,
         json!({"type": 3, "invocationId": "5"})
     );
-    let notes: Vec<i64> = log
-        .lock()
+    let notes: Vec<i64> = up
+        .requests()
         .iter()
         .filter(|r| r.path.ends_with("/Note"))
         .map(|r| {
@@ -259,22 +170,22 @@ async fn events_invocations_and_answers() -> Result<()> {
 
     // disconnected comes last.
     client.close().await;
-    let disconnected = wait_for(&log, "/calc/api/connections/disconnected").await?;
-    assert_eq!(disconnected.body, br#"{"type":11}"#);
+    let disconnected = up.wait_for("/calc/api/connections/disconnected").await?;
+    assert_eq!(&disconnected.body[..], br#"{"type":11}"#);
     assert_eq!(
-        log.lock().last().map(|r| r.path.clone()),
+        up.requests().last().map(|r| r.path.clone()),
         Some(disconnected.path)
     );
     assert!(sb.metrics().get(names::upstream_calls).unwrap_or(0) >= 46);
     sb.stop().await;
-    up_handle.stop(false).await;
+    up.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messagepack_bodies_and_refused_connections() -> Result<()> {
-    let (up, log, up_handle) = start_upstream()?;
-    let (sb, base, key) = broker(&up).await;
+    let up = FakeUpstream::start(answer);
+    let (sb, base, key) = broker(&up.base).await;
     let mut client = TestClient::connect(
         &base,
         "calc",
@@ -290,14 +201,17 @@ async fn messagepack_bodies_and_refused_connections() -> Result<()> {
     // A void Completion: [3, {}, "9", 2].
     let done = client.next_message(T).await?;
     assert_eq!(done["raw"], json!([3, {}, "9", 2]), "{done}");
-    let void = wait_for(&log, "/calc/api/messages/Void").await?;
-    assert_eq!(void.header("content-type"), Some("application/x-msgpack"));
+    let void = up.wait_for("/calc/api/messages/Void").await?;
+    assert_eq!(
+        void.header_str("content-type"),
+        Some("application/x-msgpack")
+    );
     assert_eq!(
         void.body[0], 0x96,
         "the .NET 6-element Invocation, without the length prefix"
     );
     assert!(
-        void.header("x-asrs-user-id").is_none(),
+        void.header_str("x-asrs-user-id").is_none(),
         "anonymous: no user id header"
     );
 
@@ -316,13 +230,13 @@ async fn messagepack_bodies_and_refused_connections() -> Result<()> {
         Some(1)
     );
     sb.stop().await;
-    up_handle.stop(false).await;
+    up.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_rules_change_at_runtime() -> Result<()> {
-    let (up, log, up_handle) = start_upstream()?;
+    let up = FakeUpstream::start(answer);
     let (sb, base, key) = start_with(Config {
         mode: ServiceMode::Serverless,
         ..Config::default()
@@ -331,7 +245,7 @@ async fn upstream_rules_change_at_runtime() -> Result<()> {
     let mut client =
         TestClient::connect(&base, "calc", &client_token(&key, "calc", None), "json").await?;
     client
-        .send_raw(&invocation(Some("1"), "Add", json!([1, 1])))
+        .send_raw(&json_invocation(Some("1"), "Add", json!([1, 1])))
         .await?;
     let before = client.next_message(T).await?;
     assert!(
@@ -342,7 +256,7 @@ async fn upstream_rules_change_at_runtime() -> Result<()> {
         "{before}"
     );
     // Add a rule through the admin endpoint; the open connection's next call uses it.
-    let template = format!("{up}/{{hub}}/api/{{category}}/{{event}}");
+    let template = format!("{}/{{hub}}/api/{{category}}/{{event}}", up.base);
     let r = reqwest::Client::new()
         .patch(format!("{base}/admin/settings"))
         .bearer_auth(sign(
@@ -356,22 +270,23 @@ async fn upstream_rules_change_at_runtime() -> Result<()> {
     let settings: Value = r.json().await?;
     assert_eq!(settings["upstream"][0]["url_template"], template);
     client
-        .send_raw(&invocation(Some("2"), "Add", json!([1, 1])))
+        .send_raw(&json_invocation(Some("2"), "Add", json!([1, 1])))
         .await?;
     assert_eq!(client.next_message(T).await?["result"], 2);
-    assert!(wait_for(&log, "/calc/api/messages/Add").await.is_ok());
+    assert!(up.wait_for("/calc/api/messages/Add").await.is_ok());
     sb.stop().await;
-    up_handle.stop(false).await;
+    up.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_upstream_queue_answers_with_an_error_and_is_counted() -> Result<()> {
-    let (up, _log, up_handle) = start_upstream()?;
+    let up = FakeUpstream::start(answer);
     let (sb, base, key) = start_with(Config {
         mode: ServiceMode::Serverless,
         upstream: vec![UpstreamRule::from_template(&format!(
-            "{up}/{{hub}}/api/{{category}}/{{event}}"
+            "{}/{{hub}}/api/{{category}}/{{event}}",
+            up.base
         ))],
         upstream_options: UpstreamOptions {
             timeout_secs: 5,
@@ -386,7 +301,7 @@ async fn a_full_upstream_queue_answers_with_an_error_and_is_counted() -> Result<
     // One call in flight (held 3 s by the upstream), two waiting; the rest are refused at once.
     let mut burst = Vec::new();
     for i in 0..6 {
-        burst.extend_from_slice(&invocation(Some(&i.to_string()), "Slow", json!([])));
+        burst.extend_from_slice(&json_invocation(Some(&i.to_string()), "Slow", json!([])));
     }
     client.send_raw(&burst).await?;
     let mut refused = Vec::new();
@@ -415,6 +330,6 @@ async fn a_full_upstream_queue_answers_with_an_error_and_is_counted() -> Result<
         Some(refused.len() as u64)
     );
     sb.stop().await;
-    up_handle.stop(false).await;
+    up.stop().await;
     Ok(())
 }

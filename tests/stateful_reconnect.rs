@@ -16,31 +16,19 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use common::{Rest, client_token};
+use common::ws::{self, Ws};
+use common::{Rest, client_token, config, negotiate};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use switchboard::telemetry::names;
 use switchboard::{Config, ServiceMode, SwitchboardHandle};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 /// How long any single expected event may take.
 const T: Duration = Duration::from_secs(5);
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 const SEQUENCE_TOO_LARGE: &str =
     "Connection closed with an error. Sequence ID greater than amount of messages we've received.";
-
-fn serverless() -> Config {
-    Config {
-        mode: ServiceMode::Serverless,
-        ..Config::default()
-    }
-}
 
 /// A started broker with what the tests need to talk to it.
 struct Broker {
@@ -68,43 +56,22 @@ impl Broker {
 
     /// `POST /client/negotiate?hub=..&negotiateVersion=1[&useStatefulReconnect=true]`.
     async fn negotiate(&self, hub: &str, stateful: bool) -> Value {
-        let mut url = format!(
-            "{}/client/negotiate?hub={hub}&negotiateVersion=1",
-            self.base
-        );
-        if stateful {
-            url.push_str("&useStatefulReconnect=true");
-        }
-        let resp = tokio::time::timeout(
-            T,
-            reqwest::Client::new()
-                .post(&url)
-                .bearer_auth(self.token(hub))
-                .send(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("negotiate {url} did not answer within {T:?}"))
-        .unwrap_or_else(|e| panic!("negotiate {url} failed: {e}"));
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        assert_eq!(status, 200, "negotiate {url} answered {status}: {text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("negotiate JSON ({e}): {text}"))
+        let query = if stateful {
+            "&negotiateVersion=1&useStatefulReconnect=true"
+        } else {
+            "&negotiateVersion=1"
+        };
+        negotiate(&self.base, hub, &self.token(hub), query).await
     }
 
     /// Open a WebSocket to `/client/?hub=..&id=<token>` with the client token (no handshake).
     async fn open(&self, hub: &str, connection_token: &str) -> Result<Ws, tungstenite::Error> {
-        let ws_base = self.base.replacen("http", "ws", 1);
-        let mut request = format!("{ws_base}/client/?hub={hub}&id={connection_token}")
-            .into_client_request()
-            .expect("WebSocket request");
-        request.headers_mut().insert(
-            "Authorization",
-            HeaderValue::from_str(&format!("Bearer {}", self.token(hub))).expect("header"),
-        );
-        match tokio::time::timeout(T, connect_async(request)).await {
-            Ok(r) => r.map(|(ws, _)| ws),
-            Err(_) => panic!("WebSocket upgrade for {connection_token} took more than {T:?}"),
-        }
+        ws::open(
+            &self.base,
+            &format!("hub={hub}&id={connection_token}"),
+            Some(&self.token(hub)),
+        )
+        .await
     }
 
     /// The upgrade of a reconnect with `connection_token` must be refused with 404.
@@ -214,48 +181,6 @@ impl Broker {
                 "the server did not process {msgs:?} within {T:?} (messages received {now}, want {want})"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn broadcast(&self, hub: &str, target: &str, args: Value) {
-        let r = self
-            .rest
-            .post_json(
-                &format!("/api/hubs/{hub}/:send?api-version=2022-06-01"),
-                &json!({ "target": target, "arguments": args }),
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            202,
-            "broadcast answered {}: {}",
-            r.status,
-            r.text()
-        );
-    }
-
-    async fn connection_exists(&self, hub: &str, id: &str) -> u16 {
-        self.rest
-            .head(&format!(
-                "/api/hubs/{hub}/connections/{id}?api-version=2022-06-01"
-            ))
-            .await
-            .status
-    }
-
-    /// Poll HEAD connections/{id} until it answers 404 (at most `within`).
-    async fn wait_connection_gone(&self, hub: &str, id: &str, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let status = self.connection_exists(hub, id).await;
-            if status == 404 {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "connection {id} still exists (HEAD answered {status}) after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -472,23 +397,9 @@ fn decode_one(protocol: Proto, bytes: &[u8]) -> Result<Option<(Value, usize)>> {
             Ok(Some((v, end + 1)))
         }
         Proto::MessagePack => {
-            let (mut len, mut prefix) = (0usize, 0usize);
-            loop {
-                let Some(&b) = bytes.get(prefix) else {
-                    return Ok(None);
-                };
-                len |= usize::from(b & 0x7f) << (7 * prefix);
-                prefix += 1;
-                if b & 0x80 == 0 {
-                    break;
-                }
-                if prefix >= 5 {
-                    bail!("bad VarInt prefix");
-                }
-            }
-            if bytes.len() < prefix + len {
+            let Some((prefix, len)) = common::msgpack_frame_len(bytes)? else {
                 return Ok(None);
-            }
+            };
             let mut body = &bytes[prefix..prefix + len];
             let v = rmpv::decode::read_value(&mut body).context("bad MessagePack body")?;
             Ok(Some((msgpack_to_json(&v)?, prefix + len)))
@@ -496,15 +407,11 @@ fn decode_one(protocol: Proto, bytes: &[u8]) -> Result<Option<(Value, usize)>> {
     }
 }
 
-/// A MessagePack hub message in the JSON protocol's shape.
+/// A MessagePack hub message in the JSON protocol's shape: unlike `common`'s (which keeps
+/// Completions raw and always names a Close's fields), Completions, Ack and Sequence are mapped
+/// and a Close carries only the fields that are set.
 fn msgpack_to_json(v: &rmpv::Value) -> Result<Value> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| anyhow!("a hub message must be an array: {v}"))?;
-    let ty = items
-        .first()
-        .and_then(rmpv::Value::as_u64)
-        .ok_or_else(|| anyhow!("no type id: {v}"))?;
+    let (ty, items) = common::msgpack_message_items(v)?;
     let f = |i: usize| items.get(i).map(common::to_json).unwrap_or(Value::Null);
     Ok(match ty {
         1 => {
@@ -618,7 +525,7 @@ fn blocking_invocation(id: &str, target: &str) -> Value {
 
 #[tokio::test]
 async fn negotiate_offers_stateful_reconnect_only_when_asked_in_every_mode() {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let asked = b.negotiate("chat", true).await;
     assert_eq!(asked["useStatefulReconnect"], json!(true), "{asked}");
     let not_asked = b.negotiate("chat", false).await;
@@ -648,7 +555,7 @@ async fn negotiate_offers_stateful_reconnect_only_when_asked_in_every_mode() {
 
     let b = Broker::start(Config {
         stateful_reconnect: false,
-        ..serverless()
+        ..config(ServiceMode::Serverless)
     })
     .await;
     let disabled = b.negotiate("chat", true).await;
@@ -660,11 +567,11 @@ async fn negotiate_offers_stateful_reconnect_only_when_asked_in_every_mode() {
 }
 
 async fn sequence_then_replay(protocol: Proto) {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let hub = "replay";
     let mut c = b.connect(hub, protocol, 2).await;
     for i in 0..5 {
-        b.broadcast(hub, "m", json!([i])).await;
+        b.rest.broadcast(hub, "m", json!([i])).await;
     }
     for i in 0..5 {
         c.expect_invocation("m", json!([i])).await;
@@ -677,7 +584,7 @@ async fn sequence_then_replay(protocol: Proto) {
         c.expect_invocation("m", json!([i])).await;
     }
     // Later messages continue on the new socket.
-    b.broadcast(hub, "m", json!([5])).await;
+    b.rest.broadcast(hub, "m", json!([5])).await;
     c.expect_invocation("m", json!([5])).await;
     assert_eq!(b.reconnects(), 1, "switchboard_stateful_reconnects_total");
 
@@ -687,10 +594,10 @@ async fn sequence_then_replay(protocol: Proto) {
     for i in 0..6 {
         c.expect_invocation("m", json!([i])).await;
     }
-    b.broadcast(hub, "m", json!([6])).await;
+    b.rest.broadcast(hub, "m", json!([6])).await;
     c.expect_invocation("m", json!([6])).await;
     assert_eq!(b.reconnects(), 2, "switchboard_stateful_reconnects_total");
-    assert_eq!(b.connection_exists(hub, &c.connection_id).await, 200);
+    assert_eq!(b.rest.connection_status(hub, &c.connection_id).await, 200);
     b.stop().await;
 }
 
@@ -705,11 +612,11 @@ async fn reconnect_without_handshake_gets_sequence_first_then_the_replay_message
 }
 
 async fn ack_trims_and_duplicates_are_dropped(protocol: Proto) {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let hub = "acks";
     let mut c = b.connect(hub, protocol, 2).await;
     for i in 0..6 {
-        b.broadcast(hub, "m", json!([i])).await; // server ids 1..=6
+        b.rest.broadcast(hub, "m", json!([i])).await; // server ids 1..=6
     }
     for i in 0..6 {
         c.expect_invocation("m", json!([i])).await;
@@ -757,12 +664,12 @@ async fn ack_trims_and_duplicates_are_dropped(protocol: Proto) {
     // Ack up to 8, one more message (id 9): the next reconnect replays only that one.
     b.send_processed(&mut c, &[json!({ "type": 8, "sequenceId": 8 })])
         .await;
-    b.broadcast(hub, "m", json!([6])).await;
+    b.rest.broadcast(hub, "m", json!([6])).await;
     c.expect_invocation("m", json!([6])).await;
     b.reconnect(&mut c).await;
     c.expect_sequence_first(9).await;
     c.expect_invocation("m", json!([6])).await;
-    b.broadcast(hub, "m", json!([7])).await;
+    b.rest.broadcast(hub, "m", json!([7])).await;
     c.expect_invocation("m", json!([7])).await;
     b.stop().await;
 }
@@ -779,11 +686,11 @@ async fn ack_trims_the_replay_and_client_duplicates_are_dropped_messagepack() {
 
 #[tokio::test]
 async fn everything_acknowledged_gives_sequence_last_sent_plus_one_and_no_replay() {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let hub = "acked";
     let mut c = b.connect(hub, Proto::Json, 2).await;
     for i in 0..3 {
-        b.broadcast(hub, "m", json!([i])).await;
+        b.rest.broadcast(hub, "m", json!([i])).await;
     }
     for i in 0..3 {
         c.expect_invocation("m", json!([i])).await;
@@ -798,17 +705,17 @@ async fn everything_acknowledged_gives_sequence_last_sent_plus_one_and_no_replay
         "nothing buffered: Sequence = last sent + 1, alone"
     );
     // Nothing replayed: the next message is the marker sent now.
-    b.broadcast(hub, "m", json!(["marker"])).await;
+    b.rest.broadcast(hub, "m", json!(["marker"])).await;
     c.expect_invocation("m", json!(["marker"])).await;
     b.stop().await;
 }
 
 #[tokio::test]
 async fn a_new_socket_replaces_one_the_server_still_thinks_alive() {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let hub = "replace";
     let mut c = b.connect(hub, Proto::Json, 2).await;
-    b.broadcast(hub, "m", json!([0])).await;
+    b.rest.broadcast(hub, "m", json!([0])).await;
     c.expect_invocation("m", json!([0])).await;
     // The old socket stays open; a second one arrives with the same token (no 409).
     let mut old = c.ws.take().expect("socket");
@@ -830,14 +737,14 @@ async fn a_new_socket_replaces_one_the_server_still_thinks_alive() {
             Ok(Some(Ok(other))) => panic!("the replaced socket got {other:?}"),
         }
     }
-    b.broadcast(hub, "m", json!([1])).await;
+    b.rest.broadcast(hub, "m", json!([1])).await;
     c.expect_invocation("m", json!([1])).await;
     b.stop().await;
 }
 
 #[tokio::test]
 async fn sequence_greater_than_received_closes_the_connection() {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let hub = "seq";
     let mut c = b.connect(hub, Proto::Json, 2).await;
     // Client message 1, processed.
@@ -857,7 +764,9 @@ async fn sequence_greater_than_received_closes_the_connection() {
     c.send(&json!({ "type": 9, "sequenceId": 4 })).await;
     let close = c.expect_close().await;
     assert_eq!(close, json!({ "type": 7, "error": SEQUENCE_TOO_LARGE }));
-    b.wait_connection_gone(hub, &c.connection_id, T).await;
+    b.rest
+        .wait_connection_status(hub, &c.connection_id, 404, T)
+        .await;
     b.expect_reconnect_refused(hub, &c.token).await;
     b.stop().await;
 }
@@ -869,7 +778,7 @@ async fn replay_buffer_overflow_closes_the_connection() {
             reconnect_buffer_bytes: 2000,
             ..Default::default()
         },
-        ..serverless()
+        ..config(ServiceMode::Serverless)
     })
     .await;
     let hub = "overflow";
@@ -877,7 +786,7 @@ async fn replay_buffer_overflow_closes_the_connection() {
     let payload = "x".repeat(500);
     // ~5 KB in ten messages, never acknowledged: only a few fit in 2000 bytes.
     for i in 0..10 {
-        b.broadcast(hub, "m", json!([i, payload])).await;
+        b.rest.broadcast(hub, "m", json!([i, payload])).await;
     }
     let mut received = 0;
     let close = loop {
@@ -911,7 +820,9 @@ async fn replay_buffer_overflow_closes_the_connection() {
         Ok(Frame::Close(_) | Frame::Ended(_)) => {}
         other => panic!("expected the socket to close after the Close message, got {other:?}"),
     }
-    b.wait_connection_gone(hub, &c.connection_id, T).await;
+    b.rest
+        .wait_connection_status(hub, &c.connection_id, 404, T)
+        .await;
     b.stop().await;
 }
 
@@ -924,11 +835,11 @@ async fn replay_buffer_overflow_closes_the_connection() {
 // whole reconnect window (HEAD connections/{id} 200 for ~15 s) instead of ending with its socket.
 #[tokio::test]
 async fn handshake_version_1_turns_stateful_reconnect_off() {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let hub = "v1";
     let mut c = b.connect(hub, Proto::Json, 1).await;
     for i in 0..3 {
-        b.broadcast(hub, "m", json!([i])).await;
+        b.rest.broadcast(hub, "m", json!([i])).await;
     }
     for i in 0..3 {
         c.expect_invocation("m", json!([i])).await;
@@ -937,19 +848,23 @@ async fn handshake_version_1_turns_stateful_reconnect_off() {
     c.drop_tcp();
     b.expect_reconnect_refused(hub, &c.token).await;
     // ...and the connection ends with its socket (not after the 15 s reconnect window).
-    b.wait_connection_gone(hub, &c.connection_id, T).await;
+    b.rest
+        .wait_connection_status(hub, &c.connection_id, 404, T)
+        .await;
     b.stop().await;
 }
 
 #[tokio::test]
 async fn a_graceful_close_ends_the_connection() {
-    let b = Broker::start(serverless()).await;
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
     let hub = "graceful";
     let mut c = b.connect(hub, Proto::Json, 2).await;
-    b.broadcast(hub, "m", json!([0])).await;
+    b.rest.broadcast(hub, "m", json!([0])).await;
     c.expect_invocation("m", json!([0])).await;
     c.ws().close(None).await.expect("send the close frame");
-    b.wait_connection_gone(hub, &c.connection_id, T).await;
+    b.rest
+        .wait_connection_status(hub, &c.connection_id, 404, T)
+        .await;
     b.expect_reconnect_refused(hub, &c.token).await;
     b.stop().await;
 }
@@ -961,16 +876,17 @@ async fn the_connection_ends_when_the_client_does_not_come_back_within_the_windo
             reconnect_window_secs: 1,
             ..Default::default()
         },
-        ..serverless()
+        ..config(ServiceMode::Serverless)
     })
     .await;
     let hub = "window";
     let mut c = b.connect(hub, Proto::Json, 2).await;
-    b.broadcast(hub, "m", json!([0])).await;
+    b.rest.broadcast(hub, "m", json!([0])).await;
     c.expect_invocation("m", json!([0])).await;
     c.drop_tcp();
     // Kept for the 1 s window, then gone.
-    b.wait_connection_gone(hub, &c.connection_id, Duration::from_secs(6))
+    b.rest
+        .wait_connection_status(hub, &c.connection_id, 404, Duration::from_secs(6))
         .await;
     b.expect_reconnect_refused(hub, &c.token).await;
     assert_eq!(b.reconnects(), 0);
@@ -1081,7 +997,7 @@ async fn routed_client_survives_a_loss(protocol: Proto) {
     for i in 0..2 {
         c.expect_invocation("m", json!([i])).await;
     }
-    b.broadcast(hub, "m", json!([2])).await;
+    b.rest.broadcast(hub, "m", json!([2])).await;
     c.expect_invocation("m", json!([2])).await;
     // Client → hub server: its Ack stays in the broker; the invocation after it is what the hub
     // server hears next.
@@ -1101,7 +1017,7 @@ async fn routed_client_survives_a_loss(protocol: Proto) {
             .await
             .unwrap();
     }
-    b.broadcast(hub, "m", json!([5])).await;
+    b.rest.broadcast(hub, "m", json!([5])).await;
     let mut pings = 0;
     let deadline = tokio::time::Instant::now() + T;
     while pings == 0 {
@@ -1127,7 +1043,7 @@ async fn routed_client_survives_a_loss(protocol: Proto) {
             Ok(other) => panic!("while the client is away the hub server got {other:?}"),
         }
     }
-    assert_eq!(b.connection_exists(hub, &id).await, 200);
+    assert_eq!(b.rest.connection_status(hub, &id).await, 200);
 
     // Back with the same token: Sequence 3 (1 and 2 were acknowledged), then m(2) and what was
     // sent while away, each once: m(3) before m(4) (one path); the broadcast m(5) came another
@@ -1216,7 +1132,7 @@ async fn default_mode_the_hub_server_sees_the_disconnect_when_the_window_expires
         "the hub server saw the disconnect after {:?}, inside the 2 s window",
         lost.elapsed()
     );
-    b.wait_connection_gone(hub, &id, T).await;
+    b.rest.wait_connection_status(hub, &id, 404, T).await;
     b.expect_reconnect_refused(hub, &c.token).await;
     b.stop().await;
 }
@@ -1242,7 +1158,7 @@ async fn default_mode_replay_buffer_overflow_while_away_closes_and_tells_the_hub
         Heard::Closed(_) => {}
         Heard::Messages(m) => panic!("the hub server heard {m:?} from a lost client"),
     }
-    b.wait_connection_gone(hub, &id, T).await;
+    b.rest.wait_connection_status(hub, &id, 404, T).await;
     b.expect_reconnect_refused(hub, &c.token).await;
     b.stop().await;
 }

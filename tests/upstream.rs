@@ -1,5 +1,5 @@
-//! `switchboard::upstream` against a real HTTP server (actix-web on 127.0.0.1:0) that records
-//! every request: exact `X-ASRS-*` headers, signatures verified on the receiving side, bodies,
+//! `switchboard::upstream` against a real HTTP server (the shared fake upstream, actix-web on
+//! 127.0.0.1:0) that records every request: exact `X-ASRS-*` headers, signatures verified on the receiving side, bodies,
 //! status → Completion mapping, timeouts, connection failures and event retries, the per-host
 //! concurrency bound and the response size cap.
 //!
@@ -10,23 +10,22 @@
 //! waits to prove an absence: the concurrency test polls the waiting call by hand.
 #![allow(unreachable_pub)]
 
+#[path = "common/fake_upstream.rs"]
+mod fake_upstream;
+
 use std::future::Future as _;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::HttpResponse;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
-use sha2::Sha256;
+use fake_upstream::{FakeUpstream, Gate, Recorded, assert_signed_with_every_key};
 use switchboard::protocol::HubProtocol;
 use switchboard::upstream::{
     Category, UpstreamClient, UpstreamConnection, UpstreamError, UpstreamOptions, UpstreamRequest,
     UpstreamResponse, UpstreamRule, UpstreamRules, completion_for,
 };
-use tokio::sync::{Semaphore, mpsc};
 
 /// The two access keys every request is signed with (the §5.2 vector keys).
 const KEYS: [&str; 2] = [
@@ -40,156 +39,24 @@ fn keys() -> Vec<String> {
     KEYS.iter().map(|k| (*k).to_owned()).collect()
 }
 
-/// One request as the server saw it.
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: String,
-    path: String,
-    query: String,
-    /// Lower-case name → every value, in arrival order.
-    headers: Vec<(String, Vec<u8>)>,
-    body: Bytes,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        let values: Vec<_> = self.headers.iter().filter(|(n, _)| n == name).collect();
-        assert!(values.len() <= 1, "{name} sent {} times", values.len());
-        values.first().map(|(_, v)| v.as_slice())
-    }
-
-    fn header_str(&self, name: &str) -> Option<&str> {
-        self.header(name)
-            .map(|v| std::str::from_utf8(v).expect("UTF-8 header"))
-    }
-
-    /// Every `x-asrs-*` header, sorted by name.
-    fn asrs_headers(&self) -> Vec<(String, String)> {
-        let mut all: Vec<_> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.starts_with("x-asrs-"))
-            .map(|(n, v)| (n.clone(), String::from_utf8(v.clone()).expect("UTF-8")))
-            .collect();
-        all.sort();
-        all
-    }
-}
-
-struct State {
-    requests: Mutex<Vec<Recorded>>,
-    arrivals: mpsc::Sender<String>,
-    release: Semaphore,
-}
-
-struct TestServer {
-    base: String,
-    state: web::Data<State>,
-    arrivals: mpsc::Receiver<String>,
-    handle: ServerHandle,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let (tx, arrivals) = mpsc::channel(64);
-        let state = web::Data::new(State {
-            requests: Mutex::new(Vec::new()),
-            arrivals: tx,
-            release: Semaphore::new(0),
-        });
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .default_service(web::to(handle))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self {
-            base: format!("http://{addr}"),
-            state,
-            arrivals,
-            handle,
-        }
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().clone()
-    }
-
-    /// Waits for the next request to reach the server; returns its path and query.
-    async fn arrival(&mut self) -> String {
-        tokio::time::timeout(T, self.arrivals.recv())
-            .await
-            .expect("a request should reach the server")
-            .expect("server alive")
-    }
-
-    /// Lets `n` held requests answer.
-    fn release(&self, n: usize) {
-        self.state.release.add_permits(n);
-    }
-
-    async fn stop(self) {
-        // Unblock anything still held so the worker can shut down.
-        self.state.release.close();
-        self.handle.stop(false).await;
-    }
-}
-
-async fn handle(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    let recorded = Recorded {
-        method: req.method().to_string(),
-        path: req.path().to_owned(),
-        query: req.query_string().to_owned(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-            .collect(),
-        body,
-    };
-    state.requests.lock().push(recorded);
-    // The channel is larger than any test's request count; a full channel would only lose
-    // a notification the test then waits for and fails on.
-    let _ = state
-        .arrivals
-        .try_send(format!("{}?{}", req.path(), req.query_string()));
-
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect();
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let size = || param("n").parse::<usize>().expect("n");
-    match param("mode").as_str() {
-        "ok" => HttpResponse::Ok().body(param("body")),
+/// The fake upstream's answer, chosen by the `mode` query parameter (see the top of the file).
+async fn answer(r: Recorded, gate: Gate) -> HttpResponse {
+    let size = || r.query_param("n").parse::<usize>().expect("n");
+    match r.query_param("mode").as_str() {
+        "ok" => HttpResponse::Ok().body(r.query_param("body")),
         "status" => {
-            let code = param("code").parse::<u16>().expect("code");
+            let code = r.query_param("code").parse::<u16>().expect("code");
             HttpResponse::build(actix_web::http::StatusCode::from_u16(code).expect("status"))
                 .body("nope")
         }
         "empty" => HttpResponse::Ok().finish(),
-        "hold" => match state.release.acquire().await {
-            Ok(permit) => {
-                permit.forget();
+        "hold" => {
+            if gate.wait().await {
                 HttpResponse::Ok().body("released")
+            } else {
+                HttpResponse::ServiceUnavailable().finish()
             }
-            Err(_closed) => HttpResponse::ServiceUnavailable().finish(),
-        },
+        }
         "big" => HttpResponse::Ok().body(vec![b'x'; size()]),
         "big_status" => HttpResponse::InternalServerError().body(vec![b'x'; size()]),
         "chunked" => {
@@ -225,31 +92,6 @@ fn alice() -> UpstreamConnection {
     }
 }
 
-/// The receiving side's check, written independently of `switchboard::upstream::signature`:
-/// every key's HMAC-SHA256 of the connection id must be among the comma-separated items
-/// (compared case-insensitively, as the Functions extension does).
-fn assert_signed_with_every_key(r: &Recorded, keys: &[String]) {
-    let connection_id = r.header_str("x-asrs-connection-id").expect("connection id");
-    let header = r.header_str("x-asrs-signature").expect("signature header");
-    let items: Vec<&str> = header.split(',').map(str::trim).collect();
-    assert_eq!(items.len(), keys.len(), "{header}");
-    for key in keys {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("hmac key");
-        mac.update(connection_id.as_bytes());
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let want = format!("sha256={hex}");
-        assert!(
-            items.iter().any(|i| i.eq_ignore_ascii_case(&want)),
-            "{want} not in {header}"
-        );
-    }
-}
-
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<_> = list
         .iter()
@@ -261,7 +103,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_event_carries_every_header_and_a_verifiable_signature() {
-    let mut server = TestServer::start().await;
+    let mut server = FakeUpstream::start(answer);
     let rules = UpstreamRules::new(&[UpstreamRule::from_template(&format!(
         "{}/hooks/{{hub}}/{{category}}/{{event}}?mode=ok",
         server.base
@@ -315,7 +157,7 @@ async fn connected_event_carries_every_header_and_a_verifiable_signature() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnected_event_of_an_anonymous_connection() {
-    let mut server = TestServer::start().await;
+    let mut server = FakeUpstream::start(answer);
     let conn = UpstreamConnection {
         hub: "chat".to_owned(),
         connection_id: "conn-2".to_owned(),
@@ -357,7 +199,7 @@ async fn disconnected_event_of_an_anonymous_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invocations_in_both_protocols_and_their_completions() {
-    let mut server = TestServer::start().await;
+    let mut server = FakeUpstream::start(answer);
     let conn = alice();
     let client = UpstreamClient::new(options()).unwrap();
     let rules = UpstreamRules::new(&[
@@ -441,7 +283,7 @@ async fn invocations_in_both_protocols_and_their_completions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_are_responses_not_errors() {
-    let server = TestServer::start().await;
+    let server = FakeUpstream::start(answer);
     let client = UpstreamClient::new(options()).unwrap();
     let conn = alice();
     for code in [403u16, 404, 500, 302] {
@@ -479,7 +321,7 @@ async fn statuses_are_responses_not_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_past_the_timeout_fails_with_timeout() {
-    let mut server = TestServer::start().await;
+    let mut server = FakeUpstream::start(answer);
     let client = UpstreamClient::new(UpstreamOptions {
         timeout_secs: 1,
         event_retries: 3,
@@ -564,8 +406,8 @@ async fn connection_refused_is_retried_for_events_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_is_bounded_per_host_and_a_full_queue_fails_fast() {
-    let mut server = TestServer::start().await;
-    let mut other = TestServer::start().await;
+    let mut server = FakeUpstream::start(answer);
+    let mut other = FakeUpstream::start(answer);
     let client = UpstreamClient::new(UpstreamOptions {
         max_concurrency_per_host: 2,
         max_queue_per_host: 1,
@@ -657,7 +499,7 @@ async fn concurrency_is_bounded_per_host_and_a_full_queue_fails_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_bodies_are_capped() {
-    let server = TestServer::start().await;
+    let server = FakeUpstream::start(answer);
     let client = UpstreamClient::new(UpstreamOptions {
         max_response_size: 1024,
         ..options()

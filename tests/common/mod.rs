@@ -1,15 +1,21 @@
 //! Helpers shared by the integration tests (`mod common;`): start a broker on `127.0.0.1:0`,
-//! mint tokens independently of the server's own minting, call the REST API, and a minimal
-//! SignalR WebSocket client (negotiate, handshake, JSON and MessagePack framing).
+//! mint tokens independently of the server's own minting, call the REST API and negotiate with
+//! the whole answer read, and a minimal SignalR WebSocket client (negotiate, handshake, JSON and
+//! MessagePack framing). The raw WebSocket under it is [`ws`]; a scripted hub server is
+//! [`fake_server`]; the management client's side is [`management`].
 //!
 //! The client decodes MessagePack with `rmpv` rather than the crate's own codec, so that the
 //! tests check the server's bytes against an independent reader. Every hub message is returned
 //! as JSON: JSON messages as parsed, MessagePack ones mapped to the same shape
 //! (`{"type":1,"target":..,"arguments":[..]}`, `{"type":7,"error":..,"allowReconnect":..}`).
+//!
+//! `fake_upstream.rs` beside this file is shared too, but declared by the test files that use
+//! it rather than here: the SDK's test crates include this module and lack its dependencies.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_server;
 pub mod management;
+pub mod ws;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,11 +24,10 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard::{Config, ServiceMode, Switchboard, SwitchboardHandle};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// The JSON protocol's handshake request, with its separator.
+pub const JSON_HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\x1e";
 
 /// The access key every test broker is configured with.
 pub const TEST_KEY: &str = "switchboard-test-access-key-0123456789ABCDEFGH";
@@ -30,11 +35,15 @@ pub const TEST_KEY: &str = "switchboard-test-access-key-0123456789ABCDEFGH";
 /// Start a broker in `mode` on 127.0.0.1:0. Returns the handle, the base URL
 /// (`http://127.0.0.1:<port>`) and the access key.
 pub async fn start(mode: ServiceMode) -> (SwitchboardHandle, String, String) {
-    start_with(Config {
+    start_with(config(mode)).await
+}
+
+/// The default configuration in `mode` (for [`start_with`] after changing a setting or two).
+pub fn config(mode: ServiceMode) -> Config {
+    Config {
         mode,
         ..Config::default()
-    })
-    .await
+    }
 }
 
 /// Start a broker with `config` (listen address, keys and workers are set here).
@@ -93,17 +102,41 @@ pub fn rest_token(key: &str, url_path: &str) -> String {
 
 /// A client token for `hub` (and `user` as `nameid`), valid for an hour.
 pub fn client_token(key: &str, hub: &str, user: Option<&str>) -> String {
+    let claims = match user {
+        Some(u) => json!({ "nameid": u }),
+        None => json!({}),
+    };
+    client_token_with(key, hub, &claims)
+}
+
+/// A client token for `hub`, valid for an hour, with `claims` (an object) added or replacing
+/// the standard ones.
+pub fn client_token_with(key: &str, hub: &str, claims: &Value) -> String {
     let n = now();
-    let mut claims = json!({
+    let mut c = json!({
         "aud": format!("http://127.0.0.1/client/?hub={hub}"),
         "exp": n + 3600,
         "iat": n,
         "nbf": n,
     });
-    if let Some(u) = user {
-        claims["nameid"] = json!(u);
+    for (k, v) in claims.as_object().expect("claims object") {
+        c[k] = v.clone();
     }
-    sign(key, &claims)
+    sign(key, &c)
+}
+
+/// A client token for `hub` that expired an hour ago.
+pub fn expired_client_token(key: &str, hub: &str) -> String {
+    let n = now();
+    sign(
+        key,
+        &json!({
+            "aud": format!("http://127.0.0.1/client/?hub={hub}"),
+            "exp": n - 3600,
+            "iat": n - 7200,
+            "nbf": n - 7200,
+        }),
+    )
 }
 
 /// The JSON claims of a JWT (no signature check).
@@ -133,6 +166,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Header `name` as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Status and body text, for `assert_eq!` against `(status, "text")`.
+    pub fn status_text(&self) -> (u16, String) {
+        (self.status, self.text())
+    }
+
     /// The `x-ms-error-code` header.
     pub fn error_code(&self) -> Option<&str> {
         self.headers
@@ -161,6 +204,48 @@ impl Reply {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// Send `req` and read the whole answer within `limit` (panics naming `what` otherwise).
+pub async fn send_within(req: reqwest::RequestBuilder, limit: Duration, what: &str) -> Reply {
+    tokio::time::timeout(limit, async {
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: reading the body failed: {e}"))
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no answer within {limit:?}"))
+}
+
+/// `POST /client/negotiate?hub=<hub><query>` (`query` adds `&negotiateVersion=1` and the like)
+/// with `token` (if any) as a bearer token; the whole answer, within 5 s.
+pub async fn negotiate_raw(base: &str, hub: &str, token: Option<&str>, query: &str) -> Reply {
+    let url = format!("{base}/client/negotiate?hub={hub}{query}");
+    let mut req = reqwest::Client::new().post(&url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    send_within(req, Duration::from_secs(5), &format!("negotiate {url}")).await
+}
+
+/// As [`negotiate_raw`] with a token; the answer must be 200 and JSON, which is returned.
+pub async fn negotiate(base: &str, hub: &str, token: &str, query: &str) -> Value {
+    let a = negotiate_raw(base, hub, Some(token), query).await;
+    assert_eq!(a.status, 200, "negotiate ?hub={hub}{query}: {}", a.text());
+    a.json()
 }
 
 impl Rest {
@@ -248,6 +333,59 @@ impl Rest {
     pub async fn post_empty(&self, path_and_query: &str) -> Reply {
         self.call(reqwest::Method::POST, path_and_query, None).await
     }
+
+    /// Broadcast `target(args)` to every client of `hub`; the answer must be 202.
+    pub async fn broadcast(&self, hub: &str, target: &str, args: Value) {
+        let r = self
+            .post_json(
+                &format!("/api/hubs/{hub}/:send?api-version=2022-06-01"),
+                &json!({ "target": target, "arguments": args }),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            202,
+            "broadcast answered {}: {}",
+            r.status,
+            r.text()
+        );
+    }
+
+    /// The status of `HEAD connections/{id}` (200 while the connection exists, 404 after).
+    pub async fn connection_status(&self, hub: &str, id: &str) -> u16 {
+        self.head(&format!(
+            "/api/hubs/{hub}/connections/{id}?api-version=2022-06-01"
+        ))
+        .await
+        .status
+    }
+
+    /// Poll `HEAD connections/{id}` until it answers `status` (at most `limit`).
+    pub async fn wait_connection_status(&self, hub: &str, id: &str, status: u16, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let got = self.connection_status(hub, id).await;
+            if got == status {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "HEAD connections/{id} still answers {got} after {limit:?}, expected {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A JSON Invocation of `target(args)`, blocking when it has an `id`, with its separator.
+pub fn json_invocation(id: Option<&str>, target: &str, args: Value) -> Vec<u8> {
+    let mut msg = json!({"type": 1, "target": target, "arguments": args});
+    if let Some(id) = id {
+        msg["invocationId"] = json!(id);
+    }
+    let mut out = serde_json::to_vec(&msg).expect("JSON");
+    out.push(0x1e);
+    out
 }
 
 /// The hub protocol a [`TestClient`] speaks.
@@ -259,7 +397,7 @@ pub enum Protocol {
 
 /// A minimal SignalR client over WebSockets.
 pub struct TestClient {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: ws::Ws,
     protocol: Protocol,
     connection_id: String,
     buf: Vec<u8>,
@@ -304,14 +442,13 @@ impl TestClient {
             .unwrap_or(&connection_id)
             .to_owned();
 
-        let ws_base = base.replacen("http", "ws", 1);
-        let url = format!("{ws_base}/client/?hub={hub_q}&id={connection_token}");
-        let mut request = url.into_client_request().context("WebSocket request")?;
-        request.headers_mut().insert(
-            "Authorization",
-            HeaderValue::from_str(&format!("Bearer {token}"))?,
-        );
-        let (ws, _) = connect_async(request).await.context("WebSocket upgrade")?;
+        let ws = ws::open(
+            base,
+            &format!("hub={hub_q}&id={connection_token}"),
+            Some(token),
+        )
+        .await
+        .context("WebSocket upgrade")?;
         let mut client = Self {
             ws,
             protocol: proto,
@@ -474,24 +611,9 @@ impl TestClient {
                 Ok(Some(value))
             }
             Protocol::MessagePack => {
-                let mut len = 0usize;
-                let mut prefix = 0usize;
-                loop {
-                    let Some(&b) = self.buf.get(prefix) else {
-                        return Ok(None);
-                    };
-                    len |= usize::from(b & 0x7f) << (7 * prefix);
-                    prefix += 1;
-                    if b & 0x80 == 0 {
-                        break;
-                    }
-                    if prefix >= 5 {
-                        bail!("bad VarInt prefix");
-                    }
-                }
-                if self.buf.len() < prefix + len {
+                let Some((prefix, len)) = msgpack_frame_len(&self.buf)? else {
                     return Ok(None);
-                }
+                };
                 let frame: Vec<u8> = self.buf.drain(..prefix + len).collect();
                 let mut body = &frame[prefix..];
                 let value = rmpv::decode::read_value(&mut body).context("bad MessagePack body")?;
@@ -501,8 +623,8 @@ impl TestClient {
     }
 }
 
-/// A MessagePack hub message in the JSON shape.
-fn msgpack_message_to_json(v: &rmpv::Value) -> Result<Value> {
+/// The type id and the items of a MessagePack hub message (an array led by its type).
+pub fn msgpack_message_items(v: &rmpv::Value) -> Result<(u64, &[rmpv::Value])> {
     let items = v
         .as_array()
         .ok_or_else(|| anyhow!("a hub message must be an array: {v}"))?;
@@ -510,6 +632,12 @@ fn msgpack_message_to_json(v: &rmpv::Value) -> Result<Value> {
         .first()
         .and_then(rmpv::Value::as_u64)
         .ok_or_else(|| anyhow!("no type id: {v}"))?;
+    Ok((ty, items))
+}
+
+/// A MessagePack hub message in the JSON shape.
+fn msgpack_message_to_json(v: &rmpv::Value) -> Result<Value> {
+    let (ty, items) = msgpack_message_items(v)?;
     let field = |i: usize| items.get(i).map(to_json).unwrap_or(Value::Null);
     Ok(match ty {
         1 | 4 => {
@@ -555,6 +683,30 @@ pub fn to_json(v: &rmpv::Value) -> Value {
         ),
         V::Ext(..) => Value::Null,
     }
+}
+
+/// The VarInt length prefix at the start of `bytes`: `(prefix length, body length)` once the
+/// whole message is there, `None` before.
+pub fn msgpack_frame_len(bytes: &[u8]) -> Result<Option<(usize, usize)>> {
+    let mut len = 0usize;
+    let mut prefix = 0usize;
+    loop {
+        let Some(&b) = bytes.get(prefix) else {
+            return Ok(None);
+        };
+        len |= usize::from(b & 0x7f) << (7 * prefix);
+        prefix += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if prefix >= 5 {
+            bail!("bad VarInt prefix");
+        }
+    }
+    if bytes.len() < prefix + len {
+        return Ok(None);
+    }
+    Ok(Some((prefix, len)))
 }
 
 /// Frame a MessagePack body with its VarInt length prefix.
