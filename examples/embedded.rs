@@ -1,17 +1,17 @@
 //! Embed Switchboard in an application: start a serverless broker on a free port, print a client
-//! URL and token, and broadcast the time every second through the hub API (no REST round trip).
+//! URL and token, and broadcast the time every second through the hub client
+//! ([`switchboard::SwitchboardHandle::hub`]: direct calls, no REST round trip). This example
+//! only shows the embedding API; it must not reach into the broker's internals.
 //!
 //! Run with `cargo run --example embedded`, then connect a SignalR client to the printed URL
-//! with the printed token and listen for `tick`.
+//! with the printed token and listen for `tick` (its arguments: the Unix time and a count).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard::hub::SerializedMessage;
 use switchboard::{Config, ServiceMode, Switchboard};
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         mode: ServiceMode::Serverless,
         ..Config::default()
@@ -25,14 +25,16 @@ async fn main() -> std::io::Result<()> {
         board.client_token("clock", Some("viewer"), Duration::from_secs(3600))
     );
 
-    let hub = board.shared().hubs.get_or_create("clock");
+    let clock = board.hub("clock")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut count: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                count += 1;
                 let now = switchboard::auth::unix_now();
-                let msg = Arc::new(SerializedMessage::invocation("tick", format!("[{now}]").into()));
-                if hub.send_all(msg, Vec::new()).await.is_err() {
+                if let Err(e) = clock.send_all("tick", (now, count), &[]).await {
+                    eprintln!("stopping: {e}");
                     break;
                 }
             }

@@ -31,6 +31,8 @@
 //! - [`telemetry`]: counters (`switchboard_*`) and their Prometheus rendering.
 //! - [`switchboard`](mod@crate::switchboard): the embedding API — [`Switchboard`] builds and starts a broker on a
 //!   bound listener and returns a [`SwitchboardHandle`].
+//! - [`embed`]: the embedding API's [`HubClient`] ([`SwitchboardHandle::hub`]) — the REST
+//!   API's operations as direct calls on a hub, with `impl Serialize` arguments.
 //!
 //! The hub-server SDK and the management client are the `switchboard-sdk` crate (`sdk/`), which
 //! depends on the protocol crate and not on the broker.
@@ -47,6 +49,7 @@
 pub mod close;
 pub mod config;
 pub mod conn;
+pub mod embed;
 pub mod http;
 pub mod hub;
 pub mod policy;
@@ -60,4 +63,5 @@ pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::{auth, id};
 
 pub use crate::config::{Config, ServiceMode};
+pub use crate::embed::{HubClient, HubClientError};
 pub use crate::switchboard::{Switchboard, SwitchboardHandle};

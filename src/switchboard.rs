@@ -1,14 +1,15 @@
 //! The embedding API: build a broker from a [`Config`], start it on a bound listener, and hold
-//! a [`SwitchboardHandle`] to inspect or stop it.
+//! a [`SwitchboardHandle`] to reach its hubs ([`SwitchboardHandle::hub`]), inspect or stop it.
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 //! let mut config = switchboard::Config::default();
 //! config.mode = switchboard::ServiceMode::Serverless;
 //! config.access_keys = vec!["my-access-key".into()];
 //! let handle = switchboard::Switchboard::new(config)?.start(listener)?;
 //! println!("{}", handle.connection_string());
+//! handle.hub("chat")?.send_all("newMessage", ("server", "hi"), &[]).await?;
 //! handle.stop().await;
 //! # Ok(()) }
 //! ```
@@ -382,6 +383,14 @@ impl SwitchboardHandle {
     /// The shared state (metrics, hubs, keys).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The operations on hub `name` (sends, groups, existence checks, closes) — what the REST
+    /// API and the management client offer, as direct calls. Fails only when `name` breaks
+    /// Azure's hub-name rule ([`crate::id::validate_hub_name`]); the hub starts on the first
+    /// operation.
+    pub fn hub(&self, name: &str) -> Result<crate::HubClient, crate::HubClientError> {
+        crate::embed::HubClient::new(self.shared.clone(), name)
     }
 
     /// The counters.
