@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::close::CloseReason;
 use crate::hub::{
     ExistsQuery, HubGone, HubHandle, Member, MembershipTtl, Scope, SerializedMessage,
 };
@@ -174,8 +175,8 @@ impl HubClient {
         Ok(())
     }
 
-    /// Invokes `target` with `args` on every connection of the `users` (one send per user, all
-    /// sharing one encoding). An empty list sends nothing.
+    /// Invokes `target` with `args` on every connection of the `users` (one hub operation, one
+    /// encoding per protocol). An empty list sends nothing.
     pub async fn send_users<A: Serialize>(
         &self,
         users: &[&str],
@@ -184,10 +185,8 @@ impl HubClient {
     ) -> Result<(), HubClientError> {
         users.iter().try_for_each(|u| validate_user_id(u))?;
         let msg = message(target, &args)?;
-        let hub = self.hub()?;
-        for user in users {
-            hub.send_user(UserId::from(*user), msg.clone()).await?;
-        }
+        let users = users.iter().map(|u| UserId::from(*u)).collect();
+        self.hub()?.send_users(users, msg).await?;
         Ok(())
     }
 
@@ -202,14 +201,19 @@ impl HubClient {
         validate_group_name(group)?;
         let msg = message(target, &args)?;
         self.hub()?
-            .send_group(GroupName::from(group), msg, connection_ids(excluded))
+            .send_group(
+                GroupName::from(group),
+                msg,
+                connection_ids(excluded),
+                Vec::new(),
+            )
             .await?;
         Ok(())
     }
 
-    /// Invokes `target` with `args` on every connection in any of the `groups` (one send per
-    /// group, all sharing one encoding: a connection in two of them gets it twice, as with the
-    /// management client's REST transport). An empty list sends nothing.
+    /// Invokes `target` with `args` on every connection in any of the `groups`; a connection in
+    /// several of them gets it once (as a hub server's multi-group send). An empty list sends
+    /// nothing.
     pub async fn send_groups<A: Serialize>(
         &self,
         groups: &[&str],
@@ -218,11 +222,8 @@ impl HubClient {
     ) -> Result<(), HubClientError> {
         groups.iter().try_for_each(|g| validate_group_name(g))?;
         let msg = message(target, &args)?;
-        let hub = self.hub()?;
-        for group in groups {
-            hub.send_group(GroupName::from(*group), msg.clone(), Vec::new())
-                .await?;
-        }
+        let groups = groups.iter().map(|g| GroupName::from(*g)).collect();
+        self.hub()?.send_groups(groups, msg).await?;
         Ok(())
     }
 
@@ -275,6 +276,7 @@ impl HubClient {
         Ok(self
             .hub()?
             .add_to_group(ConnectionId::from(connection_id), GroupName::from(group))
+            .await?
             .await?)
     }
 
@@ -290,6 +292,7 @@ impl HubClient {
         Ok(self
             .hub()?
             .remove_from_group(ConnectionId::from(connection_id), GroupName::from(group))
+            .await?
             .await?)
     }
 
@@ -303,6 +306,7 @@ impl HubClient {
         Ok(self
             .hub()?
             .remove_from_all_groups(ConnectionId::from(connection_id))
+            .await?
             .await?)
     }
 
@@ -320,6 +324,7 @@ impl HubClient {
         validate_group_name(group)?;
         self.hub()?
             .add_user_to_group(UserId::from(user), GroupName::from(group), ttl.into())
+            .await?
             .await?;
         Ok(())
     }
@@ -335,6 +340,7 @@ impl HubClient {
         validate_group_name(group)?;
         self.hub()?
             .remove_user_from_group(UserId::from(user), GroupName::from(group))
+            .await?
             .await?;
         Ok(())
     }
@@ -344,6 +350,7 @@ impl HubClient {
         validate_user_id(user)?;
         self.hub()?
             .remove_user_from_all_groups(UserId::from(user))
+            .await?
             .await?;
         Ok(())
     }
@@ -355,6 +362,7 @@ impl HubClient {
         Ok(self
             .hub()?
             .group_connections(GroupName::from(group))
+            .await?
             .await?)
     }
 
@@ -393,7 +401,7 @@ impl HubClient {
     }
 
     async fn exists(&self, query: ExistsQuery) -> Result<bool, HubClientError> {
-        Ok(self.hub()?.exists(query).await?)
+        Ok(self.hub()?.exists(query).await?.await?)
     }
 
     // ----- closes ------------------------------------------------------------------------
@@ -409,6 +417,7 @@ impl HubClient {
         Ok(self
             .hub()?
             .close_connection(ConnectionId::from(connection_id), reason.map(str::to_owned))
+            .await?
             .await?)
     }
 
@@ -447,7 +456,12 @@ impl HubClient {
         excluded: &[&str],
     ) -> Result<(), HubClientError> {
         self.hub()?
-            .close_connections(scope, connection_ids(excluded), reason.map(str::to_owned))
+            .close_connections(
+                scope,
+                connection_ids(excluded),
+                CloseReason::ByApplication(reason.map(str::to_owned)),
+            )
+            .await?
             .await?;
         Ok(())
     }

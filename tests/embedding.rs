@@ -198,14 +198,28 @@ async fn group_and_connection_sends_reach_only_their_recipients() {
         quiet(&env.hub, other).await;
     }
 
+    // a is in both groups: it gets the message once.
+    assert!(
+        env.hub
+            .add_to_group(&ida, "g2")
+            .await
+            .expect("add_to_group")
+    );
     env.hub
         .send_groups(&["g1", "g2"], "toBoth", ("both",))
         .await
         .expect("send_groups");
     for member in [&mut a, &mut b, &mut c] {
         expect(member, "toBoth", json!(["both"])).await;
+        quiet(&env.hub, member).await;
     }
     quiet(&env.hub, &mut d).await;
+    assert!(
+        env.hub
+            .remove_from_group(&ida, "g2")
+            .await
+            .expect("remove_from_group")
+    );
 
     env.hub
         .send_connections(&[ida.as_str(), idd.as_str()], "direct", [10, 20])
