@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::management::{client, expect, quiet, setup};
+use common::expect;
+use common::management::{client, quiet, setup};
 use serde_json::json;
 use switchboard_sdk::management::ManagementClient;
 

@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TestClient, client_token};
+use common::{TestClient, client_token, expect};
 use serde_json::{Value, json};
 use switchboard::hub::{Member, MembershipTtl};
 use switchboard::{HubClient, HubClientError, ServiceMode, SwitchboardHandle};
@@ -47,33 +47,13 @@ impl Env {
     }
 }
 
-/// The next message of `client` is an invocation of `target` with exactly `args`.
-async fn expect(client: &mut TestClient, target: &str, args: Value) {
-    let got = client
-        .expect_invocation(target, T)
-        .await
-        .unwrap_or_else(|e| panic!("{} expected {target}: {e:#}", client.connection_id()));
-    assert_eq!(
-        got,
-        args,
-        "arguments of {target} at {}",
-        client.connection_id()
-    );
-}
-
 /// Nothing is queued for `client`: a marker sent to it now is the next message it gets.
 async fn quiet(hub: &HubClient, client: &mut TestClient) {
     let id = client.connection_id().to_owned();
     hub.send_connection(&id, "marker", (id.as_str(),))
         .await
         .expect("marker send");
-    let next = client.next_message(T).await.expect("marker arrives");
-    assert_eq!(
-        (next["type"].clone(), next["target"].clone()),
-        (json!(1), json!("marker")),
-        "expected only the marker at {id}, got {next}"
-    );
-    assert_eq!(next["arguments"], json!([id]));
+    common::expect_marker(client).await;
 }
 
 /// The next message of `client` is a Close whose error is `reason`.

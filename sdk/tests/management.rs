@@ -12,7 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::TestClient;
-use common::management::{Env, T, client, expect, quiet, setup};
+use common::expect;
+use common::management::{Env, T, client, quiet, setup};
 use serde_json::json;
 use switchboard_sdk::ConnectionString;
 use switchboard_sdk::management::{

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use switchboard::{ServiceMode, SwitchboardHandle};
 use switchboard_sdk::ConnectionString;
 use switchboard_sdk::management::ManagementHub;
@@ -52,31 +51,11 @@ pub async fn client(
         .unwrap_or_else(|e| panic!("{protocol} client of {user:?} connects: {e:#}"))
 }
 
-/// The next message of `client` is an invocation of `target` with exactly `args`.
-pub async fn expect(client: &mut TestClient, target: &str, args: Value) {
-    let got = client
-        .expect_invocation(target, T)
-        .await
-        .unwrap_or_else(|e| panic!("{} expected {target}: {e:#}", client.connection_id()));
-    assert_eq!(
-        got,
-        args,
-        "arguments of {target} at {}",
-        client.connection_id()
-    );
-}
-
 /// Nothing is queued for `client`: a marker sent to it now is the next message it gets.
 pub async fn quiet(hub: &ManagementHub, client: &mut TestClient) {
     let id = client.connection_id().to_owned();
     hub.send_connection(&id, "marker", (id.as_str(),))
         .await
         .expect("marker send");
-    let next = client.next_message(T).await.expect("marker arrives");
-    assert_eq!(
-        (next["type"].clone(), next["target"].clone()),
-        (json!(1), json!("marker")),
-        "expected only the marker at {id}, got {next}"
-    );
-    assert_eq!(next["arguments"], json!([id]));
+    super::expect_marker(client).await;
 }

@@ -734,3 +734,37 @@ pub fn msgpack_bytes(v: &rmpv::Value) -> Vec<u8> {
     rmpv::encode::write_value(&mut out, v).expect("encode MessagePack");
     out
 }
+
+/// How long the marker helpers wait for a message.
+const MARKER_WAIT: Duration = Duration::from_secs(5);
+
+/// The next message of `client` is an invocation of `target` with exactly `args`.
+pub async fn expect(client: &mut TestClient, target: &str, args: Value) {
+    let got = client
+        .expect_invocation(target, MARKER_WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{} expected {target}: {e:#}", client.connection_id()));
+    assert_eq!(
+        got,
+        args,
+        "arguments of {target} at {}",
+        client.connection_id()
+    );
+}
+
+/// The next message of `client` is the marker `marker(<its connection id>)` that the caller
+/// just sent it by connection id: nothing else was queued for it before the marker. This is how
+/// the tests show the absence of a delivery without waiting a fixed time.
+pub async fn expect_marker(client: &mut TestClient) {
+    let id = client.connection_id().to_owned();
+    let next = client
+        .next_message(MARKER_WAIT)
+        .await
+        .expect("marker arrives");
+    assert_eq!(
+        (next["type"].clone(), next["target"].clone()),
+        (json!(1), json!("marker")),
+        "expected only the marker at {id}, got {next}"
+    );
+    assert_eq!(next["arguments"], json!([id]));
+}

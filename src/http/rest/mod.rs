@@ -105,6 +105,7 @@
 //! the dispatch of each operation to the hub and the response helpers.
 
 mod body;
+mod list;
 mod route;
 
 use std::time::Duration;
@@ -112,15 +113,14 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use self::body::read_message;
+use self::list::list_group_connections;
 use self::route::{Op, Query, resolve, route_not_found};
 use super::{ApiError, bearer_token};
 use crate::auth::Audience;
 use crate::close::CloseReason;
-use crate::hub::{ExistsQuery, HubGone, MembershipTtl, Scope};
+use crate::hub::{ExistsQuery, HubGone, HubReply, MembershipTtl, Scope};
 use crate::id::{
     ConnectionId, GroupName, UserId, validate_group_name, validate_hub_name, validate_user_id,
 };
@@ -133,7 +133,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Largest `maxpagesize` of the group connection listing.
-const MAX_PAGE_SIZE: usize = 200;
 /// Largest `minutesToExpire` of `:generateToken` (one year).
 const MAX_TOKEN_MINUTES: u64 = 365 * 24 * 60;
 
@@ -262,12 +261,14 @@ async fn dispatch(
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned);
             let existed = match shared.hubs.get(&hub) {
-                Some(h) => h
-                    .close_connection(ConnectionId::from(id.as_str()), reason)
-                    .await
-                    .map_err(|e| gone(shared, e))?
-                    .await
-                    .map_err(|e| gone(shared, e))?,
+                Some(h) => {
+                    answer(
+                        shared,
+                        h.close_connection(ConnectionId::from(id.as_str()), reason)
+                            .await,
+                    )
+                    .await?
+                }
                 None => false,
             };
             match (v1, existed) {
@@ -330,12 +331,14 @@ async fn dispatch(
 
         Op::AddConnectionToGroup { group, id } => {
             let added = match shared.hubs.get(&hub) {
-                Some(h) => h
-                    .add_to_group(ConnectionId::from(id.as_str()), GroupName::from(group))
-                    .await
-                    .map_err(|e| gone(shared, e))?
-                    .await
-                    .map_err(|e| gone(shared, e))?,
+                Some(h) => {
+                    answer(
+                        shared,
+                        h.add_to_group(ConnectionId::from(id.as_str()), GroupName::from(group))
+                            .await,
+                    )
+                    .await?
+                }
                 None => false,
             };
             if added {
@@ -346,12 +349,17 @@ async fn dispatch(
         }
         Op::RemoveConnectionFromGroup { group, id } => {
             let existed = match shared.hubs.get(&hub) {
-                Some(h) => h
-                    .remove_from_group(ConnectionId::from(id.as_str()), GroupName::from(group))
-                    .await
-                    .map_err(|e| gone(shared, e))?
-                    .await
-                    .map_err(|e| gone(shared, e))?,
+                Some(h) => {
+                    answer(
+                        shared,
+                        h.remove_from_group(
+                            ConnectionId::from(id.as_str()),
+                            GroupName::from(group),
+                        )
+                        .await,
+                    )
+                    .await?
+                }
                 None => false,
             };
             if existed {
@@ -363,26 +371,27 @@ async fn dispatch(
         Op::RemoveConnectionFromAllGroups(id) => {
             if let Some(h) = shared.hubs.get(&hub) {
                 // Leaving every group is idempotent: a missing connection is in none.
-                let _existed = h
-                    .remove_from_all_groups(ConnectionId::from(id.as_str()))
-                    .await
-                    .map_err(|e| gone(shared, e))?
-                    .await
-                    .map_err(|e| gone(shared, e))?;
+                let _existed = answer(
+                    shared,
+                    h.remove_from_all_groups(ConnectionId::from(id.as_str()))
+                        .await,
+                )
+                .await?;
             }
             Ok(HttpResponse::Ok().finish())
         }
 
         Op::AddUserToGroup { user, group } => {
             let ttl = parse_ttl(query.first("ttl"))?;
-            shared
-                .hubs
-                .get_or_create(&hub)
-                .add_user_to_group(UserId::from(user), GroupName::from(group), ttl)
-                .await
-                .map_err(|e| gone(shared, e))?
-                .await
-                .map_err(|e| gone(shared, e))?;
+            answer(
+                shared,
+                shared
+                    .hubs
+                    .get_or_create(&hub)
+                    .add_user_to_group(UserId::from(user), GroupName::from(group), ttl)
+                    .await,
+            )
+            .await?;
             Ok(if v1 {
                 HttpResponse::Accepted().finish()
             } else {
@@ -391,11 +400,12 @@ async fn dispatch(
         }
         Op::RemoveUserFromGroup { user, group } => {
             if let Some(h) = shared.hubs.get(&hub) {
-                h.remove_user_from_group(UserId::from(user), GroupName::from(group))
-                    .await
-                    .map_err(|e| gone(shared, e))?
-                    .await
-                    .map_err(|e| gone(shared, e))?;
+                answer(
+                    shared,
+                    h.remove_user_from_group(UserId::from(user), GroupName::from(group))
+                        .await,
+                )
+                .await?;
             }
             Ok(if v1 {
                 HttpResponse::Accepted().finish()
@@ -405,11 +415,11 @@ async fn dispatch(
         }
         Op::RemoveUserFromAllGroups(user) => {
             if let Some(h) = shared.hubs.get(&hub) {
-                h.remove_user_from_all_groups(UserId::from(user))
-                    .await
-                    .map_err(|e| gone(shared, e))?
-                    .await
-                    .map_err(|e| gone(shared, e))?;
+                answer(
+                    shared,
+                    h.remove_user_from_all_groups(UserId::from(user)).await,
+                )
+                .await?;
             }
             Ok(if v1 {
                 HttpResponse::Ok().finish()
@@ -510,12 +520,7 @@ async fn check(
     missing: impl FnOnce() -> ApiError,
 ) -> Result<HttpResponse, ApiError> {
     let exists = match shared.hubs.get(hub) {
-        Some(h) => h
-            .exists(query)
-            .await
-            .map_err(|e| gone(shared, e))?
-            .await
-            .map_err(|e| gone(shared, e))?,
+        Some(h) => answer(shared, h.exists(query).await).await?,
         None => false,
     };
     if exists {
@@ -536,11 +541,12 @@ async fn close_many(
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
     if let Some(h) = shared.hubs.get(hub) {
-        h.close_connections(scope, query.excluded(), CloseReason::ByApplication(reason))
-            .await
-            .map_err(|e| gone(shared, e))?
-            .await
-            .map_err(|e| gone(shared, e))?;
+        answer(
+            shared,
+            h.close_connections(scope, query.excluded(), CloseReason::ByApplication(reason))
+                .await,
+        )
+        .await?;
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -568,104 +574,6 @@ fn generate_token(shared: &Shared, hub: &str, query: &Query) -> Result<HttpRespo
     ))
 }
 
-async fn list_group_connections(
-    req: &HttpRequest,
-    shared: &Shared,
-    hub: &str,
-    group: String,
-    query: &Query,
-) -> Result<HttpResponse, ApiError> {
-    let page_size = match query.first("maxpagesize").filter(|v| !v.is_empty()) {
-        None => MAX_PAGE_SIZE,
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid maxpagesize '{v}': it must be an integer from 1 to {MAX_PAGE_SIZE}."
-                )));
-            }
-        },
-    };
-    let top = match query.first("top").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => Some(n),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid top '{v}': it must be a positive integer."
-                )));
-            }
-        },
-    };
-    let after =
-        match query.first("continuationToken").filter(|v| !v.is_empty()) {
-            None => None,
-            Some(t) => Some(decode_continuation(t).ok_or_else(|| {
-                ApiError::bad_request(format!("Invalid continuationToken '{t}'."))
-            })?),
-        };
-
-    let members = match shared.hubs.get(hub) {
-        Some(h) => h
-            .group_connections(GroupName::from(group))
-            .await
-            .map_err(|e| gone(shared, e))?
-            .await
-            .map_err(|e| gone(shared, e))?,
-        None => Vec::new(),
-    };
-    let start = match &after {
-        Some(last) => members.partition_point(|m| m.connection_id.as_str() <= last.as_str()),
-        None => 0,
-    };
-    let limit = top.map_or(page_size, |t| t.min(page_size));
-    let end = members.len().min(start + limit);
-    let page = &members[start..end];
-    let remaining_top = top.map(|t| t - page.len());
-    let more = end < members.len() && remaining_top != Some(0);
-
-    let value: Vec<serde_json::Value> = page
-        .iter()
-        .map(|m| {
-            let mut item = serde_json::Map::new();
-            item.insert("connectionId".into(), m.connection_id.as_str().into());
-            if let Some(u) = &m.user_id {
-                item.insert("userId".into(), u.as_str().into());
-            }
-            serde_json::Value::Object(item)
-        })
-        .collect();
-    let mut body = serde_json::Map::new();
-    body.insert("value".into(), value.into());
-    if more && let Some(last) = page.last() {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        for name in ["application", "api-version"] {
-            if let Some(v) = query.first(name) {
-                q.append_pair(name, v);
-            }
-        }
-        q.append_pair("maxpagesize", &page_size.to_string());
-        if let Some(t) = remaining_top {
-            q.append_pair("top", &t.to_string());
-        }
-        q.append_pair(
-            "continuationToken",
-            &URL_SAFE_NO_PAD.encode(last.connection_id.as_str()),
-        );
-        let link = format!("{}{}?{}", shared.public_endpoint, req.path(), q.finish());
-        body.insert("nextLink".into(), link.into());
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::Value::Object(body),
-    ))
-}
-
-fn decode_continuation(token: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?;
-    String::from_utf8(bytes).ok()
-}
-
 fn parse_ttl(ttl: Option<&str>) -> Result<MembershipTtl, ApiError> {
     match ttl.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(MembershipTtl::Unlimited),
@@ -686,6 +594,14 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
             HeaderValue::from_static("application/json"),
         ))
         .body(body.to_string())
+}
+
+/// A hub operation's queueing and its answer as one result (both fail only when the hub is gone).
+async fn answer<T>(shared: &Shared, queued: Result<HubReply<T>, HubGone>) -> Result<T, ApiError> {
+    match queued {
+        Ok(reply) => reply.await.map_err(|e| gone(shared, e)),
+        Err(e) => Err(gone(shared, e)),
+    }
 }
 
 fn gone(shared: &Shared, e: HubGone) -> ApiError {
@@ -733,12 +649,5 @@ mod tests {
         assert_eq!(effective_hub("Chat", Some("MyApp")).unwrap(), "myapp_chat");
         assert!(effective_hub("1chat", None).is_err());
         assert!(effective_hub("chat", Some("my-app")).is_err());
-    }
-
-    #[test]
-    fn continuation_tokens_roundtrip() {
-        let t = URL_SAFE_NO_PAD.encode("abc_-Z");
-        assert_eq!(decode_continuation(&t).as_deref(), Some("abc_-Z"));
-        assert_eq!(decode_continuation("!!"), None);
     }
 }
