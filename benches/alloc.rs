@@ -12,9 +12,9 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use switchboard::conn::{ConnHandle, Outbox};
 use switchboard::hub::{HubHandle, HubRegistry, HubSettings, SerializedMessage};
 use switchboard::id::{ConnectionId, GroupName, UserId};
+use switchboard::peer::{ConnHandle, Outbox};
 use switchboard::protocol::HubProtocol;
 use switchboard::telemetry::Metrics;
 use tokio::runtime::Runtime;

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use switchboard::conn::{ConnHandle, Outbox};
 use switchboard::hub::{HubHandle, HubRegistry, HubSettings, SerializedMessage};
 use switchboard::id::{ConnectionId, GroupName};
+use switchboard::peer::{ConnHandle, Outbox};
 use switchboard::protocol::HubProtocol;
 use switchboard::telemetry::Metrics;
 use tokio::runtime::Runtime;

@@ -23,7 +23,7 @@
 //!   connection outboxes. Fronted by [`hub::HubHandle`], whose operations are typed methods;
 //!   hubs are found through [`hub::HubRegistry`].
 //! - [`conn`]: the client and hub-server connection actors (one tokio task per connection) and
-//!   the bounded [`conn::Outbox`], the only queue between a fan-out and a socket.
+//!   the bounded [`peer::Outbox`], the only queue between a fan-out and a socket.
 //! - [`http`]: actix-web glue only: negotiate, the client and server WebSocket endpoints, SSE
 //!   and long polling, the REST API, health and metrics.
 //! - [`config`]: `switchboard.toml`, environment and flag layering; validation.
@@ -52,6 +52,7 @@ pub mod conn;
 pub mod embed;
 pub mod http;
 pub mod hub;
+pub mod peer;
 pub mod policy;
 pub mod routing;
 pub mod switchboard;

@@ -15,15 +15,16 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::server::ServerConnHandle;
 use super::stateful::{ReplayBuffer, is_tracked};
 use super::transport::{Inbound, Resumption, SendError, Transport};
 use super::upstream::{self, UpstreamLink};
-use super::{ConnHandle, ConnectionId};
 use crate::auth::{Identity, dotnet_claim_type};
 use crate::close::CloseReason;
 use crate::hub::{AdmitError, AdmitRequest, HubHandle};
+use crate::id::ConnectionId;
 use crate::id::UserId;
+use crate::peer::ConnHandle;
+use crate::peer::ServerConnHandle;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{self, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake};
 use crate::routing::sticky::StickyMode;

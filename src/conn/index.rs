@@ -10,7 +10,8 @@ use std::hash::{BuildHasher, RandomState};
 
 use parking_lot::RwLock;
 
-use super::{ConnHandle, ConnectionId};
+use crate::id::ConnectionId;
+use crate::peer::ConnHandle;
 
 /// Number of shards: a power of two comfortably above the worker count.
 const SHARDS: usize = 16;
@@ -67,7 +68,7 @@ impl ConnectionIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::Outbox;
+    use crate::peer::Outbox;
     use crate::protocol::HubProtocol;
 
     #[test]

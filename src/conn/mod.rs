@@ -1,146 +1,15 @@
-//! The I/O edge: one actor per client connection, and the outbox that feeds it.
+//! The connection actors: one task per client connection (WebSocket, Server-Sent Events or
+//! long polling) and one per hub-server connection, with what they need around them — the
+//! process-wide index of client connections, negotiated connections waiting for their transport,
+//! the transports, the stateful-reconnect replay buffer and the per-connection upstream worker.
 //!
-//! A [`ConnHandle`] is what the rest of the program holds for a connection: its id, user,
-//! protocol and [`Outbox`]. The hub pushes already encoded frames into the outbox without
-//! waiting; only the connection's own task ([`client::run`]) drains it into the socket.
+//! What other parts of the broker hold of a connection (its handle and outbox) lives in
+//! [`crate::peer`].
 
 pub mod client;
 pub mod index;
-pub mod outbox;
 pub mod pending;
 pub mod server;
 pub mod stateful;
 pub mod transport;
 pub mod upstream;
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-pub use self::outbox::{CloseRequest, Outbox, PushError};
-use crate::close::CloseReason;
-use crate::id::{ConnectionId, UserId};
-use crate::protocol::HubProtocol;
-
-/// The shared part of a connection, visible to hubs and the REST API.
-#[derive(Debug)]
-struct ConnShared {
-    id: ConnectionId,
-    user: Option<UserId>,
-    protocol: HubProtocol,
-    outbox: Outbox,
-    ready: AtomicBool,
-    server: Option<server::ServerConnHandle>,
-    /// Client invocations (server → client with a result) not answered yet:
-    /// (invocation id, caller server id). Empty, and unallocated, for almost every client.
-    pending_invocations: parking_lot::Mutex<Vec<(String, String)>>,
-}
-
-/// A cloneable reference to one client connection.
-#[derive(Clone, Debug)]
-pub struct ConnHandle(Arc<ConnShared>);
-
-impl ConnHandle {
-    /// A handle for a connection with the given outbox bounds.
-    pub fn new(
-        id: ConnectionId,
-        user: Option<UserId>,
-        protocol: HubProtocol,
-        outbox: Outbox,
-    ) -> Self {
-        Self(Arc::new(ConnShared {
-            id,
-            user,
-            protocol,
-            outbox,
-            ready: AtomicBool::new(true),
-            server: None,
-            pending_invocations: parking_lot::Mutex::new(Vec::new()),
-        }))
-    }
-
-    /// A handle for a client routed through hub-server connection `server`. It is not
-    /// [ready](Self::is_ready) until the server's handshake answer has been queued for it.
-    pub fn routed(
-        id: ConnectionId,
-        user: Option<UserId>,
-        protocol: HubProtocol,
-        outbox: Outbox,
-        server: server::ServerConnHandle,
-    ) -> Self {
-        Self(Arc::new(ConnShared {
-            id,
-            user,
-            protocol,
-            outbox,
-            ready: AtomicBool::new(false),
-            server: Some(server),
-            pending_invocations: parking_lot::Mutex::new(Vec::new()),
-        }))
-    }
-
-    /// The hub-server connection this client sticks to (Default mode), if any.
-    pub fn server(&self) -> Option<&server::ServerConnHandle> {
-        self.0.server.as_ref()
-    }
-
-    /// Whether the client completed its handshake and may receive hub messages. Multicast and
-    /// REST sends skip clients that are not ready: nothing may precede the handshake answer.
-    pub fn is_ready(&self) -> bool {
-        self.0.ready.load(Ordering::Acquire)
-    }
-
-    /// Remember a client invocation whose caller must hear of it if the client leaves first.
-    pub fn track_invocation(&self, invocation_id: String, caller_server_id: String) {
-        self.0
-            .pending_invocations
-            .lock()
-            .push((invocation_id, caller_server_id));
-    }
-
-    /// The client answered (or the caller gave up on) an invocation.
-    pub fn untrack_invocation(&self, invocation_id: &str) {
-        self.0
-            .pending_invocations
-            .lock()
-            .retain(|(id, _)| id != invocation_id);
-    }
-
-    /// Take the unanswered invocations (when the client leaves).
-    pub fn take_pending_invocations(&self) -> Vec<(String, String)> {
-        std::mem::take(&mut *self.0.pending_invocations.lock())
-    }
-
-    /// Mark the client ready (its handshake answer is queued or written).
-    pub fn mark_ready(&self) {
-        self.0.ready.store(true, Ordering::Release);
-    }
-
-    /// The connection id.
-    pub fn id(&self) -> &ConnectionId {
-        &self.0.id
-    }
-
-    /// The user the connection belongs to, if its token named one.
-    pub fn user(&self) -> Option<&UserId> {
-        self.0.user.as_ref()
-    }
-
-    /// The hub protocol chosen in the handshake.
-    pub fn protocol(&self) -> HubProtocol {
-        self.0.protocol
-    }
-
-    /// The connection's outbox.
-    pub fn outbox(&self) -> &Outbox {
-        &self.0.outbox
-    }
-
-    /// Ask the connection to close: queued messages are written first, then the Close message
-    /// `reason` calls for (none for [`CloseReason::ByAppServer`]), then the transport closes.
-    pub fn close(&self, reason: CloseReason) {
-        self.0.outbox.request_close(CloseRequest {
-            reason,
-            flush: true,
-        });
-    }
-}

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::ConnectionId;
 use crate::auth::Identity;
+use crate::id::ConnectionId;
 
 /// What negotiate established for a connection.
 #[derive(Clone, Debug)]

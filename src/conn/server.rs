@@ -14,7 +14,6 @@
 //! `switchboard_server_outbox_full_total`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
@@ -26,8 +25,9 @@ use crate::close::CloseReason;
 use crate::hub::{
     ExistsQuery, HubGone, HubHandle, HubReply, MembershipTtl, Scope, SerializedMessage,
 };
-use crate::id::{ConnectionId, GroupName, ServerConnId, UserId};
-use crate::protocol::service::{self, ConnectionType, Extensions, ServiceMessage, ack_status};
+use crate::id::{ConnectionId, GroupName, UserId};
+use crate::peer::ServerConnHandle;
+use crate::protocol::service::{self, Extensions, ServiceMessage, ack_status};
 use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
 
@@ -39,76 +39,6 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a server has to send its HandshakeRequest.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-#[derive(Debug)]
-struct ServerShared {
-    id: ServerConnId,
-    server_id: String,
-    connection_type: ConnectionType,
-    tx: mpsc::Sender<Bytes>,
-    close: tokio::sync::Notify,
-}
-
-/// The server connection is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the hub server connection is closed")]
-pub struct ServerGone;
-
-/// Cloneable front of one hub-server connection.
-#[derive(Clone, Debug)]
-pub struct ServerConnHandle(Arc<ServerShared>);
-
-impl ServerConnHandle {
-    /// Process-unique id of this connection.
-    pub fn id(&self) -> ServerConnId {
-        self.0.id
-    }
-
-    /// The app server's id (`X-ASRS-Server-Id`); several connections share it.
-    pub fn server_id(&self) -> &str {
-        &self.0.server_id
-    }
-
-    /// Default, OnDemand or Weak.
-    pub fn connection_type(&self) -> ConnectionType {
-        self.0.connection_type
-    }
-
-    /// Queue a message, waiting for room (backpressure).
-    pub async fn send(&self, msg: &ServiceMessage) -> Result<(), ServerGone> {
-        self.0
-            .tx
-            .send(service::encode(msg))
-            .await
-            .map_err(|_| ServerGone)
-    }
-
-    /// Queue a client's bytes as ConnectionData, waiting for room.
-    pub async fn send_data(
-        &self,
-        connection_id: &ConnectionId,
-        payload: Bytes,
-    ) -> Result<(), ServerGone> {
-        self.send(&ServiceMessage::ConnectionData {
-            connection_id: connection_id.as_str().to_owned(),
-            payload,
-            extensions: Extensions::default(),
-        })
-        .await
-    }
-
-    /// Ask the connection to close (its clients are closed with it).
-    pub fn close(&self) {
-        self.0.close.notify_one();
-    }
-
-    /// Queue an encoded frame without waiting.
-    pub fn try_send_frame(&self, frame: Bytes) -> Result<(), ServerGone> {
-        self.0.tx.try_send(frame).map_err(|_| ServerGone)
-    }
-}
 
 /// Everything a server connection actor starts with.
 #[derive(Debug)]
@@ -186,14 +116,8 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
         return;
     }
 
-    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-    let handle = ServerConnHandle(Arc::new(ServerShared {
-        id: ServerConnId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
-        server_id: ctx.server_id.clone(),
-        connection_type,
-        tx,
-        close: tokio::sync::Notify::new(),
-    }));
+    let (handle, rx) =
+        ServerConnHandle::new(ctx.server_id.clone(), connection_type, OUTBOX_CAPACITY);
     if ctx.hub.register_server(handle.clone()).await.is_err() {
         return;
     }
@@ -254,7 +178,7 @@ impl ServerActor<'_> {
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
-                _ = self.handle.0.close.notified() => {
+                _ = self.handle.close_requested() => {
                     tracing::info!(server = self.handle.server_id(), "closing hub server connection (service mode changed)");
                     return;
                 }
@@ -810,10 +734,10 @@ impl ServerActor<'_> {
             Some(bytes) => {
                 match conn.outbox().push(bytes) {
                     Ok(()) => Metrics::inc(&self.shared.metrics.messages_delivered),
-                    Err(crate::conn::PushError::Full) => {
+                    Err(crate::peer::PushError::Full) => {
                         Metrics::inc(&self.shared.metrics.outbox_overflow)
                     }
-                    Err(crate::conn::PushError::Closed) => {
+                    Err(crate::peer::PushError::Closed) => {
                         Metrics::inc(&self.shared.metrics.outbox_dropped)
                     }
                 }

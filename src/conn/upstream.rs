@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::ConnHandle;
+use crate::peer::ConnHandle;
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol};
 use crate::switchboard::Shared;
 use crate::telemetry::Metrics;

@@ -2,7 +2,7 @@
 //!
 //! Every operation on a hub is a [`HubCommand`] processed one at a time, so the maps need no
 //! locks. Fan-out pushes the shared encoded bytes into each recipient's outbox without waiting
-//! (see `conn::outbox` for what happens when one is full) and adds to the counters once per
+//! (see `peer::outbox` for what happens when one is full) and adds to the counters once per
 //! fan-out, not once per recipient.
 
 use std::collections::HashMap;
@@ -19,9 +19,9 @@ use super::{
     Scope, SerializedMessage, UserId,
 };
 use crate::close::CloseReason;
-use crate::conn::server::ServerConnHandle;
-use crate::conn::{ConnHandle, Outbox, PushError};
 use crate::id::{ConnectionId, ServerConnId};
+use crate::peer::ServerConnHandle;
+use crate::peer::{ConnHandle, Outbox, PushError};
 use crate::routing::sticky::{self, Candidate, NoServer};
 use crate::routing::{self, Admission, ClientRoute};
 use crate::telemetry::Metrics;

@@ -20,9 +20,9 @@ use bytes::Bytes;
 
 use crate::close::CloseReason;
 use crate::config::ServiceMode;
-use crate::conn::ConnHandle;
-use crate::conn::server::ServerConnHandle;
 use crate::id::{ConnectionId, GroupName, HubName, ServerConnId, UserId};
+use crate::peer::ConnHandle;
+use crate::peer::ServerConnHandle;
 use crate::protocol::HubProtocol;
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;

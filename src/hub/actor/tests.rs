@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::conn::{ConnHandle, Outbox};
 use crate::hub::{
     ExistsQuery, GroupName, HubHandle, HubRegistry, HubSettings, MembershipTtl, Scope,
     SerializedMessage, UserId,
 };
 use crate::id::ConnectionId;
+use crate::peer::{ConnHandle, Outbox};
 use crate::protocol::HubProtocol;
 use crate::telemetry::{Metrics, names};
 
