@@ -368,17 +368,17 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
             println!("Access key: generated at random for this run (pass --access-key to fix it)");
         }
         let server = handle.server_handle();
-        let shared = handle.shared().clone();
+        let control = handle.control();
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            shared.close_all().await;
+            control.close_all().await;
             server.stop(true).await;
         });
         if let Some(hup) = hup {
-            let shared = handle.shared().clone();
+            let control = handle.control();
             let args = args.clone();
-            tokio::spawn(async move { reload_on_sighup(hup, shared, args).await });
+            tokio::spawn(async move { reload_on_sighup(hup, control, args).await });
         }
         handle.wait().await.map_err(|e| e.to_string())
     });
@@ -396,7 +396,7 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
 #[cfg(unix)]
 async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
-    shared: std::sync::Arc<switchboard::switchboard::Shared>,
+    control: switchboard::switchboard::BrokerControl,
     args: ServeArgs,
 ) {
     while hup.recv().await.is_some() {
@@ -408,11 +408,11 @@ async fn reload_on_sighup(
             .load()
             .and_then(|config| switchboard::switchboard::SettingsPatch::from_config(&config));
         let result = match patch {
-            Ok(patch) => shared.apply(patch).await,
+            Ok(patch) => control.apply(patch).await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => tracing::info!(settings = %shared.settings_view(), "configuration reloaded"),
+            Ok(()) => tracing::info!(settings = %control.settings(), "configuration reloaded"),
             Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
         }
     }
@@ -421,7 +421,7 @@ async fn reload_on_sighup(
 #[cfg(not(unix))]
 async fn reload_on_sighup(
     _hup: (),
-    _shared: std::sync::Arc<switchboard::switchboard::Shared>,
+    _control: switchboard::switchboard::BrokerControl,
     _args: ServeArgs,
 ) {
 }

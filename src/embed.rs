@@ -27,13 +27,12 @@ use serde::Serialize;
 
 use crate::close::CloseReason;
 use crate::hub::{
-    ExistsQuery, HubGone, HubHandle, Member, MembershipTtl, Scope, SerializedMessage,
+    ExistsQuery, HubGone, HubHandle, HubRegistry, Member, MembershipTtl, Scope, SerializedMessage,
 };
 use crate::id::{
     ConnectionId, GroupName, HubName, InvalidName, UserId, validate_group_name, validate_hub_name,
     validate_user_id,
 };
-use crate::switchboard::Shared;
 
 /// Why a [`HubClient`] operation was refused or failed. Nothing is sent when an operation
 /// fails with one of these.
@@ -109,7 +108,7 @@ pub struct HubClient {
 
 #[derive(Debug)]
 struct Inner {
-    shared: Arc<Shared>,
+    hubs: Arc<HubRegistry>,
     name: HubName,
     /// The hub actor, started on the first operation (inside the caller's runtime).
     hub: OnceLock<HubHandle>,
@@ -118,13 +117,18 @@ struct Inner {
 }
 
 impl HubClient {
-    /// The client of hub `name` of the broker `shared`; the name is checked here.
-    pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Result<Self, HubClientError> {
+    /// The client of hub `name` among `hubs`, failing once `stopping` turns `true`; the name is
+    /// checked here.
+    pub(crate) fn new(
+        hubs: Arc<HubRegistry>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+        name: &str,
+    ) -> Result<Self, HubClientError> {
         validate_hub_name(name)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                stopping: shared.shutdown_signal(),
-                shared,
+                stopping,
+                hubs,
                 name: HubName::from(name),
                 hub: OnceLock::new(),
             }),
@@ -144,7 +148,7 @@ impl HubClient {
         Ok(self
             .inner
             .hub
-            .get_or_init(|| self.inner.shared.hubs.get_or_create(self.name())))
+            .get_or_init(|| self.inner.hubs.get_or_create(self.name())))
     }
 
     // ----- sends -------------------------------------------------------------------------

@@ -52,6 +52,7 @@ pub mod conn;
 pub mod embed;
 pub mod http;
 pub mod hub;
+pub mod keyring;
 pub mod peer;
 pub mod policy;
 pub mod routing;

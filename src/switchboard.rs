@@ -16,228 +16,22 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use parking_lot::RwLock;
+use tokio::sync::watch;
 
-use crate::auth::{AccessKeys, audience_base};
-use crate::config::{self, Config, ServiceMode};
+use crate::auth::AccessKeys;
+use crate::config::{self, Config};
+use crate::conn::env::{ClientEnv, ConnectionSlots, ServerEnv};
 use crate::conn::index::ConnectionIndex;
-use crate::conn::pending::PendingConnections;
+pub use crate::http::state::SettingsPatch;
+use crate::http::state::{Broker, BrokerParts, client_token};
 use crate::hub::{HubRegistry, HubSettings};
+use crate::keyring::KeyRing;
 use crate::policy::Policy;
 use crate::telemetry::Metrics;
-use crate::upstream::{UpstreamClient, UpstreamRule, UpstreamRules};
-
-/// State shared by every HTTP worker and actor of one broker.
-#[derive(Debug)]
-pub struct Shared {
-    /// The configuration the broker started with.
-    pub config: Config,
-    keys: RwLock<Arc<AccessKeys>>,
-    /// The mode policy: the service mode and the upstream rules, as one snapshot.
-    pub policy: Policy,
-    /// The HTTP client for upstream webhooks.
-    pub upstream: UpstreamClient,
-    /// The hubs.
-    pub hubs: HubRegistry,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Negotiated connections waiting for their transport.
-    pub pending: PendingConnections,
-    /// Client connections by id.
-    pub connections: ConnectionIndex,
-    /// SSE and long-polling connections by connection token.
-    pub http: crate::conn::transport::HttpConnections,
-    /// Stateful-reconnect connections by connection token: where a reconnecting WebSocket goes.
-    pub resumable: parking_lot::Mutex<
-        std::collections::HashMap<
-            String,
-            tokio::sync::mpsc::Sender<crate::conn::transport::Resumption>,
-        >,
-    >,
-    /// Public base URL (no trailing slash).
-    pub public_endpoint: String,
-    slots: AtomicUsize,
-    shutdown: tokio::sync::watch::Sender<bool>,
-}
-
-impl Shared {
-    /// The current service mode.
-    pub fn mode(&self) -> ServiceMode {
-        self.policy.mode()
-    }
-
-    /// The access keys in force now (they can change at runtime).
-    pub fn keys(&self) -> Arc<AccessKeys> {
-        self.keys.read().clone()
-    }
-
-    /// The upstream rules in force now.
-    pub fn upstream_rules(&self) -> Arc<UpstreamRules> {
-        self.policy.snapshot().upstream.clone()
-    }
-
-    /// Replace the access keys: tokens signed with a key no longer listed stop being accepted
-    /// for new requests; open connections stay open.
-    pub fn set_keys(&self, keys: AccessKeys) {
-        *self.keys.write() = Arc::new(keys);
-    }
-
-    /// Change the service mode. Clients keep the routing they were given at connect time;
-    /// switching to Serverless closes the hub-server connections that carry clients (their
-    /// clients are closed with them), Weak connections stay.
-    pub async fn set_mode(&self, mode: ServiceMode) {
-        let previous = self.policy.set_mode(mode);
-        if previous == mode {
-            return;
-        }
-        tracing::info!(from = %previous, to = %mode, "service mode changed");
-        if mode == ServiceMode::Serverless {
-            for name in self.hubs.names() {
-                if let Some(hub) = self.hubs.get(name.as_str()) {
-                    // A hub that is gone has no server connections left.
-                    let _ = hub.close_servers(true).await;
-                }
-            }
-        }
-    }
-
-    /// Apply a settings change (admin endpoint, SIGHUP). Validated as a whole before anything
-    /// changes.
-    pub async fn apply(&self, patch: SettingsPatch) -> Result<(), config::ConfigError> {
-        if let Some(keys) = &patch.access_keys {
-            let candidate = Config {
-                access_keys: keys.clone(),
-                ..Config::default()
-            };
-            candidate.validate()?;
-            if keys.is_empty() {
-                return Err(config::ConfigError {
-                    key: "access_keys".into(),
-                    message: "at least one access key is required".into(),
-                });
-            }
-        }
-        let rules = match &patch.upstream {
-            Some(list) => {
-                Some(
-                    UpstreamRules::new(list).map_err(|message| config::ConfigError {
-                        key: "upstream".into(),
-                        message,
-                    })?,
-                )
-            }
-            None => None,
-        };
-        if let Some(rules) = rules {
-            // Clients decide per message, so new rules apply to open connections' next calls.
-            self.policy.set_upstream(rules);
-            tracing::info!("upstream rules replaced");
-        }
-        if let Some(keys) = patch.access_keys {
-            self.set_keys(AccessKeys::new(keys));
-            tracing::info!("access keys replaced");
-        }
-        if let Some(mode) = patch.mode {
-            self.set_mode(mode).await;
-        }
-        Ok(())
-    }
-
-    /// The settings that can change at runtime, as the admin endpoint shows them (keys are not
-    /// shown, only how many there are).
-    pub fn settings_view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mode": self.mode().as_str(),
-            "accessKeys": { "count": self.keys().all().len() },
-            "upstream": self.upstream_rules().rules(),
-        })
-    }
-
-    /// Reserve a connection slot; `None` when `limits.max_connections` is reached.
-    pub fn try_reserve_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
-        let max = self.config.limits.max_connections;
-        let mut cur = self.slots.load(Ordering::Relaxed);
-        loop {
-            if cur >= max {
-                return None;
-            }
-            match self.slots.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(ConnectionSlot(self.clone())),
-                Err(now) => cur = now,
-            }
-        }
-    }
-
-    /// Close every client (with a Close message allowing reconnect) and every hub-server
-    /// connection, for a graceful stop.
-    pub async fn close_all(&self) {
-        let _ = self.shutdown.send(true);
-        for name in self.hubs.names() {
-            if let Some(hub) = self.hubs.get(name.as_str()) {
-                // A hub that is already gone has no connections left to close.
-                let _ = hub
-                    .close_connections(
-                        crate::hub::Scope::All,
-                        Vec::new(),
-                        crate::close::CloseReason::Shutdown,
-                    )
-                    .await;
-            }
-        }
-    }
-
-    /// A receiver that turns `true` when the broker is stopping.
-    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-
-    /// Client connections holding a slot now.
-    pub fn connection_count(&self) -> usize {
-        self.slots.load(Ordering::Relaxed)
-    }
-}
-
-/// A change to the runtime settings; absent fields stay as they are.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SettingsPatch {
-    /// New service mode.
-    pub mode: Option<ServiceMode>,
-    /// New access keys (primary first); replaces all of them.
-    pub access_keys: Option<Vec<String>>,
-    /// New upstream rules; replaces all of them (`[]` removes every upstream).
-    pub upstream: Option<Vec<UpstreamRule>>,
-}
-
-impl SettingsPatch {
-    /// The runtime-changeable part of a configuration (keys only when it names some).
-    pub fn from_config(config: &Config) -> Result<Self, config::ConfigError> {
-        Ok(Self {
-            mode: Some(config.mode),
-            access_keys: (!config.access_keys.is_empty()).then(|| config.access_keys.clone()),
-            upstream: Some(config.upstream_rule_list()?),
-        })
-    }
-}
-
-/// A reserved connection slot, released on drop.
-#[derive(Debug)]
-pub struct ConnectionSlot(Arc<Shared>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.slots.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+use crate::upstream::{UpstreamClient, UpstreamRules};
 
 /// A configured, not yet started broker.
 #[derive(Debug)]
@@ -282,32 +76,49 @@ impl Switchboard {
     /// runs on its own worker threads until [`SwitchboardHandle::stop`].
     pub fn start(self, listener: TcpListener) -> std::io::Result<SwitchboardHandle> {
         let local_addr = listener.local_addr()?;
-        let limits = &self.config.limits;
+        let limits = self.config.limits.clone();
         let metrics = Arc::new(Metrics::default());
-        let shared = Arc::new(Shared {
-            public_endpoint: self.config.public_endpoint_or(local_addr),
-            keys: RwLock::new(Arc::new(self.keys)),
-            policy: Policy::new(self.config.mode, self.upstream_rules),
+        let keys = Arc::new(KeyRing::new(self.keys));
+        let policy = Arc::new(Policy::new(self.config.mode, self.upstream_rules));
+        let connections = Arc::new(ConnectionIndex::default());
+        let shutdown = watch::channel(false).0;
+        let hubs = Arc::new(HubRegistry::new(
+            HubSettings {
+                inbox_capacity: limits.hub_inbox_capacity,
+                max_user_groups_without_ttl: limits.max_user_groups_without_ttl,
+            },
+            metrics.clone(),
+        ));
+        // Each actor gets what it uses, and nothing else.
+        let client_env = Arc::new(ClientEnv {
+            limits: limits.clone(),
+            metrics: metrics.clone(),
+            policy: policy.clone(),
+            connections: connections.clone(),
+            resumable: Arc::default(),
             upstream: self.upstream_client,
-            hubs: HubRegistry::new(
-                HubSettings {
-                    inbox_capacity: limits.hub_inbox_capacity,
-                    max_user_groups_without_ttl: limits.max_user_groups_without_ttl,
-                },
-                metrics.clone(),
-            ),
-            pending: PendingConnections::new(
-                limits.negotiate_timeout(),
-                limits.max_pending_negotiations,
-            ),
-            connections: ConnectionIndex::default(),
-            http: Default::default(),
-            resumable: Default::default(),
-            metrics,
-            slots: AtomicUsize::new(0),
-            shutdown: tokio::sync::watch::channel(false).0,
-            config: self.config,
+            keys: keys.clone(),
+            upstream_queue: self.config.upstream_options.max_queue_per_connection,
         });
+        let server_env = Arc::new(ServerEnv {
+            limits: limits.clone(),
+            metrics: metrics.clone(),
+            policy: policy.clone(),
+            connections,
+            shutdown: shutdown.subscribe(),
+        });
+        let shared = Arc::new(Broker::new(BrokerParts {
+            public_endpoint: self.config.public_endpoint_or(local_addr),
+            slots: Arc::new(ConnectionSlots::new(limits.max_connections)),
+            config: self.config,
+            keys,
+            policy,
+            hubs,
+            metrics,
+            client_env,
+            server_env,
+            shutdown,
+        }));
 
         let workers = match shared.config.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -358,7 +169,7 @@ impl Switchboard {
 #[derive(Debug)]
 pub struct SwitchboardHandle {
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<Broker>,
     server: actix_web::dev::ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -380,9 +191,10 @@ impl SwitchboardHandle {
         config::connection_string(&self.shared.public_endpoint, self.shared.keys().primary())
     }
 
-    /// The shared state (metrics, hubs, keys).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// A cloneable handle for what may change or happen while the broker runs: settings
+    /// patches (mode, keys, upstream rules) and a graceful close of every connection.
+    pub fn control(&self) -> BrokerControl {
+        BrokerControl(self.shared.clone())
     }
 
     /// The operations on hub `name` (sends, groups, existence checks, closes) — what the REST
@@ -390,7 +202,25 @@ impl SwitchboardHandle {
     /// Azure's hub-name rule ([`crate::id::validate_hub_name`]); the hub starts on the first
     /// operation.
     pub fn hub(&self, name: &str) -> Result<crate::HubClient, crate::HubClientError> {
-        crate::embed::HubClient::new(self.shared.clone(), name)
+        crate::embed::HubClient::new(
+            self.shared.hubs.clone(),
+            self.shared.shutdown_signal(),
+            name,
+        )
+    }
+
+    /// The names of the hubs used so far (a hub starts on its first client, group membership or
+    /// embedding-API operation; a send to an unused hub starts none), sorted.
+    pub fn hub_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .shared
+            .hubs
+            .names()
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     /// The counters.
@@ -425,15 +255,26 @@ impl SwitchboardHandle {
     }
 }
 
-/// Mint a client token the way the Azure SDK does: audience `<endpoint>/client/?hub=<hub>`
-/// (host without port), `nameid` = user.
-pub fn client_token(shared: &Shared, hub: &str, user: Option<&str>, lifetime: Duration) -> String {
-    let aud = format!(
-        "{}/client/?hub={hub}",
-        audience_base(&shared.public_endpoint)
-    );
-    let claims: Vec<(&str, &str)> = user.map(|u| vec![("nameid", u)]).unwrap_or_default();
-    shared.keys().mint(&aud, lifetime.as_secs(), &claims)
+/// The runtime controls of a running broker (see [`SwitchboardHandle::control`]).
+#[derive(Clone, Debug)]
+pub struct BrokerControl(Arc<Broker>);
+
+impl BrokerControl {
+    /// Apply a settings change, validated as a whole before anything changes. Switching to
+    /// Serverless closes the hub-server connections that carry clients.
+    pub async fn apply(&self, patch: SettingsPatch) -> Result<(), config::ConfigError> {
+        self.0.apply(patch).await
+    }
+
+    /// The runtime settings as the admin endpoint shows them (keys only counted).
+    pub fn settings(&self) -> serde_json::Value {
+        self.0.settings_view()
+    }
+
+    /// Close every client (with the shutdown Close message) and every hub-server connection.
+    pub async fn close_all(&self) {
+        self.0.close_all().await;
+    }
 }
 
 /// A random 44-character access key (32 random bytes, base64), the shape Azure uses.

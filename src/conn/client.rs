@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::env::{ClientEnv, ConnectionSlot, ResumableEntry};
 use super::stateful::{ReplayBuffer, is_tracked};
 use super::transport::{Inbound, Resumption, SendError, Transport};
 use super::upstream::{self, UpstreamLink};
@@ -29,7 +30,6 @@ use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{self, Completion, CompletionOutcome, HubMessage, HubProtocol, handshake};
 use crate::routing::sticky::StickyMode;
 use crate::routing::{ClientRoute, MessageAction};
-use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
 use crate::upstream::{UpstreamConnection, unframed_invocation as upstream_body};
 use tokio::sync::mpsc;
@@ -43,8 +43,8 @@ const RETAINED_INPUT_CAPACITY: usize = 4096;
 /// Everything a client connection actor starts with.
 #[derive(Debug)]
 pub struct ClientContext {
-    /// Broker state.
-    pub shared: Arc<Shared>,
+    /// What the actor may reach of the broker.
+    pub env: Arc<ClientEnv>,
     /// The hub the client connects to.
     pub hub: HubHandle,
     /// The connection's public id.
@@ -65,19 +65,11 @@ pub struct ClientContext {
 /// Where a stateful-reconnect connection's client comes back.
 #[derive(Debug)]
 pub struct Resume {
-    /// The connection token (the key in `Shared::resumable`).
-    pub token: String,
+    /// The connection's entry in [`Resumable`](super::env::Resumable), removed when the actor
+    /// ends.
+    pub entry: ResumableEntry,
     /// Reconnecting WebSockets.
     pub rx: mpsc::Receiver<Resumption>,
-}
-
-/// Removes a connection from `Shared::resumable` when its actor ends.
-struct ResumableGuard(Arc<Shared>, String);
-
-impl Drop for ResumableGuard {
-    fn drop(&mut self) {
-        self.0.resumable.lock().remove(&self.1);
-    }
 }
 
 /// Why the connection loop ended: every way out is a [`CloseReason`], which decides whether a
@@ -104,7 +96,7 @@ pub(crate) fn run(ctx: ClientContext, transport: Transport) -> impl Future<Outpu
 
 /// A client past its handshake and admitted to its hub: what serving and closing it need.
 struct Admitted {
-    shared: Arc<Shared>,
+    env: Arc<ClientEnv>,
     ctx: ClientContext,
     transport: Transport,
     conn: ConnHandle,
@@ -112,22 +104,22 @@ struct Admitted {
     protocol: HubProtocol,
     serverless: bool,
     upstream_info: UpstreamConnection,
-    resume: Option<Resume>,
+    resume: Option<mpsc::Receiver<Resumption>>,
     /// The client's handshake request, as it sent it.
     raw_request: Bytes,
     /// Bytes that arrived after the handshake request.
     input: BytesMut,
-    _resumable: Option<ResumableGuard>,
+    _resumable: Option<ResumableEntry>,
 }
 
 /// The handshake and admission; `None` when the connection ended there.
 async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitted> {
-    let shared = ctx.shared.clone();
-    let mut resume = ctx.resume.take();
-    let resumable = resume
-        .as_ref()
-        .map(|r| ResumableGuard(shared.clone(), r.token.clone()));
-    let limits = &shared.config.limits;
+    let env = ctx.env.clone();
+    let (mut resume, mut resumable) = match ctx.resume.take() {
+        Some(Resume { entry, rx }) => (Some(rx), Some(entry)),
+        None => (None, None),
+    };
+    let limits = &env.limits;
     let mut input = BytesMut::new();
 
     // Phase 1: the handshake request.
@@ -136,12 +128,12 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         match handshake::parse_request(&input) {
             Ok(Some((req, consumed))) => break (req, input.split_to(consumed).freeze()),
             Ok(None) if input.len() > limits.max_message_size => {
-                fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
                 return None;
             }
             Ok(None) => {}
             Err(e) => {
-                fail_handshake(&shared, transport, &e.response_text(true), None).await;
+                fail_handshake(&env, transport, &e.response_text(true), None).await;
                 return None;
             }
         }
@@ -150,12 +142,12 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
                 Inbound::Data(b) => input.extend_from_slice(&b),
                 Inbound::Gone | Inbound::Closed => return None,
                 Inbound::Invalid(_) => {
-                    fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                    fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
                     return None;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                fail_handshake(&shared, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
                 return None;
             }
         }
@@ -166,7 +158,7 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         Ok(p) => p,
         Err(text) => {
             let frame_kind = HubProtocol::from_name(&request.protocol);
-            fail_handshake(&shared, transport, &text, frame_kind).await;
+            fail_handshake(&env, transport, &text, frame_kind).await;
             return None;
         }
     };
@@ -180,19 +172,17 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         client_query: ctx.query.clone(),
     };
     // One snapshot of the mode policy answers every connect-time question.
-    let policy = shared.policy.snapshot();
+    let policy = env.policy.snapshot();
     let serverless = policy.is_serverless();
-    if serverless && let Err(text) = upstream::send_connected(&shared, &upstream_info).await {
-        fail_handshake(&shared, transport, &text, Some(protocol)).await;
+    if serverless && let Err(text) = upstream::send_connected(&env, &upstream_info).await {
+        fail_handshake(&env, transport, &text, Some(protocol)).await;
         return None;
     }
 
     // Stateful reconnect needs handshake version 2 (a lower one turns it off): stop accepting
     // reconnects for this token at once.
-    if request.version < 2
-        && let Some(r) = resume.take()
-    {
-        shared.resumable.lock().remove(&r.token);
+    if request.version < 2 && resume.take().is_some() {
+        resumable = None;
     }
 
     // Admission: the hub decides the route in the current mode and registers the client.
@@ -209,14 +199,14 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(admitted) => admitted,
         Err(AdmitError::Refused(text)) => {
-            fail_handshake(&shared, transport, &text, Some(protocol)).await;
+            fail_handshake(&env, transport, &text, Some(protocol)).await;
             return None;
         }
         Err(AdmitError::Gone(_)) => return None,
     };
-    shared.connections.insert(conn.clone());
-    Metrics::inc(&shared.metrics.connections_opened);
-    Metrics::inc(&shared.metrics.connections_current);
+    env.connections.insert(conn.clone());
+    Metrics::inc(&env.metrics.connections_opened);
+    Metrics::inc(&env.metrics.connections_current);
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");
     if route != ClientRoute::ToServer || conn.server().is_none() {
         // Kept for a hub server's OpenConnection only (the upstream has its own copy).
@@ -225,7 +215,7 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         ctx.identity.claims = Vec::new();
     }
     Some(Admitted {
-        shared,
+        env,
         ctx,
         transport,
         conn,
@@ -244,7 +234,7 @@ impl Admitted {
     /// Serve the client until the connection ends.
     async fn serve(&mut self) -> Exit {
         let Self {
-            shared,
+            env,
             ctx,
             transport,
             conn,
@@ -257,9 +247,9 @@ impl Admitted {
             input,
             ..
         } = self;
-        let (shared, conn, upstream_info) = (&*shared, &*conn, &*upstream_info);
+        let (env, conn, upstream_info) = (&*env, &*conn, &*upstream_info);
         let (route, protocol, serverless) = (*route, *protocol, *serverless);
-        let limits = &shared.config.limits;
+        let limits = &env.limits;
         let input = std::mem::take(input);
         match (route, conn.server().cloned()) {
             (ClientRoute::ToServer, Some(server)) => {
@@ -269,7 +259,7 @@ impl Admitted {
                 let stateful = resume.take().map(|r| {
                     Stateful::new(
                         ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
-                        r.rx,
+                        r,
                         true,
                     )
                 });
@@ -303,7 +293,7 @@ impl Admitted {
                 .await;
                 if ok {
                     let mut relay = Relay {
-                        shared,
+                        env,
                         conn,
                         server: &server,
                         protocol,
@@ -321,7 +311,7 @@ impl Admitted {
                     transport,
                     protocol,
                     Bytes::from_static(handshake::RESPONSE_OK),
-                    shared,
+                    env,
                 )
                 .await
                 .is_err()
@@ -329,7 +319,7 @@ impl Admitted {
                     CloseReason::ClientClosed
                 } else {
                     let mut actor = Actor {
-                        shared,
+                        env,
                         hub_name: ctx.hub.name().as_str(),
                         conn,
                         protocol,
@@ -342,7 +332,7 @@ impl Admitted {
                         stateful: resume.take().map(|r| {
                             Stateful::new(
                                 ReplayBuffer::new(protocol, limits.reconnect_buffer_bytes),
-                                r.rx,
+                                r,
                                 false,
                             )
                         }),
@@ -354,9 +344,9 @@ impl Admitted {
                         match actor.upstream.take() {
                             Some(link) => Box::pin(link.disconnected(error)).await,
                             None => {
-                                let (shared, info) = (shared.clone(), upstream_info.clone());
+                                let (env, info) = (env.clone(), upstream_info.clone());
                                 tokio::spawn(async move {
-                                    upstream::send_disconnected(&shared, &info, error.as_deref())
+                                    upstream::send_disconnected(&env, &info, error.as_deref())
                                         .await;
                                 });
                             }
@@ -371,14 +361,14 @@ impl Admitted {
     /// The single cleanup every admitted connection reaches.
     async fn close(self, exit: Exit) {
         let Self {
-            shared,
+            env,
             ctx,
             mut transport,
             conn,
             protocol,
             ..
         } = self;
-        shared.connections.remove(&ctx.connection_id);
+        env.connections.remove(&ctx.connection_id);
         ctx.hub.disconnect(ctx.connection_id.clone()).await;
         for (invocation_id, caller_server_id) in conn.take_pending_invocations() {
             let error = ServiceMessage::ErrorCompletion {
@@ -406,15 +396,15 @@ impl Admitted {
                 })
                 .await;
         }
-        Metrics::inc(&shared.metrics.connections_closed);
-        Metrics::dec(&shared.metrics.connections_current);
+        Metrics::inc(&env.metrics.connections_closed);
+        Metrics::dec(&env.metrics.connections_current);
         if let Some(close) = exit.close_message()
             && let Ok(frame) = protocol.encode(&HubMessage::Close(close))
         {
             // The client may already be gone; the transport is closed below either way.
-            let _ = write_frame(&mut transport, protocol, frame, &shared).await;
+            let _ = write_frame(&mut transport, protocol, frame, &env).await;
         }
-        transport.close(shared.config.limits.send_timeout()).await;
+        transport.close(env.limits.send_timeout()).await;
         tracing::debug!(connection = %ctx.connection_id, reason = %exit, "client disconnected");
         drop(ctx.slot);
     }
@@ -422,12 +412,12 @@ impl Admitted {
 
 /// Answer the handshake with an error and close the transport.
 async fn fail_handshake(
-    shared: &Shared,
+    env: &ClientEnv,
     mut transport: Transport,
     error: &str,
     protocol: Option<HubProtocol>,
 ) {
-    Metrics::inc(&shared.metrics.handshakes_failed);
+    Metrics::inc(&env.metrics.handshakes_failed);
     tracing::debug!(error, "handshake failed");
     let frame = handshake::error_response(error);
     // The handshake answer goes out in the frame type of the chosen protocol.
@@ -435,10 +425,10 @@ async fn fail_handshake(
         &mut transport,
         protocol.unwrap_or(HubProtocol::Json),
         frame,
-        shared,
+        env,
     )
     .await;
-    transport.close(shared.config.limits.send_timeout()).await;
+    transport.close(env.limits.send_timeout()).await;
 }
 
 /// Write one frame (text for JSON, binary for MessagePack) within the send timeout. A write that
@@ -447,21 +437,21 @@ async fn write_frame(
     transport: &mut Transport,
     protocol: HubProtocol,
     bytes: Bytes,
-    shared: &Shared,
+    env: &ClientEnv,
 ) -> Result<(), CloseReason> {
-    Metrics::inc(&shared.metrics.socket_writes);
+    Metrics::inc(&env.metrics.socket_writes);
     match transport
-        .send(protocol, bytes, shared.config.limits.send_timeout())
+        .send(protocol, bytes, env.limits.send_timeout())
         .await
     {
         Ok(()) => Ok(()),
         Err(SendError::TimedOut) => {
-            Metrics::inc(&shared.metrics.send_timeouts);
+            Metrics::inc(&env.metrics.send_timeouts);
             Err(CloseReason::SendTimeout)
         }
         // The long-polling form of an outbox overflow.
         Err(SendError::Full) => {
-            Metrics::inc(&shared.metrics.outbox_overflow);
+            Metrics::inc(&env.metrics.outbox_overflow);
             Err(CloseReason::PollBufferFull)
         }
         Err(SendError::Closed) => Err(CloseReason::ClientClosed),
@@ -469,7 +459,7 @@ async fn write_frame(
 }
 
 struct Actor<'a> {
-    shared: &'a Arc<Shared>,
+    env: &'a Arc<ClientEnv>,
     hub_name: &'a str,
     conn: &'a ConnHandle,
     protocol: HubProtocol,
@@ -486,7 +476,7 @@ struct Actor<'a> {
 
 impl Actor<'_> {
     async fn serve(&mut self, transport: &mut Transport, mut input: BytesMut) -> Exit {
-        let limits = &self.shared.config.limits;
+        let limits = &self.env.limits;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = BytesMut::new();
@@ -500,7 +490,7 @@ impl Actor<'_> {
                 biased;
                 Some(resumption) = next_resumption(&mut self.stateful) => {
                     if let Some(st) = &mut self.stateful
-                        && !Box::pin(st.adopt(transport, resumption, self.protocol, self.shared)).await
+                        && !Box::pin(st.adopt(transport, resumption, self.protocol, self.env)).await
                     {
                         return CloseReason::ClientClosed;
                     }
@@ -522,7 +512,7 @@ impl Actor<'_> {
                         {
                             return exit;
                         }
-                        if let Err(lost) = write_frame(transport, self.protocol, frame, self.shared).await {
+                        if let Err(lost) = write_frame(transport, self.protocol, frame, self.env).await {
                             // A stateful client gets what was lost on its next socket.
                             if let Err(exit) = self.wait_for_resume(transport, lost).await {
                                 return exit;
@@ -545,7 +535,7 @@ impl Actor<'_> {
                             continue;
                         }
                         Inbound::Invalid(detail) => {
-                            Metrics::inc(&self.shared.metrics.protocol_errors);
+                            Metrics::inc(&self.env.metrics.protocol_errors);
                             return CloseReason::ProtocolError(detail);
                         }
                     }
@@ -557,21 +547,21 @@ impl Actor<'_> {
                 _ = tick.tick() => {
                     let now = Instant::now();
                     if self.timeout_armed && now.duration_since(self.last_received) >= limits.client_timeout() {
-                        Metrics::inc(&self.shared.metrics.client_timeouts);
+                        Metrics::inc(&self.env.metrics.client_timeouts);
                         return CloseReason::PingTimeout;
                     }
                                         if transport.is_abandoned(limits.negotiate_timeout()) {
                         return CloseReason::Abandoned;
                     }
                     if let Some(st) = &mut self.stateful
-                        && let Err(lost) = st.send_ack(transport, self.protocol, self.shared).await
+                        && let Err(lost) = st.send_ack(transport, self.protocol, self.env).await
                         && let Err(exit) = self.wait_for_resume(transport, lost).await
                     {
                         return exit;
                     }
                     if transport.sends_pings() && now.duration_since(self.last_sent) >= limits.keep_alive_interval() {
                         let ping = Bytes::from_static(protocol::ping_frame(self.protocol));
-                        if let Err(lost) = write_frame(transport, self.protocol, ping, self.shared).await {
+                        if let Err(lost) = write_frame(transport, self.protocol, ping, self.env).await {
                             return lost;
                         }
                         self.last_sent = now;
@@ -590,7 +580,7 @@ impl Actor<'_> {
     ) -> Result<(), Exit> {
         match &mut self.stateful {
             Some(st) => {
-                Box::pin(st.wait_and_resume(transport, self.conn, self.shared, self.protocol, None))
+                Box::pin(st.wait_and_resume(transport, self.conn, self.env, self.protocol, None))
                     .await
             }
             None => Err(lost),
@@ -599,7 +589,7 @@ impl Actor<'_> {
 
     /// Decode and act on every complete message in `input`.
     fn process_input(&mut self, input: &mut BytesMut) -> Option<Exit> {
-        let max = self.shared.config.limits.max_message_size;
+        let max = self.env.limits.max_message_size;
         let mut received = 0u64;
         let exit = loop {
             match self.protocol.decode(input, max) {
@@ -614,12 +604,12 @@ impl Actor<'_> {
                 }
                 Ok(None) => break None,
                 Err(e) => {
-                    Metrics::inc(&self.shared.metrics.protocol_errors);
+                    Metrics::inc(&self.env.metrics.protocol_errors);
                     break Some(CloseReason::from_protocol_error(&e));
                 }
             }
         };
-        Metrics::add(&self.shared.metrics.messages_received, received);
+        Metrics::add(&self.env.metrics.messages_received, received);
         if input.is_empty() && input.capacity() > RETAINED_INPUT_CAPACITY {
             *input = BytesMut::new();
         }
@@ -640,7 +630,7 @@ impl Actor<'_> {
         }
         // The route is fixed at connect time; the upstream rules are the current ones.
         let action = self
-            .shared
+            .env
             .policy
             .snapshot()
             .route_message(self.route, self.hub_name, &msg);
@@ -654,7 +644,7 @@ impl Actor<'_> {
                 };
                 let link = self.upstream.get_or_insert_with(|| {
                     UpstreamLink::start(
-                        self.shared.clone(),
+                        self.env.clone(),
                         self.conn.clone(),
                         self.upstream_info.clone(),
                     )
@@ -663,7 +653,7 @@ impl Actor<'_> {
                     .invoke(inv.target, inv.invocation_id.clone(), body)
                     .is_err()
                 {
-                    Metrics::inc(&self.shared.metrics.upstream_queue_full);
+                    Metrics::inc(&self.env.metrics.upstream_queue_full);
                     if let Some(id) = inv.invocation_id {
                         upstream::push_error(
                             self.conn,
@@ -679,11 +669,11 @@ impl Actor<'_> {
             MessageAction::EndConnection => Some(CloseReason::ClientClosed),
             // This actor serves clients without a hub server; a routed client is a `Relay`.
             MessageAction::Drop | MessageAction::ToServer => {
-                Metrics::inc(&self.shared.metrics.messages_dropped_no_route);
+                Metrics::inc(&self.env.metrics.messages_dropped_no_route);
                 None
             }
             MessageAction::RejectInvocation(error) => {
-                Metrics::inc(&self.shared.metrics.invocations_rejected);
+                Metrics::inc(&self.env.metrics.invocations_rejected);
                 let invocation_id = match msg {
                     HubMessage::Invocation(inv) | HubMessage::StreamInvocation(inv) => {
                         inv.invocation_id.unwrap_or_default()
@@ -791,7 +781,7 @@ impl Stateful {
         &mut self,
         transport: &mut Transport,
         protocol: HubProtocol,
-        shared: &Shared,
+        env: &ClientEnv,
     ) -> Result<(), CloseReason> {
         let Some(ack) = self.replay.take_ack() else {
             return Ok(());
@@ -799,7 +789,7 @@ impl Stateful {
         let Ok(frame) = protocol.encode(&HubMessage::Ack { sequence_id: ack }) else {
             return Ok(());
         };
-        write_frame(transport, protocol, frame, shared).await
+        write_frame(transport, protocol, frame, env).await
     }
 
     /// After the socket was lost: wait up to the reconnect window for the client's next
@@ -811,11 +801,11 @@ impl Stateful {
         &mut self,
         transport: &mut Transport,
         conn: &ConnHandle,
-        shared: &Shared,
+        env: &ClientEnv,
         protocol: HubProtocol,
         server: Option<&ServerConnHandle>,
     ) -> Result<(), Exit> {
-        let limits = &shared.config.limits;
+        let limits = &env.limits;
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_secs(limits.reconnect_window_secs);
         let period = limits.keep_alive_interval();
@@ -828,7 +818,7 @@ impl Stateful {
                     let Some(resumption) = resumption else {
                         return Err(CloseReason::ClientClosed);
                     };
-                    return if self.adopt(transport, resumption, protocol, shared).await {
+                    return if self.adopt(transport, resumption, protocol, env).await {
                         Ok(())
                     } else {
                         Err(CloseReason::ClientClosed)
@@ -866,29 +856,26 @@ impl Stateful {
         transport: &mut Transport,
         (session, inbound): Resumption,
         protocol: HubProtocol,
-        shared: &Shared,
+        env: &ClientEnv,
     ) -> bool {
         let old = std::mem::replace(transport, Transport::Bridged { session, inbound });
-        old.close(shared.config.limits.send_timeout()).await;
+        old.close(env.limits.send_timeout()).await;
         let (first, frames) = self.replay.resume();
         let Ok(sequence) = protocol.encode(&HubMessage::Sequence { sequence_id: first }) else {
             return false;
         };
-        if write_frame(transport, protocol, sequence, shared)
+        if write_frame(transport, protocol, sequence, env)
             .await
             .is_err()
         {
             return false;
         }
         for frame in frames {
-            if write_frame(transport, protocol, frame, shared)
-                .await
-                .is_err()
-            {
+            if write_frame(transport, protocol, frame, env).await.is_err() {
                 return false;
             }
         }
-        Metrics::inc(&shared.metrics.reconnects);
+        Metrics::inc(&env.metrics.reconnects);
         true
     }
 }
@@ -898,7 +885,7 @@ impl Stateful {
 /// nothing. A stateful-reconnect client's messages are parsed, to take out Ack and Sequence and
 /// the duplicates a reconnect brings (see [`Stateful`]).
 struct Relay<'a> {
-    shared: &'a Shared,
+    env: &'a ClientEnv,
     conn: &'a ConnHandle,
     server: &'a ServerConnHandle,
     protocol: HubProtocol,
@@ -909,7 +896,7 @@ impl Relay<'_> {
     async fn serve(&mut self, transport: &mut Transport, mut input: BytesMut) -> Exit {
         let mut out = BytesMut::new();
         let mut received = 0u64;
-        let abandoned_after = self.shared.config.limits.negotiate_timeout();
+        let abandoned_after = self.env.limits.negotiate_timeout();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = 'relay: {
@@ -923,7 +910,7 @@ impl Relay<'_> {
                     biased;
                     Some(resumption) = next_resumption(&mut self.stateful) => {
                         if let Some(st) = &mut self.stateful
-                            && !Box::pin(st.adopt(transport, resumption, self.protocol, self.shared)).await
+                            && !Box::pin(st.adopt(transport, resumption, self.protocol, self.env)).await
                         {
                             break 'relay CloseReason::ClientClosed;
                         }
@@ -941,7 +928,7 @@ impl Relay<'_> {
                             {
                                 break 'relay exit;
                             }
-                            if let Err(lost) = write_frame(transport, self.protocol, frame, self.shared).await
+                            if let Err(lost) = write_frame(transport, self.protocol, frame, self.env).await
                                 && let Err(exit) = self.wait_for_resume(transport, lost).await
                             {
                                 break 'relay exit;
@@ -957,7 +944,7 @@ impl Relay<'_> {
                             break 'relay CloseReason::Abandoned;
                         }
                         if let Some(st) = &mut self.stateful
-                            && let Err(lost) = st.send_ack(transport, self.protocol, self.shared).await
+                            && let Err(lost) = st.send_ack(transport, self.protocol, self.env).await
                             && let Err(exit) = self.wait_for_resume(transport, lost).await
                         {
                             break 'relay exit;
@@ -972,7 +959,7 @@ impl Relay<'_> {
                                 Err(exit) => break 'relay exit,
                             },
                             Inbound::Invalid(detail) => {
-                                Metrics::inc(&self.shared.metrics.protocol_errors);
+                                Metrics::inc(&self.env.metrics.protocol_errors);
                                 break 'relay CloseReason::ProtocolError(detail);
                             }
                         };
@@ -984,7 +971,7 @@ impl Relay<'_> {
                 }
             }
         };
-        Metrics::add(&self.shared.metrics.messages_received, received);
+        Metrics::add(&self.env.metrics.messages_received, received);
         exit
     }
 
@@ -995,7 +982,7 @@ impl Relay<'_> {
             None => bytes,
             Some(st) => {
                 input.extend_from_slice(&bytes);
-                let max = self.shared.config.limits.max_message_size;
+                let max = self.env.limits.max_message_size;
                 let mut keep = BytesMut::new();
                 loop {
                     match self.protocol.decode(input, max) {
@@ -1011,7 +998,7 @@ impl Relay<'_> {
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            Metrics::inc(&self.shared.metrics.protocol_errors);
+                            Metrics::inc(&self.env.metrics.protocol_errors);
                             return Err(CloseReason::from_protocol_error(&e));
                         }
                     }
@@ -1044,7 +1031,7 @@ impl Relay<'_> {
                 Box::pin(st.wait_and_resume(
                     transport,
                     self.conn,
-                    self.shared,
+                    self.env,
                     self.protocol,
                     Some(self.server),
                 ))

@@ -7,6 +7,7 @@
 //! [`crate::peer`].
 
 pub mod client;
+pub mod env;
 pub mod index;
 pub mod pending;
 pub mod server;

@@ -21,6 +21,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::env::{ConnectionSlot, ServerEnv};
 use crate::close::CloseReason;
 use crate::hub::{
     ExistsQuery, HubGone, HubHandle, HubReply, MembershipTtl, Scope, SerializedMessage,
@@ -28,7 +29,6 @@ use crate::hub::{
 use crate::id::{ConnectionId, GroupName, UserId};
 use crate::peer::ServerConnHandle;
 use crate::protocol::service::{self, Extensions, ServiceMessage, ack_status};
-use crate::switchboard::{ConnectionSlot, Shared};
 use crate::telemetry::Metrics;
 
 /// Frames a server connection's outbox holds.
@@ -44,7 +44,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct ServerContext {
     /// Broker state.
-    pub shared: Arc<Shared>,
+    pub env: Arc<ServerEnv>,
     /// The hub.
     pub hub: HubHandle,
     /// `X-ASRS-Server-Id` (or the token's `nameid`).
@@ -55,8 +55,8 @@ pub struct ServerContext {
 
 /// Run a hub-server connection until it ends.
 pub async fn run(ctx: ServerContext, mut session: Session, mut stream: AggregatedMessageStream) {
-    let shared = ctx.shared.clone();
-    let max_frame = shared.config.limits.max_server_message_size;
+    let env = ctx.env.clone();
+    let max_frame = env.limits.max_server_message_size;
     let mut input = BytesMut::new();
 
     // Handshake: the first message must be a HandshakeRequest.
@@ -102,12 +102,12 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
             }
         }
     };
-    if let Err(text) = shared
+    if let Err(text) = env
         .policy
         .snapshot()
         .admit_server(connection_type.carries_clients())
     {
-        Metrics::inc(&shared.metrics.server_handshakes_failed);
+        Metrics::inc(&env.metrics.server_handshakes_failed);
         let _ = reply_handshake(&mut session, Some(&text)).await;
         let _ = session.close(Some(CloseCode::Normal.into())).await;
         return;
@@ -121,11 +121,11 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
     if ctx.hub.register_server(handle.clone()).await.is_err() {
         return;
     }
-    Metrics::inc(&shared.metrics.server_connections_opened);
-    Metrics::inc(&shared.metrics.server_connections_current);
+    Metrics::inc(&env.metrics.server_connections_opened);
+    Metrics::inc(&env.metrics.server_connections_current);
 
     let mut actor = ServerActor {
-        shared: &shared,
+        env: &env,
         hub: &ctx.hub,
         handle: &handle,
         last_sent: Instant::now(),
@@ -135,7 +135,7 @@ pub async fn run(ctx: ServerContext, mut session: Session, mut stream: Aggregate
     actor.serve(&mut session, &mut stream, rx, input).await;
 
     ctx.hub.unregister_server(handle.id()).await;
-    Metrics::dec(&shared.metrics.server_connections_current);
+    Metrics::dec(&env.metrics.server_connections_current);
     let _ = session.close(Some(CloseCode::Normal.into())).await;
     drop(ctx.slot);
 }
@@ -150,7 +150,7 @@ async fn reply_handshake(session: &mut Session, error: Option<&str>) -> Result<(
 }
 
 struct ServerActor<'a> {
-    shared: &'a Shared,
+    env: &'a ServerEnv,
     hub: &'a HubHandle,
     handle: &'a ServerConnHandle,
     last_sent: Instant,
@@ -170,7 +170,7 @@ impl ServerActor<'_> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = BytesMut::new();
-        let mut shutdown = self.shared.shutdown_signal();
+        let mut shutdown = self.env.shutdown.clone();
         if !self.process_input(&mut input).await {
             return;
         }
@@ -199,12 +199,12 @@ impl ServerActor<'_> {
                             out.split().freeze()
                         }
                     };
-                    let timeout = self.shared.config.limits.send_timeout();
+                    let timeout = self.env.limits.send_timeout();
                     match tokio::time::timeout(timeout, session.binary(frame)).await {
                         Ok(Ok(())) => self.last_sent = Instant::now(),
                         Ok(Err(_)) => return,
                         Err(_elapsed) => {
-                            Metrics::inc(&self.shared.metrics.send_timeouts);
+                            Metrics::inc(&self.env.metrics.send_timeouts);
                             return;
                         }
                     }
@@ -253,7 +253,7 @@ impl ServerActor<'_> {
         if input.is_empty() {
             return true;
         }
-        let max_frame = self.shared.config.limits.max_server_message_size;
+        let max_frame = self.env.limits.max_server_message_size;
         // Freeze the buffer so that payloads are zero-copy slices of it.
         let buf = input.split().freeze();
         let mut offset = 0;
@@ -271,7 +271,7 @@ impl ServerActor<'_> {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
-                    Metrics::inc(&self.shared.metrics.protocol_errors);
+                    Metrics::inc(&self.env.metrics.protocol_errors);
                     return false;
                 }
             }
@@ -283,7 +283,7 @@ impl ServerActor<'_> {
     /// Queue an answer to this server without waiting on the hub.
     fn reply(&self, msg: &ServiceMessage) {
         if self.handle.try_send_frame(service::encode(msg)).is_err() {
-            Metrics::inc(&self.shared.metrics.server_outbox_full);
+            Metrics::inc(&self.env.metrics.server_outbox_full);
         }
     }
 
@@ -299,7 +299,7 @@ impl ServerActor<'_> {
             return false;
         };
         let handle = self.handle.clone();
-        let metrics = self.shared.metrics.clone();
+        let metrics = self.env.metrics.clone();
         tokio::spawn(async move {
             let status = match reply.await {
                 Ok(answer) => answer.ack_status(),
@@ -382,7 +382,7 @@ impl ServerActor<'_> {
                 Ok(())
             }
             M::CloseConnection { connection_id, .. } => {
-                if let Some(conn) = self.shared.connections.get(&connection_id) {
+                if let Some(conn) = self.env.connections.get(&connection_id) {
                     conn.close(CloseReason::ByAppServer);
                 }
                 Ok(())
@@ -620,7 +620,7 @@ impl ServerActor<'_> {
                 // another server, that server (the router) must learn of it so that it sends the
                 // client's answer back to the caller.
                 let msg = SerializedMessage::from_payload_map(&payloads);
-                if let Some(conn) = self.shared.connections.get(&connection_id) {
+                if let Some(conn) = self.env.connections.get(&connection_id) {
                     let routed_elsewhere = conn
                         .server()
                         .is_some_and(|router| router.server_id() != caller_server_id);
@@ -674,7 +674,7 @@ impl ServerActor<'_> {
                     ),
                     _ => (String::new(), "", ""),
                 };
-                if let Some(conn) = self.shared.connections.get(connection) {
+                if let Some(conn) = self.env.connections.get(connection) {
                     conn.untrack_invocation(invocation);
                 }
                 if caller != self.handle.server_id() {
@@ -726,26 +726,26 @@ impl ServerActor<'_> {
         connection_id: &str,
         bytes_for: impl Fn(crate::protocol::HubProtocol) -> Option<Bytes>,
     ) {
-        let Some(conn) = self.shared.connections.get(connection_id) else {
-            Metrics::inc(&self.shared.metrics.outbox_dropped);
+        let Some(conn) = self.env.connections.get(connection_id) else {
+            Metrics::inc(&self.env.metrics.outbox_dropped);
             return;
         };
         match bytes_for(conn.protocol()) {
             Some(bytes) => {
                 match conn.outbox().push(bytes) {
-                    Ok(()) => Metrics::inc(&self.shared.metrics.messages_delivered),
+                    Ok(()) => Metrics::inc(&self.env.metrics.messages_delivered),
                     Err(crate::peer::PushError::Full) => {
-                        Metrics::inc(&self.shared.metrics.outbox_overflow)
+                        Metrics::inc(&self.env.metrics.outbox_overflow)
                     }
                     Err(crate::peer::PushError::Closed) => {
-                        Metrics::inc(&self.shared.metrics.outbox_dropped)
+                        Metrics::inc(&self.env.metrics.outbox_dropped)
                     }
                 }
                 if !conn.is_ready() {
                     conn.mark_ready();
                 }
             }
-            None => Metrics::inc(&self.shared.metrics.outbox_dropped),
+            None => Metrics::inc(&self.env.metrics.outbox_dropped),
         }
     }
 

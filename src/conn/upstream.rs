@@ -17,9 +17,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::env::ClientEnv;
 use crate::peer::ConnHandle;
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol};
-use crate::switchboard::Shared;
 use crate::telemetry::Metrics;
 use crate::upstream::{self, Category, UpstreamConnection, UpstreamRequest};
 
@@ -49,9 +49,9 @@ pub(crate) struct UpstreamLink {
 
 impl UpstreamLink {
     /// Start the worker for `conn`.
-    pub(crate) fn start(shared: Arc<Shared>, conn: ConnHandle, info: UpstreamConnection) -> Self {
-        let (tx, rx) = mpsc::channel(shared.config.upstream_options.max_queue_per_connection);
-        tokio::spawn(worker(rx, shared, conn, info));
+    pub(crate) fn start(env: Arc<ClientEnv>, conn: ConnHandle, info: UpstreamConnection) -> Self {
+        let (tx, rx) = mpsc::channel(env.upstream_queue);
+        tokio::spawn(worker(rx, env, conn, info));
         Self { tx }
     }
 
@@ -80,22 +80,24 @@ impl UpstreamLink {
 
 async fn worker(
     mut rx: mpsc::Receiver<Job>,
-    shared: Arc<Shared>,
+    env: Arc<ClientEnv>,
     conn: ConnHandle,
     info: UpstreamConnection,
 ) {
     let protocol = conn.protocol();
     while let Some(job) = rx.recv().await {
-        let keys = shared.keys();
+        let keys = env.keys.current();
         match job {
             Job::Invoke {
                 target,
                 invocation_id,
                 body,
             } => {
-                let url = shared
-                    .upstream_rules()
-                    .resolve(&info.hub, Category::Messages, &target);
+                let url =
+                    env.policy
+                        .snapshot()
+                        .upstream
+                        .resolve(&info.hub, Category::Messages, &target);
                 let Some(url) = url else {
                     // The rules changed since the message was routed.
                     if let Some(id) = invocation_id {
@@ -105,10 +107,10 @@ async fn worker(
                     continue;
                 };
                 let request = UpstreamRequest::invocation(url, &info, &target, protocol, body);
-                Metrics::inc(&shared.metrics.upstream_calls);
-                let result = shared.upstream.call(&request, keys.all()).await;
+                Metrics::inc(&env.metrics.upstream_calls);
+                let result = env.upstream.call(&request, keys.all()).await;
                 if !matches!(&result, Ok(r) if (200..300).contains(&r.status)) {
-                    Metrics::inc(&shared.metrics.upstream_failures);
+                    Metrics::inc(&env.metrics.upstream_failures);
                 }
                 if let Some(id) = invocation_id {
                     // An overflowing outbox closes the connection; nothing more to do here.
@@ -118,7 +120,7 @@ async fn worker(
                 }
             }
             Job::Disconnected { error } => {
-                send_disconnected(&shared, &info, error.as_deref()).await;
+                send_disconnected(&env, &info, error.as_deref()).await;
                 break;
             }
         }
@@ -127,11 +129,11 @@ async fn worker(
 
 /// POST the `disconnected` event of a connection if a rule matches it.
 pub(crate) async fn send_disconnected(
-    shared: &Shared,
+    env: &ClientEnv,
     info: &UpstreamConnection,
     error: Option<&str>,
 ) {
-    let Some(url) = shared.upstream_rules().resolve(
+    let Some(url) = env.policy.snapshot().upstream.resolve(
         &info.hub,
         Category::Connections,
         upstream::DISCONNECTED_EVENT,
@@ -139,23 +141,23 @@ pub(crate) async fn send_disconnected(
         return;
     };
     let request = UpstreamRequest::disconnected(url, info, error);
-    Metrics::inc(&shared.metrics.upstream_calls);
-    let result = shared
+    Metrics::inc(&env.metrics.upstream_calls);
+    let result = env
         .upstream
-        .call_event(&request, shared.keys().all())
+        .call_event(&request, env.keys.current().all())
         .await;
     if !matches!(&result, Ok(r) if (200..300).contains(&r.status)) {
-        Metrics::inc(&shared.metrics.upstream_failures);
+        Metrics::inc(&env.metrics.upstream_failures);
     }
 }
 
 /// POST the `connected` event; `Err(text)` is the handshake error when the upstream refuses or
 /// cannot be reached. `Ok(true)` when an event was sent.
 pub(crate) async fn send_connected(
-    shared: &Shared,
+    env: &ClientEnv,
     info: &UpstreamConnection,
 ) -> Result<bool, String> {
-    let Some(url) = shared.upstream_rules().resolve(
+    let Some(url) = env.policy.snapshot().upstream.resolve(
         &info.hub,
         Category::Connections,
         upstream::CONNECTED_EVENT,
@@ -163,24 +165,24 @@ pub(crate) async fn send_connected(
         return Ok(false);
     };
     let request = UpstreamRequest::connected(url, info);
-    Metrics::inc(&shared.metrics.upstream_calls);
-    match shared
+    Metrics::inc(&env.metrics.upstream_calls);
+    match env
         .upstream
-        .call_event(&request, shared.keys().all())
+        .call_event(&request, env.keys.current().all())
         .await
     {
         Ok(r) if (200..300).contains(&r.status) => Ok(true),
         Ok(r) => {
-            Metrics::inc(&shared.metrics.upstream_failures);
-            Metrics::inc(&shared.metrics.upstream_refused_connections);
+            Metrics::inc(&env.metrics.upstream_failures);
+            Metrics::inc(&env.metrics.upstream_refused_connections);
             Err(format!(
                 "The upstream refused the connection (status code {}).",
                 r.status
             ))
         }
         Err(e) => {
-            Metrics::inc(&shared.metrics.upstream_failures);
-            Metrics::inc(&shared.metrics.upstream_refused_connections);
+            Metrics::inc(&env.metrics.upstream_failures);
+            Metrics::inc(&env.metrics.upstream_refused_connections);
             Err(format!(
                 "The upstream could not be reached to accept the connection: {e}"
             ))

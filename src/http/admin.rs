@@ -8,9 +8,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::state::{Broker, SettingsPatch};
 use super::{ApiError, bearer_token};
 use crate::auth::{Audience, AuthError};
-use crate::switchboard::{SettingsPatch, Shared};
 use crate::telemetry::Metrics;
 
 /// Register the admin routes.
@@ -19,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/settings", web::patch().to(patch));
 }
 
-fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), ApiError> {
+fn authorize(req: &HttpRequest, shared: &Broker) -> Result<(), ApiError> {
     let result = match bearer_token(req, false) {
         None => Err(AuthError::Missing),
         Some(token) => shared
@@ -37,7 +37,7 @@ fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), ApiError> {
     })
 }
 
-async fn get(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, ApiError> {
+async fn get(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &shared)?;
     Ok(HttpResponse::Ok().json(shared.settings_view()))
 }
@@ -45,7 +45,7 @@ async fn get(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse
 async fn patch(
     req: HttpRequest,
     body: web::Bytes,
-    shared: web::Data<Shared>,
+    shared: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &shared)?;
     let patch: SettingsPatch = serde_json::from_slice(&body)

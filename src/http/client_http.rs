@@ -31,8 +31,8 @@ use crate::conn::client::{self, ClientContext};
 use crate::conn::transport::{
     HttpEntry, Pipe, PipeReceiver, PipeSender, PollOutcome, PollState, Transport,
 };
+use crate::http::state::Broker;
 use crate::id::TransportKind;
-use crate::switchboard::Shared;
 
 /// Long-poll timeout (ASP.NET Core's `PollTimeout`).
 const POLL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -63,7 +63,7 @@ fn no_cache(resp: &mut actix_web::HttpResponseBuilder) {
 /// A `GET` without WebSocket upgrade: an SSE stream or a long poll.
 pub(crate) async fn get(
     req: HttpRequest,
-    shared: web::Data<Shared>,
+    shared: web::Data<Broker>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let Some(token) = query_value(&req, "id") else {
         return Ok(plain(StatusCode::BAD_REQUEST, "Connection ID required"));
@@ -131,7 +131,7 @@ pub(crate) async fn get(
     let inbound = PipeReceiver(inbound_tx.clone());
     let ctx = ClientContext {
         hub: shared.hubs.get_or_create(&hub),
-        shared: shared.clone(),
+        env: shared.client_env.clone(),
         connection_id: pending.connection_id,
         identity,
         headers: forwarded_headers(&req),
@@ -139,7 +139,7 @@ pub(crate) async fn get(
         slot,
         resume: None,
     };
-    let spawn = |transport: Transport, shared: Arc<Shared>, token: String| {
+    let spawn = |transport: Transport, shared: Arc<Broker>, token: String| {
         let long_polling = matches!(transport, Transport::LongPolling { .. });
         // Boxed here, the connection's future is not also kept beside the context and the
         // transport it was made from in this task's own future.
@@ -229,7 +229,7 @@ pub(crate) async fn get(
 pub(crate) async fn post_or_delete(
     req: HttpRequest,
     mut body: web::Payload,
-    shared: web::Data<Shared>,
+    shared: web::Data<Broker>,
 ) -> HttpResponse {
     let Some(token) = query_value(&req, "id") else {
         return plain(StatusCode::BAD_REQUEST, "Connection ID required");

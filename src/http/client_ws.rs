@@ -14,8 +14,8 @@ use super::negotiate::hub_param;
 use super::{authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext, Resume};
 use crate::conn::transport::{Transport, pump};
+use crate::http::state::Broker;
 use crate::id::{ConnectionId, TransportKind};
-use crate::switchboard::Shared;
 
 /// Register the client transport routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -45,7 +45,7 @@ pub(crate) fn plain(status: actix_web::http::StatusCode, text: &'static str) -> 
 async fn other_method(
     req: HttpRequest,
     body: web::Payload,
-    shared: web::Data<Shared>,
+    shared: web::Data<Broker>,
 ) -> HttpResponse {
     use actix_web::http::Method;
     match *req.method() {
@@ -67,7 +67,7 @@ fn is_websocket_upgrade(req: &HttpRequest) -> bool {
 async fn connect(
     req: HttpRequest,
     body: web::Payload,
-    shared: web::Data<Shared>,
+    shared: web::Data<Broker>,
 ) -> Result<HttpResponse, actix_web::Error> {
     use actix_web::http::StatusCode;
     let id = query_value(&req, "id");
@@ -90,8 +90,8 @@ async fn connect(
             Some(p) if p.hub == hub => {
                 if p.stateful_reconnect {
                     let (tx, rx) = tokio::sync::mpsc::channel(1);
-                    shared.resumable.lock().insert(token.clone(), tx);
-                    resume = Some(Resume { token, rx });
+                    let entry = shared.client_env.resumable.insert(token, tx);
+                    resume = Some(Resume { entry, rx });
                 }
                 p.connection_id
             }
@@ -99,7 +99,7 @@ async fn connect(
             None => {
                 // A stateful-reconnect client coming back with its token: no negotiate, no
                 // handshake; the new socket replaces the lost one.
-                let resumable = shared.resumable.lock().get(&token).cloned();
+                let resumable = shared.client_env.resumable.get(&token);
                 let Some(resumable) = resumable else {
                     return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
                 };
@@ -125,7 +125,7 @@ async fn connect(
     let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
     let hub_handle = shared.hubs.get_or_create(&hub);
     let ctx = ClientContext {
-        shared,
+        env: shared.client_env.clone(),
         hub: hub_handle,
         connection_id,
         identity,

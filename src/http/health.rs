@@ -4,7 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::switchboard::Shared;
+use crate::http::state::Broker;
 
 /// Register the health routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -18,7 +18,7 @@ async fn ok() -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
-async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+async fn ready(shared: web::Data<Broker>) -> HttpResponse {
     if shared.connection_count() < shared.config.limits.max_connections {
         HttpResponse::Ok()
             .json(serde_json::json!({ "status": "ready", "mode": shared.mode().as_str() }))
@@ -28,7 +28,7 @@ async fn ready(shared: web::Data<Shared>) -> HttpResponse {
     }
 }
 
-async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+async fn metrics(shared: web::Data<Broker>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(shared.metrics.render())

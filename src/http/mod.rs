@@ -20,6 +20,7 @@ pub mod health;
 pub mod negotiate;
 pub mod rest;
 pub mod server_ws;
+pub(crate) mod state;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -30,7 +31,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use self::error::ApiError;
 use crate::auth::{Audience, AuthError, Identity};
-use crate::switchboard::Shared;
+use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
 /// Register every route (the `App::configure` callback).
@@ -146,9 +147,9 @@ pub fn query_value(req: &HttpRequest, name: &str) -> Option<String> {
 
 /// Validate the client token of a negotiate or transport request for `hub` (header first, then
 /// the `access_token` query); failures are counted and answered 401.
-pub fn authenticate_client(
+pub(crate) fn authenticate_client(
     req: &HttpRequest,
-    shared: &Shared,
+    shared: &Broker,
     hub: &str,
 ) -> Result<Identity, ApiError> {
     let result = match bearer_token(req, true) {
@@ -166,10 +167,8 @@ pub fn authenticate_client(
 }
 
 /// Reserve a slot in the process-wide connection limit, or answer 429 (counted).
-pub(crate) fn reserve_slot(
-    shared: &std::sync::Arc<Shared>,
-) -> Result<crate::switchboard::ConnectionSlot, ApiError> {
-    shared.try_reserve_connection().ok_or_else(|| {
+pub(crate) fn reserve_slot(shared: &Broker) -> Result<crate::conn::env::ConnectionSlot, ApiError> {
+    shared.slots.try_reserve().ok_or_else(|| {
         Metrics::inc(&shared.metrics.connections_rejected_limit);
         ApiError::too_many("The connection limit of this Switchboard instance was reached.")
     })

@@ -4,15 +4,15 @@
 //! The request must carry a client token for the hub (Bearer header, or the `access_token`
 //! query as a fallback). Version 0 and 1 are answered as ASP.NET Core does; a version error is
 //! HTTP 200 with `{"error": ...}` so that clients show the text. The negotiated connection waits
-//! in `Shared::pending` for its transport.
+//! in `Broker::pending` for its transport.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{ApiError, authenticate_client, query_value};
+use crate::http::state::Broker;
 use crate::id::{ConnectionId, TransportKind, random_token, validate_hub_name};
 use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_response};
-use crate::switchboard::Shared;
 use crate::telemetry::Metrics;
 
 /// Register the negotiate route.
@@ -48,7 +48,7 @@ pub(crate) fn hub_param(req: &HttpRequest) -> Result<String, ApiError> {
     }
 }
 
-async fn negotiate(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, ApiError> {
+async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpResponse, ApiError> {
     let hub = hub_param(&req)?;
     let identity = authenticate_client(&req, &shared, &hub)?;
 

@@ -11,7 +11,7 @@ use super::negotiate::hub_param;
 use super::{ApiError, bearer_token, query_value};
 use crate::auth::{Audience, AuthError};
 use crate::conn::server::{self, ServerContext};
-use crate::switchboard::Shared;
+use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
 /// Register the server endpoint.
@@ -24,7 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn connect(
     req: HttpRequest,
     body: web::Payload,
-    shared: web::Data<Shared>,
+    shared: web::Data<Broker>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let hub = hub_param(&req)?;
     let identity = match bearer_token(&req, false) {
@@ -55,7 +55,7 @@ async fn connect(
     let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
     let ctx = ServerContext {
         hub: shared.hubs.get_or_create(&hub),
-        shared,
+        env: shared.server_env.clone(),
         server_id,
         slot,
     };

@@ -19,9 +19,9 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::http::ApiError;
+use crate::http::state::Broker;
 use crate::hub::SerializedMessage;
 use crate::protocol::{self, HubProtocol};
-use crate::switchboard::Shared;
 
 /// Bytes of an oversized body read and discarded before answering 413, so that the client is
 /// still reading when the answer comes (beyond this the connection is simply closed).
@@ -68,7 +68,7 @@ fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
 pub(super) async fn read_message(
     req: &HttpRequest,
     payload: web::Payload,
-    shared: &Shared,
+    shared: &Broker,
 ) -> Result<Arc<SerializedMessage>, ApiError> {
     let kind = match body_kind(req) {
         Ok(kind) => kind,

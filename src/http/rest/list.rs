@@ -10,8 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::route::Query;
 use super::{answer, json_response};
 use crate::http::ApiError;
+use crate::http::state::Broker;
 use crate::id::GroupName;
-use crate::switchboard::Shared;
 
 /// Azure's largest page of group connections.
 const MAX_PAGE_SIZE: usize = 200;
@@ -19,7 +19,7 @@ const MAX_PAGE_SIZE: usize = 200;
 /// One page of the group's connections, with a `nextLink` when more follow.
 pub(super) async fn list_group_connections(
     req: &HttpRequest,
-    shared: &Shared,
+    shared: &Broker,
     hub: &str,
     group: String,
     query: &Query,

@@ -120,11 +120,11 @@ use self::route::{Op, Query, resolve, route_not_found};
 use super::{ApiError, bearer_token};
 use crate::auth::Audience;
 use crate::close::CloseReason;
+use crate::http::state::{Broker, client_token};
 use crate::hub::{ExistsQuery, HubGone, HubReply, MembershipTtl, Scope};
 use crate::id::{
     ConnectionId, GroupName, UserId, validate_group_name, validate_hub_name, validate_user_id,
 };
-use crate::switchboard::{Shared, client_token};
 use crate::telemetry::Metrics;
 
 /// Register the REST routes (one handler for everything under `/api/`).
@@ -139,7 +139,7 @@ const MAX_TOKEN_MINUTES: u64 = 365 * 24 * 60;
 async fn handle(
     req: HttpRequest,
     payload: web::Payload,
-    shared: web::Data<Shared>,
+    shared: web::Data<Broker>,
 ) -> HttpResponse {
     let metrics = &shared.metrics;
     Metrics::inc(&metrics.rest_requests);
@@ -181,7 +181,7 @@ fn error_response(err: &ApiError, head: bool) -> HttpResponse {
 async fn dispatch(
     req: &HttpRequest,
     payload: web::Payload,
-    shared: &Shared,
+    shared: &Broker,
 ) -> Result<HttpResponse, ApiError> {
     if req.method() == Method::OPTIONS {
         // Preflights are answered by the CORS middleware; a bare OPTIONS gets the same answer.
@@ -436,7 +436,7 @@ async fn dispatch(
 }
 
 /// Validate the token: Bearer header only, audience = the request path.
-fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), ApiError> {
+fn authorize(req: &HttpRequest, shared: &Broker) -> Result<(), ApiError> {
     let Some(token) = bearer_token(req, false) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -514,7 +514,7 @@ fn validate_op(op: &Op) -> Result<(), ApiError> {
 
 /// An existence check: 200, or 404 with the error `missing` makes.
 async fn check(
-    shared: &Shared,
+    shared: &Broker,
     hub: &str,
     query: ExistsQuery,
     missing: impl FnOnce() -> ApiError,
@@ -531,7 +531,7 @@ async fn check(
 }
 
 async fn close_many(
-    shared: &Shared,
+    shared: &Broker,
     hub: &str,
     scope: Scope,
     query: &Query,
@@ -551,7 +551,7 @@ async fn close_many(
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn generate_token(shared: &Shared, hub: &str, query: &Query) -> Result<HttpResponse, ApiError> {
+fn generate_token(shared: &Broker, hub: &str, query: &Query) -> Result<HttpResponse, ApiError> {
     let user = query.first("userId").filter(|u| !u.is_empty());
     if let Some(u) = user {
         validate_user_id(u).map_err(ApiError::bad_request)?;
@@ -597,14 +597,14 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
 }
 
 /// A hub operation's queueing and its answer as one result (both fail only when the hub is gone).
-async fn answer<T>(shared: &Shared, queued: Result<HubReply<T>, HubGone>) -> Result<T, ApiError> {
+async fn answer<T>(shared: &Broker, queued: Result<HubReply<T>, HubGone>) -> Result<T, ApiError> {
     match queued {
         Ok(reply) => reply.await.map_err(|e| gone(shared, e)),
         Err(e) => Err(gone(shared, e)),
     }
 }
 
-fn gone(shared: &Shared, e: HubGone) -> ApiError {
+fn gone(shared: &Broker, e: HubGone) -> ApiError {
     Metrics::inc(&shared.metrics.hub_unavailable);
     ApiError::from(e)
 }

@@ -1,0 +1,170 @@
+//! What the connection actors get from the broker, and nothing else: each actor holds an
+//! `Arc` of its environment instead of the whole broker state, so what it can reach is written
+//! here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+use super::index::ConnectionIndex;
+use super::transport::Resumption;
+use crate::config::LimitsConfig;
+use crate::keyring::KeyRing;
+use crate::policy::Policy;
+use crate::telemetry::Metrics;
+use crate::upstream::UpstreamClient;
+
+/// A client connection actor's environment.
+#[derive(Debug)]
+pub struct ClientEnv {
+    /// Limits and timeouts.
+    pub limits: LimitsConfig,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The mode policy (mode and upstream rules).
+    pub policy: Arc<Policy>,
+    /// Client connections by id: a connection registers itself here once admitted.
+    pub connections: Arc<ConnectionIndex>,
+    /// Where a stateful-reconnect connection's client comes back.
+    pub resumable: Arc<Resumable>,
+    /// Upstream webhooks: the HTTP client, and the keys that sign the calls.
+    pub upstream: UpstreamClient,
+    /// The access keys in force (upstream signatures).
+    pub keys: Arc<KeyRing>,
+    /// Queued upstream calls per connection (`upstream_options.max_queue_per_connection`).
+    pub upstream_queue: usize,
+}
+
+/// A hub-server connection actor's environment.
+#[derive(Debug)]
+pub struct ServerEnv {
+    /// Limits and timeouts.
+    pub limits: LimitsConfig,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The mode policy (which hub servers a mode accepts).
+    pub policy: Arc<Policy>,
+    /// Client connections by id: data a hub server sends for one client goes straight there.
+    pub connections: Arc<ConnectionIndex>,
+    /// Turns `true` when the broker stops.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Stateful-reconnect connections by connection token: where a reconnecting WebSocket goes.
+/// Bounded by the connections themselves (one entry per open stateful connection, removed when
+/// its actor ends, see [`ResumableEntry`]).
+#[derive(Debug, Default)]
+pub struct Resumable(Mutex<HashMap<String, mpsc::Sender<Resumption>>>);
+
+impl Resumable {
+    /// Register a connection's token; the entry goes when the returned guard is dropped.
+    pub fn insert(self: &Arc<Self>, token: String, tx: mpsc::Sender<Resumption>) -> ResumableEntry {
+        self.0.lock().insert(token.clone(), tx);
+        ResumableEntry(self.clone(), token)
+    }
+
+    /// Where the connection with this token waits for its client, if it does.
+    pub fn get(&self, token: &str) -> Option<mpsc::Sender<Resumption>> {
+        self.0.lock().get(token).cloned()
+    }
+
+    /// Stop accepting reconnects for this token.
+    pub fn remove(&self, token: &str) {
+        self.0.lock().remove(token);
+    }
+}
+
+/// Removes a connection from [`Resumable`] when dropped (its actor ended).
+#[derive(Debug)]
+pub struct ResumableEntry(Arc<Resumable>, String);
+
+impl ResumableEntry {
+    /// The connection token.
+    pub fn token(&self) -> &str {
+        &self.1
+    }
+}
+
+impl Drop for ResumableEntry {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
+    }
+}
+
+/// The process-wide connection limit (`limits.max_connections`), counted by slots.
+#[derive(Debug)]
+pub struct ConnectionSlots {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl ConnectionSlots {
+    /// Room for `max` connections.
+    pub fn new(max: usize) -> Self {
+        Self {
+            held: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Reserve a slot; `None` when the limit is reached.
+    pub fn try_reserve(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let mut cur = self.held.load(Ordering::Relaxed);
+        loop {
+            if cur >= self.max {
+                return None;
+            }
+            match self
+                .held
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(ConnectionSlot(self.clone())),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Slots held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// A reserved connection slot, released on drop.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<ConnectionSlots>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_and_released_on_drop() {
+        let slots = Arc::new(ConnectionSlots::new(2));
+        let a = slots.try_reserve().expect("first");
+        let _b = slots.try_reserve().expect("second");
+        assert!(slots.try_reserve().is_none());
+        drop(a);
+        assert_eq!(slots.held(), 1);
+        assert!(slots.try_reserve().is_some());
+    }
+
+    #[test]
+    fn a_resumable_entry_goes_with_its_guard() {
+        let registry = Arc::new(Resumable::default());
+        let (tx, _rx) = mpsc::channel(1);
+        let entry = registry.insert("t".into(), tx);
+        assert!(registry.get("t").is_some());
+        drop(entry);
+        assert!(registry.get("t").is_none());
+    }
+}
