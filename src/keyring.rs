@@ -9,22 +9,22 @@ use crate::auth::AccessKeys;
 
 /// The current [`AccessKeys`], replaceable at runtime.
 #[derive(Debug)]
-pub struct KeyRing(RwLock<Arc<AccessKeys>>);
+pub(crate) struct KeyRing(RwLock<Arc<AccessKeys>>);
 
 impl KeyRing {
     /// A key ring holding `keys`.
-    pub fn new(keys: AccessKeys) -> Self {
+    pub(crate) fn new(keys: AccessKeys) -> Self {
         Self(RwLock::new(Arc::new(keys)))
     }
 
     /// The keys in force now.
-    pub fn current(&self) -> Arc<AccessKeys> {
+    pub(crate) fn current(&self) -> Arc<AccessKeys> {
         self.0.read().clone()
     }
 
     /// Replace the keys: tokens signed with a key no longer listed stop being accepted for new
     /// requests; open connections stay open.
-    pub fn replace(&self, keys: AccessKeys) {
+    pub(crate) fn replace(&self, keys: AccessKeys) {
         *self.0.write() = Arc::new(keys);
     }
 }

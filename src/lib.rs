@@ -48,13 +48,13 @@
 
 pub mod close;
 pub mod config;
-pub mod conn;
+pub(crate) mod conn;
 pub mod embed;
-pub mod http;
+pub(crate) mod http;
 pub mod hub;
-pub mod keyring;
+pub(crate) mod keyring;
 pub mod peer;
-pub mod policy;
+pub(crate) mod policy;
 pub mod routing;
 pub mod switchboard;
 pub mod telemetry;
@@ -66,4 +66,4 @@ pub use switchboard_protocol::{auth, id};
 
 pub use crate::config::{Config, ServiceMode};
 pub use crate::embed::{HubClient, HubClientError};
-pub use crate::switchboard::{Switchboard, SwitchboardHandle};
+pub use crate::switchboard::{BrokerControl, SettingsPatch, Switchboard, SwitchboardHandle};

@@ -22,7 +22,7 @@ use crate::upstream::{Category, UpstreamRules};
 
 /// The settings every mode decision reads, as of one moment.
 #[derive(Debug)]
-pub struct PolicySnapshot {
+pub(crate) struct PolicySnapshot {
     /// The service mode.
     pub mode: ServiceMode,
     /// The upstream rules (Serverless mode's webhooks).
@@ -31,23 +31,28 @@ pub struct PolicySnapshot {
 
 impl PolicySnapshot {
     /// Whether clients are served without a hub server and hear of the upstream.
-    pub fn is_serverless(&self) -> bool {
+    pub(crate) fn is_serverless(&self) -> bool {
         self.mode == ServiceMode::Serverless
     }
 
     /// May a client connect, and how is it served, given whether a hub server that carries
     /// clients is connected to its hub.
-    pub fn admit_client(&self, servers_connected: bool) -> Admission {
+    pub(crate) fn admit_client(&self, servers_connected: bool) -> Admission {
         routing::admit_client(self.mode, servers_connected)
     }
 
     /// May a hub-server connection of this kind connect.
-    pub fn admit_server(&self, carries_clients: bool) -> Result<(), String> {
+    pub(crate) fn admit_server(&self, carries_clients: bool) -> Result<(), String> {
         routing::admit_server(self.mode, carries_clients)
     }
 
     /// What happens to `msg` from a client of `hub` served as `route`.
-    pub fn route_message(&self, route: ClientRoute, hub: &str, msg: &HubMessage) -> MessageAction {
+    pub(crate) fn route_message(
+        &self,
+        route: ClientRoute,
+        hub: &str,
+        msg: &HubMessage,
+    ) -> MessageAction {
         routing::route_client_message(route, hub, msg, |target| {
             self.upstream
                 .resolve(hub, Category::Messages, target)
@@ -58,13 +63,13 @@ impl PolicySnapshot {
 
 /// The current [`PolicySnapshot`], replaced as a whole when the mode or the rules change.
 #[derive(Debug)]
-pub struct Policy {
+pub(crate) struct Policy {
     current: RwLock<Arc<PolicySnapshot>>,
 }
 
 impl Policy {
     /// A policy starting in `mode` with `upstream`.
-    pub fn new(mode: ServiceMode, upstream: UpstreamRules) -> Self {
+    pub(crate) fn new(mode: ServiceMode, upstream: UpstreamRules) -> Self {
         Self {
             current: RwLock::new(Arc::new(PolicySnapshot {
                 mode,
@@ -74,17 +79,17 @@ impl Policy {
     }
 
     /// The settings as of now; hold it for as long as one decision must see one state.
-    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<PolicySnapshot> {
         self.current.read().clone()
     }
 
     /// The service mode now.
-    pub fn mode(&self) -> ServiceMode {
+    pub(crate) fn mode(&self) -> ServiceMode {
         self.current.read().mode
     }
 
     /// Switch the mode; returns the previous one.
-    pub fn set_mode(&self, mode: ServiceMode) -> ServiceMode {
+    pub(crate) fn set_mode(&self, mode: ServiceMode) -> ServiceMode {
         let mut current = self.current.write();
         let previous = current.mode;
         *current = Arc::new(PolicySnapshot {
@@ -95,7 +100,7 @@ impl Policy {
     }
 
     /// Replace the upstream rules.
-    pub fn set_upstream(&self, upstream: UpstreamRules) {
+    pub(crate) fn set_upstream(&self, upstream: UpstreamRules) {
         let mut current = self.current.write();
         *current = Arc::new(PolicySnapshot {
             mode: current.mode,

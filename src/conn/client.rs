@@ -35,14 +35,14 @@ use crate::upstream::{UpstreamConnection, unframed_invocation as upstream_body};
 use tokio::sync::mpsc;
 
 /// ErrorCompletion text for a client invocation whose client left before answering.
-pub const CLIENT_LEFT_ERROR: &str = "Connection disconnected.";
+pub(crate) const CLIENT_LEFT_ERROR: &str = "Connection disconnected.";
 
 /// Input buffers larger than this are released once drained, so an idle connection keeps none.
 const RETAINED_INPUT_CAPACITY: usize = 4096;
 
 /// Everything a client connection actor starts with.
 #[derive(Debug)]
-pub struct ClientContext {
+pub(crate) struct ClientContext {
     /// What the actor may reach of the broker.
     pub env: Arc<ClientEnv>,
     /// The hub the client connects to.
@@ -64,7 +64,7 @@ pub struct ClientContext {
 
 /// Where a stateful-reconnect connection's client comes back.
 #[derive(Debug)]
-pub struct Resume {
+pub(crate) struct Resume {
     /// The connection's entry in [`Resumable`](super::env::Resumable), removed when the actor
     /// ends.
     pub entry: ResumableEntry,
@@ -192,7 +192,7 @@ async fn open(mut ctx: ClientContext, mut transport: Transport) -> Option<Admitt
         protocol,
         outbox_max_messages: limits.outbox_max_messages,
         outbox_max_bytes: limits.outbox_max_bytes,
-        mode: policy.mode,
+        policy: policy.clone(),
         sticky_server: ctx.identity.claim("asrs.s.sn").map(str::to_owned),
         sticky_mode: StickyMode::from_claim(ctx.identity.claim("asrs.s.ssticky")),
     };

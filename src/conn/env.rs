@@ -19,7 +19,7 @@ use crate::upstream::UpstreamClient;
 
 /// A client connection actor's environment.
 #[derive(Debug)]
-pub struct ClientEnv {
+pub(crate) struct ClientEnv {
     /// Limits and timeouts.
     pub limits: LimitsConfig,
     /// Counters.
@@ -40,7 +40,7 @@ pub struct ClientEnv {
 
 /// A hub-server connection actor's environment.
 #[derive(Debug)]
-pub struct ServerEnv {
+pub(crate) struct ServerEnv {
     /// Limits and timeouts.
     pub limits: LimitsConfig,
     /// Counters.
@@ -57,36 +57,33 @@ pub struct ServerEnv {
 /// Bounded by the connections themselves (one entry per open stateful connection, removed when
 /// its actor ends, see [`ResumableEntry`]).
 #[derive(Debug, Default)]
-pub struct Resumable(Mutex<HashMap<String, mpsc::Sender<Resumption>>>);
+pub(crate) struct Resumable(Mutex<HashMap<String, mpsc::Sender<Resumption>>>);
 
 impl Resumable {
     /// Register a connection's token; the entry goes when the returned guard is dropped.
-    pub fn insert(self: &Arc<Self>, token: String, tx: mpsc::Sender<Resumption>) -> ResumableEntry {
+    pub(crate) fn insert(
+        self: &Arc<Self>,
+        token: String,
+        tx: mpsc::Sender<Resumption>,
+    ) -> ResumableEntry {
         self.0.lock().insert(token.clone(), tx);
         ResumableEntry(self.clone(), token)
     }
 
     /// Where the connection with this token waits for its client, if it does.
-    pub fn get(&self, token: &str) -> Option<mpsc::Sender<Resumption>> {
+    pub(crate) fn get(&self, token: &str) -> Option<mpsc::Sender<Resumption>> {
         self.0.lock().get(token).cloned()
     }
 
     /// Stop accepting reconnects for this token.
-    pub fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &str) {
         self.0.lock().remove(token);
     }
 }
 
 /// Removes a connection from [`Resumable`] when dropped (its actor ended).
 #[derive(Debug)]
-pub struct ResumableEntry(Arc<Resumable>, String);
-
-impl ResumableEntry {
-    /// The connection token.
-    pub fn token(&self) -> &str {
-        &self.1
-    }
-}
+pub(crate) struct ResumableEntry(Arc<Resumable>, String);
 
 impl Drop for ResumableEntry {
     fn drop(&mut self) {
@@ -96,14 +93,14 @@ impl Drop for ResumableEntry {
 
 /// The process-wide connection limit (`limits.max_connections`), counted by slots.
 #[derive(Debug)]
-pub struct ConnectionSlots {
+pub(crate) struct ConnectionSlots {
     held: AtomicUsize,
     max: usize,
 }
 
 impl ConnectionSlots {
     /// Room for `max` connections.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             held: AtomicUsize::new(0),
             max,
@@ -111,7 +108,7 @@ impl ConnectionSlots {
     }
 
     /// Reserve a slot; `None` when the limit is reached.
-    pub fn try_reserve(self: &Arc<Self>) -> Option<ConnectionSlot> {
+    pub(crate) fn try_reserve(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let mut cur = self.held.load(Ordering::Relaxed);
         loop {
             if cur >= self.max {
@@ -128,14 +125,14 @@ impl ConnectionSlots {
     }
 
     /// Slots held now.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }
 }
 
 /// A reserved connection slot, released on drop.
 #[derive(Debug)]
-pub struct ConnectionSlot(Arc<ConnectionSlots>);
+pub(crate) struct ConnectionSlot(Arc<ConnectionSlots>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {

@@ -18,7 +18,7 @@ const SHARDS: usize = 16;
 
 /// Connections by id.
 #[derive(Debug)]
-pub struct ConnectionIndex {
+pub(crate) struct ConnectionIndex {
     shards: Vec<RwLock<HashMap<ConnectionId, ConnHandle>>>,
     hasher: RandomState,
 }
@@ -38,29 +38,31 @@ impl ConnectionIndex {
     }
 
     /// Add a connection.
-    pub fn insert(&self, conn: ConnHandle) {
+    pub(crate) fn insert(&self, conn: ConnHandle) {
         self.shard(conn.id().as_str())
             .write()
             .insert(conn.id().clone(), conn);
     }
 
     /// Remove a connection.
-    pub fn remove(&self, id: &ConnectionId) {
+    pub(crate) fn remove(&self, id: &ConnectionId) {
         self.shard(id.as_str()).write().remove(id);
     }
 
     /// The connection with this id.
-    pub fn get(&self, id: &str) -> Option<ConnHandle> {
+    pub(crate) fn get(&self, id: &str) -> Option<ConnHandle> {
         self.shard(id).read().get(id).cloned()
     }
 
     /// Connections held now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Whether no connection is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -6,11 +6,11 @@
 //! What other parts of the broker hold of a connection (its handle and outbox) lives in
 //! [`crate::peer`].
 
-pub mod client;
-pub mod env;
-pub mod index;
-pub mod pending;
-pub mod server;
-pub mod stateful;
-pub mod transport;
-pub mod upstream;
+pub(crate) mod client;
+pub(crate) mod env;
+pub(crate) mod index;
+pub(crate) mod pending;
+pub(crate) mod server;
+pub(crate) mod stateful;
+pub(crate) mod transport;
+pub(crate) mod upstream;

@@ -10,18 +10,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::auth::Identity;
 use crate::id::ConnectionId;
 
 /// What negotiate established for a connection.
 #[derive(Clone, Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// The public connection id.
     pub connection_id: ConnectionId,
     /// The hub from the negotiate URL.
     pub hub: String,
-    /// Who the negotiate token spoke for.
-    pub identity: Identity,
     /// Negotiated `useStatefulReconnect`.
     pub stateful_reconnect: bool,
     created: Instant,
@@ -29,7 +26,7 @@ pub struct Pending {
 
 /// Pending connections keyed by connection token.
 #[derive(Debug)]
-pub struct PendingConnections {
+pub(crate) struct PendingConnections {
     map: Mutex<HashMap<String, Pending>>,
     ttl: Duration,
     capacity: usize,
@@ -38,11 +35,11 @@ pub struct PendingConnections {
 /// The pending map is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many pending negotiations")]
-pub struct PendingFull;
+pub(crate) struct PendingFull;
 
 impl PendingConnections {
     /// An empty map whose entries live `ttl`, holding at most `capacity`.
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
             ttl,
@@ -51,12 +48,11 @@ impl PendingConnections {
     }
 
     /// Register a negotiated connection under `token`.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         token: String,
         connection_id: ConnectionId,
         hub: String,
-        identity: Identity,
         stateful_reconnect: bool,
     ) -> Result<(), PendingFull> {
         let now = Instant::now();
@@ -72,7 +68,6 @@ impl PendingConnections {
             Pending {
                 connection_id,
                 hub,
-                identity,
                 stateful_reconnect,
                 created: now,
             },
@@ -81,13 +76,13 @@ impl PendingConnections {
     }
 
     /// Take the entry for `token` if it exists and has not expired.
-    pub fn take(&self, token: &str) -> Option<Pending> {
+    pub(crate) fn take(&self, token: &str) -> Option<Pending> {
         let p = self.map.lock().remove(token)?;
         (p.created.elapsed() < self.ttl).then_some(p)
     }
 
     /// Drop expired entries; returns how many remain.
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         let now = Instant::now();
         let mut map = self.map.lock();
         map.retain(|_, p| now.duration_since(p.created) < self.ttl);
@@ -95,16 +90,6 @@ impl PendingConnections {
             *map = HashMap::new();
         }
         map.len()
-    }
-
-    /// Entries held now (including expired ones not yet swept).
-    pub fn len(&self) -> usize {
-        self.map.lock().len()
-    }
-
-    /// Whether no entry is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -115,64 +100,28 @@ mod tests {
     #[test]
     fn take_once_and_capacity() {
         let p = PendingConnections::new(Duration::from_secs(60), 2);
-        p.insert(
-            "a".into(),
-            ConnectionId::random(),
-            "h".into(),
-            Identity::default(),
-            false,
-        )
-        .unwrap();
-        p.insert(
-            "b".into(),
-            ConnectionId::random(),
-            "h".into(),
-            Identity::default(),
-            false,
-        )
-        .unwrap();
+        p.insert("a".into(), ConnectionId::random(), "h".into(), false)
+            .unwrap();
+        p.insert("b".into(), ConnectionId::random(), "h".into(), false)
+            .unwrap();
         assert_eq!(
-            p.insert(
-                "c".into(),
-                ConnectionId::random(),
-                "h".into(),
-                Identity::default(),
-                false
-            ),
+            p.insert("c".into(), ConnectionId::random(), "h".into(), false),
             Err(PendingFull)
         );
         assert!(p.take("a").is_some());
         assert!(p.take("a").is_none(), "a token is used once");
-        p.insert(
-            "c".into(),
-            ConnectionId::random(),
-            "h".into(),
-            Identity::default(),
-            false,
-        )
-        .unwrap();
+        p.insert("c".into(), ConnectionId::random(), "h".into(), false)
+            .unwrap();
     }
 
     #[test]
     fn expired_entries_are_not_taken() {
         let p = PendingConnections::new(Duration::from_millis(0), 10);
-        p.insert(
-            "a".into(),
-            ConnectionId::random(),
-            "h".into(),
-            Identity::default(),
-            false,
-        )
-        .unwrap();
+        p.insert("a".into(), ConnectionId::random(), "h".into(), false)
+            .unwrap();
         assert!(p.take("a").is_none());
-        p.insert(
-            "b".into(),
-            ConnectionId::random(),
-            "h".into(),
-            Identity::default(),
-            false,
-        )
-        .unwrap();
+        p.insert("b".into(), ConnectionId::random(), "h".into(), false)
+            .unwrap();
         assert_eq!(p.sweep(), 0);
     }
 }

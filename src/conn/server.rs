@@ -42,7 +42,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Everything a server connection actor starts with.
 #[derive(Debug)]
-pub struct ServerContext {
+pub(crate) struct ServerContext {
     /// Broker state.
     pub env: Arc<ServerEnv>,
     /// The hub.
@@ -54,7 +54,11 @@ pub struct ServerContext {
 }
 
 /// Run a hub-server connection until it ends.
-pub async fn run(ctx: ServerContext, mut session: Session, mut stream: AggregatedMessageStream) {
+pub(crate) async fn run(
+    ctx: ServerContext,
+    mut session: Session,
+    mut stream: AggregatedMessageStream,
+) {
     let env = ctx.env.clone();
     let max_frame = env.limits.max_server_message_size;
     let mut input = BytesMut::new();

@@ -16,13 +16,13 @@ use bytes::Bytes;
 use crate::protocol::{HubMessage, HubProtocol};
 
 /// Whether a message is numbered for stateful reconnect.
-pub fn is_tracked(msg: &HubMessage) -> bool {
+pub(crate) fn is_tracked(msg: &HubMessage) -> bool {
     (1..=5).contains(&msg.type_id())
 }
 
 /// One connection's stateful-reconnect state.
 #[derive(Debug)]
-pub struct ReplayBuffer {
+pub(crate) struct ReplayBuffer {
     protocol: HubProtocol,
     max_bytes: usize,
     /// Id of the last tracked message sent.
@@ -38,11 +38,11 @@ pub struct ReplayBuffer {
 
 /// The buffer is over its limit.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Overflow;
+pub(crate) struct Overflow;
 
 impl ReplayBuffer {
     /// An empty state.
-    pub fn new(protocol: HubProtocol, max_bytes: usize) -> Self {
+    pub(crate) fn new(protocol: HubProtocol, max_bytes: usize) -> Self {
         Self {
             protocol,
             max_bytes,
@@ -57,7 +57,7 @@ impl ReplayBuffer {
 
     /// Record a frame about to be written (one or more framed messages): tracked messages are
     /// numbered and kept until acknowledged.
-    pub fn on_send(&mut self, frame: &Bytes) -> Result<(), Overflow> {
+    pub(crate) fn on_send(&mut self, frame: &Bytes) -> Result<(), Overflow> {
         let mut offset = 0;
         while offset < frame.len() {
             let Ok(Some(decoded)) = self.protocol.decode(&frame[offset..], usize::MAX) else {
@@ -80,7 +80,7 @@ impl ReplayBuffer {
     }
 
     /// The client acknowledged everything up to `id`.
-    pub fn on_ack(&mut self, id: i64) {
+    pub(crate) fn on_ack(&mut self, id: i64) {
         while let Some((seq, bytes)) = self.buffer.front() {
             if (*seq as i64) > id {
                 break;
@@ -92,7 +92,7 @@ impl ReplayBuffer {
 
     /// A tracked message arrived: `true` to process it, `false` for a duplicate of a message
     /// processed before the reconnect.
-    pub fn on_receive_tracked(&mut self) -> bool {
+    pub(crate) fn on_receive_tracked(&mut self) -> bool {
         let id = self.next_expected;
         self.next_expected += 1;
         if id <= self.processed {
@@ -104,7 +104,7 @@ impl ReplayBuffer {
     }
 
     /// The client's `Sequence` after a reconnect: the id of its first replayed message.
-    pub fn on_sequence(&mut self, id: i64) -> Result<(), String> {
+    pub(crate) fn on_sequence(&mut self, id: i64) -> Result<(), String> {
         let id = u64::try_from(id).map_err(|_| "Sequence ID must not be negative.".to_owned())?;
         if id > self.processed + 1 {
             return Err("Sequence ID greater than amount of messages we've received.".to_owned());
@@ -114,7 +114,7 @@ impl ReplayBuffer {
     }
 
     /// The Ack to send now, if tracked messages arrived since the last one.
-    pub fn take_ack(&mut self) -> Option<i64> {
+    pub(crate) fn take_ack(&mut self) -> Option<i64> {
         if self.ack_due {
             self.ack_due = false;
             Some(self.processed as i64)
@@ -124,7 +124,7 @@ impl ReplayBuffer {
     }
 
     /// What to send on a new transport: the `Sequence` id, then the frames to replay in order.
-    pub fn resume(&self) -> (i64, Vec<Bytes>) {
+    pub(crate) fn resume(&self) -> (i64, Vec<Bytes>) {
         let first = self.buffer.front().map_or(self.sent + 1, |(seq, _)| *seq);
         (
             first as i64,

@@ -28,7 +28,7 @@ use crate::id::TransportKind;
 use crate::protocol::HubProtocol;
 
 /// What the client sent.
-pub enum Inbound {
+pub(crate) enum Inbound {
     /// Bytes of the client's stream.
     Data(Bytes),
     /// The transport was lost without a goodbye (a stateful-reconnect client may come back).
@@ -63,11 +63,11 @@ pub(crate) enum Transport {
 }
 
 /// A reconnecting WebSocket handed to its connection's actor.
-pub type Resumption = (Session, mpsc::Receiver<Inbound>);
+pub(crate) type Resumption = (Session, mpsc::Receiver<Inbound>);
 
 /// Read `stream` and forward what arrives to `tx` until the client leaves or the actor stops
 /// listening (the thread-local half of [`Transport::Bridged`]).
-pub async fn pump(
+pub(crate) async fn pump(
     stream: AggregatedMessageStream,
     session: Session,
     tx: mpsc::Sender<Inbound>,
@@ -210,7 +210,7 @@ pub(crate) enum SendError {
 }
 
 /// One Server-Sent Event: `data: <line>\r\n` per line (a CR before an LF dropped), then `\r\n`.
-pub fn sse_event(frame: &[u8]) -> Bytes {
+pub(crate) fn sse_event(frame: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(frame.len() + 16);
     for line in frame.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -224,7 +224,7 @@ pub fn sse_event(frame: &[u8]) -> Bytes {
 
 /// The shared state of a long-polling connection: its poll buffer and poll bookkeeping.
 #[derive(Debug)]
-pub struct PollState {
+pub(crate) struct PollState {
     inner: Mutex<PollInner>,
     notify: Notify,
     max_bytes: usize,
@@ -242,7 +242,7 @@ struct PollInner {
 
 /// How a poll ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum PollOutcome {
+pub(crate) enum PollOutcome {
     /// Data for the client (200).
     Data(Bytes),
     /// Nothing within the poll timeout (200, empty).
@@ -253,7 +253,7 @@ pub enum PollOutcome {
 
 impl PollState {
     /// A fresh state whose buffer holds at most `max_bytes`.
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(PollInner {
                 buf: BytesMut::new(),
@@ -293,7 +293,7 @@ impl PollState {
     }
 
     /// Wait for data (at most `timeout`); a newer poll supersedes this one.
-    pub async fn poll(&self, timeout: Duration) -> PollOutcome {
+    pub(crate) async fn poll(&self, timeout: Duration) -> PollOutcome {
         let generation = {
             let mut s = self.inner.lock();
             s.generation += 1;
@@ -338,7 +338,7 @@ impl PollState {
     }
 
     /// End the connection from the client's side (DELETE).
-    pub fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         self.inner.lock().terminated = true;
         self.close();
     }
@@ -357,13 +357,13 @@ impl PollState {
     }
 
     /// Whether the connection is over and everything queued was taken by a poll.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         let s = self.inner.lock();
         s.closed && s.buf.is_empty()
     }
 
     /// Whether the client ended the connection with DELETE.
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         self.inner.lock().terminated
     }
 }
@@ -375,7 +375,7 @@ impl PollState {
 /// connection. One side closes the pipe when it goes away ([`PipeSender`] and [`PipeReceiver`]
 /// do that on drop): sends fail from then on, and the receiver still gets what was queued.
 #[derive(Debug)]
-pub struct Pipe {
+pub(crate) struct Pipe {
     state: Mutex<PipeState>,
     /// Something was queued, or the pipe closed.
     readable: Notify,
@@ -394,7 +394,7 @@ struct PipeState {
 
 impl Pipe {
     /// An empty, open pipe holding at most `capacity` chunks.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(PipeState::default()),
             readable: Notify::new(),
@@ -405,7 +405,7 @@ impl Pipe {
     }
 
     /// Queue `item`, waiting for room; `Err` once the pipe is closed. Cancel-safe.
-    pub async fn send(&self, item: Bytes) -> Result<(), Bytes> {
+    pub(crate) async fn send(&self, item: Bytes) -> Result<(), Bytes> {
         loop {
             let writable = self.writable.notified();
             tokio::pin!(writable);
@@ -427,7 +427,7 @@ impl Pipe {
     }
 
     /// The next chunk, waiting for one; `None` once the pipe is closed and drained. Cancel-safe.
-    pub async fn recv(&self) -> Option<Bytes> {
+    pub(crate) async fn recv(&self) -> Option<Bytes> {
         loop {
             let readable = self.readable.notified();
             tokio::pin!(readable);
@@ -452,7 +452,7 @@ impl Pipe {
     }
 
     /// Close the pipe: pending and later sends fail, the receiver drains what is queued.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.state.lock().closed = true;
         self.wake_all();
     }
@@ -475,12 +475,12 @@ impl Pipe {
     }
 
     /// Whether the pipe was closed.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
 
     /// Resolves once the pipe is closed.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         loop {
             let closing = self.closing.notified();
             tokio::pin!(closing);
@@ -495,11 +495,11 @@ impl Pipe {
 
 /// The sending end of a [`Pipe`]; closes it when dropped.
 #[derive(Debug)]
-pub struct PipeSender(pub Arc<Pipe>);
+pub(crate) struct PipeSender(pub Arc<Pipe>);
 
 impl PipeSender {
     /// Resolves once the receiver went away.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.0.closed().await;
     }
 }
@@ -512,11 +512,11 @@ impl Drop for PipeSender {
 
 /// The receiving end of a [`Pipe`]; closes it when dropped.
 #[derive(Debug)]
-pub struct PipeReceiver(pub Arc<Pipe>);
+pub(crate) struct PipeReceiver(pub Arc<Pipe>);
 
 impl PipeReceiver {
     /// The next chunk; `None` once the pipe is closed and drained.
-    pub async fn recv(&mut self) -> Option<Bytes> {
+    pub(crate) async fn recv(&mut self) -> Option<Bytes> {
         self.0.recv().await
     }
 }
@@ -529,7 +529,7 @@ impl Drop for PipeReceiver {
 
 /// An SSE or long-polling connection as the HTTP handlers see it.
 #[derive(Clone, Debug)]
-pub struct HttpEntry {
+pub(crate) struct HttpEntry {
     /// Its transport.
     pub kind: TransportKind,
     /// Where POSTed client bytes go (bounded: a POST waits for room).
@@ -542,23 +542,23 @@ pub struct HttpEntry {
 
 /// SSE and long-polling connections by connection token.
 #[derive(Debug, Default)]
-pub struct HttpConnections {
+pub(crate) struct HttpConnections {
     map: Mutex<HashMap<String, HttpEntry>>,
 }
 
 impl HttpConnections {
     /// Register a connection.
-    pub fn insert(&self, token: String, entry: HttpEntry) {
+    pub(crate) fn insert(&self, token: String, entry: HttpEntry) {
         self.map.lock().insert(token, entry);
     }
 
     /// The connection with this token.
-    pub fn get(&self, token: &str) -> Option<HttpEntry> {
+    pub(crate) fn get(&self, token: &str) -> Option<HttpEntry> {
         self.map.lock().get(token).cloned()
     }
 
     /// Forget a connection (it ended).
-    pub fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &str) {
         self.map.lock().remove(token);
     }
 }

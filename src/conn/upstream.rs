@@ -24,7 +24,7 @@ use crate::telemetry::Metrics;
 use crate::upstream::{self, Category, UpstreamConnection, UpstreamRequest};
 
 /// Completion error when a connection has too many upstream calls waiting.
-pub const QUEUE_FULL_ERROR: &str =
+pub(crate) const QUEUE_FULL_ERROR: &str =
     "Invocation failed: too many invocations of this connection are waiting for the upstream.";
 
 enum Job {

@@ -14,7 +14,7 @@ use crate::auth::{Audience, AuthError};
 use crate::telemetry::Metrics;
 
 /// Register the admin routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/settings", web::get().to(get));
     cfg.route("/admin/settings", web::patch().to(patch));
 }

@@ -18,7 +18,7 @@ use crate::http::state::Broker;
 use crate::id::{ConnectionId, TransportKind};
 
 /// Register the client transport routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     for path in ["/client", "/client/"] {
         cfg.route(path, web::get().to(connect));
         cfg.route(path, web::to(other_method));

@@ -14,7 +14,7 @@ use crate::auth::AuthError;
 /// An HTTP failure with a JSON body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {code}: {message}")]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Error code for the body and the `x-ms-error-code` header
@@ -26,7 +26,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with an explicit status and code.
-    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -35,17 +39,17 @@ impl ApiError {
     }
 
     /// 400 with code `Error.InvalidRequest` (or the given code).
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Error.InvalidRequest", message)
     }
 
     /// 404 with the given code.
-    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
     /// 429: a limit was reached.
-    pub fn too_many(message: impl Into<String>) -> Self {
+    pub(crate) fn too_many(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Error.TooManyRequests",
@@ -54,7 +58,7 @@ impl ApiError {
     }
 
     /// 503: the hub is shutting down.
-    pub fn unavailable() -> Self {
+    pub(crate) fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Error.ServiceUnavailable",
@@ -63,7 +67,7 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         serde_json::json!({ "code": self.code, "message": self.message }).to_string()
     }
 }

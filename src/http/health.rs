@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, web};
 use crate::http::state::Broker;
 
 /// Register the health routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(ok));
     cfg.route("/healthz", web::head().to(ok));
     cfg.route("/readyz", web::get().to(ready));

@@ -12,14 +12,14 @@
 //! Browser clients send credentialed, preflighted requests, so every response to a request
 //! with an `Origin` carries CORS headers echoing that origin, and `OPTIONS` is answered here.
 
-pub mod admin;
-pub mod client_http;
-pub mod client_ws;
-pub mod error;
-pub mod health;
-pub mod negotiate;
-pub mod rest;
-pub mod server_ws;
+pub(crate) mod admin;
+pub(crate) mod client_http;
+pub(crate) mod client_ws;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod negotiate;
+pub(crate) mod rest;
+pub(crate) mod server_ws;
 pub(crate) mod state;
 
 use actix_web::body::MessageBody;
@@ -29,13 +29,13 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-pub use self::error::ApiError;
+pub(crate) use self::error::ApiError;
 use crate::auth::{Audience, AuthError, Identity};
 use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
 /// Register every route (the `App::configure` callback).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
             .wrap(from_fn(cors))
@@ -112,7 +112,7 @@ async fn cors(
 
 /// The bearer token of a request: the `Authorization: Bearer` header, else (when
 /// `allow_query`) the last `access_token` query value.
-pub fn bearer_token(req: &HttpRequest, allow_query: bool) -> Option<String> {
+pub(crate) fn bearer_token(req: &HttpRequest, allow_query: bool) -> Option<String> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION)
         && let Ok(s) = v.to_str()
     {
@@ -131,7 +131,7 @@ pub fn bearer_token(req: &HttpRequest, allow_query: bool) -> Option<String> {
 }
 
 /// The values of query parameter `name`, decoded with form rules (`+` is a space).
-pub fn query_values(req: &HttpRequest, name: &str) -> Vec<String> {
+pub(crate) fn query_values(req: &HttpRequest, name: &str) -> Vec<String> {
     form_urlencoded::parse(req.query_string().as_bytes())
         .filter(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -139,7 +139,7 @@ pub fn query_values(req: &HttpRequest, name: &str) -> Vec<String> {
 }
 
 /// The first value of query parameter `name`, compared case-insensitively.
-pub fn query_value(req: &HttpRequest, name: &str) -> Option<String> {
+pub(crate) fn query_value(req: &HttpRequest, name: &str) -> Option<String> {
     form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.into_owned())

@@ -16,7 +16,7 @@ use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_re
 use crate::telemetry::Metrics;
 
 /// Register the negotiate route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     for path in ["/client/negotiate", "/client/negotiate/"] {
         cfg.route(path, web::post().to(negotiate));
         cfg.route(
@@ -111,7 +111,6 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
             connection_token.clone(),
             connection_id.clone(),
             hub,
-            identity,
             stateful,
         )
         .is_err()

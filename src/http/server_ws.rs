@@ -15,7 +15,7 @@ use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
 /// Register the server endpoint.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     for path in ["/server", "/server/"] {
         cfg.route(path, web::get().to(connect));
     }

@@ -360,7 +360,7 @@ impl Hub {
             })
             .collect();
         let any_routable = candidates.iter().any(|c| c.routable);
-        let route = match routing::admit_client(r.mode, any_routable) {
+        let route = match r.policy.admit_client(any_routable) {
             Admission::Accept(route) => route,
             Admission::Reject(text) => return Err(text),
         };

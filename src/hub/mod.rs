@@ -19,10 +19,10 @@ pub use self::message::SerializedMessage;
 use bytes::Bytes;
 
 use crate::close::CloseReason;
-use crate::config::ServiceMode;
 use crate::id::{ConnectionId, GroupName, HubName, ServerConnId, UserId};
 use crate::peer::ConnHandle;
 use crate::peer::ServerConnHandle;
+use crate::policy::PolicySnapshot;
 use crate::protocol::HubProtocol;
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
@@ -271,7 +271,7 @@ pub enum ExistsQuery {
 
 /// What the hub needs to admit a client.
 #[derive(Debug)]
-pub struct AdmitRequest {
+pub(crate) struct AdmitRequest {
     /// The connection id.
     pub id: ConnectionId,
     /// The user, if the token named one.
@@ -282,8 +282,8 @@ pub struct AdmitRequest {
     pub outbox_max_messages: usize,
     /// Outbox bounds: bytes.
     pub outbox_max_bytes: usize,
-    /// The service mode now.
-    pub mode: ServiceMode,
+    /// The mode policy as the client saw it when it connected.
+    pub policy: Arc<PolicySnapshot>,
     /// `asrs.s.sn`: the app server the client negotiated with.
     pub sticky_server: Option<String>,
     /// `asrs.s.ssticky`.
@@ -366,7 +366,7 @@ impl HubHandle {
 
     /// Admit a client: decide its route in the mode of `request` (choosing its hub server in
     /// Default mode), build and register its handle.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         request: AdmitRequest,
     ) -> Result<(ConnHandle, ClientRoute), AdmitError> {

@@ -128,7 +128,7 @@ use crate::id::{
 use crate::telemetry::Metrics;
 
 /// Register the REST routes (one handler for everything under `/api/`).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/{tail:.*}").to(handle));
 }
 
