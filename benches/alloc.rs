@@ -9,61 +9,20 @@
 //!
 //! Numbers are counts, so they are the same on every machine and run.
 
-use std::sync::Arc;
+#[path = "common/mod.rs"]
+mod common;
 
-use bytes::{Bytes, BytesMut};
-use switchboard::hub::{HubHandle, HubRegistry, HubSettings, SerializedMessage};
-use switchboard::id::{ConnectionId, GroupName, UserId};
-use switchboard::peer::{ConnHandle, Outbox};
-use switchboard::protocol::HubProtocol;
-use switchboard::telemetry::Metrics;
+use bytes::BytesMut;
+use common::{arguments_100b, message, populate, registry};
+use switchboard::hub::HubHandle;
+use switchboard::id::{GroupName, UserId};
+use switchboard::peer::ConnHandle;
 use tokio::runtime::Runtime;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-const BIG: usize = 1 << 30;
 const ROUNDS: u64 = 50;
-
-fn arguments_100b() -> Bytes {
-    Bytes::from(format!("[42,\"hello\",\"{}\"]", "x".repeat(80)))
-}
-
-fn message(args: &Bytes) -> Arc<SerializedMessage> {
-    Arc::new(SerializedMessage::invocation("newMessage", args.clone()))
-}
-
-/// Register `n` ready connections (alternating protocols); connection `i` has user `u{i}` and,
-/// with `groups > 0`, joins group `g{i % groups}`.
-fn populate(rt: &Runtime, hub: &HubHandle, n: usize, groups: usize) -> Vec<ConnHandle> {
-    rt.block_on(async {
-        let mut conns = Vec::with_capacity(n);
-        for i in 0..n {
-            let protocol = if i % 2 == 0 {
-                HubProtocol::Json
-            } else {
-                HubProtocol::MessagePack
-            };
-            let conn = ConnHandle::new(
-                ConnectionId::random(),
-                Some(UserId::from(format!("u{i}").as_str())),
-                protocol,
-                Outbox::new(BIG, BIG),
-            );
-            hub.connect(conn.clone()).await.expect("hub alive");
-            if groups > 0 {
-                let group = GroupName::from(format!("g{}", i % groups));
-                hub.add_to_group(conn.id().clone(), group)
-                    .await
-                    .expect("hub alive")
-                    .await
-                    .expect("hub alive");
-            }
-            conns.push(conn);
-        }
-        conns
-    })
-}
 
 fn drain_all(conns: &[ConnHandle], buf: &mut BytesMut) -> usize {
     let mut frames = 0;
@@ -146,13 +105,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let registry = HubRegistry::new(
-        HubSettings {
-            inbox_capacity: 1024,
-            max_user_groups_without_ttl: 1000,
-        },
-        Arc::new(Metrics::default()),
-    );
+    let registry = registry();
     let args = arguments_100b();
     println!("allocations per delivered message (100 B invocation, half JSON / half MessagePack)");
     for n in [1_000usize, 10_000] {

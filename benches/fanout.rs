@@ -14,30 +14,19 @@
 //! - `encode/...`: `SerializedMessage::bytes_for` alone, first call (encodes) and a cached call.
 
 use std::hint::black_box;
-use std::sync::Arc;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use common::{arguments_100b, message, populate, registry};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use switchboard::hub::{HubHandle, HubRegistry, HubSettings, SerializedMessage};
-use switchboard::id::{ConnectionId, GroupName};
-use switchboard::peer::{ConnHandle, Outbox};
+use switchboard::hub::{HubHandle, SerializedMessage};
+use switchboard::id::GroupName;
+use switchboard::peer::ConnHandle;
 use switchboard::protocol::HubProtocol;
-use switchboard::telemetry::Metrics;
 use tokio::runtime::Runtime;
-
-/// Outbox bounds that never overflow within a benchmark (outboxes are drained every iteration).
-const BIG: usize = 1 << 30;
-
-/// A JSON argument array of about 100 bytes.
-fn arguments_100b() -> Bytes {
-    let filler = "x".repeat(80);
-    Bytes::from(format!("[42,\"hello\",\"{filler}\"]"))
-}
-
-fn message(args: &Bytes) -> Arc<SerializedMessage> {
-    Arc::new(SerializedMessage::invocation("newMessage", args.clone()))
-}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -45,50 +34,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn registry() -> HubRegistry {
-    HubRegistry::new(
-        HubSettings {
-            inbox_capacity: 1024,
-            max_user_groups_without_ttl: 1000,
-        },
-        Arc::new(Metrics::default()),
-    )
-}
-
-/// Register `n` ready connections, alternating JSON and MessagePack; with `groups > 0`,
-/// connection `i` joins group `g{i % groups}`.
-fn populate(rt: &Runtime, hub: &HubHandle, n: usize, groups: usize) -> Vec<ConnHandle> {
-    rt.block_on(async {
-        let mut conns = Vec::with_capacity(n);
-        for i in 0..n {
-            let protocol = if i % 2 == 0 {
-                HubProtocol::Json
-            } else {
-                HubProtocol::MessagePack
-            };
-            let conn = ConnHandle::new(
-                ConnectionId::random(),
-                None,
-                protocol,
-                Outbox::new(BIG, BIG),
-            );
-            hub.connect(conn.clone()).await.expect("hub alive");
-            if groups > 0 {
-                let group = GroupName::from(format!("g{}", i % groups));
-                assert!(
-                    hub.add_to_group(conn.id().clone(), group)
-                        .await
-                        .expect("hub alive")
-                        .await
-                        .expect("hub alive")
-                );
-            }
-            conns.push(conn);
-        }
-        conns
-    })
 }
 
 /// Drain every outbox; returns the frames taken (to check nothing was lost).
