@@ -13,10 +13,10 @@
 //!   (1,000 deliveries) and `SendGroups` to all ten (10,000 deliveries, de-duplicated).
 //! - `encode/...`: `SerializedMessage::bytes_for` alone, first call (encodes) and a cached call.
 
-use std::hint::black_box;
 #[path = "common/mod.rs"]
 mod common;
 
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
