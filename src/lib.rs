@@ -7,32 +7,39 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way: `http` → actors (`conn`, `hub`) → pure layers (`policy`,
-//! `routing`, `close`, `protocol`, `id`).
+//! Dependencies point one way, with no import cycle: `switchboard` (the embedding API) → `http`
+//! → the actors (`conn`, `hub`) → `peer` → the pure layers (`policy`, `routing`, `close`,
+//! `protocol`, `id`).
 //!
 //! - [`protocol`] (the `switchboard-protocol` crate): SANS-IO. Bytes ⇄ hub messages for the JSON
 //!   and MessagePack hub protocols, the handshake, framing, negotiate, the service protocol hub
 //!   servers speak, access-key tokens ([`auth`]) and the ids and names every layer shares
 //!   ([`id`]). Never imports tokio or actix.
-//! - [`policy`]: the mode policy — the service mode and the upstream rules as one snapshot, read
-//!   once per connection; its decisions are the pure, table-tested functions of [`routing`].
+//! - `policy` (crate-private): the mode policy — the service mode and the upstream rules as one
+//!   snapshot, read once per connection; its decisions are the pure, table-tested functions of
+//!   [`routing`].
 //! - [`close`]: [`close::CloseReason`], every way a client connection ends, with its Close text,
 //!   `allowReconnect` and metric category.
+//! - [`peer`]: what the rest of the broker holds of a connection — [`peer::ConnHandle`] with its
+//!   bounded [`peer::Outbox`] (the only queue between a fan-out and a socket) and
+//!   [`peer::ServerConnHandle`] — below both the hub and the connection actors.
 //! - [`hub`]: the hub actor. One per hub; owns that hub's connections, users and groups, admits
 //!   clients (atomically with its view of the connected hub servers) and fans messages out to
 //!   connection outboxes. Fronted by [`hub::HubHandle`], whose operations are typed methods;
 //!   hubs are found through [`hub::HubRegistry`].
-//! - [`conn`]: the client and hub-server connection actors (one tokio task per connection) and
-//!   the bounded [`peer::Outbox`], the only queue between a fan-out and a socket.
-//! - [`http`]: actix-web glue only: negotiate, the client and server WebSocket endpoints, SSE
-//!   and long polling, the REST API, health and metrics.
+//! - `conn` (crate-private): the client and hub-server connection actors (one tokio task per
+//!   connection), each given a narrow environment (`ClientEnv`, `ServerEnv`) instead of the
+//!   broker's state.
+//! - `http` (crate-private): actix-web glue: negotiate, the client and server WebSocket
+//!   endpoints, SSE and long polling, the REST API, health, metrics and the admin endpoint; it
+//!   holds the broker's state.
 //! - [`config`]: `switchboard.toml`, environment and flag layering; validation.
 //! - [`upstream`]: Serverless upstream webhooks: rules, signed `X-ASRS-*` calls, response → Completion.
 //! - [`telemetry`]: counters (`switchboard_*`) and their Prometheus rendering.
-//! - [`switchboard`](mod@crate::switchboard): the embedding API — [`Switchboard`] builds and starts a broker on a
-//!   bound listener and returns a [`SwitchboardHandle`].
-//! - [`embed`]: the embedding API's [`HubClient`] ([`SwitchboardHandle::hub`]) — the REST
-//!   API's operations as direct calls on a hub, with `impl Serialize` arguments.
+//! - [`switchboard`](mod@crate::switchboard): the embedding API — [`Switchboard`] builds and
+//!   starts a broker on a bound listener and returns a [`SwitchboardHandle`]: its hubs
+//!   ([`SwitchboardHandle::hub`] → [`HubClient`], the REST API's operations as direct calls with
+//!   `impl Serialize` arguments), its runtime settings ([`BrokerControl`]), tokens and counters.
 //!
 //! The hub-server SDK and the management client are the `switchboard-sdk` crate (`sdk/`), which
 //! depends on the protocol crate and not on the broker.
@@ -49,7 +56,7 @@
 pub mod close;
 pub mod config;
 pub(crate) mod conn;
-pub mod embed;
+mod embed;
 pub(crate) mod http;
 pub mod hub;
 pub(crate) mod keyring;

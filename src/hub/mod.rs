@@ -1,6 +1,6 @@
 //! Hubs: who is connected where.
 //!
-//! Each hub is an actor ([`actor::Hub`]) that owns the hub's connections, users, groups and
+//! Each hub is an actor (`actor::Hub`, private) that owns the hub's connections, users, groups and
 //! user-group memberships, and fans messages out to connection outboxes. The rest of the program
 //! holds a [`HubHandle`]; hubs are created on first use through the [`HubRegistry`].
 
@@ -256,7 +256,7 @@ enum HubCommand {
     },
 }
 
-/// What [`HubCommand::Exists`] looks for.
+/// What [`HubHandle::exists`] looks for.
 #[derive(Clone, Debug)]
 pub enum ExistsQuery {
     /// A connection with this id.
