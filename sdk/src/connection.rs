@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -34,7 +35,17 @@ use super::server::{RemoteOutcome, ServerShared, random_guid};
 use crate::protocol::Close;
 use crate::protocol::service::{self, ConnectionType, Extensions, ServiceMessage};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A server connection over the network.
+type NetWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A server connection to a broker in the same process (see [`LocalService`](super::LocalService)).
+type LocalWs = WebSocketStream<DuplexStream>;
+
+/// An open, handshaken server connection and the bytes that followed the HandshakeResponse.
+enum Connected {
+    Net(NetWs, Bytes),
+    Local(LocalWs, Bytes),
+}
 
 /// How often the fin Ping is repeated while waiting for `finack` (the SDK's 5 s).
 const FIN_RETRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -173,13 +184,22 @@ pub(crate) async fn run(shared: Arc<ServerShared>, slot: usize) {
         };
         match connected {
             None => break,
-            Some(Ok((ws, leftover))) => {
+            Some(Ok(connected)) => {
                 failures = 0;
                 tracing::debug!(slot, hub = %shared.hub_name, "server connection established");
-                match Session::new(shared.clone(), slot, ws)
-                    .run(leftover, &mut shutdown)
-                    .await
-                {
+                let end = match connected {
+                    Connected::Net(ws, leftover) => {
+                        Session::new(shared.clone(), slot, ws)
+                            .run(leftover, &mut shutdown)
+                            .await
+                    }
+                    Connected::Local(ws, leftover) => {
+                        Session::new(shared.clone(), slot, ws)
+                            .run(leftover, &mut shutdown)
+                            .await
+                    }
+                };
+                match end {
                     SessionEnd::Shutdown => break,
                     SessionEnd::Lost(reason) => {
                         tracing::warn!(slot, hub = %shared.hub_name, %reason, "server connection lost; reconnecting");
@@ -214,10 +234,25 @@ pub(crate) fn backoff(base: Duration, max: Duration, failures: u32) -> Duration 
     exp.min(max) + base.mul_f64(fraction)
 }
 
-/// Opens the WebSocket and performs the service handshake. Returns the socket and any bytes the
-/// service sent after its HandshakeResponse.
-async fn connect(shared: &ServerShared) -> Result<(Ws, Bytes), ConnectError> {
+/// Opens the WebSocket — over the network, or to the broker in this process when the hub server
+/// was given a [`LocalService`](super::LocalService) — and performs the service handshake.
+async fn connect(shared: &ServerShared) -> Result<Connected, ConnectError> {
     let options = &shared.options;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(options.max_service_frame.saturating_add(16)));
+    if let Some(local) = &shared.local_service {
+        let open = async {
+            let io = local
+                .open(&shared.url_hub, &shared.server_id)
+                .map_err(|e| ConnectError::Request(e.to_string()))?;
+            let ws = WebSocketStream::from_raw_socket(io, Role::Client, Some(config)).await;
+            handshake(ws, options).await
+        };
+        let (ws, leftover) = tokio::time::timeout(options.handshake_timeout, open)
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
+        return Ok(Connected::Local(ws, leftover));
+    }
     let cid = random_guid();
     let url = shared
         .connection_string
@@ -239,11 +274,24 @@ async fn connect(shared: &ServerShared) -> Result<(Ws, Bytes), ConnectError> {
     headers.insert("X-ASRS-Server-Id", header(&shared.server_id)?);
     headers.insert("Asrs-User-Agent", header(USER_AGENT)?);
 
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(options.max_service_frame.saturating_add(16)));
-    let handshake = async {
-        let (mut ws, _response) =
+    let open = async {
+        let (ws, _response) =
             tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+        handshake(ws, options).await
+    };
+    let (ws, leftover) = tokio::time::timeout(options.handshake_timeout, open)
+        .await
+        .map_err(|_| ConnectError::Timeout)??;
+    Ok(Connected::Net(ws, leftover))
+}
+
+/// Sends the HandshakeRequest and waits for the HandshakeResponse. Returns the socket and any
+/// bytes the service sent after its HandshakeResponse.
+async fn handshake<T: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<T>,
+    options: &super::HubServerOptions,
+) -> Result<(WebSocketStream<T>, Bytes), ConnectError> {
+    {
         let request = ServiceMessage::HandshakeRequest {
             version: 1,
             connection_type: if options.weak {
@@ -301,10 +349,7 @@ async fn connect(shared: &ServerShared) -> Result<(Ws, Bytes), ConnectError> {
                 }
             }
         }
-    };
-    tokio::time::timeout(options.handshake_timeout, handshake)
-        .await
-        .map_err(|_| ConnectError::Timeout)?
+    }
 }
 
 /// The write side of a session, handed to the client state machines.
@@ -332,10 +377,10 @@ impl SessionIo {
     }
 }
 
-/// One live WebSocket of a connection slot.
-struct Session {
+/// One live WebSocket of a connection slot, over the network or in process.
+struct Session<T> {
     slot: usize,
-    ws: Ws,
+    ws: WebSocketStream<T>,
     rx: mpsc::Receiver<ConnCommand>,
     io: SessionIo,
     read_buf: BytesMut,
@@ -346,8 +391,8 @@ struct Session {
     stopping: Option<(Instant, Instant)>,
 }
 
-impl Session {
-    fn new(shared: Arc<ServerShared>, slot: usize, ws: Ws) -> Self {
+impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
+    fn new(shared: Arc<ServerShared>, slot: usize, ws: WebSocketStream<T>) -> Self {
         let (tx, rx) = mpsc::channel(shared.options.outbox_capacity.max(1));
         let outbox = Outbox {
             tx,

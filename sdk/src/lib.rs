@@ -85,7 +85,7 @@ pub use connection_string::{ConnectionString, ConnectionStringError};
 pub use context::{CallerClients, ClientProxy, Context, HubClients, HubGroups, SingleClientProxy};
 pub use hub::{Hub, HubBuilder, HubError};
 pub use negotiate::{negotiate_response, negotiate_response_for_app};
-pub use server::{HubServer, HubServerBuilder, HubServerOptions};
+pub use server::{HubServer, HubServerBuilder, HubServerOptions, LocalService};
 pub use upload::UploadStream;
 
 /// Why an SDK call failed.

@@ -113,13 +113,33 @@ impl Default for HubServerOptions {
     }
 }
 
+/// A service in the same process that a hub server connects to without a network socket: an
+/// embedding broker (`switchboard::SwitchboardHandle::serve_hub`). Each server connection is an
+/// in-memory byte stream that carries WebSocket frames and the service protocol, exactly as over
+/// the network; the service serves the other end.
+pub trait LocalService: Send + Sync + 'static {
+    /// Open one server connection for hub `hub` (its name on the wire) from app server
+    /// `server_id`; the stream's other end is already being served.
+    fn open(&self, hub: &str, server_id: &str) -> std::io::Result<tokio::io::DuplexStream>;
+}
+
 /// Configures and starts a [`HubServer`].
-#[derive(Debug)]
 pub struct HubServerBuilder {
     connection_string: ConnectionString,
     hub_name: String,
     hub: Hub,
     options: HubServerOptions,
+    local: Option<Arc<dyn LocalService>>,
+}
+
+impl fmt::Debug for HubServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubServerBuilder")
+            .field("hub", &self.hub_name)
+            .field("options", &self.options)
+            .field("local", &self.local.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl HubServerBuilder {
@@ -159,6 +179,13 @@ impl HubServerBuilder {
         self
     }
 
+    /// Connect to `service` in this process instead of the connection string's endpoint (which
+    /// still names the service for tokens and negotiate answers).
+    pub fn local(mut self, service: Arc<dyn LocalService>) -> Self {
+        self.local = Some(service);
+        self
+    }
+
     /// Spawns the server connections (one tokio task each) and returns at once; they connect,
     /// and reconnect after failures, in the background (see [`HubServer::wait_connected`]).
     /// Must be called inside a tokio runtime.
@@ -177,6 +204,7 @@ impl HubServerBuilder {
             invocation_prefix: random_hex(6),
             server_id,
             connection_string: self.connection_string,
+            local_service: self.local,
             slots: (0..options.connection_count)
                 .map(|_| RwLock::new(None))
                 .collect(),
@@ -232,6 +260,7 @@ impl HubServer {
             hub_name: hub_name.to_owned(),
             hub,
             options: HubServerOptions::default(),
+            local: None,
         }
     }
 
@@ -419,6 +448,8 @@ pub(crate) struct ServerShared {
     pub(crate) url_hub: String,
     pub(crate) server_id: String,
     pub(crate) connection_string: ConnectionString,
+    /// The broker in this process to connect to instead of the network, if any.
+    pub(crate) local_service: Option<Arc<dyn LocalService>>,
     pub(crate) options: HubServerOptions,
     /// Prefix of the client-result invocation ids of this process.
     invocation_prefix: String,
