@@ -7,16 +7,24 @@
 //! world (a client by id, whether the hub has clients, whether the mode admits this server) it
 //! asks through [`World`]; it only counts the metrics of decisions it makes itself.
 
+mod action;
+mod build;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::close::CloseReason;
-use crate::hub::{ExistsQuery, HubGone, Member, MembershipTtl, Scope, SerializedMessage};
+pub(crate) use self::action::{Action, Closing, HubOp, Then};
+pub(crate) use self::build::ack;
+use self::build::{
+    close_many, group_members_payload, handshake_response, ids, join, leave, shared, user_join,
+    user_leave,
+};
+use crate::hub::{ExistsQuery, HubGone, Member, Scope, SerializedMessage};
 use crate::id::{ConnectionId, GroupName, UserId};
-use crate::peer::{ConnHandle, ServerConnHandle};
-use crate::protocol::service::{self, ConnectionType, Extensions, ServiceMessage, ack_status};
+use crate::peer::ConnHandle;
+use crate::protocol::service::{self, Extensions, ServiceMessage, ack_status};
 use crate::telemetry::Metrics;
 
 /// The SDK drops a connection after 30 s without receiving anything; ping well within that.
@@ -32,112 +40,6 @@ pub(crate) trait World {
     fn hub_has_clients(&self) -> bool;
     /// Whether the service mode admits a hub server of this kind; the refusal text if not.
     fn admit(&self, carries_clients: bool) -> Result<(), String>;
-}
-
-/// A typed hub operation (one [`HubHandle`](crate::hub::HubHandle) call) and its arguments.
-#[derive(Debug)]
-pub(crate) enum HubOp {
-    /// Wait until the hub has handled everything queued before.
-    Barrier,
-    /// `send_all`.
-    SendAll(Arc<SerializedMessage>, Vec<ConnectionId>),
-    /// `send_user`.
-    SendUser(UserId, Arc<SerializedMessage>),
-    /// `send_users`.
-    SendUsers(Vec<UserId>, Arc<SerializedMessage>),
-    /// `send_group`: group, message, excluded connections, excluded users.
-    SendGroup(
-        GroupName,
-        Arc<SerializedMessage>,
-        Vec<ConnectionId>,
-        Vec<UserId>,
-    ),
-    /// `send_groups`.
-    SendGroups(Vec<GroupName>, Arc<SerializedMessage>),
-    /// `send_to_server`: another server's id and an encoded frame for it.
-    SendToServer(String, Bytes),
-    /// `add_to_group` (answers found / not found).
-    AddToGroup(ConnectionId, GroupName),
-    /// `remove_from_group` (answers found / not found).
-    RemoveFromGroup(ConnectionId, GroupName),
-    /// `remove_from_all_groups` (answers found / not found).
-    RemoveFromAllGroups(ConnectionId),
-    /// `add_user_to_group`.
-    AddUserToGroup(UserId, GroupName, MembershipTtl),
-    /// `remove_user_from_group`.
-    RemoveUserFromGroup(UserId, GroupName),
-    /// `remove_user_from_all_groups`.
-    RemoveUserFromAllGroups(UserId),
-    /// `exists` (answers found / not found).
-    Exists(ExistsQuery),
-    /// `close_connection` (answers found / not found).
-    CloseConnection(ConnectionId, Option<String>),
-    /// `close_connections`: scope, excluded connections, reason.
-    CloseConnections(Scope, Vec<ConnectionId>, CloseReason),
-    /// `group_connections`.
-    GroupConnections(GroupName),
-    /// `server_ids`.
-    ServerIds,
-    /// `shutdown_server` for this connection.
-    ShutdownServer,
-}
-
-/// What becomes of a hub operation's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Then {
-    /// Nobody waits for it; the connection ends if the hub is gone.
-    Nothing,
-    /// Queue it in order, then send `Ack(ack_id)` with the answer's status once it arrives
-    /// (only that wait runs beside the connection); the connection ends if the hub is gone.
-    Ack(i32),
-    /// Wait for the member list and hand it to [`ServerMachine::on_members`].
-    Members(i32),
-    /// Wait for the server ids and hand them to [`ServerMachine::on_server_ids`].
-    ServerIds,
-    /// Nothing waits for it, and a gone hub does not end the connection.
-    Ignore,
-}
-
-/// How the connection ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Closing {
-    /// The first message was not a HandshakeRequest (policy violation).
-    BadHandshake,
-    /// The service mode does not admit this server (normal closure after the refusal).
-    NotAdmitted,
-    /// A message could not be decoded.
-    Malformed,
-    /// Nothing received for [`SERVER_TIMEOUT`].
-    TimedOut,
-    /// The hub answered that it is gone.
-    HubGone,
-}
-
-/// What the I/O loop must do, in order.
-#[derive(Debug)]
-pub(crate) enum Action {
-    /// Write this message to the socket now (handshake answer, keep-alive ping).
-    Send(ServiceMessage),
-    /// The handshake was accepted: register this connection with the hub.
-    Open(ConnectionType),
-    /// Queue a hub operation, in this server's order.
-    Hub(HubOp, Then),
-    /// Data for one client: push into its outbox, count the outcome, mark it ready.
-    Deliver(ConnHandle, Bytes),
-    /// A client invocation for one client: push into its outbox, nothing counted.
-    Invoke(ConnHandle, Bytes),
-    /// The client must tell the caller (invocation id, caller server id) if it leaves.
-    Track(ConnHandle, String, String),
-    /// The invocation was answered.
-    Untrack(ConnHandle, String),
-    /// An encoded frame for the server a client is routed through (dropped if full).
-    Forward(ServerConnHandle, Bytes),
-    /// Close this client (the app server asked).
-    CloseClient(ConnHandle),
-    /// Queue an answer to this server without waiting.
-    Reply(ServiceMessage),
-    /// End the connection.
-    Close(Closing),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -648,93 +550,6 @@ impl<W: World> ServerMachine<W> {
         }
         out
     }
-}
-
-/// The HandshakeResponse: an empty error message when accepted.
-fn handshake_response(error: Option<&str>) -> ServiceMessage {
-    ServiceMessage::HandshakeResponse {
-        error_message: Some(error.unwrap_or("").to_owned()),
-        extensions: Extensions::default(),
-        connection_id: None,
-    }
-}
-
-/// An Ack without payload.
-pub(crate) fn ack(ack_id: i32, status: i32) -> ServiceMessage {
-    ServiceMessage::Ack {
-        ack_id,
-        status,
-        message: None,
-        extensions: Extensions::default(),
-        payload: None,
-    }
-}
-
-fn shared(payloads: &[(String, Bytes)]) -> Arc<SerializedMessage> {
-    Arc::new(SerializedMessage::from_payload_map(payloads))
-}
-
-fn ids(list: &[String]) -> Vec<ConnectionId> {
-    list.iter()
-        .map(|s| ConnectionId::from(s.as_str()))
-        .collect()
-}
-
-fn join(connection_id: &str, group: String) -> HubOp {
-    HubOp::AddToGroup(connection_id.into(), group.into())
-}
-
-fn leave(connection_id: &str, group: Option<String>) -> HubOp {
-    let id = ConnectionId::from(connection_id);
-    match group {
-        Some(g) => HubOp::RemoveFromGroup(id, g.into()),
-        None => HubOp::RemoveFromAllGroups(id),
-    }
-}
-
-fn user_join(user: String, group: String, ext: &Extensions) -> HubOp {
-    HubOp::AddUserToGroup(user.into(), group.into(), ttl_of(ext))
-}
-
-fn user_leave(user: String, group: Option<String>) -> HubOp {
-    match group {
-        Some(g) => HubOp::RemoveUserFromGroup(user.into(), g.into()),
-        None => HubOp::RemoveUserFromAllGroups(user.into()),
-    }
-}
-
-fn close_many(scope: Scope, excluded: &[String], reason: Option<String>) -> HubOp {
-    HubOp::CloseConnections(scope, ids(excluded), CloseReason::ByApplication(reason))
-}
-
-fn ttl_of(ext: &Extensions) -> MembershipTtl {
-    match ext.ttl {
-        None => MembershipTtl::Unlimited,
-        Some(t) if t <= 0 => MembershipTtl::CurrentConnectionsOnly,
-        Some(t) => MembershipTtl::For(Duration::from_secs(t as u64)),
-    }
-}
-
-/// The GroupMemberQuery answer: `[[[connectionId, userId|nil], …], continuationToken|nil]`.
-fn group_members_payload(members: &[Member]) -> Bytes {
-    let mut out = Vec::with_capacity(16 + members.len() * 32);
-    // Writing MessagePack into a Vec cannot fail.
-    let _ = rmp::encode::write_array_len(&mut out, 2);
-    let _ = rmp::encode::write_array_len(&mut out, members.len() as u32);
-    for m in members {
-        let _ = rmp::encode::write_array_len(&mut out, 2);
-        let _ = rmp::encode::write_str(&mut out, m.connection_id.as_str());
-        match &m.user_id {
-            Some(u) => {
-                let _ = rmp::encode::write_str(&mut out, u.as_str());
-            }
-            None => {
-                let _ = rmp::encode::write_nil(&mut out);
-            }
-        }
-    }
-    let _ = rmp::encode::write_nil(&mut out);
-    Bytes::from(out)
 }
 
 #[cfg(test)]
