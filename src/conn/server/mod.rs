@@ -412,9 +412,8 @@ impl ServerIo<'_> {
                     Ok(reply) => reply.await,
                     Err(gone) => Err(gone),
                 };
-                let ack_id = match then {
-                    Then::Members(ack_id) => ack_id,
-                    _ => return members.map(|_| Vec::new()),
+                let Then::Members(ack_id) = then else {
+                    return members.map(|_| Vec::new());
                 };
                 return Ok(self.machine.on_members(ack_id, members));
             }
