@@ -1,0 +1,484 @@
+//! The hub-server connection's I/O loop: one task per app-server WebSocket on `/server/?hub=`.
+//!
+//! It owns the socket, the varint-framed input stream (parsed by length prefix, never by
+//! WebSocket frame), the tick and a bounded outbox of encoded service frames; it decodes
+//! messages, feeds them to the [`machine::ServerMachine`] and carries out the actions it answers
+//! with: hub operations (queued in order; for `*WithAck` messages only the wait for the hub's
+//! answer runs beside the loop, then an Ack goes out), pushes into clients' outboxes, replies.
+//! It must not decide anything about the protocol itself: that is the machine's.
+//!
+//! **Backpressure, not drops, towards a hub server.** The outbox is a bounded channel; client
+//! actors wait for room ([`ServerConnHandle::send`]), so a hub server that reads slowly slows the
+//! reading of its own clients' sockets, like any TCP proxy. Nothing is dropped: losing a client's
+//! bytes would corrupt its stream. Producers that must not wait (the hub actor) use
+//! [`ServerConnHandle::try_send_frame`], whose failure is counted in
+//! `switchboard_server_outbox_full_total`.
+
+pub(crate) mod machine;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
+use super::env::{ConnectionSlot, ServerEnv};
+use crate::close::CloseReason;
+use crate::hub::{HubGone, HubHandle, HubReply};
+use crate::peer::{ConnHandle, PushError, ServerConnHandle};
+use crate::protocol::service::{self, ConnectionType, ServiceMessage, ack_status};
+use crate::telemetry::Metrics;
+
+/// Frames a server connection's outbox holds.
+const OUTBOX_CAPACITY: usize = 1024;
+/// Time a server has to send its HandshakeRequest.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Everything a server connection actor starts with.
+#[derive(Debug)]
+pub(crate) struct ServerContext {
+    /// Broker state.
+    pub env: Arc<ServerEnv>,
+    /// The hub.
+    pub hub: HubHandle,
+    /// `X-ASRS-Server-Id` (or the token's `nameid`).
+    pub server_id: String,
+    /// The connection's slot in the process-wide limit.
+    pub slot: ConnectionSlot,
+}
+
+/// What the machine looks up: the connection index, the hub's client count, the mode policy.
+struct Surroundings {
+    env: Arc<ServerEnv>,
+    hub: HubHandle,
+}
+
+impl World for Surroundings {
+    fn client(&self, id: &str) -> Option<ConnHandle> {
+        self.env.connections.get(id)
+    }
+
+    fn hub_has_clients(&self) -> bool {
+        self.hub.client_count() > 0
+    }
+
+    fn admit(&self, carries_clients: bool) -> Result<(), String> {
+        self.env.policy.snapshot().admit_server(carries_clients)
+    }
+}
+
+/// Run a hub-server connection until it ends.
+pub(crate) async fn run(
+    ctx: ServerContext,
+    mut session: Session,
+    mut stream: AggregatedMessageStream,
+) {
+    let env = ctx.env.clone();
+    let max_frame = env.limits.max_server_message_size;
+    let world = Surroundings {
+        env: env.clone(),
+        hub: ctx.hub.clone(),
+    };
+    let mut machine = ServerMachine::new(
+        ctx.server_id.clone(),
+        world,
+        env.metrics.clone(),
+        Instant::now(),
+    );
+    let mut input = BytesMut::new();
+
+    // Handshake: the first message must be a HandshakeRequest.
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let connection_type = loop {
+        let frozen = input.clone().freeze();
+        let actions = match service::decode_bytes(&frozen, max_frame) {
+            Ok(Some((Some(msg), used))) => {
+                input.advance(used);
+                machine.on_message(msg)
+            }
+            Ok(Some((None, _))) | Err(_) => machine.on_undecodable(),
+            Ok(None) => Vec::new(),
+        };
+        if !actions.is_empty() {
+            match handshake_actions(&mut session, actions).await {
+                Handshook::Open(connection_type) => break connection_type,
+                Handshook::Close(code) => {
+                    let _ = session.close(Some(code.into())).await;
+                    return;
+                }
+                Handshook::Gone => return,
+            }
+        }
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
+                Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
+                Some(Ok(AggregatedMessage::Ping(p))) => {
+                    if session.pong(&p).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                _ => return,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = session.close(Some(CloseCode::Policy.into())).await;
+                return;
+            }
+        }
+    };
+
+    let (handle, rx) =
+        ServerConnHandle::new(ctx.server_id.clone(), connection_type, OUTBOX_CAPACITY);
+    if ctx.hub.register_server(handle.clone()).await.is_err() {
+        return;
+    }
+    Metrics::inc(&env.metrics.server_connections_opened);
+    Metrics::inc(&env.metrics.server_connections_current);
+
+    let now = Instant::now();
+    machine.on_received(now);
+    machine.on_sent(now);
+    let mut io = ServerIo {
+        env: &env,
+        hub: &ctx.hub,
+        handle: &handle,
+        session: &mut session,
+        machine,
+    };
+    io.serve(&mut stream, rx, input).await;
+
+    ctx.hub.unregister_server(handle.id()).await;
+    Metrics::dec(&env.metrics.server_connections_current);
+    let _ = session.close(Some(CloseCode::Normal.into())).await;
+    drop(ctx.slot);
+}
+
+/// How the handshake ended.
+enum Handshook {
+    /// Accepted, and the answer written.
+    Open(ConnectionType),
+    /// Refused: close the socket with this code (even when writing the refusal failed).
+    Close(CloseCode),
+    /// The socket failed.
+    Gone,
+}
+
+/// Carry out the handshake's actions.
+async fn handshake_actions(session: &mut Session, actions: Vec<Action>) -> Handshook {
+    let mut written = true;
+    for action in actions {
+        match action {
+            Action::Send(msg) => {
+                written = session.binary(service::encode(&msg)).await.is_ok();
+            }
+            Action::Open(connection_type) if written => return Handshook::Open(connection_type),
+            Action::Close(Closing::BadHandshake) => return Handshook::Close(CloseCode::Policy),
+            Action::Close(_) => return Handshook::Close(CloseCode::Normal),
+            _ => return Handshook::Gone,
+        }
+    }
+    Handshook::Gone
+}
+
+/// The open connection: the socket, the machine, and what its actions reach.
+struct ServerIo<'a> {
+    env: &'a ServerEnv,
+    hub: &'a HubHandle,
+    handle: &'a ServerConnHandle,
+    session: &'a mut Session,
+    machine: ServerMachine<Surroundings>,
+}
+
+impl ServerIo<'_> {
+    async fn serve(
+        &mut self,
+        stream: &mut AggregatedMessageStream,
+        mut rx: mpsc::Receiver<Bytes>,
+        mut input: BytesMut,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = BytesMut::new();
+        let mut shutdown = self.env.shutdown.clone();
+        if !self.process_input(&mut input).await {
+            return;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = self.handle.close_requested() => {
+                    tracing::info!(server = self.handle.server_id(), "closing hub server connection (service mode changed)");
+                    return;
+                }
+                frame = rx.recv() => {
+                    let Some(first) = frame else { return };
+                    // Coalesce whatever else is queued into one WebSocket frame.
+                    let frame = match rx.try_recv() {
+                        Err(_) => first,
+                        Ok(second) => {
+                            out.extend_from_slice(&first);
+                            out.extend_from_slice(&second);
+                            while out.len() < 256 * 1024 {
+                                match rx.try_recv() {
+                                    Ok(more) => out.extend_from_slice(&more),
+                                    Err(_) => break,
+                                }
+                            }
+                            out.split().freeze()
+                        }
+                    };
+                    let timeout = self.env.limits.send_timeout();
+                    match tokio::time::timeout(timeout, self.session.binary(frame)).await {
+                        Ok(Ok(())) => self.machine.on_sent(Instant::now()),
+                        Ok(Err(_)) => return,
+                        Err(_elapsed) => {
+                            Metrics::inc(&self.env.metrics.send_timeouts);
+                            return;
+                        }
+                    }
+                    if out.capacity() > 512 * 1024 {
+                        out = BytesMut::new();
+                    }
+                }
+                frame = stream.next() => {
+                    match frame {
+                        Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
+                        Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
+                        Some(Ok(AggregatedMessage::Ping(p))) => {
+                            if self.session.pong(&p).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => continue,
+                        _ => return,
+                    }
+                    self.machine.on_received(Instant::now());
+                    if !self.process_input(&mut input).await {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    let actions = self.machine.on_tick(Instant::now());
+                    if !self.apply(actions).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle every complete frame in `input`; false when the connection must end.
+    async fn process_input(&mut self, input: &mut BytesMut) -> bool {
+        if input.is_empty() {
+            return true;
+        }
+        let max_frame = self.env.limits.max_server_message_size;
+        // Freeze the buffer so that payloads are zero-copy slices of it.
+        let buf = input.split().freeze();
+        let mut offset = 0;
+        while offset < buf.len() {
+            let rest = buf.slice(offset..);
+            match service::decode_bytes(&rest, max_frame) {
+                Ok(Some((msg, used))) => {
+                    offset += used;
+                    if let Some(msg) = msg {
+                        let actions = self.machine.on_message(msg);
+                        if !self.apply(actions).await {
+                            return false;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
+                    let actions = self.machine.on_undecodable();
+                    return self.apply(actions).await;
+                }
+            }
+        }
+        input.extend_from_slice(&buf[offset..]);
+        true
+    }
+
+    /// Carry out the machine's actions in order; false when the connection must end.
+    async fn apply(&mut self, actions: Vec<Action>) -> bool {
+        let mut queue = VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Send(msg) => {
+                    if self.session.binary(service::encode(&msg)).await.is_err() {
+                        return false;
+                    }
+                }
+                Action::Open(_) => {}
+                Action::Hub(op, then) => match self.hub_op(op, then).await {
+                    Ok(more) => {
+                        for action in more.into_iter().rev() {
+                            queue.push_front(action);
+                        }
+                    }
+                    Err(HubGone) => return false,
+                },
+                Action::Deliver(conn, bytes) => {
+                    let metrics = &self.env.metrics;
+                    match conn.outbox().push(bytes) {
+                        Ok(()) => Metrics::inc(&metrics.messages_delivered),
+                        Err(PushError::Full) => Metrics::inc(&metrics.outbox_overflow),
+                        Err(PushError::Closed) => Metrics::inc(&metrics.outbox_dropped),
+                    }
+                    if !conn.is_ready() {
+                        conn.mark_ready();
+                    }
+                }
+                Action::Invoke(conn, bytes) => {
+                    let _ = conn.outbox().push(bytes);
+                }
+                Action::Track(conn, invocation_id, caller) => {
+                    conn.track_invocation(invocation_id, caller)
+                }
+                Action::Untrack(conn, invocation_id) => conn.untrack_invocation(&invocation_id),
+                Action::Forward(router, frame) => {
+                    let _ = router.try_send_frame(frame);
+                }
+                Action::CloseClient(conn) => conn.close(CloseReason::ByAppServer),
+                Action::Reply(msg) => self.reply(&msg),
+                Action::Close(closing) => {
+                    if closing == Closing::TimedOut {
+                        tracing::warn!(server = self.handle.server_id(), "hub server timed out");
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Queue an answer to this server without waiting on the hub.
+    fn reply(&self, msg: &ServiceMessage) {
+        if self.handle.try_send_frame(service::encode(msg)).is_err() {
+            Metrics::inc(&self.env.metrics.server_outbox_full);
+        }
+    }
+
+    /// Queue one hub operation and deal with its answer as `then` says; the actions the machine
+    /// answers a waited-for answer with, or `HubGone` when the connection must end.
+    async fn hub_op(&mut self, op: HubOp, then: Then) -> Result<Vec<Action>, HubGone> {
+        let hub = self.hub;
+        let queued = match op {
+            HubOp::Barrier => hub.barrier().await.map(|()| Queued::Done),
+            HubOp::SendAll(msg, excluded) => hub.send_all(msg, excluded).await.map(done),
+            HubOp::SendUser(user, msg) => hub.send_user(user, msg).await.map(done),
+            HubOp::SendUsers(users, msg) => hub.send_users(users, msg).await.map(done),
+            HubOp::SendGroup(group, msg, excluded, excluded_users) => hub
+                .send_group(group, msg, excluded, excluded_users)
+                .await
+                .map(done),
+            HubOp::SendGroups(groups, msg) => hub.send_groups(groups, msg).await.map(done),
+            HubOp::SendToServer(id, frame) => hub.send_to_server(id, frame).await.map(done),
+            HubOp::AddToGroup(id, g) => hub.add_to_group(id, g).await.map(Queued::Found),
+            HubOp::RemoveFromGroup(id, g) => hub.remove_from_group(id, g).await.map(Queued::Found),
+            HubOp::RemoveFromAllGroups(id) => {
+                hub.remove_from_all_groups(id).await.map(Queued::Found)
+            }
+            HubOp::AddUserToGroup(user, g, ttl) => hub
+                .add_user_to_group(user, g, ttl)
+                .await
+                .map(Queued::Finished),
+            HubOp::RemoveUserFromGroup(user, g) => hub
+                .remove_user_from_group(user, g)
+                .await
+                .map(Queued::Finished),
+            HubOp::RemoveUserFromAllGroups(user) => hub
+                .remove_user_from_all_groups(user)
+                .await
+                .map(Queued::Finished),
+            HubOp::Exists(query) => hub.exists(query).await.map(Queued::Found),
+            HubOp::CloseConnection(id, reason) => {
+                hub.close_connection(id, reason).await.map(Queued::Found)
+            }
+            HubOp::CloseConnections(scope, excluded, reason) => hub
+                .close_connections(scope, excluded, reason)
+                .await
+                .map(Queued::Finished),
+            HubOp::GroupConnections(group) => {
+                let members = match hub.group_connections(group).await {
+                    Ok(reply) => reply.await,
+                    Err(gone) => Err(gone),
+                };
+                let Then::Members(ack_id) = then else {
+                    return members.map(|_| Vec::new());
+                };
+                return Ok(self.machine.on_members(ack_id, members));
+            }
+            HubOp::ServerIds => {
+                let ids = match hub.server_ids().await {
+                    Ok(reply) => reply.await,
+                    Err(gone) => Err(gone),
+                };
+                return Ok(self.machine.on_server_ids(ids, crate::auth::unix_now()));
+            }
+            HubOp::ShutdownServer => hub.shutdown_server(self.handle.id()).await.map(done),
+        };
+        match (queued, then) {
+            (Err(HubGone), Then::Ignore) => Ok(Vec::new()),
+            (Err(HubGone), _) => Err(HubGone),
+            (Ok(queued), Then::Ack(ack_id)) => {
+                self.ack_later(ack_id, queued);
+                Ok(Vec::new())
+            }
+            // Without an ack nobody waits for the answer.
+            (Ok(_), _) => Ok(Vec::new()),
+        }
+    }
+
+    /// Turn the hub's answer to an operation already queued (in this server's order) into an
+    /// Ack; only the wait for the answer runs beside the loop, so data keeps flowing.
+    fn ack_later(&self, ack_id: i32, queued: Queued) {
+        let handle = self.handle.clone();
+        let metrics = self.env.metrics.clone();
+        tokio::spawn(async move {
+            let status = match queued {
+                Queued::Done => Ok(ack_status::OK),
+                Queued::Found(reply) => reply.await.map(found_status),
+                Queued::Finished(reply) => reply.await.map(|()| ack_status::OK),
+            }
+            .unwrap_or(ack_status::INTERNAL_SERVER_ERROR);
+            if handle
+                .try_send_frame(service::encode(&ack(ack_id, status)))
+                .is_err()
+            {
+                Metrics::inc(&metrics.server_outbox_full);
+            }
+        });
+    }
+}
+
+/// A hub operation in the hub's queue, and what its answer will be.
+enum Queued {
+    /// Nothing to answer.
+    Done,
+    /// Found / not found (a missing connection, a user not in the group).
+    Found(HubReply<bool>),
+    /// Done, once the hub got to it.
+    Finished(HubReply<()>),
+}
+
+fn done((): ()) -> Queued {
+    Queued::Done
+}
+
+/// The Ack status of a found / not found answer.
+fn found_status(found: bool) -> i32 {
+    if found {
+        ack_status::OK
+    } else {
+        ack_status::NOT_FOUND
+    }
+}
