@@ -60,6 +60,7 @@ mod embed;
 pub(crate) mod http;
 pub mod hub;
 pub(crate) mod keyring;
+mod local;
 pub mod peer;
 pub(crate) mod policy;
 pub mod routing;

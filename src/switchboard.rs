@@ -209,6 +209,25 @@ impl SwitchboardHandle {
         )
     }
 
+    /// A hub server for hub `name` served in this process by `hub` (the SDK's hub builder: its
+    /// methods, connect and disconnect handlers, streams and client results), attached without a
+    /// network socket. Configure it further (connection count, server id, timeouts) and
+    /// [`start`](switchboard_sdk::HubServerBuilder::start) it; it connects like an app server,
+    /// so clients of `name` are routed to it in Default and Classic modes (Serverless mode
+    /// refuses app servers). Fails only when this broker's connection string does not parse.
+    pub fn hub_server(
+        &self,
+        name: &str,
+        hub: switchboard_sdk::Hub,
+    ) -> Result<switchboard_sdk::HubServerBuilder, switchboard_sdk::SdkError> {
+        let cs: switchboard_sdk::ConnectionString = self
+            .connection_string()
+            .parse()
+            .map_err(switchboard_sdk::SdkError::ConnectionString)?;
+        Ok(switchboard_sdk::HubServer::builder(cs, name, hub)
+            .local(Arc::new(crate::local::LocalBroker(self.shared.clone()))))
+    }
+
     /// The names of the hubs used so far (a hub starts on its first client, group membership or
     /// embedding-API operation; a send to an unused hub starts none), sorted.
     pub fn hub_names(&self) -> Vec<String> {

@@ -483,3 +483,111 @@ async fn operations_after_stop_fail_with_hub_gone() {
     let r = env.hub.close_all(None, &[]).await;
     assert!(matches!(r, Err(HubClientError::HubGone)), "{r:?}");
 }
+
+/// A hub served in this process by the SDK's `Hub` (no socket): a real client connects to the
+/// broker, is routed to it, gets its on_connected greeting, invokes a method and gets the
+/// answer; the hub server's own sends reach it; its disconnect is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_served_in_process_answers_real_clients() {
+    use switchboard_sdk::{Context, Hub, HubError};
+    let (handle, base, key) = common::start(ServiceMode::Default).await;
+    let (events_tx, mut events) = tokio::sync::mpsc::channel::<String>(8);
+    let hub = Hub::builder()
+        .on_connected(|ctx: Context| async move {
+            ctx.clients()
+                .caller()
+                .send("welcome", ("in process",))
+                .await?;
+            Ok(())
+        })
+        .on_disconnected(move |ctx: Context, _error: Option<String>| {
+            let events = events_tx.clone();
+            async move {
+                let _ = events
+                    .send(format!("gone {}", ctx.user_id().unwrap_or("-")))
+                    .await;
+            }
+        })
+        .method("Echo", |_ctx: Context, (text,): (String,)| async move {
+            Ok::<_, HubError>(text)
+        })
+        .build();
+    let server = handle
+        .hub_server(HUB, hub)
+        .expect("hub server")
+        .connection_count(2)
+        .start()
+        .expect("start");
+    server
+        .wait_connected(2, T)
+        .await
+        .expect("both in-process server connections come up");
+
+    let token = client_token(&key, HUB, Some("alice"));
+    let mut client = TestClient::connect(&base, HUB, &token, "json")
+        .await
+        .expect("client connects through the in-process hub server");
+    expect(&mut client, "welcome", json!(["in process"])).await;
+    client
+        .send_raw(
+            b"{\"type\":1,\"invocationId\":\"1\",\"target\":\"Echo\",\"arguments\":[\"hi\"]}\x1e",
+        )
+        .await
+        .expect("invoke");
+    let answer = client.next_message(T).await.expect("completion");
+    assert_eq!(
+        (
+            answer["type"].clone(),
+            answer["invocationId"].clone(),
+            answer["result"].clone()
+        ),
+        (json!(3), json!("1"), json!("hi")),
+        "{answer}"
+    );
+    server
+        .clients()
+        .all()
+        .send("news", ("from the app",))
+        .await
+        .expect("send from the hub server");
+    expect(&mut client, "news", json!(["from the app"])).await;
+    client.close().await;
+    assert_eq!(
+        tokio::time::timeout(T, events.recv())
+            .await
+            .expect("disconnect seen"),
+        Some("gone alice".to_owned())
+    );
+    server.stop().await;
+    handle.stop().await;
+}
+
+/// Serverless mode refuses app servers that carry clients, in process as on the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serverless_mode_refuses_a_hub_served_in_process() {
+    let env = setup().await;
+    let hub = switchboard_sdk::Hub::builder().build();
+    let server = env
+        .handle
+        .hub_server(HUB, hub)
+        .expect("hub server")
+        .connection_count(1)
+        .start()
+        .expect("start");
+    let deadline = tokio::time::Instant::now() + T;
+    while env
+        .handle
+        .metrics()
+        .get("switchboard_server_handshakes_failed_total")
+        == Some(0)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the in-process server connection was never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.connected_count(), 0);
+    server.stop().await;
+    env.handle.stop().await;
+}

@@ -59,6 +59,9 @@ async fn connect(
         server_id,
         slot,
     };
-    actix_web::rt::spawn(server::run(ctx, session, stream));
+    actix_web::rt::spawn(server::run(
+        ctx,
+        server::socket::ActixSocket::new(session, stream),
+    ));
     Ok(response)
 }

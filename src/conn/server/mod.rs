@@ -15,17 +15,17 @@
 //! `switchboard_server_outbox_full_total`.
 
 pub(crate) mod machine;
+pub(crate) mod socket;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
+use self::socket::{Incoming, ServerSocket, SocketClose};
 use super::env::{ConnectionSlot, ServerEnv};
 use crate::close::CloseReason;
 use crate::hub::{HubGone, HubHandle, HubReply};
@@ -72,11 +72,7 @@ impl World for Surroundings {
 }
 
 /// Run a hub-server connection until it ends.
-pub(crate) async fn run(
-    ctx: ServerContext,
-    mut session: Session,
-    mut stream: AggregatedMessageStream,
-) {
+pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     let env = ctx.env.clone();
     let max_frame = env.limits.max_server_message_size;
     let world = Surroundings {
@@ -104,29 +100,23 @@ pub(crate) async fn run(
             Ok(None) => Vec::new(),
         };
         if !actions.is_empty() {
-            match handshake_actions(&mut session, actions).await {
+            match handshake_actions(&mut socket, actions).await {
                 Handshook::Open(connection_type) => break connection_type,
                 Handshook::Close(code) => {
-                    let _ = session.close(Some(code.into())).await;
+                    socket.close(code).await;
                     return;
                 }
                 Handshook::Gone => return,
             }
         }
         tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
-                Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
-                Some(Ok(AggregatedMessage::Ping(p))) => {
-                    if session.pong(&p).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(AggregatedMessage::Pong(_))) => {}
-                _ => return,
+            frame = socket.recv() => match frame {
+                Incoming::Data(b) => input.extend_from_slice(&b),
+                Incoming::Control => {}
+                Incoming::Gone => return,
             },
             _ = tokio::time::sleep_until(deadline) => {
-                let _ = session.close(Some(CloseCode::Policy.into())).await;
+                socket.close(SocketClose::Policy).await;
                 return;
             }
         }
@@ -147,14 +137,14 @@ pub(crate) async fn run(
         env: &env,
         hub: &ctx.hub,
         handle: &handle,
-        session: &mut session,
+        socket: &mut socket,
         machine,
     };
-    io.serve(&mut stream, rx, input).await;
+    io.serve(rx, input).await;
 
     ctx.hub.unregister_server(handle.id()).await;
     Metrics::dec(&env.metrics.server_connections_current);
-    let _ = session.close(Some(CloseCode::Normal.into())).await;
+    socket.close(SocketClose::Normal).await;
     drop(ctx.slot);
 }
 
@@ -163,22 +153,22 @@ enum Handshook {
     /// Accepted, and the answer written.
     Open(ConnectionType),
     /// Refused: close the socket with this code (even when writing the refusal failed).
-    Close(CloseCode),
+    Close(SocketClose),
     /// The socket failed.
     Gone,
 }
 
 /// Carry out the handshake's actions.
-async fn handshake_actions(session: &mut Session, actions: Vec<Action>) -> Handshook {
+async fn handshake_actions<S: ServerSocket>(socket: &mut S, actions: Vec<Action>) -> Handshook {
     let mut written = true;
     for action in actions {
         match action {
             Action::Send(msg) => {
-                written = session.binary(service::encode(&msg)).await.is_ok();
+                written = socket.send(service::encode(&msg)).await.is_ok();
             }
             Action::Open(connection_type) if written => return Handshook::Open(connection_type),
-            Action::Close(Closing::BadHandshake) => return Handshook::Close(CloseCode::Policy),
-            Action::Close(_) => return Handshook::Close(CloseCode::Normal),
+            Action::Close(Closing::BadHandshake) => return Handshook::Close(SocketClose::Policy),
+            Action::Close(_) => return Handshook::Close(SocketClose::Normal),
             _ => return Handshook::Gone,
         }
     }
@@ -186,21 +176,16 @@ async fn handshake_actions(session: &mut Session, actions: Vec<Action>) -> Hands
 }
 
 /// The open connection: the socket, the machine, and what its actions reach.
-struct ServerIo<'a> {
+struct ServerIo<'a, S> {
     env: &'a ServerEnv,
     hub: &'a HubHandle,
     handle: &'a ServerConnHandle,
-    session: &'a mut Session,
+    socket: &'a mut S,
     machine: ServerMachine<Surroundings>,
 }
 
-impl ServerIo<'_> {
-    async fn serve(
-        &mut self,
-        stream: &mut AggregatedMessageStream,
-        mut rx: mpsc::Receiver<Bytes>,
-        mut input: BytesMut,
-    ) {
+impl<S: ServerSocket> ServerIo<'_, S> {
+    async fn serve(&mut self, mut rx: mpsc::Receiver<Bytes>, mut input: BytesMut) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = BytesMut::new();
@@ -211,7 +196,8 @@ impl ServerIo<'_> {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                // The Ref the wait answers with is not Send: drop it inside.
+                () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
                 _ = self.handle.close_requested() => {
                     tracing::info!(server = self.handle.server_id(), "closing hub server connection (service mode changed)");
                     return;
@@ -234,7 +220,7 @@ impl ServerIo<'_> {
                         }
                     };
                     let timeout = self.env.limits.send_timeout();
-                    match tokio::time::timeout(timeout, self.session.binary(frame)).await {
+                    match tokio::time::timeout(timeout, self.socket.send(frame)).await {
                         Ok(Ok(())) => self.machine.on_sent(Instant::now()),
                         Ok(Err(_)) => return,
                         Err(_elapsed) => {
@@ -246,18 +232,11 @@ impl ServerIo<'_> {
                         out = BytesMut::new();
                     }
                 }
-                frame = stream.next() => {
+                frame = self.socket.recv() => {
                     match frame {
-                        Some(Ok(AggregatedMessage::Binary(b))) => input.extend_from_slice(&b),
-                        Some(Ok(AggregatedMessage::Text(t))) => input.extend_from_slice(t.as_bytes()),
-                        Some(Ok(AggregatedMessage::Ping(p))) => {
-                            if self.session.pong(&p).await.is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        Some(Ok(AggregatedMessage::Pong(_))) => continue,
-                        _ => return,
+                        Incoming::Data(b) => input.extend_from_slice(&b),
+                        Incoming::Control => continue,
+                        Incoming::Gone => return,
                     }
                     self.machine.on_received(Instant::now());
                     if !self.process_input(&mut input).await {
@@ -313,7 +292,7 @@ impl ServerIo<'_> {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Send(msg) => {
-                    if self.session.binary(service::encode(&msg)).await.is_err() {
+                    if self.socket.send(service::encode(&msg)).await.is_err() {
                         return false;
                     }
                 }
