@@ -458,6 +458,35 @@ async fn write_frame(
     }
 }
 
+/// One burst taken from a connection's outbox: what to write, then whether to close.
+struct Burst {
+    /// One frame for the socket: the frame that goes alone, or the coalesced buffer.
+    frame: Option<Bytes>,
+    /// A close was requested; it comes after the frame.
+    close: Option<CloseReason>,
+}
+
+/// Drain the connection's outbox into one frame. `out` is the coalescing buffer kept between
+/// bursts: a frame that goes alone is passed on without a copy, several are one `Bytes` split
+/// off `out`, and a buffer grown past [`RETAINED_INPUT_CAPACITY`] is released so an idle
+/// connection keeps none.
+fn drain_outbox(conn: &ConnHandle, out: &mut BytesMut) -> Burst {
+    let mut single = None;
+    let drained = conn.outbox().drain_into(out, &mut single);
+    let frame = match single {
+        Some(f) => Some(f),
+        None if !out.is_empty() => Some(out.split().freeze()),
+        None => None,
+    };
+    if out.capacity() > RETAINED_INPUT_CAPACITY {
+        *out = BytesMut::new();
+    }
+    Burst {
+        frame,
+        close: drained.close.map(|c| c.reason),
+    }
+}
+
 struct Actor<'a> {
     env: &'a Arc<ClientEnv>,
     hub_name: &'a str,
@@ -496,17 +525,8 @@ impl Actor<'_> {
                     }
                 }
                 _ = self.conn.outbox().ready() => {
-                    let mut single = None;
-                    let drained = self.conn.outbox().drain_into(&mut out, &mut single);
-                    let frame = match single {
-                        Some(f) => Some(f),
-                        None if !out.is_empty() => Some(out.split().freeze()),
-                        None => None,
-                    };
-                    if out.capacity() > RETAINED_INPUT_CAPACITY {
-                        out = BytesMut::new();
-                    }
-                    if let Some(frame) = frame {
+                    let burst = drain_outbox(self.conn, &mut out);
+                    if let Some(frame) = burst.frame {
                         if let Some(st) = &mut self.stateful
                             && let Err(exit) = st.record(&frame)
                         {
@@ -520,8 +540,8 @@ impl Actor<'_> {
                         }
                         self.last_sent = Instant::now();
                     }
-                    if let Some(close) = drained.close {
-                        return close.reason;
+                    if let Some(reason) = burst.close {
+                        return reason;
                     }
                 }
                 inbound = transport.recv() => {
@@ -825,14 +845,12 @@ impl Stateful {
                     };
                 }
                 _ = conn.outbox().ready() => {
-                    let mut single = None;
-                    let drained = conn.outbox().drain_into(&mut out, &mut single);
-                    let frame = single.or_else(|| (!out.is_empty()).then(|| out.split().freeze()));
-                    if let Some(frame) = frame {
+                    let burst = drain_outbox(conn, &mut out);
+                    if let Some(frame) = burst.frame {
                         self.record(&frame)?;
                     }
-                    if let Some(close) = drained.close {
-                        return Err(close.reason);
+                    if let Some(reason) = burst.close {
+                        return Err(reason);
                     }
                 }
                 _ = keep_alive.tick(), if server.is_some() => {
@@ -916,13 +934,8 @@ impl Relay<'_> {
                         }
                     }
                     _ = self.conn.outbox().ready() => {
-                        let mut single = None;
-                        let drained = self.conn.outbox().drain_into(&mut out, &mut single);
-                        let frame = single.or_else(|| (!out.is_empty()).then(|| out.split().freeze()));
-                        if out.capacity() > RETAINED_INPUT_CAPACITY {
-                            out = BytesMut::new();
-                        }
-                        if let Some(frame) = frame {
+                        let burst = drain_outbox(self.conn, &mut out);
+                        if let Some(frame) = burst.frame {
                             if let Some(st) = &mut self.stateful
                                 && let Err(exit) = st.record(&frame)
                             {
@@ -934,8 +947,8 @@ impl Relay<'_> {
                                 break 'relay exit;
                             }
                         }
-                        if let Some(close) = drained.close {
-                            break 'relay close.reason;
+                        if let Some(reason) = burst.close {
+                            break 'relay reason;
                         }
                     }
                     _ = tick.tick() => {
