@@ -36,12 +36,14 @@ use tokio::sync::mpsc;
 mod open;
 mod relay;
 mod served;
+mod state;
 mod stateful;
 mod write;
 
 use open::open;
 use relay::{Relay, handshake_v1};
 use served::Actor;
+use state::ServedState;
 use stateful::Stateful;
 use write::write_frame;
 
@@ -216,10 +218,7 @@ impl Admitted {
                         hub_name: ctx.hub.name().as_str(),
                         conn,
                         protocol,
-                        route,
-                        last_sent: Instant::now(),
-                        last_received: Instant::now(),
-                        timeout_armed: false,
+                        state: ServedState::new(route, Instant::now()),
                         upstream: None,
                         upstream_info,
                         stateful: resume.take().map(|r| {

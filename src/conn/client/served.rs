@@ -8,8 +8,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
+use super::state::{Next, ServedState, Step, Tick, next_input};
 use super::stateful::{Stateful, next_resumption};
 use super::write::{drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
@@ -18,8 +19,7 @@ use crate::conn::env::ClientEnv;
 use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream::{self, UpstreamLink};
 use crate::peer::ConnHandle;
-use crate::protocol::{self, Completion, CompletionOutcome, HubMessage, HubProtocol};
-use crate::routing::{ClientRoute, MessageAction};
+use crate::protocol::{self, HubProtocol};
 use crate::telemetry::Metrics;
 use crate::upstream::{UpstreamConnection, unframed_invocation as upstream_body};
 
@@ -28,10 +28,8 @@ pub(super) struct Actor<'a> {
     pub(super) hub_name: &'a str,
     pub(super) conn: &'a ConnHandle,
     pub(super) protocol: HubProtocol,
-    pub(super) route: ClientRoute,
-    pub(super) last_sent: Instant,
-    pub(super) last_received: Instant,
-    pub(super) timeout_armed: bool,
+    /// The decisions: liveness bookkeeping and what each message asks for.
+    pub(super) state: ServedState,
     /// The connection's upstream worker, started at its first upstream call.
     pub(super) upstream: Option<UpstreamLink>,
     pub(super) upstream_info: &'a UpstreamConnection,
@@ -74,7 +72,7 @@ impl Actor<'_> {
                                 return exit;
                             }
                         }
-                        self.last_sent = Instant::now();
+                        self.state.sent(Instant::now());
                     }
                     if let Some(reason) = burst.close {
                         return reason;
@@ -95,32 +93,35 @@ impl Actor<'_> {
                             return CloseReason::ProtocolError(detail);
                         }
                     }
-                    self.last_received = Instant::now();
+                    self.state.received(Instant::now());
                     if let Some(exit) = self.process_input(&mut input) {
                         return exit;
                     }
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    if self.timeout_armed && now.duration_since(self.last_received) >= limits.client_timeout() {
-                        Metrics::inc(&self.env.metrics.client_timeouts);
-                        return CloseReason::PingTimeout;
-                    }
-                                        if transport.is_abandoned(limits.negotiate_timeout()) {
-                        return CloseReason::Abandoned;
-                    }
+                    let abandoned = transport.is_abandoned(limits.negotiate_timeout());
+                    let ping = match self.state.on_tick(now, limits, abandoned, transport.sends_pings()) {
+                        Tick::Close(reason) => {
+                            if reason == CloseReason::PingTimeout {
+                                Metrics::inc(&self.env.metrics.client_timeouts);
+                            }
+                            return reason;
+                        }
+                        Tick::Live { ping } => ping,
+                    };
                     if let Some(st) = &mut self.stateful
                         && let Err(lost) = st.send_ack(transport, self.protocol, self.env).await
                         && let Err(exit) = self.wait_for_resume(transport, lost).await
                     {
                         return exit;
                     }
-                    if transport.sends_pings() && now.duration_since(self.last_sent) >= limits.keep_alive_interval() {
+                    if ping {
                         let ping = Bytes::from_static(protocol::ping_frame(self.protocol));
                         if let Err(lost) = write_frame(transport, self.protocol, ping, self.env).await {
                             return lost;
                         }
-                        self.last_sent = now;
+                        self.state.sent(now);
                     }
                 }
             }
@@ -148,20 +149,25 @@ impl Actor<'_> {
         let max = self.env.limits.max_message_size;
         let mut received = 0u64;
         let exit = loop {
-            match self.protocol.decode(input, max) {
-                Ok(Some(decoded)) => {
-                    input.advance(decoded.consumed);
+            match next_input(self.protocol, input, max) {
+                Next::Message(msg) => {
                     received += 1;
-                    if let Some(msg) = decoded.message
-                        && let Some(exit) = self.handle(msg)
+                    if let Some(msg) = msg
+                        && let Some(step) = self.state.on_message(
+                            msg,
+                            self.stateful.as_mut(),
+                            &self.env.policy,
+                            self.hub_name,
+                        )
+                        && let Some(exit) = self.carry_out(step)
                     {
                         break Some(exit);
                     }
                 }
-                Ok(None) => break None,
-                Err(e) => {
+                Next::Incomplete => break None,
+                Next::Invalid(reason) => {
                     Metrics::inc(&self.env.metrics.protocol_errors);
-                    break Some(CloseReason::from_protocol_error(&e));
+                    break Some(reason);
                 }
             }
         };
@@ -172,29 +178,10 @@ impl Actor<'_> {
         exit
     }
 
-    fn handle(&mut self, msg: HubMessage) -> Option<Exit> {
-        if let Some(st) = &mut self.stateful {
-            match st.on_receive(&msg) {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(exit) => return Some(exit),
-            }
-        }
-        if matches!(msg, HubMessage::Ping) {
-            // ASP.NET Core starts the client timeout at the first Ping: older clients never ping.
-            self.timeout_armed = true;
-        }
-        // The route is fixed at connect time; the upstream rules are the current ones.
-        let action = self
-            .env
-            .policy
-            .snapshot()
-            .route_message(self.route, self.hub_name, &msg);
-        match action {
-            MessageAction::ToUpstream => {
-                let HubMessage::Invocation(inv) = msg else {
-                    return None;
-                };
+    /// Do what [`ServedState::on_message`] decided; the exit when it ends the connection.
+    fn carry_out(&mut self, step: Step) -> Option<Exit> {
+        match step {
+            Step::Upstream(inv) => {
                 let Ok(body) = upstream_body(self.protocol, &inv) else {
                     return None;
                 };
@@ -221,26 +208,12 @@ impl Actor<'_> {
                 }
                 None
             }
-            MessageAction::Liveness => None,
-            MessageAction::EndConnection => Some(CloseReason::ClientClosed),
-            // This actor serves clients without a hub server; a routed client is a `Relay`.
-            MessageAction::Drop | MessageAction::ToServer => {
+            Step::Drop => {
                 Metrics::inc(&self.env.metrics.messages_dropped_no_route);
                 None
             }
-            MessageAction::RejectInvocation(error) => {
+            Step::Reject(completion) => {
                 Metrics::inc(&self.env.metrics.invocations_rejected);
-                let invocation_id = match msg {
-                    HubMessage::Invocation(inv) | HubMessage::StreamInvocation(inv) => {
-                        inv.invocation_id.unwrap_or_default()
-                    }
-                    _ => return None,
-                };
-                let completion = HubMessage::Completion(Completion {
-                    headers: Vec::new(),
-                    invocation_id,
-                    outcome: CompletionOutcome::Error(error),
-                });
                 if let Ok(frame) = self.protocol.encode(&completion) {
                     // Queued behind earlier deliveries to keep order; an overflow closes the
                     // connection through the outbox.
@@ -248,7 +221,7 @@ impl Actor<'_> {
                 }
                 None
             }
-            MessageAction::Close(reason) => Some(reason),
+            Step::Close(reason) => Some(reason),
         }
     }
 }
