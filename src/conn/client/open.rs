@@ -1,6 +1,7 @@
 //! Opening a client connection: the handshake request (parsed from the first bytes, within the
 //! handshake timeout), the protocol choice, the upstream's `connected` event in Serverless mode
-//! and admission by the hub.
+//! and admission by the hub. The handshake decisions (reading the request, choosing the
+//! protocol, the error texts) are pure functions, unit-tested below; [`open`] carries them out.
 //!
 //! It owns nothing past admission: it hands the admitted state to [`run`](super::run) and must
 //! not serve messages or send anything but a failed handshake's answer (a successful one is the
@@ -14,7 +15,8 @@ use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream;
 use crate::hub::{AdmitError, AdmitRequest};
 use crate::id::UserId;
-use crate::protocol::{HubProtocol, handshake};
+use crate::protocol::HubProtocol;
+use crate::protocol::handshake::{self, HandshakeRequest};
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
 use crate::telemetry::Metrics;
@@ -33,15 +35,11 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     // Phase 1: the handshake request.
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
     let (request, raw_request) = loop {
-        match handshake::parse_request(&input) {
-            Ok(Some((req, consumed))) => break (req, input.split_to(consumed).freeze()),
-            Ok(None) if input.len() > limits.max_message_size => {
-                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
-                return None;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                fail_handshake(&env, transport, &e.response_text(true), None).await;
+        match read_request(&input, limits.max_message_size) {
+            Request::Complete(req, consumed) => break (req, input.split_to(consumed).freeze()),
+            Request::Incomplete => {}
+            Request::Fail(text) => {
+                fail_handshake(&env, transport, &text, None).await;
                 return None;
             }
         }
@@ -62,10 +60,9 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     };
 
     // WebSockets carry binary frames, so every protocol is available.
-    let protocol = match handshake::select_protocol(&request, transport.binary_supported()) {
+    let protocol = match choose_protocol(&request, transport.binary_supported()) {
         Ok(p) => p,
-        Err(text) => {
-            let frame_kind = HubProtocol::from_name(&request.protocol);
+        Err((text, frame_kind)) => {
             fail_handshake(&env, transport, &text, frame_kind).await;
             return None;
         }
@@ -89,7 +86,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
 
     // Stateful reconnect needs handshake version 2 (a lower one turns it off): stop accepting
     // reconnects for this token at once.
-    if request.version < 2 && resume.take().is_some() {
+    if !keeps_stateful(&request) && resume.take().is_some() {
         resumable = None;
     }
 
@@ -136,4 +133,118 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         input,
         _resumable: resumable,
     })
+}
+
+/// Where the handshake request stands in the bytes received so far.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    /// The request, and the bytes it took (separator included); the rest is hub messages.
+    Complete(HandshakeRequest, usize),
+    /// No separator yet: keep reading (within the handshake timeout).
+    Incomplete,
+    /// Fail the handshake with this text.
+    Fail(String),
+}
+
+/// Read the handshake request from the start of `input`: more than `max` bytes without one
+/// cancels the handshake; a malformed one fails it with the detailed .NET text.
+fn read_request(input: &[u8], max: usize) -> Request {
+    match handshake::parse_request(input) {
+        Ok(Some((req, consumed))) => Request::Complete(req, consumed),
+        Ok(None) if input.len() > max => Request::Fail(handshake::HANDSHAKE_CANCELED.to_owned()),
+        Ok(None) => Request::Incomplete,
+        Err(e) => Request::Fail(e.response_text(true)),
+    }
+}
+
+/// The hub protocol for `request`, or the handshake failure: its text, and the protocol whose
+/// frame type carries the answer (a known protocol's, even when it was refused).
+fn choose_protocol(
+    request: &HandshakeRequest,
+    binary_supported: bool,
+) -> Result<HubProtocol, (String, Option<HubProtocol>)> {
+    handshake::select_protocol(request, binary_supported)
+        .map_err(|text| (text, HubProtocol::from_name(&request.protocol)))
+}
+
+/// Whether a negotiated stateful reconnect survives the handshake: it needs version 2.
+fn keeps_stateful(request: &HandshakeRequest) -> bool {
+    request.version >= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(protocol: &str, version: i64) -> HandshakeRequest {
+        HandshakeRequest {
+            protocol: protocol.to_owned(),
+            version,
+        }
+    }
+
+    #[test]
+    fn the_request_is_read_up_to_its_separator() {
+        let input = b"{\"protocol\":\"json\",\"version\":2}\x1e{\"type\":6}\x1e";
+        assert_eq!(
+            read_request(input, 1024),
+            Request::Complete(request("json", 2), 32)
+        );
+        assert_eq!(read_request(b"{\"protocol\":", 1024), Request::Incomplete);
+    }
+
+    #[test]
+    fn too_much_without_a_request_cancels_the_handshake() {
+        assert_eq!(
+            read_request(&[b' '; 17], 16),
+            Request::Fail("Handshake was canceled.".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_malformed_request_fails_with_the_detailed_dotnet_text() {
+        assert_eq!(
+            read_request(b"{\"protocol\":\"json\"}\x1e", 1024),
+            Request::Fail(
+                "An unexpected error occurred during connection handshake. InvalidDataException: \
+                 Missing required property 'version'. Message content: {\"protocol\":\"json\"}"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn the_protocol_choice_and_its_failures() {
+        assert_eq!(
+            choose_protocol(&request("messagepack", 1), true),
+            Ok(HubProtocol::MessagePack)
+        );
+        assert_eq!(
+            choose_protocol(&request("xml", 1), true),
+            Err(("The protocol 'xml' is not supported.".to_owned(), None))
+        );
+        assert_eq!(
+            choose_protocol(&request("json", 3), true),
+            Err((
+                "The server does not support version 3 of the 'json' protocol.".to_owned(),
+                Some(HubProtocol::Json)
+            ))
+        );
+        // Server-Sent Events carry text only; the refusal goes out in the requested frame type.
+        assert_eq!(
+            choose_protocol(&request("messagepack", 1), false),
+            Err((
+                "Cannot use the 'messagepack' protocol on the current transport. The transport \
+                 does not support 'Binary' transfer format."
+                    .to_owned(),
+                Some(HubProtocol::MessagePack)
+            ))
+        );
+    }
+
+    #[test]
+    fn stateful_reconnect_needs_version_2() {
+        assert!(keeps_stateful(&request("json", 2)));
+        assert!(!keeps_stateful(&request("json", 1)));
+    }
 }
