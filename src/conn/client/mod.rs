@@ -1,17 +1,19 @@
 //! The client connection actor: one task per client, whatever its transport (WebSocket,
 //! Server-Sent Events or long polling, see [`Transport`](super::transport)).
 //!
-//! This module owns the actor's life: [`run`] opens the connection ([`open`]: handshake and
-//! admission), serves it — itself ([`served`]) or as a relay to the client's hub server
-//! ([`relay`]), either one optionally wrapped for stateful reconnect ([`stateful`]) — and ends
-//! it in the single cleanup ([`Admitted::close`]), which deregisters from the hub and closes the
-//! socket. Socket writes and the outbox drain are in [`write`]. Nothing is sent before the
+//! This module owns the actor's life: [`run`] opens the connection ([`open`](mod@open):
+//! handshake and admission), serves it — itself ([`served`], whose decisions are the sans-IO
+//! [`state`]) or as a relay to the client's hub server ([`relay`]), either one optionally wrapped
+//! for stateful reconnect ([`stateful`]) — and ends it in the single cleanup
+//! ([`Admitted::close`]), which deregisters from the hub and closes the socket. Socket writes and
+//! the outbox drain are in [`write`](mod@write). Nothing is sent before the
 //! handshake answer, which goes out alone in the first frame. This module decides no protocol
 //! question itself and holds no per-message state: an idle connection's task holds only the
 //! admitted state and its serve loop.
 //!
-//! Every way out is a [`CloseReason`](crate::close::CloseReason), which decides the Close message
+//! Every way out is a [`CloseReason`], which decides the Close message
 //! (text, `allowReconnect`) the client gets, if any.
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -92,7 +94,7 @@ type Exit = CloseReason;
 /// Run a client connection until it ends.
 ///
 /// In three parts, so that an idle connection's task stays small: the handshake and admission
-/// ([`open`]) and the cleanup ([`Admitted::close`]) are boxed futures that exist only while
+/// ([`open()`]) and the cleanup ([`Admitted::close`]) are boxed futures that exist only while
 /// they run; the task holds the admitted connection and its serve loop. (As one async fn the
 /// task kept every part's state, and the context and transport twice: about 3.7 KB each.)
 pub(crate) fn run(ctx: ClientContext, transport: Transport) -> impl Future<Output = ()> {
