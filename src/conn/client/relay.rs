@@ -1,0 +1,184 @@
+//! Relaying a client routed to a hub server: bytes in both directions, the hub server answering
+//! the handshake, pinging and timing the client out. A stateful-reconnect client's input is
+//! parsed to take out Ack, Sequence and duplicates.
+//!
+//! It must not answer the client's hub messages itself (that is [`served`](super::served)) and
+//! parses nothing for a plain client.
+
+use bytes::{Bytes, BytesMut};
+
+use super::stateful::{Stateful, next_resumption};
+use super::write::{drain_outbox, write_frame};
+use super::{Exit, RETAINED_INPUT_CAPACITY};
+use crate::close::CloseReason;
+use crate::conn::env::ClientEnv;
+use crate::conn::transport::{Inbound, Transport};
+use crate::peer::{ConnHandle, ServerConnHandle};
+use crate::protocol::HubProtocol;
+use crate::telemetry::Metrics;
+
+/// The handshake request a routed stateful client's hub server gets: version 1, because the
+/// broker, not the hub server, does the Ack/Sequence part of the protocol.
+pub(super) fn handshake_v1(protocol: HubProtocol) -> Bytes {
+    Bytes::from(format!(
+        "{{\"protocol\":\"{}\",\"version\":1}}\x1e",
+        protocol.name()
+    ))
+}
+
+/// A client routed to a hub server: a byte relay in both directions. The hub server answers the
+/// handshake, sends the keep-alive pings and times the client out, so a plain relay parses
+/// nothing. A stateful-reconnect client's messages are parsed, to take out Ack and Sequence and
+/// the duplicates a reconnect brings (see [`Stateful`]).
+pub(super) struct Relay<'a> {
+    pub(super) env: &'a ClientEnv,
+    pub(super) conn: &'a ConnHandle,
+    pub(super) server: &'a ServerConnHandle,
+    pub(super) protocol: HubProtocol,
+    pub(super) stateful: Option<Stateful>,
+}
+
+impl Relay<'_> {
+    pub(super) async fn serve(&mut self, transport: &mut Transport, mut input: BytesMut) -> Exit {
+        let mut out = BytesMut::new();
+        let mut received = 0u64;
+        let abandoned_after = self.env.limits.negotiate_timeout();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let exit = 'relay: {
+            if !input.is_empty()
+                && let Err(exit) = self.forward(input.split().freeze(), &mut input).await
+            {
+                break 'relay exit;
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(resumption) = next_resumption(&mut self.stateful) => {
+                        if let Some(st) = &mut self.stateful
+                            && !Box::pin(st.adopt(transport, resumption, self.protocol, self.env)).await
+                        {
+                            break 'relay CloseReason::ClientClosed;
+                        }
+                    }
+                    _ = self.conn.outbox().ready() => {
+                        let burst = drain_outbox(self.conn, &mut out);
+                        if let Some(frame) = burst.frame {
+                            if let Some(st) = &mut self.stateful
+                                && let Err(exit) = st.record(&frame)
+                            {
+                                break 'relay exit;
+                            }
+                            if let Err(lost) = write_frame(transport, self.protocol, frame, self.env).await
+                                && let Err(exit) = self.wait_for_resume(transport, lost).await
+                            {
+                                break 'relay exit;
+                            }
+                        }
+                        if let Some(reason) = burst.close {
+                            break 'relay reason;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        // A long-polling client that stopped polling is gone.
+                        if transport.is_abandoned(abandoned_after) {
+                            break 'relay CloseReason::Abandoned;
+                        }
+                        if let Some(st) = &mut self.stateful
+                            && let Err(lost) = st.send_ack(transport, self.protocol, self.env).await
+                            && let Err(exit) = self.wait_for_resume(transport, lost).await
+                        {
+                            break 'relay exit;
+                        }
+                    }
+                    inbound = transport.recv() => {
+                        let bytes = match inbound {
+                            Inbound::Data(b) => b,
+                            Inbound::Closed => break 'relay CloseReason::ClientClosed,
+                            Inbound::Gone => match self.wait_for_resume(transport, CloseReason::ClientClosed).await {
+                                Ok(()) => continue,
+                                Err(exit) => break 'relay exit,
+                            },
+                            Inbound::Invalid(detail) => {
+                                Metrics::inc(&self.env.metrics.protocol_errors);
+                                break 'relay CloseReason::ProtocolError(detail);
+                            }
+                        };
+                        received += 1;
+                        if let Err(exit) = self.forward(bytes, &mut input).await {
+                            break 'relay exit;
+                        }
+                    }
+                }
+            }
+        };
+        Metrics::add(&self.env.metrics.messages_received, received);
+        exit
+    }
+
+    /// Hand client bytes to the hub server. A stateful client's bytes are collected into
+    /// `input` and only its complete, new hub messages go on, in one ConnectionData.
+    async fn forward(&mut self, bytes: Bytes, input: &mut BytesMut) -> Result<(), Exit> {
+        let bytes = match &mut self.stateful {
+            None => bytes,
+            Some(st) => {
+                input.extend_from_slice(&bytes);
+                let max = self.env.limits.max_message_size;
+                let mut keep = BytesMut::new();
+                loop {
+                    match self.protocol.decode(input, max) {
+                        Ok(Some(decoded)) => {
+                            let raw = input.split_to(decoded.consumed);
+                            let new = match &decoded.message {
+                                Some(msg) => st.on_receive(msg)?,
+                                None => true,
+                            };
+                            if new {
+                                keep.extend_from_slice(&raw);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            Metrics::inc(&self.env.metrics.protocol_errors);
+                            return Err(CloseReason::from_protocol_error(&e));
+                        }
+                    }
+                }
+                if input.is_empty() && input.capacity() > RETAINED_INPUT_CAPACITY {
+                    *input = BytesMut::new();
+                }
+                if keep.is_empty() {
+                    return Ok(());
+                }
+                keep.freeze()
+            }
+        };
+        // Waiting here is the backpressure from a slow hub server.
+        self.server
+            .send_data(self.conn.id(), bytes)
+            .await
+            .map_err(|_| CloseReason::AppServerGone)
+    }
+
+    /// After the socket was lost (`lost` says how): a stateful client may come back within the
+    /// window, while the hub server keeps seeing a live client; any other ends here.
+    async fn wait_for_resume(
+        &mut self,
+        transport: &mut Transport,
+        lost: CloseReason,
+    ) -> Result<(), Exit> {
+        match &mut self.stateful {
+            Some(st) => {
+                Box::pin(st.wait_and_resume(
+                    transport,
+                    self.conn,
+                    self.env,
+                    self.protocol,
+                    Some(self.server),
+                ))
+                .await
+            }
+            None => Err(lost),
+        }
+    }
+}
