@@ -5,6 +5,7 @@
 //! holds a [`HubHandle`]; hubs are created on first use through the [`HubRegistry`].
 
 mod actor;
+mod command;
 mod message;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use self::message::SerializedMessage;
 use bytes::Bytes;
 
+use self::command::HubCommand;
 use crate::close::CloseReason;
 use crate::id::{ConnectionId, GroupName, HubName, ServerConnId, UserId};
 use crate::peer::ConnHandle;
@@ -58,202 +60,6 @@ pub enum MembershipTtl {
     CurrentConnectionsOnly,
     /// `ttl=N`: remembered for N seconds, applied to connections the user opens meanwhile.
     For(Duration),
-}
-
-/// Messages into a hub actor: private to the hub, whose handle offers typed operations.
-#[derive(Debug)]
-enum HubCommand {
-    /// Register a connection that completed its handshake; it joins its user's groups.
-    Connect {
-        /// The connection.
-        conn: ConnHandle,
-        /// Answered once the connection is registered.
-        reply: oneshot::Sender<()>,
-    },
-    /// Admit a client that completed its handshake request: decide its route in the current
-    /// mode (choosing its hub server in Default mode), build and register its handle.
-    Admit {
-        /// Who is connecting and with what.
-        request: AdmitRequest,
-        /// The registered handle and its route, or the handshake error text.
-        reply: oneshot::Sender<Result<(ConnHandle, ClientRoute), String>>,
-    },
-    /// A hub-server connection completed its handshake.
-    RegisterServer {
-        /// The server connection.
-        server: ServerConnHandle,
-    },
-    /// A hub-server connection ended: the clients routed through it are closed.
-    UnregisterServer {
-        /// Its id.
-        id: ServerConnId,
-    },
-    /// A hub-server connection announced a graceful shutdown: route no new clients to it.
-    ShutdownServer {
-        /// Its id.
-        id: ServerConnId,
-    },
-    /// The ids of the app servers connected to this hub.
-    ServerIds {
-        /// Distinct server ids, sorted.
-        reply: oneshot::Sender<Vec<String>>,
-    },
-    /// Deliver an encoded service frame to any connection of the app server `server_id`
-    /// (client-result completions go back to the caller server).
-    SendToServer {
-        /// The app server's id.
-        server_id: String,
-        /// The encoded frame.
-        frame: Bytes,
-    },
-    /// Send to the connections of several users.
-    SendUsers {
-        /// Recipients.
-        users: Vec<UserId>,
-        /// The message.
-        msg: Arc<SerializedMessage>,
-    },
-    /// Send to the connections of several groups; a connection in several of them gets the
-    /// message once.
-    SendGroups {
-        /// Recipients.
-        groups: Vec<GroupName>,
-        /// The message.
-        msg: Arc<SerializedMessage>,
-    },
-    /// Close the hub-server connections (only those that carry clients, or all).
-    CloseServers {
-        /// Keep Weak connections.
-        carrying_clients_only: bool,
-    },
-    /// Answered once every command queued before it has been processed.
-    Barrier {
-        /// Done.
-        reply: oneshot::Sender<()>,
-    },
-    /// Forget a connection (it ended).
-    Disconnect {
-        /// The connection that ended.
-        id: ConnectionId,
-    },
-    /// Send to every connection except `excluded`.
-    SendAll {
-        /// The message.
-        msg: Arc<SerializedMessage>,
-        /// Connection ids to skip.
-        excluded: Vec<ConnectionId>,
-    },
-    /// Send to one connection.
-    SendConnection {
-        /// Recipient.
-        id: ConnectionId,
-        /// The message.
-        msg: Arc<SerializedMessage>,
-    },
-    /// Send to every connection of a user.
-    SendUser {
-        /// Recipient.
-        user: UserId,
-        /// The message.
-        msg: Arc<SerializedMessage>,
-    },
-    /// Send to every connection in a group except `excluded`.
-    SendGroup {
-        /// Recipients.
-        group: GroupName,
-        /// The message.
-        msg: Arc<SerializedMessage>,
-        /// Connection ids to skip.
-        excluded: Vec<ConnectionId>,
-        /// Users whose connections are skipped.
-        excluded_users: Vec<UserId>,
-    },
-    /// Add a connection to a group; answers whether the connection exists.
-    AddToGroup {
-        /// Member.
-        id: ConnectionId,
-        /// Group.
-        group: GroupName,
-        /// Whether the connection exists.
-        reply: oneshot::Sender<bool>,
-    },
-    /// Remove a connection from a group; answers whether the connection exists.
-    RemoveFromGroup {
-        /// Member.
-        id: ConnectionId,
-        /// Group.
-        group: GroupName,
-        /// Whether the connection exists.
-        reply: oneshot::Sender<bool>,
-    },
-    /// Remove a connection from all its groups; answers whether the connection exists.
-    RemoveFromAllGroups {
-        /// Member.
-        id: ConnectionId,
-        /// Whether the connection exists.
-        reply: oneshot::Sender<bool>,
-    },
-    /// Add a user to a group (now and, with a ttl, for connections opened later).
-    AddUserToGroup {
-        /// Member.
-        user: UserId,
-        /// Group.
-        group: GroupName,
-        /// Membership duration.
-        ttl: MembershipTtl,
-        /// Done.
-        reply: oneshot::Sender<()>,
-    },
-    /// Remove a user (all its connections and its remembered membership) from a group.
-    RemoveUserFromGroup {
-        /// Member.
-        user: UserId,
-        /// Group.
-        group: GroupName,
-        /// Done.
-        reply: oneshot::Sender<()>,
-    },
-    /// Remove a user from every group.
-    RemoveUserFromAllGroups {
-        /// Member.
-        user: UserId,
-        /// Done.
-        reply: oneshot::Sender<()>,
-    },
-    /// Existence checks.
-    Exists {
-        /// What to look for.
-        query: ExistsQuery,
-        /// The answer.
-        reply: oneshot::Sender<bool>,
-    },
-    /// List the connections of a group.
-    GroupConnections {
-        /// Group.
-        group: GroupName,
-        /// Members in connection-id order.
-        reply: oneshot::Sender<Vec<Member>>,
-    },
-    /// Close one connection; answers whether it existed.
-    CloseConnection {
-        /// Which.
-        id: ConnectionId,
-        /// Close error text (the REST `reason`).
-        reason: Option<String>,
-        /// Whether it existed.
-        reply: oneshot::Sender<bool>,
-    },
-    /// Close every connection in a scope except `excluded`.
-    CloseConnections {
-        /// Which.
-        scope: Scope,
-        /// Connection ids to keep.
-        excluded: Vec<ConnectionId>,
-        /// Why.
-        reason: CloseReason,
-        /// Done.
-        reply: oneshot::Sender<()>,
-    },
 }
 
 /// What [`HubHandle::exists`] looks for.
