@@ -30,7 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, HubError>(switchboard::auth::unix_now())
         })
         .build();
-    let server = board.hub_server("clock", hub)?.connection_count(1).start()?;
+    let server = board
+        .hub_server("clock", hub)?
+        .connection_count(1)
+        .start()?;
     server.wait_connected(1, Duration::from_secs(10)).await?;
 
     println!("connection string: {}", board.connection_string());

@@ -10,6 +10,7 @@ pub(crate) mod client;
 pub(crate) mod env;
 pub(crate) mod index;
 pub(crate) mod pending;
+pub(crate) mod pipe;
 pub(crate) mod server;
 pub(crate) mod stateful;
 pub(crate) mod transport;

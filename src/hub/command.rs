@@ -207,4 +207,3 @@ pub(super) enum HubCommand {
         reply: oneshot::Sender<()>,
     },
 }
-
