@@ -131,10 +131,16 @@ impl<W: World> ServerMachine<W> {
 
     /// One decoded message.
     pub(crate) fn on_message(&mut self, msg: ServiceMessage) -> Vec<Action> {
+        self.on_message_with(msg, Vec::new())
+    }
+
+    /// One decoded message, its actions appended to `out` (an empty buffer the loop reuses, so
+    /// a message of an open connection allocates no action list).
+    pub(crate) fn on_message_with(&mut self, msg: ServiceMessage, out: Vec<Action>) -> Vec<Action> {
         match self.phase {
             Phase::Handshake => self.handshake(msg),
-            Phase::Open => self.message(msg),
-            Phase::Ended => Vec::new(),
+            Phase::Open => self.message(msg, out),
+            Phase::Ended => out,
         }
     }
 
@@ -207,9 +213,8 @@ impl<W: World> ServerMachine<W> {
     }
 
     /// One message of an open connection.
-    fn message(&mut self, msg: ServiceMessage) -> Vec<Action> {
+    fn message(&mut self, msg: ServiceMessage, mut out: Vec<Action>) -> Vec<Action> {
         use ServiceMessage as M;
-        let mut out = Vec::new();
         // Keep this server's order: messages that go straight to a client wait until what the
         // server sent earlier through the hub (broadcasts, group sends, membership changes) is
         // in the outboxes, so `await Clients.All.SendAsync(..); return x;` reaches the caller

@@ -139,6 +139,7 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         handle: &handle,
         socket: &mut socket,
         machine,
+        spare: Vec::new(),
     };
     io.serve(rx, input).await;
 
@@ -182,6 +183,8 @@ struct ServerIo<'a, S> {
     handle: &'a ServerConnHandle,
     socket: &'a mut S,
     machine: ServerMachine<Surroundings>,
+    /// The action buffer, reused from message to message.
+    spare: Vec<Action>,
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
@@ -268,7 +271,8 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 Ok(Some((msg, used))) => {
                     offset += used;
                     if let Some(msg) = msg {
-                        let actions = self.machine.on_message(msg);
+                        let spare = std::mem::take(&mut self.spare);
+                        let actions = self.machine.on_message_with(msg, spare);
                         if !self.apply(actions).await {
                             return false;
                         }
@@ -286,7 +290,8 @@ impl<S: ServerSocket> ServerIo<'_, S> {
         true
     }
 
-    /// Carry out the machine's actions in order; false when the connection must end.
+    /// Carry out the machine's actions in order; false when the connection must end. The
+    /// emptied buffer is kept for the next message.
     async fn apply(&mut self, actions: Vec<Action>) -> bool {
         let mut queue = VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
@@ -336,6 +341,8 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 }
             }
         }
+        // Empty, with its capacity: the next message's actions go here.
+        self.spare = Vec::from(queue);
         true
     }
 
