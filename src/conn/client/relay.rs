@@ -7,7 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::stateful::{Stateful, next_resumption};
+use super::stateful::{Stateful, next_resumption, resume_or_end};
 use super::write::{drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
 use crate::close::CloseReason;
@@ -160,25 +160,21 @@ impl Relay<'_> {
             .map_err(|_| CloseReason::AppServerGone)
     }
 
-    /// After the socket was lost (`lost` says how): a stateful client may come back within the
-    /// window, while the hub server keeps seeing a live client; any other ends here.
+    /// After the socket was lost: see [`resume_or_end`].
     async fn wait_for_resume(
         &mut self,
         transport: &mut Transport,
         lost: CloseReason,
     ) -> Result<(), Exit> {
-        match &mut self.stateful {
-            Some(st) => {
-                Box::pin(st.wait_and_resume(
-                    transport,
-                    self.conn,
-                    self.env,
-                    self.protocol,
-                    Some(self.server),
-                ))
-                .await
-            }
-            None => Err(lost),
-        }
+        resume_or_end(
+            &mut self.stateful,
+            transport,
+            self.conn,
+            self.env,
+            self.protocol,
+            Some(self.server),
+            lost,
+        )
+        .await
     }
 }

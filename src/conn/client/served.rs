@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::state::{Next, ServedState, Step, Tick, next_input};
-use super::stateful::{Stateful, next_resumption};
+use super::stateful::{Stateful, next_resumption, resume_or_end};
 use super::write::{drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
 use crate::close::CloseReason;
@@ -128,20 +128,22 @@ impl Actor<'_> {
         }
     }
 
-    /// After the socket was lost (`lost` says how): a stateful client may come back within the
-    /// window; any other ends here.
+    /// After the socket was lost: see [`resume_or_end`].
     async fn wait_for_resume(
         &mut self,
         transport: &mut Transport,
         lost: CloseReason,
     ) -> Result<(), Exit> {
-        match &mut self.stateful {
-            Some(st) => {
-                Box::pin(st.wait_and_resume(transport, self.conn, self.env, self.protocol, None))
-                    .await
-            }
-            None => Err(lost),
-        }
+        resume_or_end(
+            &mut self.stateful,
+            transport,
+            self.conn,
+            self.env,
+            self.protocol,
+            None,
+            lost,
+        )
+        .await
     }
 
     /// Decode and act on every complete message in `input`.

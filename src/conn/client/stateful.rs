@@ -26,6 +26,24 @@ pub(super) async fn next_resumption(stateful: &mut Option<Stateful>) -> Option<R
     }
 }
 
+/// After the socket was lost (`lost` says how): a stateful client may come back within its
+/// window (a routed client's hub server, `server`, keeps seeing a live client meanwhile); any
+/// other connection ends here with `lost`.
+pub(super) async fn resume_or_end(
+    stateful: &mut Option<Stateful>,
+    transport: &mut Transport,
+    conn: &ConnHandle,
+    env: &ClientEnv,
+    protocol: HubProtocol,
+    server: Option<&ServerConnHandle>,
+    lost: CloseReason,
+) -> Result<(), Exit> {
+    match stateful {
+        Some(st) => Box::pin(st.wait_and_resume(transport, conn, env, protocol, server)).await,
+        None => Err(lost),
+    }
+}
+
 /// A stateful-reconnect connection (`spec/client-protocol.md` §5.3): the numbering and replay
 /// buffer ([`ReplayBuffer`]) and where the client's next WebSocket arrives. The same state
 /// serves a client the broker answers itself and a client routed to a hub server.
