@@ -35,6 +35,8 @@ use crate::telemetry::Metrics;
 
 /// Frames a server connection's outbox holds.
 const OUTBOX_CAPACITY: usize = 1024;
+/// Actions the reused action buffer keeps room for between messages.
+const RETAINED_ACTIONS: usize = 16;
 /// Time a server has to send its HandshakeRequest.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -341,8 +343,12 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 }
             }
         }
-        // Empty, with its capacity: the next message's actions go here.
-        self.spare = Vec::from(queue);
+        // Empty, with its capacity: the next message's actions go here (unless a message to many
+        // clients grew it; that capacity is not kept).
+        let spare = Vec::from(queue);
+        if spare.capacity() <= RETAINED_ACTIONS {
+            self.spare = spare;
+        }
         true
     }
 
