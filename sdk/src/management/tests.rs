@@ -1,5 +1,5 @@
 //! Unit tests of the management client's pure parts: URLs, audiences, tokens, bodies, answers,
-//! argument checks. End-to-end behaviour against a broker is in `tests/management.rs`.
+//! argument checks. End-to-end behaviour against a broker is in `sdk/tests/management.rs`.
 
 use std::time::Duration;
 
