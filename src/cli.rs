@@ -372,7 +372,9 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            control.close_all().await;
+            if control.drain().await {
+                tracing::info!("all connections closed");
+            }
             server.stop(true).await;
         });
         if let Some(hup) = hup {

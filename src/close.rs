@@ -22,7 +22,8 @@ const RECONNECT_BUFFER_FULL: &str = "Connection closed with an error. The statef
 /// invocation (Azure's text).
 pub const NO_APP_SERVER: &str = "No app server is currently connected to the Azure service.";
 
-/// Close error sent to clients when the broker stops.
+/// Close error sent to clients when the broker stops (with `allowReconnect: true`: this
+/// instance is going away, not the service).
 const SHUTDOWN: &str = "Switchboard is shutting down.";
 
 /// Prefix of every close caused by what the client sent (ASP.NET Core's text).
@@ -130,7 +131,7 @@ impl CloseReason {
     pub fn allow_reconnect(&self) -> bool {
         matches!(
             self,
-            Self::SlowClient | Self::PingTimeout | Self::AppServerGone
+            Self::SlowClient | Self::PingTimeout | Self::AppServerGone | Self::Shutdown
         )
     }
 
@@ -266,7 +267,7 @@ mod tests {
             (
                 CloseReason::Shutdown,
                 Some(SHUTDOWN),
-                false,
+                true,
                 true,
                 "shutdown",
             ),

@@ -167,6 +167,9 @@ pub struct LimitsConfig {
     pub reconnect_buffer_bytes: usize,
     /// Seconds a stateful-reconnect connection waits for its client to come back.
     pub reconnect_window_secs: u64,
+    /// Seconds a graceful stop (SIGTERM, Ctrl-C) may take: closing the clients, delivering
+    /// their upstream `disconnected` events, closing the hub servers (Azure's default: 30).
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -189,6 +192,7 @@ impl Default for LimitsConfig {
             max_user_groups_without_ttl: 100,
             reconnect_buffer_bytes: 100_000,
             reconnect_window_secs: 15,
+            shutdown_timeout_secs: 30,
         }
     }
 }
@@ -213,6 +217,10 @@ impl LimitsConfig {
     /// [`Self::send_timeout_secs`] as a duration.
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.send_timeout_secs)
+    }
+    /// [`Self::shutdown_timeout_secs`] as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
     }
 }
 
@@ -289,7 +297,7 @@ impl Config {
                 ));
             }
         }
-        let positive: [(&str, u64); 13] = [
+        let positive: [(&str, u64); 14] = [
             ("limits.max_message_size", l.max_message_size as u64),
             ("limits.max_rest_body_size", l.max_rest_body_size as u64),
             (
@@ -312,6 +320,7 @@ impl Config {
             ("limits.client_timeout_secs", l.client_timeout_secs),
             ("limits.negotiate_timeout_secs", l.negotiate_timeout_secs),
             ("limits.send_timeout_secs", l.send_timeout_secs),
+            ("limits.shutdown_timeout_secs", l.shutdown_timeout_secs),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::AccessKeys;
 use crate::config::{self, Config};
@@ -82,6 +83,7 @@ impl Switchboard {
         let policy = Arc::new(Policy::new(self.config.mode, self.upstream_rules));
         let connections = Arc::new(ConnectionIndex::default());
         let shutdown = watch::channel(false).0;
+        let servers_stop = watch::channel(false).0;
         let hubs = Arc::new(HubRegistry::new(
             HubSettings {
                 inbox_capacity: limits.hub_inbox_capacity,
@@ -99,13 +101,14 @@ impl Switchboard {
             upstream: self.upstream_client,
             keys: keys.clone(),
             upstream_queue: self.config.upstream_options.max_queue_per_connection,
+            upstream_tasks: TaskTracker::new(),
         });
         let server_env = Arc::new(ServerEnv {
             limits: limits.clone(),
             metrics: metrics.clone(),
             policy: policy.clone(),
             connections,
-            shutdown: shutdown.subscribe(),
+            shutdown: servers_stop.subscribe(),
         });
         let shared = Arc::new(Broker::new(BrokerParts {
             public_endpoint: self.config.public_endpoint_or(local_addr),
@@ -118,6 +121,7 @@ impl Switchboard {
             client_env,
             server_env,
             shutdown,
+            servers_stop,
         }));
 
         let workers = match shared.config.workers {
@@ -139,7 +143,8 @@ impl Switchboard {
         // client message (a keep-alive ping) measured +20 ms on the others' p99 (BENCHMARKS.md).
         // Saturated broadcast throughput measured the same either way within noise.
         .tcp_nodelay(shared.config.tcp_nodelay)
-        .shutdown_timeout(5)
+        // The connections are closed by `drain` first; this bounds what is left (REST requests).
+        .shutdown_timeout(shared.config.limits.shutdown_timeout_secs.min(5))
         .disable_signals()
         .listen(listener)?
         .run();
@@ -252,10 +257,10 @@ impl SwitchboardHandle {
         client_token(&self.shared, hub, user, lifetime)
     }
 
-    /// Stop accepting, close connections, and wait for the server to finish.
+    /// A graceful stop ([`BrokerControl::drain`]), then wait for the server to finish.
     pub async fn stop(self) {
         self.sweeper.abort();
-        self.shared.close_all().await;
+        self.shared.drain().await;
         self.server.stop(true).await;
         // The server's own result only reports what already went wrong while serving.
         let _ = self.join.await;
@@ -290,9 +295,14 @@ impl BrokerControl {
         self.0.settings_view()
     }
 
-    /// Close every client (with the shutdown Close message) and every hub-server connection.
-    pub async fn close_all(&self) {
-        self.0.close_all().await;
+    /// A graceful stop of every connection, bounded by `limits.shutdown_timeout_secs`: new
+    /// negotiations and connections get 503 (and `/readyz` too) from now on; every client gets
+    /// a Close message with `allowReconnect: true` (this instance is going away, not the
+    /// service) and its hub server hears of it; the upstream `disconnected` events are
+    /// delivered; then the hub-server connections close. `false` when the time ran out first.
+    /// The HTTP server keeps running (the REST API answers) until it is stopped.
+    pub async fn drain(&self) -> bool {
+        self.0.drain().await
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 use super::index::ConnectionIndex;
 use super::transport::Resumption;
@@ -36,6 +37,9 @@ pub(crate) struct ClientEnv {
     pub keys: Arc<KeyRing>,
     /// Queued upstream calls per connection (`upstream_options.max_queue_per_connection`).
     pub upstream_queue: usize,
+    /// The upstream work that outlives a connection (its worker, its `disconnected` event): a
+    /// graceful stop waits for it, so that no `disconnected` event is lost.
+    pub upstream_tasks: TaskTracker,
 }
 
 /// A hub-server connection actor's environment.
@@ -49,7 +53,8 @@ pub(crate) struct ServerEnv {
     pub policy: Arc<Policy>,
     /// Client connections by id: data a hub server sends for one client goes straight there.
     pub connections: Arc<ConnectionIndex>,
-    /// Turns `true` when the broker stops.
+    /// Turns `true` when the broker closes its hub-server connections: the last step of a
+    /// graceful stop, after the clients have gone (their closes must still reach the servers).
     pub shutdown: watch::Receiver<bool>,
 }
 

@@ -55,13 +55,11 @@ impl ConnectionIndex {
     }
 
     /// Connections held now.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Whether no connection is held.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -51,7 +51,8 @@ impl UpstreamLink {
     /// Start the worker for `conn`.
     pub(crate) fn start(env: Arc<ClientEnv>, conn: ConnHandle, info: UpstreamConnection) -> Self {
         let (tx, rx) = mpsc::channel(env.upstream_queue);
-        tokio::spawn(worker(rx, env, conn, info));
+        let tasks = env.upstream_tasks.clone();
+        tasks.spawn(worker(rx, env, conn, info));
         Self { tx }
     }
 

@@ -19,6 +19,10 @@ async fn ok() -> HttpResponse {
 }
 
 async fn ready(shared: web::Data<Broker>) -> HttpResponse {
+    if shared.is_stopping() {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "stopping", "mode": shared.mode().as_str() }));
+    }
     if shared.connection_count() < shared.config.limits.max_connections {
         HttpResponse::Ok()
             .json(serde_json::json!({ "status": "ready", "mode": shared.mode().as_str() }))

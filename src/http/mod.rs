@@ -166,12 +166,22 @@ pub(crate) fn authenticate_client(
     })
 }
 
-/// Reserve a slot in the process-wide connection limit, or answer 429 (counted).
+/// Reserve a slot in the process-wide connection limit, or answer 429 (counted); 503 once a
+/// graceful stop has begun.
 pub(crate) fn reserve_slot(shared: &Broker) -> Result<crate::conn::env::ConnectionSlot, ApiError> {
+    refuse_if_stopping(shared)?;
     shared.slots.try_reserve().ok_or_else(|| {
         Metrics::inc(&shared.metrics.connections_rejected_limit);
         ApiError::too_many("The connection limit of this Switchboard instance was reached.")
     })
+}
+
+/// 503 once a graceful stop has begun: no new negotiations or connections on this instance.
+pub(crate) fn refuse_if_stopping(shared: &Broker) -> Result<(), ApiError> {
+    if shared.is_stopping() {
+        return Err(ApiError::unavailable());
+    }
+    Ok(())
 }
 
 /// Upgrade to a WebSocket whose frames (and continuations) are at most `max` bytes.

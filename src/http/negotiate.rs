@@ -49,6 +49,7 @@ pub(crate) fn hub_param(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpResponse, ApiError> {
+    super::refuse_if_stopping(&shared)?;
     let hub = hub_param(&req)?;
     let identity = authenticate_client(&req, &shared, &hub)?;
 

@@ -4,6 +4,7 @@
 //! environment ([`ClientEnv`], [`ServerEnv`]) from here.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -45,7 +46,10 @@ pub(crate) struct Broker {
     pub(crate) server_env: Arc<ServerEnv>,
     /// Public base URL (no trailing slash).
     pub(crate) public_endpoint: String,
+    /// `true` from the start of a graceful stop: new negotiations and connections get 503.
     shutdown: watch::Sender<bool>,
+    /// `true` when the hub-server connections are to close (the last step of a stop).
+    servers_stop: watch::Sender<bool>,
 }
 
 /// The parts a [`Broker`] is built from (see [`Switchboard::start`](crate::Switchboard::start)).
@@ -60,6 +64,7 @@ pub(crate) struct BrokerParts {
     pub(crate) slots: Arc<ConnectionSlots>,
     pub(crate) public_endpoint: String,
     pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) servers_stop: watch::Sender<bool>,
 }
 
 impl Broker {
@@ -82,6 +87,7 @@ impl Broker {
             server_env: p.server_env,
             public_endpoint: p.public_endpoint,
             shutdown: p.shutdown,
+            servers_stop: p.servers_stop,
         }
     }
 }
@@ -179,10 +185,61 @@ impl Broker {
         })
     }
 
-    /// Close every client (with a Close message allowing reconnect) and every hub-server
-    /// connection, for a graceful stop.
-    pub(crate) async fn close_all(&self) {
-        let _ = self.shutdown.send(true);
+    /// A graceful stop, bounded by `limits.shutdown_timeout_secs`; `false` when the time ran
+    /// out first (whatever is left is closed without waiting).
+    ///
+    /// 1. From now on new negotiations and connections get 503, `/readyz` 503 (the REST API
+    ///    keeps serving, so applications can still send their last messages).
+    /// 2. Every client gets a Close message with `allowReconnect: true` — this instance is going
+    ///    away, not the service — and its hub server hears of it (`CloseConnection`). Clients that
+    ///    finish their handshake meanwhile are closed on the next round.
+    /// 3. The upstream `disconnected` events (and calls still queued before them) are delivered.
+    /// 4. The hub-server connections close (WebSocket close 1001 with the reason).
+    pub(crate) async fn drain(&self) -> bool {
+        self.shutdown.send_replace(true);
+        let timeout = self.config.limits.shutdown_timeout();
+        let done = tokio::time::timeout(timeout, self.drain_steps())
+            .await
+            .is_ok();
+        self.servers_stop.send_replace(true);
+        if !done {
+            tracing::warn!(
+                clients = self.client_env.connections.len(),
+                timeout_secs = timeout.as_secs(),
+                "graceful stop ran out of time; closing what is left"
+            );
+        }
+        done
+    }
+
+    async fn drain_steps(&self) {
+        const POLL: Duration = Duration::from_millis(20);
+        // Rounds of closes: a client admitted after a round is caught by the next one.
+        const ROUND: u32 = 25;
+        let mut polls = 0u32;
+        while !self.client_env.connections.is_empty() {
+            if polls % ROUND == 0 {
+                self.close_clients().await;
+            }
+            polls += 1;
+            tokio::time::sleep(POLL).await;
+        }
+        let tasks = &self.client_env.upstream_tasks;
+        tasks.close();
+        tasks.wait().await;
+        self.servers_stop.send_replace(true);
+        while self
+            .metrics
+            .server_connections_current
+            .load(Ordering::Relaxed)
+            > 0
+        {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Close every client of every hub with the shutdown Close message.
+    async fn close_clients(&self) {
         for name in self.hubs.names() {
             if let Some(hub) = self.hubs.get(name.as_str()) {
                 // A hub that is already gone has no connections left to close.
@@ -191,6 +248,11 @@ impl Broker {
                     .await;
             }
         }
+    }
+
+    /// Whether a graceful stop has begun.
+    pub(crate) fn is_stopping(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// A receiver that turns `true` when the broker is stopping.

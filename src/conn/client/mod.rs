@@ -238,8 +238,10 @@ impl Admitted {
                         match actor.upstream.take() {
                             Some(link) => Box::pin(link.disconnected(error)).await,
                             None => {
-                                let (env, info) = (env.clone(), upstream_info.clone());
-                                tokio::spawn(async move {
+                                let (tasks, info) =
+                                    (env.upstream_tasks.clone(), upstream_info.clone());
+                                let env = env.clone();
+                                tasks.spawn(async move {
                                     upstream::send_disconnected(&env, &info, error.as_deref())
                                         .await;
                                 });
