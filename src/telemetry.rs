@@ -92,6 +92,8 @@ counters! {
     server_handshakes_failed => "switchboard_server_handshakes_failed_total", "counter", "Hub-server handshakes refused.";
     /// Answers to a hub server dropped because its outbox was full.
     server_outbox_full => "switchboard_server_outbox_full_total", "counter", "Frames for a hub server dropped because its outbox was full.";
+    /// Hub-server messages addressed to a client of another hub.
+    server_cross_hub_refused => "switchboard_server_cross_hub_refused_total", "counter", "Hub-server messages (ConnectionData, MultiConnectionData, CloseConnection, ClientInvocation, completions) addressed to a client of another hub, ignored.";
     /// Upstream calls made for client invocations and events.
     upstream_calls => "switchboard_upstream_calls_total", "counter", "Upstream webhook calls made (invocations and connected/disconnected events).";
     /// Upstream calls that failed or got a non-2xx answer.
