@@ -1207,7 +1207,7 @@ async fn default_mode_replay_buffer_overflow_while_away_closes_and_tells_the_hub
 }
 
 // ---------------------------------------------------------------------------------------------
-// Who may resume.
+// Who may resume, and what a refused upgrade leaves behind.
 
 /// `switchboard_connection_takeover_refused_total`.
 fn takeovers_refused(b: &Broker) -> u64 {
@@ -1294,4 +1294,95 @@ async fn only_a_token_of_the_same_hub_and_user_resumes_a_connection() {
     c.expect_invocation("m", json!([2])).await;
     assert_eq!(b.reconnects(), 1);
     b.stop().await;
+}
+
+#[tokio::test]
+async fn a_stateful_connect_refused_for_a_full_broker_leaves_nothing_resumable() {
+    let mut cfg = config(ServiceMode::Serverless);
+    cfg.limits.max_connections = 1;
+    let b = Broker::start(cfg).await;
+    let hub = "full";
+    let neg = b.negotiate(hub, true).await;
+    let token = neg["connectionToken"]
+        .as_str()
+        .expect("connectionToken")
+        .to_owned();
+    // Another client takes the only connection slot meanwhile (handshake version 1: not
+    // stateful, so it is gone as soon as its socket is).
+    let other = b.connect(hub, Proto::Json, 1).await;
+    match b.open(hub, &token).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        Err(e) => panic!("a connect to a full broker must get 429, got {e}"),
+        Ok(_) => panic!("a connect to a full broker must get 429, but it was upgraded"),
+    }
+    // Room again once the other client has left.
+    let other_id = other.connection_id.clone();
+    drop(other);
+    b.rest.wait_connection_status(hub, &other_id, 404, T).await;
+    wait_for_room(&b, hub).await;
+    // The refused connect used the negotiation up and registered nothing to resume.
+    b.expect_reconnect_refused(hub, &token).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_stateful_connect_whose_upgrade_fails_leaves_nothing_resumable() {
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
+    let hub = "broken";
+    let neg = b.negotiate(hub, true).await;
+    let token = neg["connectionToken"]
+        .as_str()
+        .expect("connectionToken")
+        .to_owned();
+    // An upgrade request the WebSocket layer refuses (no `Connection: Upgrade`, no key).
+    let status = broken_upgrade(&b, hub, &token).await;
+    assert_eq!(status, 400, "a malformed upgrade is refused");
+    b.expect_reconnect_refused(hub, &token).await;
+    b.stop().await;
+}
+
+/// Send `GET /client/?hub=..&id=..` with `Upgrade: websocket` but without the rest of a
+/// WebSocket handshake, over a raw socket; the status of the answer.
+async fn broken_upgrade(b: &Broker, hub: &str, connection_token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = b.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /client/?hub={hub}&id={connection_token} HTTP/1.1\r\nHost: {addr}\r\n\
+         Upgrade: websocket\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        b.token(hub)
+    );
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(T, socket.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .expect("read the answer");
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
+}
+
+/// Wait (bounded) until the broker has a free connection slot: negotiate stops answering 429.
+async fn wait_for_room(b: &Broker, hub: &str) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let a =
+            common::negotiate_raw(&b.base, hub, Some(&b.token(hub)), "&negotiateVersion=1").await;
+        if a.status == 200 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker is still full after {T:?}: {} {}",
+            a.status,
+            a.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
