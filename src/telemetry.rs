@@ -60,6 +60,8 @@ counters! {
     connections_rejected_limit => "switchboard_connections_rejected_total", "counter", "Negotiations or connections refused with 429 because a limit was reached.";
     /// Requests refused for a missing, bad or expired token.
     auth_failures => "switchboard_auth_failures_total", "counter", "Requests refused with 401 for a missing, invalid or expired token.";
+    /// Requests for an existing connection with a token of another hub or user.
+    connection_takeover_refused => "switchboard_connection_takeover_refused_total", "counter", "Requests addressed to a negotiated or open connection with a valid token of another hub or user, answered as for an unknown id.";
     /// Messages queued into connection outboxes.
     messages_delivered => "switchboard_messages_delivered_total", "counter", "Messages queued to client connections.";
     /// Hub messages received from clients.
@@ -92,6 +94,8 @@ counters! {
     server_handshakes_failed => "switchboard_server_handshakes_failed_total", "counter", "Hub-server handshakes refused.";
     /// Answers to a hub server dropped because its outbox was full.
     server_outbox_full => "switchboard_server_outbox_full_total", "counter", "Frames for a hub server dropped because its outbox was full.";
+    /// Hub-server messages addressed to a client of another hub.
+    server_cross_hub_refused => "switchboard_server_cross_hub_refused_total", "counter", "Hub-server messages (ConnectionData, MultiConnectionData, CloseConnection, ClientInvocation, completions) addressed to a client of another hub, ignored.";
     /// Upstream calls made for client invocations and events.
     upstream_calls => "switchboard_upstream_calls_total", "counter", "Upstream webhook calls made (invocations and connected/disconnected events).";
     /// Upstream calls that failed or got a non-2xx answer.

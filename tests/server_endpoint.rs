@@ -614,3 +614,87 @@ async fn a_servers_messages_reach_a_client_in_the_order_it_sent_them() -> Result
     sb.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hub_server_cannot_reach_the_clients_of_another_hub() -> Result<()> {
+    let (sb, base, key) = start(ServiceMode::Default).await;
+    let mut server_a =
+        FakeServer::connect(&base, &key, "hub_a", "srv-a", ConnectionType::Default).await?;
+    let mut server_b =
+        FakeServer::connect(&base, &key, "hub_b", "srv-b", ConnectionType::Default).await?;
+    let (mut client_b, ..) =
+        connect_via(&mut server_b, &base, &key, "hub_b", Some("bob"), "json").await?;
+    let id_b = client_b.connection_id().to_owned();
+
+    // Hub A's server addresses hub B's client by id in every way that names a connection.
+    let invocation = |id: &str| ServiceMessage::ClientInvocation {
+        invocation_id: format!("inv-{id}"),
+        connection_id: id.to_owned(),
+        caller_server_id: "srv-a".into(),
+        payloads: payloads("evil", json!(["invoke"])),
+        extensions: Extensions::default(),
+    };
+    server_a
+        .data(&id_b, &json_invocation(None, "evil", json!(["data"])))
+        .await?;
+    server_a
+        .send(&ServiceMessage::MultiConnectionData {
+            connection_list: vec![id_b.clone()],
+            payloads: payloads("evil", json!(["multi"])),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    server_a.send(&invocation(&id_b)).await?;
+    server_a
+        .send(&ServiceMessage::ClientCompletion {
+            invocation_id: "inv-b".into(),
+            connection_id: id_b.clone(),
+            caller_server_id: "srv-b".into(),
+            protocol: "json".into(),
+            payload: Bytes::from_static(
+                b"{\"type\":3,\"invocationId\":\"inv-b\",\"result\":1}\x1e",
+            ),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    server_a
+        .send(&ServiceMessage::CloseConnection {
+            connection_id: id_b.clone(),
+            error_message: Some("taken".into()),
+            headers: vec![],
+            extensions: Extensions::default(),
+        })
+        .await?;
+    // The invocation is answered as for a client that does not exist; a second one for an
+    // unknown id, answered after it, shows that everything before was processed.
+    server_a.send(&invocation("nobody")).await?;
+    for want in [format!("inv-{id_b}"), "inv-nobody".to_owned()] {
+        match server_a.next().await? {
+            ServiceMessage::ErrorCompletion {
+                invocation_id,
+                error,
+                ..
+            } => {
+                assert_eq!(invocation_id, want);
+                assert_eq!(
+                    error.as_deref(),
+                    Some("The client connection does not exist.")
+                );
+            }
+            other => bail!("expected the ErrorCompletion of {want}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        sb.metrics().get(names::server_cross_hub_refused),
+        Some(5),
+        "data, multi-connection data, invocation, completion and close, each counted"
+    );
+    // Hub B's client got none of it and is still open: the next thing it gets is its own
+    // server's message.
+    server_b
+        .data(&id_b, &json_invocation(None, "own", json!([1])))
+        .await?;
+    assert_eq!(client_b.expect_invocation("own", T).await?, json!([1]));
+    sb.stop().await;
+    Ok(())
+}

@@ -66,26 +66,53 @@ impl Broker {
 
     /// Open a WebSocket to `/client/?hub=..&id=<token>` with the client token (no handshake).
     async fn open(&self, hub: &str, connection_token: &str) -> Result<Ws, tungstenite::Error> {
+        self.open_with(hub, connection_token, &self.token(hub))
+            .await
+    }
+
+    /// Open a WebSocket to `/client/?hub=..&id=<connection token>` with client token `token`.
+    async fn open_with(
+        &self,
+        hub: &str,
+        connection_token: &str,
+        token: &str,
+    ) -> Result<Ws, tungstenite::Error> {
         ws::open(
             &self.base,
             &format!("hub={hub}&id={connection_token}"),
-            Some(&self.token(hub)),
+            Some(token),
         )
         .await
     }
 
     /// The upgrade of a reconnect with `connection_token` must be refused with 404.
     async fn expect_reconnect_refused(&self, hub: &str, connection_token: &str) {
-        match self.open(hub, connection_token).await {
-            Err(tungstenite::Error::Http(resp)) => assert_eq!(
-                resp.status(),
-                404,
-                "a reconnect with token {connection_token} must get 404, got {}: {:?}",
-                resp.status(),
-                resp.body()
-                    .as_ref()
+        self.expect_reconnect_refused_with(hub, connection_token, &self.token(hub))
+            .await;
+    }
+
+    /// The upgrade of a reconnect to `hub` with `connection_token` and client token `token` must
+    /// be refused with 404 `No Connection with that ID`.
+    async fn expect_reconnect_refused_with(&self, hub: &str, connection_token: &str, token: &str) {
+        match self.open_with(hub, connection_token, token).await {
+            Err(tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_deref()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
-            ),
+                    .unwrap_or_default();
+                assert_eq!(
+                    resp.status(),
+                    404,
+                    "a reconnect with token {connection_token} must get 404, got {}: {body:?}",
+                    resp.status()
+                );
+                // The client library keeps the body only when it came with the head.
+                assert!(
+                    body.is_empty() || body == "No Connection with that ID",
+                    "the unknown id's text, got {body:?}"
+                );
+            }
             Err(e) => panic!("a reconnect with token {connection_token} must get 404, got {e}"),
             Ok(_) => panic!(
                 "a reconnect with token {connection_token} must get 404, but the WebSocket upgrade succeeded"
@@ -95,7 +122,20 @@ impl Broker {
 
     /// Negotiate (stateful when asked), open the WebSocket and complete the handshake.
     async fn connect(&self, hub: &str, protocol: Proto, version: u32) -> Client {
-        let neg = self.negotiate(hub, true).await;
+        self.connect_with(hub, protocol, version, self.token(hub))
+            .await
+    }
+
+    /// [`Self::connect`] with client token `client_token` (reconnects use it too).
+    async fn connect_with(
+        &self,
+        hub: &str,
+        protocol: Proto,
+        version: u32,
+        client_token: String,
+    ) -> Client {
+        let query = "&negotiateVersion=1&useStatefulReconnect=true";
+        let neg = negotiate(&self.base, hub, &client_token, query).await;
         assert_eq!(
             neg["useStatefulReconnect"],
             json!(true),
@@ -110,7 +150,7 @@ impl Broker {
             .expect("connectionToken")
             .to_owned();
         let ws = self
-            .open(hub, &token)
+            .open_with(hub, &token, &client_token)
             .await
             .unwrap_or_else(|e| panic!("WebSocket upgrade failed: {e}"));
         let mut client = Client {
@@ -120,6 +160,7 @@ impl Broker {
             connection_id,
             token,
             hub: hub.to_owned(),
+            client_token,
         };
         let name = match protocol {
             Proto::Json => "json",
@@ -150,7 +191,7 @@ impl Broker {
     async fn reconnect(&self, client: &mut Client) {
         client.drop_tcp();
         let ws = self
-            .open(&client.hub, &client.token)
+            .open_with(&client.hub, &client.token, &client.client_token)
             .await
             .unwrap_or_else(|e| panic!("the reconnecting WebSocket was refused: {e}"));
         client.ws = Some(ws);
@@ -222,6 +263,8 @@ struct Client {
     connection_id: String,
     token: String,
     hub: String,
+    /// The client token it connected (and reconnects) with.
+    client_token: String,
 }
 
 impl Client {
@@ -1161,4 +1204,185 @@ async fn default_mode_replay_buffer_overflow_while_away_closes_and_tells_the_hub
     b.rest.wait_connection_status(hub, &id, 404, T).await;
     b.expect_reconnect_refused(hub, &c.token).await;
     b.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who may resume, and what a refused upgrade leaves behind.
+
+/// `switchboard_connection_takeover_refused_total`.
+fn takeovers_refused(b: &Broker) -> u64 {
+    b.handle
+        .metrics()
+        .get(names::connection_takeover_refused)
+        .expect("the takeover counter exists")
+}
+
+#[tokio::test]
+async fn negotiate_version_0_offers_no_stateful_reconnect_and_its_id_cannot_resume() {
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
+    let hub = "v0";
+    let token = client_token(&b.key, hub, Some("bob"));
+    // Without negotiateVersion the answer is version 0: the token is the public connection id.
+    let neg = negotiate(&b.base, hub, &token, "&useStatefulReconnect=true").await;
+    assert_eq!(neg["negotiateVersion"], json!(0), "{neg}");
+    assert!(
+        neg.get("useStatefulReconnect").is_none(),
+        "version 0 must not offer stateful reconnect: {neg}"
+    );
+    let id = neg["connectionId"]
+        .as_str()
+        .expect("connectionId")
+        .to_owned();
+    let ws = b.open_with(hub, &id, &token).await.expect("the upgrade");
+    let mut c = Client {
+        ws: Some(ws),
+        protocol: Proto::Json,
+        buf: Vec::new(),
+        connection_id: id.clone(),
+        token: id.clone(),
+        hub: hub.to_owned(),
+        client_token: token.clone(),
+    };
+    // Handshake version 2, as a client that asked for stateful reconnect sends it.
+    c.ws()
+        .send(Message::text("{\"protocol\":\"json\",\"version\":2}\x1e"))
+        .await
+        .expect("send handshake");
+    assert!(matches!(c.next_frame(T).await, Ok(Frame::Data(d)) if d == b"{}\x1e"));
+    b.rest.broadcast(hub, "m", json!([1])).await;
+    c.expect_invocation("m", json!([1])).await;
+    // Lost: the connection is not resumable, with the id in the URL as a version-0 client has it.
+    c.drop_tcp();
+    b.expect_reconnect_refused_with(hub, &id, &token).await;
+    b.rest.wait_connection_status(hub, &id, 404, T).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_token_of_the_same_hub_and_user_resumes_a_connection() {
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
+    let hub = "owned";
+    let bob = client_token(&b.key, hub, Some("bob"));
+    let mut c = b.connect_with(hub, Proto::Json, 2, bob).await;
+    b.rest.broadcast(hub, "m", json!([1])).await;
+    c.expect_invocation("m", json!([1])).await;
+    c.drop_tcp();
+    // Bob is away. Valid tokens of someone else present his connection token: another user of
+    // the hub, an anonymous client, and bob himself for another hub (with that hub's URL).
+    let eve = client_token(&b.key, hub, Some("eve"));
+    let anonymous = client_token(&b.key, hub, None);
+    let bob_elsewhere = client_token(&b.key, "elsewhere", Some("bob"));
+    b.expect_reconnect_refused_with(hub, &c.token, &eve).await;
+    b.expect_reconnect_refused_with(hub, &c.token, &anonymous)
+        .await;
+    b.expect_reconnect_refused_with("elsewhere", &c.token, &bob_elsewhere)
+        .await;
+    assert_eq!(takeovers_refused(&b), 3);
+    // An unknown token is refused the same way, and not counted.
+    b.expect_reconnect_refused_with(hub, "no-such-token", &eve)
+        .await;
+    assert_eq!(takeovers_refused(&b), 3);
+    assert_eq!(b.reconnects(), 0);
+
+    // Bob comes back with a fresh token of his own (same user, other claims): the replay is his.
+    b.rest.broadcast(hub, "m", json!([2])).await;
+    c.client_token =
+        common::client_token_with(&b.key, hub, &json!({ "nameid": "bob", "role": "renewed" }));
+    b.reconnect(&mut c).await;
+    c.expect_sequence_first(1).await;
+    c.expect_invocation("m", json!([1])).await;
+    c.expect_invocation("m", json!([2])).await;
+    assert_eq!(b.reconnects(), 1);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_stateful_connect_refused_for_a_full_broker_leaves_nothing_resumable() {
+    let mut cfg = config(ServiceMode::Serverless);
+    cfg.limits.max_connections = 1;
+    let b = Broker::start(cfg).await;
+    let hub = "full";
+    let neg = b.negotiate(hub, true).await;
+    let token = neg["connectionToken"]
+        .as_str()
+        .expect("connectionToken")
+        .to_owned();
+    // Another client takes the only connection slot meanwhile (handshake version 1: not
+    // stateful, so it is gone as soon as its socket is).
+    let other = b.connect(hub, Proto::Json, 1).await;
+    match b.open(hub, &token).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        Err(e) => panic!("a connect to a full broker must get 429, got {e}"),
+        Ok(_) => panic!("a connect to a full broker must get 429, but it was upgraded"),
+    }
+    // Room again once the other client has left.
+    let other_id = other.connection_id.clone();
+    drop(other);
+    b.rest.wait_connection_status(hub, &other_id, 404, T).await;
+    wait_for_room(&b, hub).await;
+    // The refused connect used the negotiation up and registered nothing to resume.
+    b.expect_reconnect_refused(hub, &token).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_stateful_connect_whose_upgrade_fails_leaves_nothing_resumable() {
+    let b = Broker::start(config(ServiceMode::Serverless)).await;
+    let hub = "broken";
+    let neg = b.negotiate(hub, true).await;
+    let token = neg["connectionToken"]
+        .as_str()
+        .expect("connectionToken")
+        .to_owned();
+    // An upgrade request the WebSocket layer refuses (no `Connection: Upgrade`, no key).
+    let status = broken_upgrade(&b, hub, &token).await;
+    assert_eq!(status, 400, "a malformed upgrade is refused");
+    b.expect_reconnect_refused(hub, &token).await;
+    b.stop().await;
+}
+
+/// Send `GET /client/?hub=..&id=..` with `Upgrade: websocket` but without the rest of a
+/// WebSocket handshake, over a raw socket; the status of the answer.
+async fn broken_upgrade(b: &Broker, hub: &str, connection_token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = b.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /client/?hub={hub}&id={connection_token} HTTP/1.1\r\nHost: {addr}\r\n\
+         Upgrade: websocket\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        b.token(hub)
+    );
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(T, socket.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .expect("read the answer");
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
+}
+
+/// Wait (bounded) until the broker has a free connection slot: negotiate stops answering 429.
+async fn wait_for_room(b: &Broker, hub: &str) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let a =
+            common::negotiate_raw(&b.base, hub, Some(&b.token(hub)), "&negotiateVersion=1").await;
+        if a.status == 200 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker is still full after {T:?}: {} {}",
+            a.status,
+            a.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
 use super::index::ConnectionIndex;
+use super::owner::{Owner, Refusal};
 use super::transport::Resumption;
 use crate::config::LimitsConfig;
 use crate::keyring::KeyRing;
@@ -58,26 +59,44 @@ pub(crate) struct ServerEnv {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Stateful-reconnect connections by connection token: where a reconnecting WebSocket goes.
-/// Bounded by the connections themselves (one entry per open stateful connection, removed when
-/// its actor ends, see [`ResumableEntry`]).
+/// Stateful-reconnect connections by connection token: where a reconnecting WebSocket goes, and
+/// whose it is. Bounded by the connections themselves: one entry (a token, an [`Owner`] and a
+/// channel sender, a fixed size) per stateful connection that holds a connection slot, removed
+/// when its guard is dropped — when its actor ends, or earlier when the upgrade or the slot was
+/// refused, or the handshake turned stateful reconnect off (see [`ResumableEntry`]).
 #[derive(Debug, Default)]
-pub(crate) struct Resumable(Mutex<HashMap<String, mpsc::Sender<Resumption>>>);
+pub(crate) struct Resumable(Mutex<HashMap<String, (Owner, mpsc::Sender<Resumption>)>>);
 
 impl Resumable {
     /// Register a connection's token; the entry goes when the returned guard is dropped.
     pub(crate) fn insert(
         self: &Arc<Self>,
         token: String,
+        owner: Owner,
         tx: mpsc::Sender<Resumption>,
     ) -> ResumableEntry {
-        self.0.lock().insert(token.clone(), tx);
+        self.0.lock().insert(token.clone(), (owner, tx));
         ResumableEntry(self.clone(), token)
     }
 
-    /// Where the connection with this token waits for its client, if it does.
-    pub(crate) fn get(&self, token: &str) -> Option<mpsc::Sender<Resumption>> {
-        self.0.lock().get(token).cloned()
+    /// Where the connection with this token waits for its client, if it does and belongs to
+    /// `owner`.
+    pub(crate) fn get(
+        &self,
+        token: &str,
+        owner: &Owner,
+    ) -> Result<mpsc::Sender<Resumption>, Refusal> {
+        match self.0.lock().get(token) {
+            None => Err(Refusal::Unknown),
+            Some((o, _)) if o != owner => Err(Refusal::Foreign),
+            Some((_, tx)) => Ok(tx.clone()),
+        }
+    }
+
+    /// Entries held now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().len()
     }
 
     /// Stop accepting reconnects for this token.
@@ -164,9 +183,29 @@ mod tests {
     fn a_resumable_entry_goes_with_its_guard() {
         let registry = Arc::new(Resumable::default());
         let (tx, _rx) = mpsc::channel(1);
-        let entry = registry.insert("t".into(), tx);
-        assert!(registry.get("t").is_some());
+        let owner = Owner::new("h", Some("bob"));
+        let entry = registry.insert("t".into(), owner.clone(), tx);
+        assert!(registry.get("t", &owner).is_ok());
         drop(entry);
-        assert!(registry.get("t").is_none());
+        assert_eq!(registry.get("t", &owner).err(), Some(Refusal::Unknown));
+        assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn only_the_owner_resumes() {
+        let registry = Arc::new(Resumable::default());
+        let (tx, _rx) = mpsc::channel(1);
+        let _entry = registry.insert("t".into(), Owner::new("h", Some("bob")), tx);
+        for other in [
+            Owner::new("h", Some("eve")),
+            Owner::new("h", None),
+            Owner::new("other", Some("bob")),
+        ] {
+            assert_eq!(
+                registry.get("t", &other).err(),
+                Some(Refusal::Foreign),
+                "{other:?}"
+            );
+        }
     }
 }

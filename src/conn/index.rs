@@ -1,6 +1,8 @@
 //! Process-wide index of client connections by id, for the paths that address one client
 //! directly and must not queue behind a hub actor: hub-server data for a client
 //! (`ConnectionData`, `MultiConnectionData`) is pushed straight into that client's outbox.
+//! Each connection is held with its hub: a lookup names the hub it is made for and finds only
+//! that hub's connections ([`Lookup`]), so a hub server cannot reach another hub's clients.
 //!
 //! Sharded read-mostly maps; a lookup takes one shard's read lock briefly, never across an
 //! `.await`.
@@ -10,8 +12,19 @@ use std::hash::{BuildHasher, RandomState};
 
 use parking_lot::RwLock;
 
-use crate::id::ConnectionId;
+use crate::id::{ConnectionId, HubName};
 use crate::peer::ConnHandle;
+
+/// A connection looked up for one hub.
+#[derive(Clone, Debug)]
+pub(crate) enum Lookup {
+    /// The hub's connection with this id.
+    Here(ConnHandle),
+    /// A connection of another hub has this id: not to be reached from this hub.
+    OtherHub,
+    /// No connection has this id.
+    Missing,
+}
 
 /// Number of shards: a power of two comfortably above the worker count.
 const SHARDS: usize = 16;
@@ -19,7 +32,7 @@ const SHARDS: usize = 16;
 /// Connections by id.
 #[derive(Debug)]
 pub(crate) struct ConnectionIndex {
-    shards: Vec<RwLock<HashMap<ConnectionId, ConnHandle>>>,
+    shards: Vec<RwLock<HashMap<ConnectionId, (HubName, ConnHandle)>>>,
     hasher: RandomState,
 }
 
@@ -33,15 +46,15 @@ impl Default for ConnectionIndex {
 }
 
 impl ConnectionIndex {
-    fn shard(&self, id: &str) -> &RwLock<HashMap<ConnectionId, ConnHandle>> {
+    fn shard(&self, id: &str) -> &RwLock<HashMap<ConnectionId, (HubName, ConnHandle)>> {
         &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
     }
 
-    /// Add a connection.
-    pub(crate) fn insert(&self, conn: ConnHandle) {
+    /// Add a connection of `hub`.
+    pub(crate) fn insert(&self, hub: HubName, conn: ConnHandle) {
         self.shard(conn.id().as_str())
             .write()
-            .insert(conn.id().clone(), conn);
+            .insert(conn.id().clone(), (hub, conn));
     }
 
     /// Remove a connection.
@@ -49,9 +62,13 @@ impl ConnectionIndex {
         self.shard(id.as_str()).write().remove(id);
     }
 
-    /// The connection with this id.
-    pub(crate) fn get(&self, id: &str) -> Option<ConnHandle> {
-        self.shard(id).read().get(id).cloned()
+    /// The connection with this id, looked up for `hub`.
+    pub(crate) fn lookup(&self, hub: &str, id: &str) -> Lookup {
+        match self.shard(id).read().get(id) {
+            Some((h, conn)) if h.as_str() == hub => Lookup::Here(conn.clone()),
+            Some(_) => Lookup::OtherHub,
+            None => Lookup::Missing,
+        }
     }
 
     /// Connections held now.
@@ -72,17 +89,19 @@ mod tests {
     use crate::protocol::HubProtocol;
 
     #[test]
-    fn insert_get_remove() {
+    fn insert_lookup_remove() {
         let index = ConnectionIndex::default();
         let c = ConnHandle::new("abc".into(), None, HubProtocol::Json, Outbox::new(1, 1));
-        index.insert(c.clone());
-        assert_eq!(
-            index.get("abc").map(|h| h.id().clone()),
-            Some(c.id().clone())
-        );
+        index.insert("chat".into(), c.clone());
+        let Lookup::Here(found) = index.lookup("chat", "abc") else {
+            panic!("chat's connection is found for chat");
+        };
+        assert_eq!(found.id(), c.id());
+        assert!(matches!(index.lookup("other", "abc"), Lookup::OtherHub));
+        assert!(matches!(index.lookup("chat", "xyz"), Lookup::Missing));
         assert_eq!(index.len(), 1);
         index.remove(c.id());
-        assert!(index.get("abc").is_none());
+        assert!(matches!(index.lookup("chat", "abc"), Lookup::Missing));
         assert!(index.is_empty());
     }
 }

@@ -9,6 +9,7 @@
 pub(crate) mod client;
 pub(crate) mod env;
 pub(crate) mod index;
+pub(crate) mod owner;
 pub(crate) mod pending;
 pub(crate) mod pipe;
 pub(crate) mod server;

@@ -1,7 +1,8 @@
 //! Negotiated connections waiting for their transport.
 //!
-//! `POST /client/negotiate` registers a connection token here; the transport request (`id=`)
-//! takes it out. Entries expire after `negotiate_timeout` (clients re-negotiate for each
+//! `POST /client/negotiate` registers a connection token here with its [`Owner`]; the transport
+//! request (`id=`) claims it with a token for the same owner. A claim by anyone else leaves the
+//! entry in place for its owner. Entries expire after `negotiate_timeout` (clients re-negotiate for each
 //! fallback transport, so abandoned negotiations are normal) and the map is capped at
 //! `max_pending_negotiations`: when full, negotiate answers 429 rather than growing.
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::owner::{Owner, Refusal};
 use crate::id::ConnectionId;
 
 /// What negotiate established for a connection.
@@ -17,8 +19,8 @@ use crate::id::ConnectionId;
 pub(crate) struct Pending {
     /// The public connection id.
     pub connection_id: ConnectionId,
-    /// The hub from the negotiate URL.
-    pub hub: String,
+    /// The hub and user negotiate was called for.
+    pub owner: Owner,
     /// Negotiated `useStatefulReconnect`.
     pub stateful_reconnect: bool,
     created: Instant,
@@ -52,7 +54,7 @@ impl PendingConnections {
         &self,
         token: String,
         connection_id: ConnectionId,
-        hub: String,
+        owner: Owner,
         stateful_reconnect: bool,
     ) -> Result<(), PendingFull> {
         let now = Instant::now();
@@ -67,7 +69,7 @@ impl PendingConnections {
             token,
             Pending {
                 connection_id,
-                hub,
+                owner,
                 stateful_reconnect,
                 created: now,
             },
@@ -75,10 +77,19 @@ impl PendingConnections {
         Ok(())
     }
 
-    /// Take the entry for `token` if it exists and has not expired.
-    pub(crate) fn take(&self, token: &str) -> Option<Pending> {
-        let p = self.map.lock().remove(token)?;
-        (p.created.elapsed() < self.ttl).then_some(p)
+    /// Take the entry for `token` if it exists, has not expired and belongs to `owner`; an
+    /// entry of another owner stays where it is.
+    pub(crate) fn claim(&self, token: &str, owner: &Owner) -> Result<Pending, Refusal> {
+        let mut map = self.map.lock();
+        let p = map.get(token).ok_or(Refusal::Unknown)?;
+        if p.created.elapsed() >= self.ttl {
+            map.remove(token);
+            return Err(Refusal::Unknown);
+        }
+        if p.owner != *owner {
+            return Err(Refusal::Foreign);
+        }
+        map.remove(token).ok_or(Refusal::Unknown)
     }
 
     /// Drop expired entries; returns how many remain.
@@ -97,31 +108,60 @@ impl PendingConnections {
 mod tests {
     use super::*;
 
+    fn anon() -> Owner {
+        Owner::new("h", None)
+    }
+
     #[test]
-    fn take_once_and_capacity() {
+    fn claim_once_and_capacity() {
         let p = PendingConnections::new(Duration::from_secs(60), 2);
-        p.insert("a".into(), ConnectionId::random(), "h".into(), false)
+        p.insert("a".into(), ConnectionId::random(), anon(), false)
             .unwrap();
-        p.insert("b".into(), ConnectionId::random(), "h".into(), false)
+        p.insert("b".into(), ConnectionId::random(), anon(), false)
             .unwrap();
         assert_eq!(
-            p.insert("c".into(), ConnectionId::random(), "h".into(), false),
+            p.insert("c".into(), ConnectionId::random(), anon(), false),
             Err(PendingFull)
         );
-        assert!(p.take("a").is_some());
-        assert!(p.take("a").is_none(), "a token is used once");
-        p.insert("c".into(), ConnectionId::random(), "h".into(), false)
+        assert!(p.claim("a", &anon()).is_ok());
+        assert_eq!(
+            p.claim("a", &anon()).map(|_| ()),
+            Err(Refusal::Unknown),
+            "a token is used once"
+        );
+        p.insert("c".into(), ConnectionId::random(), anon(), false)
             .unwrap();
     }
 
     #[test]
-    fn expired_entries_are_not_taken() {
+    fn expired_entries_are_not_claimed() {
         let p = PendingConnections::new(Duration::from_millis(0), 10);
-        p.insert("a".into(), ConnectionId::random(), "h".into(), false)
+        p.insert("a".into(), ConnectionId::random(), anon(), false)
             .unwrap();
-        assert!(p.take("a").is_none());
-        p.insert("b".into(), ConnectionId::random(), "h".into(), false)
+        assert_eq!(p.claim("a", &anon()).map(|_| ()), Err(Refusal::Unknown));
+        p.insert("b".into(), ConnectionId::random(), anon(), false)
             .unwrap();
         assert_eq!(p.sweep(), 0);
+    }
+
+    #[test]
+    fn only_the_owner_claims_and_a_foreign_claim_leaves_the_entry() {
+        let p = PendingConnections::new(Duration::from_secs(60), 10);
+        let bob = Owner::new("h", Some("bob"));
+        p.insert("t".into(), ConnectionId::from("id"), bob.clone(), false)
+            .unwrap();
+        for other in [
+            Owner::new("h", Some("eve")),
+            Owner::new("h", None),
+            Owner::new("other", Some("bob")),
+        ] {
+            assert_eq!(
+                p.claim("t", &other).map(|_| ()),
+                Err(Refusal::Foreign),
+                "{other:?}"
+            );
+        }
+        let claimed = p.claim("t", &bob).expect("bob claims his negotiation");
+        assert_eq!(claimed.connection_id.as_str(), "id");
     }
 }

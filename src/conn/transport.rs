@@ -24,6 +24,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
+use super::owner::{Owner, Refusal};
 pub(crate) use super::pipe::{Pipe, PipeReceiver, PipeSender};
 use crate::id::TransportKind;
 use crate::protocol::HubProtocol;
@@ -378,8 +379,8 @@ pub(crate) struct HttpEntry {
     pub inbound: Arc<Pipe>,
     /// Long polling only: the poll buffer.
     pub poll: Option<Arc<PollState>>,
-    /// The hub from the URL.
-    pub hub: String,
+    /// The hub and user negotiate was called for: every request must be theirs.
+    pub owner: Owner,
 }
 
 /// SSE and long-polling connections by connection token.
@@ -397,6 +398,15 @@ impl HttpConnections {
     /// The connection with this token.
     pub(crate) fn get(&self, token: &str) -> Option<HttpEntry> {
         self.map.lock().get(token).cloned()
+    }
+
+    /// The connection with this token, if it belongs to `owner`.
+    pub(crate) fn get_for(&self, token: &str, owner: &Owner) -> Result<HttpEntry, Refusal> {
+        match self.map.lock().get(token) {
+            None => Err(Refusal::Unknown),
+            Some(e) if e.owner != *owner => Err(Refusal::Foreign),
+            Some(e) => Ok(e.clone()),
+        }
     }
 
     /// Forget a connection (it ended).

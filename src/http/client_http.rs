@@ -13,7 +13,10 @@
 //! a second SSE stream for a connection → 409; a transport that is not offered → 404
 //! `<Transport> transport not supported by this end point type`. Every request carries a valid
 //! client token for the hub (SSE: `access_token` query; others: `Authorization`), as Azure
-//! re-checks tokens on each HTTP transport request.
+//! re-checks tokens on each HTTP transport request, and of the hub and user the connection was
+//! negotiated for: a token of anyone else gets the unknown id's 404 (counted in
+//! `switchboard_connection_takeover_refused_total`), since with negotiate version 0 the
+//! connection token is the public connection id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +27,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::client_ws::{forwarded_headers, forwarded_query, not_supported, plain};
+use super::client_ws::{
+    forwarded_headers, forwarded_query, not_supported, plain, refused, unknown_connection,
+};
 use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
+use crate::conn::owner::{Owner, Refusal};
 use crate::conn::transport::{
     HttpEntry, Pipe, PipeReceiver, PipeSender, PollOutcome, PollState, Transport,
 };
@@ -75,39 +81,12 @@ pub(crate) async fn get(
     };
     let hub = hub_param(&req)?;
     let identity = authenticate_client(&req, &shared, &hub)?;
+    let owner = Owner::of(&hub, &identity);
 
-    if let Some(entry) = shared.http.get(&token) {
-        if entry.hub != hub {
-            return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
-        }
-        return Ok(match (entry.kind, kind, entry.poll) {
-            (TransportKind::LongPolling, TransportKind::LongPolling, Some(poll)) => {
-                let outcome = poll.poll(POLL_TIMEOUT).await;
-                if outcome == PollOutcome::Done && poll.is_finished() && !poll.is_terminated() {
-                    // The client has been told the connection is over.
-                    shared.http.remove(&token);
-                }
-                let mut resp = match outcome {
-                    PollOutcome::Data(data) => {
-                        let mut r = HttpResponse::Ok();
-                        r.content_type("application/octet-stream");
-                        no_cache(&mut r);
-                        return Ok(r.body(data));
-                    }
-                    PollOutcome::Timeout => HttpResponse::Ok(),
-                    PollOutcome::Done => HttpResponse::NoContent(),
-                };
-                no_cache(&mut resp);
-                resp.content_type("application/octet-stream").finish()
-            }
-            (TransportKind::ServerSentEvents, TransportKind::ServerSentEvents, _) => {
-                HttpResponse::Conflict().finish()
-            }
-            _ => plain(
-                StatusCode::BAD_REQUEST,
-                "Cannot change transports mid-connection",
-            ),
-        });
+    match shared.http.get_for(&token, &owner) {
+        Err(Refusal::Unknown) => {}
+        Err(Refusal::Foreign) => return Ok(refused(&shared, Refusal::Foreign)),
+        Ok(entry) => return Ok(serve_existing(entry, kind, &token, &shared).await),
     }
 
     // A new connection: claim the negotiated id.
@@ -121,8 +100,9 @@ pub(crate) async fn get(
     if allowed & kind.bit() == 0 {
         return Ok(not_supported(kind));
     }
-    let Some(pending) = shared.pending.take(&token).filter(|p| p.hub == hub) else {
-        return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
+    let pending = match shared.pending.claim(&token, &owner) {
+        Ok(p) => p,
+        Err(refusal) => return Ok(refused(&shared, refusal)),
     };
     let shared = shared.into_inner();
     let slot = super::reserve_slot(&shared)?;
@@ -173,7 +153,7 @@ pub(crate) async fn get(
                     kind,
                     inbound: inbound_tx,
                     poll: None,
-                    hub,
+                    owner,
                 },
             );
             spawn(
@@ -209,7 +189,7 @@ pub(crate) async fn get(
                     kind,
                     inbound: inbound_tx,
                     poll: Some(poll.clone()),
-                    hub,
+                    owner,
                 },
             );
             spawn(
@@ -222,6 +202,44 @@ pub(crate) async fn get(
             no_cache(&mut resp);
             Ok(resp.content_type("application/octet-stream").finish())
         }
+    }
+}
+
+/// A `GET` for a connection that already has its transport: a long poll, or a refusal (a second
+/// SSE stream, a change of transport).
+async fn serve_existing(
+    entry: HttpEntry,
+    kind: TransportKind,
+    token: &str,
+    shared: &Broker,
+) -> HttpResponse {
+    match (entry.kind, kind, entry.poll) {
+        (TransportKind::LongPolling, TransportKind::LongPolling, Some(poll)) => {
+            let outcome = poll.poll(POLL_TIMEOUT).await;
+            if outcome == PollOutcome::Done && poll.is_finished() && !poll.is_terminated() {
+                // The client has been told the connection is over.
+                shared.http.remove(token);
+            }
+            let mut resp = match outcome {
+                PollOutcome::Data(data) => {
+                    let mut r = HttpResponse::Ok();
+                    r.content_type("application/octet-stream");
+                    no_cache(&mut r);
+                    return r.body(data);
+                }
+                PollOutcome::Timeout => HttpResponse::Ok(),
+                PollOutcome::Done => HttpResponse::NoContent(),
+            };
+            no_cache(&mut resp);
+            resp.content_type("application/octet-stream").finish()
+        }
+        (TransportKind::ServerSentEvents, TransportKind::ServerSentEvents, _) => {
+            HttpResponse::Conflict().finish()
+        }
+        _ => plain(
+            StatusCode::BAD_REQUEST,
+            "Cannot change transports mid-connection",
+        ),
     }
 }
 
@@ -238,11 +256,13 @@ pub(crate) async fn post_or_delete(
         Ok(h) => h,
         Err(e) => return actix_web::ResponseError::error_response(&e),
     };
-    if let Err(e) = authenticate_client(&req, &shared, &hub) {
-        return actix_web::ResponseError::error_response(&e);
-    }
-    let Some(entry) = shared.http.get(&token).filter(|e| e.hub == hub) else {
-        return plain(StatusCode::NOT_FOUND, "No Connection with that ID");
+    let identity = match authenticate_client(&req, &shared, &hub) {
+        Ok(identity) => identity,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let entry = match shared.http.get_for(&token, &Owner::of(&hub, &identity)) {
+        Ok(entry) => entry,
+        Err(refusal) => return refused(&shared, refusal),
     };
     if req.method() == actix_web::http::Method::DELETE {
         return match entry.poll {
@@ -258,7 +278,7 @@ pub(crate) async fn post_or_delete(
         };
     }
     if entry.poll.as_ref().is_some_and(|p| p.is_terminated()) {
-        return plain(StatusCode::NOT_FOUND, "No Connection with that ID");
+        return unknown_connection();
     }
     // Read the body, bounded by the message size limit (Azure: 1 MB on these transports).
     let max = shared.config.limits.max_message_size;
@@ -277,7 +297,7 @@ pub(crate) async fn post_or_delete(
         data.extend_from_slice(&chunk);
     }
     if !data.is_empty() && entry.inbound.send(data.freeze()).await.is_err() {
-        return plain(StatusCode::NOT_FOUND, "No Connection with that ID");
+        return unknown_connection();
     }
     HttpResponse::Ok().content_type("text/plain").finish()
 }

@@ -3,7 +3,10 @@
 //!
 //! Without `id` the upgrade starts a new connection (the clients' `skipNegotiation`, and
 //! third-party clients that connect straight to the redirect URL). The token is required on the
-//! upgrade too: browsers send it as `access_token`, other clients in `Authorization`.
+//! upgrade too: browsers send it as `access_token`, other clients in `Authorization`. With `id`,
+//! the token must be of the hub and user the connection was negotiated for (or, for a
+//! stateful-reconnect resumption, opened for); another one gets the unknown id's 404 and is
+//! counted in `switchboard_connection_takeover_refused_total`.
 //! Server-Sent Events and long polling use the same URL; their requests are handed to
 //! [`client_http`](super::client_http).
 
@@ -13,9 +16,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::negotiate::hub_param;
 use super::{authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext, Resume};
+use crate::conn::owner::{Owner, Refusal};
 use crate::conn::transport::{Transport, pump};
 use crate::http::state::Broker;
 use crate::id::{ConnectionId, TransportKind};
+use crate::telemetry::Metrics;
 
 /// Register the client transport routes.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -40,6 +45,23 @@ pub(crate) fn plain(status: actix_web::http::StatusCode, text: &'static str) -> 
     HttpResponse::build(status)
         .content_type("text/plain")
         .body(text)
+}
+
+/// 404 `No Connection with that ID` (ASP.NET Core's answer for an unknown id).
+pub(crate) fn unknown_connection() -> HttpResponse {
+    plain(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "No Connection with that ID",
+    )
+}
+
+/// The answer to a connection lookup that failed: a connection of another hub or user is
+/// answered exactly as an unknown id (the refusal must not tell that the id exists), and counted.
+pub(crate) fn refused(shared: &Broker, refusal: Refusal) -> HttpResponse {
+    if refusal == Refusal::Foreign {
+        Metrics::inc(&shared.metrics.connection_takeover_refused);
+    }
+    unknown_connection()
 }
 
 async fn other_method(
@@ -69,7 +91,6 @@ async fn connect(
     body: web::Payload,
     shared: web::Data<Broker>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    use actix_web::http::StatusCode;
     let id = query_value(&req, "id");
     if !is_websocket_upgrade(&req) {
         return super::client_http::get(req, shared).await;
@@ -83,36 +104,24 @@ async fn connect(
     }
     let hub = hub_param(&req)?;
     let identity = authenticate_client(&req, &shared, &hub)?;
+    let owner = Owner::of(&hub, &identity);
 
+    // The resumable entry (a guard) is dropped with `resume` on every early return below: a
+    // refused slot or upgrade leaves nothing behind.
     let mut resume = None;
     let connection_id = match id {
-        Some(token) => match shared.pending.take(&token) {
-            Some(p) if p.hub == hub => {
+        Some(token) => match shared.pending.claim(&token, &owner) {
+            Ok(p) => {
                 if p.stateful_reconnect {
                     let (tx, rx) = tokio::sync::mpsc::channel(1);
-                    let entry = shared.client_env.resumable.insert(token, tx);
+                    let entry = shared.client_env.resumable.insert(token, owner, tx);
                     resume = Some(Resume { entry, rx });
                 }
                 p.connection_id
             }
-            Some(_) => return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID")),
-            None => {
-                // A stateful-reconnect client coming back with its token: no negotiate, no
-                // handshake; the new socket replaces the lost one.
-                let resumable = shared.client_env.resumable.get(&token);
-                let Some(resumable) = resumable else {
-                    return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
-                };
-                let max = shared.config.limits.max_message_size;
-                let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
-                let (tx, rx) = tokio::sync::mpsc::channel(16);
-                if resumable.try_send((session.clone(), rx)).is_err() {
-                    // The connection ended meanwhile (or is already resuming).
-                    let _ = session.close(None).await;
-                    return Ok(response);
-                }
-                actix_web::rt::spawn(pump(stream, session, tx, max));
-                return Ok(response);
+            Err(Refusal::Foreign) => return Ok(refused(&shared, Refusal::Foreign)),
+            Err(Refusal::Unknown) => {
+                return resume_connection(&req, body, &shared, &token, &owner).await;
             }
         },
         None => ConnectionId::random(),
@@ -140,6 +149,32 @@ async fn connect(
         max_message_size: max,
     };
     actix_web::rt::spawn(client::run(ctx, transport));
+    Ok(response)
+}
+
+/// A stateful-reconnect client coming back with its token: no negotiate, no handshake; the new
+/// socket replaces the lost one. Only a token of the hub and user the connection was opened for
+/// may resume it.
+async fn resume_connection(
+    req: &HttpRequest,
+    body: web::Payload,
+    shared: &Broker,
+    token: &str,
+    owner: &Owner,
+) -> Result<HttpResponse, actix_web::Error> {
+    let resumable = match shared.client_env.resumable.get(token, owner) {
+        Ok(tx) => tx,
+        Err(refusal) => return Ok(refused(shared, refusal)),
+    };
+    let max = shared.config.limits.max_message_size;
+    let (response, session, stream) = super::ws_upgrade(req, body, max)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    if resumable.try_send((session.clone(), rx)).is_err() {
+        // The connection ended meanwhile (or is already resuming).
+        let _ = session.close(None).await;
+        return Ok(response);
+    }
+    actix_web::rt::spawn(pump(stream, session, tx, max));
     Ok(response)
 }
 

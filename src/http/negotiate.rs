@@ -4,12 +4,18 @@
 //! The request must carry a client token for the hub (Bearer header, or the `access_token`
 //! query as a fallback). Version 0 and 1 are answered as ASP.NET Core does; a version error is
 //! HTTP 200 with `{"error": ...}` so that clients show the text. The negotiated connection waits
-//! in `Broker::pending` for its transport.
+//! in `Broker::pending` for its transport, recorded with the hub and user of the token
+//! ([`Owner`]): only a token of the same hub and user can claim it.
+//!
+//! Stateful reconnect is offered with version 1 only: with version 0 the connection token is
+//! the public connection id, which a hub server or anyone it told could present to take over a
+//! resumable connection.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{ApiError, authenticate_client, query_value};
+use crate::conn::owner::Owner;
 use crate::http::state::Broker;
 use crate::id::{ConnectionId, TransportKind, random_token, validate_hub_name};
 use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_response};
@@ -94,9 +100,10 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
         })
         .collect();
 
-    // Stateful reconnect when asked and allowed, in every mode: the broker keeps the replay
-    // buffer also for clients routed to a hub server.
+    // Stateful reconnect when asked and allowed, in every mode (the broker keeps the replay
+    // buffer also for clients routed to a hub server), and only with a secret connection token.
     let stateful = shared.config.stateful_reconnect
+        && version >= 1
         && crate::protocol::negotiate::stateful_reconnect_from_query(
             query_value(&req, "useStatefulReconnect").as_deref(),
         );
@@ -106,12 +113,13 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
     } else {
         connection_id.as_str().to_owned()
     };
+    let owner = Owner::of(&hub, &identity);
     if shared
         .pending
         .insert(
             connection_token.clone(),
             connection_id.clone(),
-            hub,
+            owner,
             stateful,
         )
         .is_err()

@@ -109,7 +109,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         }
         Err(AdmitError::Gone(_)) => return None,
     };
-    env.connections.insert(conn.clone());
+    env.connections.insert(ctx.hub.name().clone(), conn.clone());
     Metrics::inc(&env.metrics.connections_opened);
     Metrics::inc(&env.metrics.connections_current);
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");

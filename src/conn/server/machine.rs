@@ -6,6 +6,12 @@
 //! It must not do I/O: no tokio, no actix, no channels, no awaiting. What it needs to know of the
 //! world (a client by id, whether the hub has clients, whether the mode admits this server) it
 //! asks through [`World`]; it only counts the metrics of decisions it makes itself.
+//!
+//! A hub server reaches only its own hub's clients: a message that addresses a client by id
+//! (`ConnectionData`, `MultiConnectionData`, `CloseConnection`, `ClientInvocation`, completions)
+//! and names a client of another hub is ignored as if the id were unknown, and counted in
+//! `switchboard_server_cross_hub_refused_total`. (Everything else a server sends goes through its
+//! own hub's actor, which knows only its own connections.)
 
 mod action;
 mod build;
@@ -21,6 +27,7 @@ use self::build::{
     close_many, group_members_payload, handshake_response, ids, join, leave, shared, user_join,
     user_leave,
 };
+pub(crate) use crate::conn::index::Lookup;
 use crate::hub::{ExistsQuery, HubGone, Member, Scope, SerializedMessage};
 use crate::id::{ConnectionId, GroupName, UserId};
 use crate::peer::ConnHandle;
@@ -34,8 +41,8 @@ pub(crate) const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the machine may look up around it (read-only, never waits).
 pub(crate) trait World {
-    /// The client connection with this id, if it is open.
-    fn client(&self, id: &str) -> Option<ConnHandle>;
+    /// The client connection with this id, looked up for this server's hub.
+    fn client(&self, id: &str) -> Lookup;
     /// Whether the hub has any client connection now.
     fn hub_has_clients(&self) -> bool;
     /// Whether the service mode admits a hub server of this kind; the refusal text if not.
@@ -251,7 +258,7 @@ impl<W: World> ServerMachine<W> {
                 }
             }
             M::CloseConnection { connection_id, .. } => {
-                if let Some(conn) = self.world.client(&connection_id) {
+                if let Some(conn) = self.own_client(&connection_id) {
                     out.push(Action::CloseClient(conn));
                 }
             }
@@ -426,7 +433,8 @@ impl<W: World> ServerMachine<W> {
                 // another server, that server (the router) must learn of it so that it sends the
                 // client's answer back to the caller.
                 let msg = SerializedMessage::from_payload_map(&payloads);
-                if let Some(conn) = self.world.client(&connection_id) {
+                // A client of another hub gets the same answer as a missing one.
+                if let Some(conn) = self.own_client(&connection_id) {
                     let router = conn
                         .server()
                         .filter(|router| router.server_id() != caller_server_id)
@@ -477,8 +485,15 @@ impl<W: World> ServerMachine<W> {
                     return out;
                 };
                 let caller = caller_server_id.clone();
-                if let Some(conn) = self.world.client(connection_id) {
-                    out.push(Action::Untrack(conn, invocation_id.clone()));
+                match self.world.client(connection_id) {
+                    Lookup::Here(conn) => out.push(Action::Untrack(conn, invocation_id.clone())),
+                    // A client that left may still have a caller waiting; one of another hub
+                    // is none of this server's business.
+                    Lookup::Missing => {}
+                    Lookup::OtherHub => {
+                        Metrics::inc(&self.metrics.server_cross_hub_refused);
+                        return out;
+                    }
                 }
                 if caller != self.server_id {
                     let frame = service::encode(&completion);
@@ -519,13 +534,26 @@ impl<W: World> ServerMachine<W> {
         bytes_for: impl Fn(crate::protocol::HubProtocol) -> Option<Bytes>,
         out: &mut Vec<Action>,
     ) {
-        let Some(conn) = self.world.client(connection_id) else {
-            Metrics::inc(&self.metrics.outbox_dropped);
-            return;
+        let conn = match self.world.client(connection_id) {
+            Lookup::Here(conn) => conn,
+            Lookup::OtherHub => return Metrics::inc(&self.metrics.server_cross_hub_refused),
+            Lookup::Missing => return Metrics::inc(&self.metrics.outbox_dropped),
         };
         match bytes_for(conn.protocol()) {
             Some(bytes) => out.push(Action::Deliver(conn, bytes)),
             None => Metrics::inc(&self.metrics.outbox_dropped),
+        }
+    }
+
+    /// This hub's client with this id; a client of another hub is counted and not returned.
+    fn own_client(&self, connection_id: &str) -> Option<ConnHandle> {
+        match self.world.client(connection_id) {
+            Lookup::Here(conn) => Some(conn),
+            Lookup::OtherHub => {
+                Metrics::inc(&self.metrics.server_cross_hub_refused);
+                None
+            }
+            Lookup::Missing => None,
         }
     }
 

@@ -27,9 +27,10 @@ use tokio::sync::mpsc;
 use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
 use self::socket::{Incoming, ServerSocket, SocketClose};
 use super::env::{ConnectionSlot, ServerEnv};
+use super::index::Lookup;
 use crate::close::CloseReason;
 use crate::hub::{HubGone, HubHandle, HubReply};
-use crate::peer::{ConnHandle, PushError, ServerConnHandle};
+use crate::peer::{PushError, ServerConnHandle};
 use crate::protocol::service::{self, ConnectionType, ServiceMessage, ack_status};
 use crate::telemetry::Metrics;
 
@@ -60,8 +61,8 @@ struct Surroundings {
 }
 
 impl World for Surroundings {
-    fn client(&self, id: &str) -> Option<ConnHandle> {
-        self.env.connections.get(id)
+    fn client(&self, id: &str) -> Lookup {
+        self.env.connections.lookup(self.hub.name().as_str(), id)
     }
 
     fn hub_has_clients(&self) -> bool {

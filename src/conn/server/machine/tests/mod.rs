@@ -17,8 +17,11 @@ use crate::protocol::HubProtocol;
 use crate::protocol::service::{ConnectionType, Extensions, ServiceMessage as M};
 
 mod calls;
+mod cross_hub;
 
 const SELF_ID: &str = "server-a";
+/// The hub of the machine under test and of its clients.
+const HUB: &str = "chat";
 
 struct Fake {
     index: ConnectionIndex,
@@ -27,8 +30,8 @@ struct Fake {
 }
 
 impl World for Fake {
-    fn client(&self, id: &str) -> Option<ConnHandle> {
-        self.index.get(id)
+    fn client(&self, id: &str) -> Lookup {
+        self.index.lookup(HUB, id)
     }
 
     fn hub_has_clients(&self) -> bool {
@@ -76,7 +79,7 @@ fn with_client(router: Option<ServerConnHandle>) -> Fake {
         Some(r) => ConnHandle::routed("c1".into(), None, HubProtocol::Json, outbox, r),
         None => ConnHandle::new("c1".into(), None, HubProtocol::Json, outbox),
     };
-    world.index.insert(conn);
+    world.index.insert(HUB.into(), conn);
     world
 }
 
