@@ -16,6 +16,7 @@ use crate::conn::upstream;
 use crate::hub::{AdmitError, AdmitRequest};
 use crate::id::UserId;
 use crate::protocol::HubProtocol;
+use crate::protocol::framing::RecordScan;
 use crate::protocol::handshake::{self, HandshakeRequest};
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
@@ -31,11 +32,12 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     };
     let limits = &env.limits;
     let mut input = BytesMut::new();
+    let mut scan = RecordScan::default();
 
     // Phase 1: the handshake request.
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
     let (request, raw_request) = loop {
-        match read_request(&input, limits.max_message_size) {
+        match read_request(&input, limits.max_message_size, &mut scan) {
             Request::Complete(req, consumed) => break (req, input.split_to(consumed).freeze()),
             Request::Incomplete => {}
             Request::Fail(text) => {
@@ -147,9 +149,10 @@ enum Request {
 }
 
 /// Read the handshake request from the start of `input`: more than `max` bytes without one
-/// cancels the handshake; a malformed one fails it with the detailed .NET text.
-fn read_request(input: &[u8], max: usize) -> Request {
-    match handshake::parse_request(input) {
+/// cancels the handshake; a malformed one fails it with the detailed .NET text. `scan` remembers
+/// how far `input` was searched, so a request arriving a byte at a time costs linear time.
+fn read_request(input: &[u8], max: usize, scan: &mut RecordScan) -> Request {
+    match handshake::parse_request_scanned(input, scan) {
         Ok(Some((req, consumed))) => Request::Complete(req, consumed),
         Ok(None) if input.len() > max => Request::Fail(handshake::HANDSHAKE_CANCELED.to_owned()),
         Ok(None) => Request::Incomplete,
@@ -187,16 +190,41 @@ mod tests {
     fn the_request_is_read_up_to_its_separator() {
         let input = b"{\"protocol\":\"json\",\"version\":2}\x1e{\"type\":6}\x1e";
         assert_eq!(
-            read_request(input, 1024),
+            read_request(input, 1024, &mut RecordScan::default()),
             Request::Complete(request("json", 2), 32)
         );
-        assert_eq!(read_request(b"{\"protocol\":", 1024), Request::Incomplete);
+        assert_eq!(
+            read_request(b"{\"protocol\":", 1024, &mut RecordScan::default()),
+            Request::Incomplete
+        );
+    }
+
+    /// A request arriving a byte at a time: each arrival looks at its new byte only.
+    #[test]
+    fn a_request_arriving_a_byte_at_a_time_costs_linear_work() {
+        let padded = format!(
+            "{{\"protocol\":\"json\",\"version\":1{}}}\x1e",
+            " ".repeat(20_000)
+        );
+        let n = padded.len();
+        let mut scan = RecordScan::default();
+        for end in 1..n {
+            assert_eq!(
+                read_request(&padded.as_bytes()[..end], 1 << 20, &mut scan),
+                Request::Incomplete
+            );
+        }
+        assert_eq!(
+            read_request(padded.as_bytes(), 1 << 20, &mut scan),
+            Request::Complete(request("json", 1), n)
+        );
+        assert_eq!(scan.examined(), n as u64);
     }
 
     #[test]
     fn too_much_without_a_request_cancels_the_handshake() {
         assert_eq!(
-            read_request(&[b' '; 17], 16),
+            read_request(&[b' '; 17], 16, &mut RecordScan::default()),
             Request::Fail("Handshake was canceled.".to_owned())
         );
     }
@@ -204,7 +232,11 @@ mod tests {
     #[test]
     fn a_malformed_request_fails_with_the_detailed_dotnet_text() {
         assert_eq!(
-            read_request(b"{\"protocol\":\"json\"}\x1e", 1024),
+            read_request(
+                b"{\"protocol\":\"json\"}\x1e",
+                1024,
+                &mut RecordScan::default()
+            ),
             Request::Fail(
                 "An unexpected error occurred during connection handshake. InvalidDataException: \
                  Missing required property 'version'. Message content: {\"protocol\":\"json\"}"
