@@ -30,6 +30,7 @@ use super::env::{ConnectionSlot, ServerEnv};
 use crate::close::CloseReason;
 use crate::hub::{HubGone, HubHandle, HubReply};
 use crate::peer::{ConnHandle, PushError, ServerConnHandle};
+use crate::protocol::framing;
 use crate::protocol::service::{self, ConnectionType, ServiceMessage, ack_status};
 use crate::telemetry::Metrics;
 
@@ -92,8 +93,9 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     // Handshake: the first message must be a HandshakeRequest.
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let connection_type = loop {
-        let frozen = input.clone().freeze();
-        let actions = match service::decode_bytes(&frozen, max_frame) {
+        // Payloads copied out: the handshake is small, and the buffer is not frozen (which
+        // would copy it whole on every arrival).
+        let actions = match service::decode(&input, max_frame) {
             Ok(Some((Some(msg), used))) => {
                 input.advance(used);
                 machine.on_message(msg)
@@ -149,6 +151,18 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     Metrics::dec(&env.metrics.server_connections_current);
     socket.close(SocketClose::Normal).await;
     drop(ctx.slot);
+}
+
+/// Whether `input` starts with a complete frame, or with a prefix the decoder refuses: only then
+/// is the buffer frozen and decoded. A frame arriving in small pieces stays where it is until it
+/// is whole; freezing it and copying the rest back on every piece would cost time quadratic in
+/// its length.
+fn frame_ready(input: &[u8], max_frame: usize) -> bool {
+    match framing::read_varint(input) {
+        Ok(None) => false,
+        Ok(Some((len, prefix))) => len > max_frame || input.len() - prefix >= len,
+        Err(_) => true,
+    }
 }
 
 /// How the handshake ended.
@@ -260,7 +274,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
 
     /// Handle every complete frame in `input`; false when the connection must end.
     async fn process_input(&mut self, input: &mut BytesMut) -> bool {
-        if input.is_empty() {
+        if !frame_ready(input, self.env.limits.max_server_message_size) {
             return true;
         }
         let max_frame = self.env.limits.max_server_message_size;
@@ -472,5 +486,23 @@ fn found_status(found: bool) -> i32 {
         ack_status::OK
     } else {
         ack_status::NOT_FOUND
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_whole_or_refused_frame_is_ready() {
+        assert!(!frame_ready(b"", 16));
+        // The prefix is not complete yet.
+        assert!(!frame_ready(&[0x80], 1 << 20));
+        // 3 bytes announced, 2 arrived; then all 3.
+        assert!(!frame_ready(&[0x03, 1, 2], 16));
+        assert!(frame_ready(&[0x03, 1, 2, 3], 16));
+        // Too large or malformed prefixes are decoded at once (and refused).
+        assert!(frame_ready(&[0x11], 16));
+        assert!(frame_ready(&[0xff, 0xff, 0xff, 0xff, 0xff], 16));
     }
 }
