@@ -11,6 +11,7 @@ use bytes::BytesMut;
 
 use super::write::fail_handshake;
 use super::{Admitted, ClientContext, Resume};
+use crate::close::{CloseReason, WsClose};
 use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream;
 use crate::hub::{AdmitError, AdmitRequest};
@@ -40,22 +41,25 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         match read_request(&input, limits.max_message_size, &mut scan) {
             Request::Complete(req, consumed) => break (req, input.split_to(consumed).freeze()),
             Request::Incomplete => {}
-            Request::Fail(text) => {
-                fail_handshake(&env, transport, &text, None).await;
+            Request::Fail(text, close) => {
+                fail_handshake(&env, transport, &text, None, &close).await;
                 return None;
             }
         }
         tokio::select! {
-                        inbound = transport.recv() => match inbound {
+            inbound = transport.recv() => match inbound {
                 Inbound::Data(b) => input.extend_from_slice(&b),
                 Inbound::Gone | Inbound::Closed => return None,
-                Inbound::Invalid(_) => {
-                    fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                Inbound::Invalid(reason) => {
+                    Metrics::inc(&env.metrics.protocol_errors);
+                    let (text, close) = refused_before_handshake(&reason);
+                    fail_handshake(&env, transport, text, None, &close).await;
                     return None;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                let normal = WsClose::normal();
+                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None, &normal).await;
                 return None;
             }
         }
@@ -65,7 +69,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let protocol = match choose_protocol(&request, transport.binary_supported()) {
         Ok(p) => p,
         Err((text, frame_kind)) => {
-            fail_handshake(&env, transport, &text, frame_kind).await;
+            fail_handshake(&env, transport, &text, frame_kind, &WsClose::normal()).await;
             return None;
         }
     };
@@ -82,7 +86,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let policy = env.policy.snapshot();
     let serverless = policy.is_serverless();
     if serverless && let Err(text) = upstream::send_connected(&env, &upstream_info).await {
-        fail_handshake(&env, transport, &text, Some(protocol)).await;
+        fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
         return None;
     }
 
@@ -106,7 +110,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(admitted) => admitted,
         Err(AdmitError::Refused(text)) => {
-            fail_handshake(&env, transport, &text, Some(protocol)).await;
+            fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
             return None;
         }
         Err(AdmitError::Gone(_)) => return None,
@@ -144,20 +148,38 @@ enum Request {
     Complete(HandshakeRequest, usize),
     /// No separator yet: keep reading (within the handshake timeout).
     Incomplete,
-    /// Fail the handshake with this text.
-    Fail(String),
+    /// Fail the handshake with this text, then close a WebSocket with this frame.
+    Fail(String, WsClose),
 }
 
 /// Read the handshake request from the start of `input`: more than `max` bytes without one
-/// cancels the handshake; a malformed one fails it with the detailed .NET text. `scan` remembers
-/// how far `input` was searched, so a request arriving a byte at a time costs linear time.
+/// cancels the handshake (.NET's text; the close frame, 1009, says why); a malformed one fails
+/// it with the detailed .NET text. `scan` remembers how far `input` was searched, so a request
+/// arriving a byte at a time costs linear time.
 fn read_request(input: &[u8], max: usize, scan: &mut RecordScan) -> Request {
     match handshake::parse_request_scanned(input, scan) {
         Ok(Some((req, consumed))) => Request::Complete(req, consumed),
-        Ok(None) if input.len() > max => Request::Fail(handshake::HANDSHAKE_CANCELED.to_owned()),
+        Ok(None) if input.len() > max => Request::Fail(
+            handshake::HANDSHAKE_CANCELED.to_owned(),
+            CloseReason::MessageTooLarge(format!(
+                "The maximum message size of {max}B was exceeded."
+            ))
+            .websocket_close(),
+        ),
         Ok(None) => Request::Incomplete,
-        Err(e) => Request::Fail(e.response_text(true)),
+        Err(e) => Request::Fail(e.response_text(true), WsClose::normal()),
     }
+}
+
+/// The handshake answer and the close frame for input the WebSocket layer refused before the
+/// handshake completed: an oversized frame cancels the handshake (as .NET answers an oversized
+/// request), anything else is named; the close frame carries the code and the detail.
+fn refused_before_handshake(reason: &CloseReason) -> (&str, WsClose) {
+    let text = match reason {
+        CloseReason::ProtocolError(detail) | CloseReason::InvalidPayload(detail) => detail,
+        _ => handshake::HANDSHAKE_CANCELED,
+    };
+    (text, reason.websocket_close())
 }
 
 /// The hub protocol for `request`, or the handshake failure: its text, and the protocol whose
@@ -225,7 +247,10 @@ mod tests {
     fn too_much_without_a_request_cancels_the_handshake() {
         assert_eq!(
             read_request(&[b' '; 17], 16, &mut RecordScan::default()),
-            Request::Fail("Handshake was canceled.".to_owned())
+            Request::Fail(
+                "Handshake was canceled.".to_owned(),
+                WsClose::new(1009, "The maximum message size of 16B was exceeded.")
+            )
         );
     }
 
@@ -240,7 +265,29 @@ mod tests {
             Request::Fail(
                 "An unexpected error occurred during connection handshake. InvalidDataException: \
                  Missing required property 'version'. Message content: {\"protocol\":\"json\"}"
-                    .to_owned()
+                    .to_owned(),
+                WsClose::normal()
+            )
+        );
+    }
+
+    #[test]
+    fn websocket_refusals_before_the_handshake_say_why() {
+        let too_big =
+            CloseReason::MessageTooLarge("The maximum message size of 16B was exceeded.".into());
+        assert_eq!(
+            refused_before_handshake(&too_big),
+            (
+                "Handshake was canceled.",
+                WsClose::new(1009, "The maximum message size of 16B was exceeded.")
+            )
+        );
+        let not_utf8 = CloseReason::InvalidPayload("A text frame is not valid UTF-8.".into());
+        assert_eq!(
+            refused_before_handshake(&not_utf8),
+            (
+                "A text frame is not valid UTF-8.",
+                WsClose::new(1007, "A text frame is not valid UTF-8.")
             )
         );
     }

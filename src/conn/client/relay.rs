@@ -104,9 +104,9 @@ impl Relay<'_> {
                                 Ok(()) => continue,
                                 Err(exit) => break 'relay exit,
                             },
-                            Inbound::Invalid(detail) => {
+                            Inbound::Invalid(reason) => {
                                 Metrics::inc(&self.env.metrics.protocol_errors);
-                                break 'relay CloseReason::ProtocolError(detail);
+                                break 'relay reason;
                             }
                         };
                         received += 1;

@@ -91,9 +91,9 @@ impl Actor<'_> {
                             }
                             continue;
                         }
-                        Inbound::Invalid(detail) => {
+                        Inbound::Invalid(reason) => {
                             Metrics::inc(&self.env.metrics.protocol_errors);
-                            return CloseReason::ProtocolError(detail);
+                            return reason;
                         }
                     }
                     self.state.received(Instant::now());
