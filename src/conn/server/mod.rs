@@ -25,13 +25,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
-use self::socket::{Incoming, ServerSocket, SocketClose};
+use self::socket::{Incoming, ServerSocket};
 use super::env::{ConnectionSlot, ServerEnv};
-use crate::close::CloseReason;
+use crate::close::{CloseReason, WsClose};
 use crate::hub::{HubGone, HubHandle, HubReply};
 use crate::peer::{ConnHandle, PushError, ServerConnHandle};
 use crate::protocol::framing;
-use crate::protocol::service::{self, ConnectionType, ServiceMessage, ack_status};
+use crate::protocol::service::{
+    self, ConnectionType, ServiceMessage, ServiceProtocolError, ack_status,
+};
 use crate::telemetry::Metrics;
 
 /// Frames a server connection's outbox holds.
@@ -100,14 +102,17 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
                 input.advance(used);
                 machine.on_message(msg)
             }
-            Ok(Some((None, _))) | Err(_) => machine.on_undecodable(),
+            Ok(Some((None, _))) => machine.on_undecodable(ServiceProtocolError::InvalidData(
+                "The first message must be a HandshakeRequest.".to_owned(),
+            )),
+            Err(e) => machine.on_undecodable(e),
             Ok(None) => Vec::new(),
         };
         if !actions.is_empty() {
             match handshake_actions(&mut socket, actions).await {
                 Handshook::Open(connection_type) => break connection_type,
-                Handshook::Close(code) => {
-                    socket.close(code).await;
+                Handshook::Close(close) => {
+                    socket.close(&close).await;
                     return;
                 }
                 Handshook::Gone => return,
@@ -118,9 +123,15 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
                 Incoming::Data(b) => input.extend_from_slice(&b),
                 Incoming::Control => {}
                 Incoming::Gone => return,
+                Incoming::Invalid(close) => {
+                    Metrics::inc(&env.metrics.protocol_errors);
+                    socket.close(&close).await;
+                    return;
+                }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                socket.close(SocketClose::Policy).await;
+                let close = WsClose::new(WsClose::POLICY, "No HandshakeRequest arrived in time.");
+                socket.close(&close).await;
                 return;
             }
         }
@@ -144,12 +155,14 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         socket: &mut socket,
         machine,
         spare: Vec::new(),
+        closing: WsClose::normal(),
     };
     io.serve(rx, input).await;
+    let closing = std::mem::replace(&mut io.closing, WsClose::normal());
 
     ctx.hub.unregister_server(handle.id()).await;
     Metrics::dec(&env.metrics.server_connections_current);
-    socket.close(SocketClose::Normal).await;
+    socket.close(&closing).await;
     drop(ctx.slot);
 }
 
@@ -165,12 +178,35 @@ fn frame_ready(input: &[u8], max_frame: usize) -> bool {
     }
 }
 
+/// The close frame that ends a connection the machine closes: a refused handshake is a policy
+/// violation (1008), a frame over the size limit 1009, a malformed message 1002, each with its
+/// reason; the other ends are normal.
+fn close_frame(closing: &Closing) -> WsClose {
+    match closing {
+        Closing::BadHandshake => WsClose::new(
+            WsClose::POLICY,
+            "The first message must be a HandshakeRequest.",
+        ),
+        Closing::Malformed(e @ ServiceProtocolError::FrameTooLarge { .. }) => {
+            WsClose::new(WsClose::TOO_BIG, &e.to_string())
+        }
+        Closing::Malformed(e) => {
+            WsClose::new(WsClose::PROTOCOL_ERROR, &format!("Malformed message: {e}"))
+        }
+        Closing::TimedOut => WsClose::new(
+            WsClose::NORMAL,
+            "Nothing received from the hub server within the server timeout.",
+        ),
+        Closing::NotAdmitted | Closing::HubGone => WsClose::normal(),
+    }
+}
+
 /// How the handshake ended.
 enum Handshook {
     /// Accepted, and the answer written.
     Open(ConnectionType),
-    /// Refused: close the socket with this code (even when writing the refusal failed).
-    Close(SocketClose),
+    /// Refused: close the socket with this frame (even when writing the refusal failed).
+    Close(WsClose),
     /// The socket failed.
     Gone,
 }
@@ -184,8 +220,7 @@ async fn handshake_actions<S: ServerSocket>(socket: &mut S, actions: Vec<Action>
                 written = socket.send(service::encode(&msg)).await.is_ok();
             }
             Action::Open(connection_type) if written => return Handshook::Open(connection_type),
-            Action::Close(Closing::BadHandshake) => return Handshook::Close(SocketClose::Policy),
-            Action::Close(_) => return Handshook::Close(SocketClose::Normal),
+            Action::Close(closing) => return Handshook::Close(close_frame(&closing)),
             _ => return Handshook::Gone,
         }
     }
@@ -201,6 +236,9 @@ struct ServerIo<'a, S> {
     machine: ServerMachine<Surroundings>,
     /// The action buffer, reused from message to message.
     spare: Vec<Action>,
+    /// The close frame the socket gets when the connection ends (normal unless the server's
+    /// input was refused).
+    closing: WsClose,
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
@@ -256,6 +294,12 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                         Incoming::Data(b) => input.extend_from_slice(&b),
                         Incoming::Control => continue,
                         Incoming::Gone => return,
+                        Incoming::Invalid(close) => {
+                            tracing::warn!(server = self.handle.server_id(), code = close.code, reason = %close.reason, "hub server input refused");
+                            Metrics::inc(&self.env.metrics.protocol_errors);
+                            self.closing = close;
+                            return;
+                        }
                     }
                     self.machine.on_received(Instant::now());
                     if !self.process_input(&mut input).await {
@@ -297,7 +341,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
-                    let actions = self.machine.on_undecodable();
+                    let actions = self.machine.on_undecodable(e);
                     return self.apply(actions).await;
                 }
             }
@@ -353,6 +397,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     if closing == Closing::TimedOut {
                         tracing::warn!(server = self.handle.server_id(), "hub server timed out");
                     }
+                    self.closing = close_frame(&closing);
                     return false;
                 }
             }
