@@ -333,3 +333,65 @@ async fn a_full_upstream_queue_answers_with_an_error_and_is_counted() -> Result<
     up.stop().await;
     Ok(())
 }
+
+/// An invocation target stays one segment of the upstream URL's path: `/`, `?`, `#` and `%` are
+/// escaped, and `.` or `..`, which no escape keeps in place, are not sent at all (the client
+/// gets an error Completion saying why, counted as rejected); the path never moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_targets_stay_one_path_segment() -> Result<()> {
+    let up = FakeUpstream::start(answer);
+    let (sb, base, key) = broker(&up.base).await;
+    let mut client =
+        TestClient::connect(&base, "calc", &client_token(&key, "calc", None), "json").await?;
+    up.wait_for("/calc/api/connections/connected").await?;
+
+    for (i, target) in [".", ".."].into_iter().enumerate() {
+        let id = i.to_string();
+        client
+            .send_raw(&json_invocation(Some(&id), target, json!([])))
+            .await?;
+        assert_eq!(
+            client.next_message(T).await?,
+            json!({
+                "type": 3,
+                "invocationId": id,
+                "error": format!(
+                    "Invocation failed: the target '{target}' cannot be sent to the upstream: \
+                     '.' and '..' cannot be one segment of an upstream URL's path."
+                ),
+            })
+        );
+    }
+    assert_eq!(sb.metrics().get(names::invocations_rejected), Some(2));
+
+    // Everything else arrives escaped, in the event's own segment (the fake answers 404).
+    client
+        .send_raw(&json_invocation(Some("2"), "a/../b?c#d%", json!([])))
+        .await?;
+    assert_eq!(
+        client.next_message(T).await?["error"],
+        "Invocation failed, status code 404"
+    );
+    let escaped = up.wait_for("/messages/a%2F..%2Fb%3Fc%23d%25").await?;
+    assert_eq!(escaped.path, "/calc/api/messages/a%2F..%2Fb%3Fc%23d%25");
+    assert_eq!(escaped.query, "");
+    client
+        .send_raw(&json_invocation(Some("3"), "Void", json!([])))
+        .await?;
+    assert_eq!(
+        client.next_message(T).await?,
+        json!({"type": 3, "invocationId": "3"})
+    );
+    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/calc/api/connections/connected",
+            "/calc/api/messages/a%2F..%2Fb%3Fc%23d%25",
+            "/calc/api/messages/Void",
+        ]
+    );
+    sb.stop().await;
+    up.stop().await;
+    Ok(())
+}

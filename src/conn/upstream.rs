@@ -21,7 +21,7 @@ use super::env::ClientEnv;
 use crate::peer::ConnHandle;
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol};
 use crate::telemetry::Metrics;
-use crate::upstream::{self, Category, UpstreamConnection, UpstreamRequest};
+use crate::upstream::{self, Category, DotSegment, UpstreamConnection, UpstreamRequest};
 
 /// Completion error when a connection has too many upstream calls waiting.
 pub(crate) const QUEUE_FULL_ERROR: &str =
@@ -36,6 +36,12 @@ enum Job {
     Disconnected {
         error: Option<String>,
     },
+}
+
+/// Completion error for an invocation whose target cannot be a segment of the upstream URL's
+/// path (`.` or `..`, see [`DotSegment`]).
+pub(crate) fn unsendable_target_error(target: &str, e: DotSegment) -> String {
+    format!("Invocation failed: the target '{target}' cannot be sent to the upstream: {e}.")
 }
 
 /// The queue was full; the call was not made.
@@ -98,13 +104,24 @@ async fn worker(
                         .snapshot()
                         .upstream
                         .resolve(&info.hub, Category::Messages, &target);
-                let Some(url) = url else {
+                let url = match url {
+                    Some(Ok(url)) => url,
                     // The rules changed since the message was routed.
-                    if let Some(id) = invocation_id {
-                        let text = crate::routing::no_upstream_error(&info.hub, &target);
-                        push_error(&conn, protocol, &id, text);
+                    None => {
+                        if let Some(id) = invocation_id {
+                            let text = crate::routing::no_upstream_error(&info.hub, &target);
+                            push_error(&conn, protocol, &id, text);
+                        }
+                        continue;
                     }
-                    continue;
+                    // The target would move the URL's path: it is not sent anywhere.
+                    Some(Err(e)) => {
+                        Metrics::inc(&env.metrics.invocations_rejected);
+                        if let Some(id) = invocation_id {
+                            push_error(&conn, protocol, &id, unsendable_target_error(&target, e));
+                        }
+                        continue;
+                    }
                 };
                 let request = UpstreamRequest::invocation(url, &info, &target, protocol, body);
                 Metrics::inc(&env.metrics.upstream_calls);
@@ -133,7 +150,8 @@ pub(crate) async fn send_disconnected(
     info: &UpstreamConnection,
     error: Option<&str>,
 ) {
-    let Some(url) = env.policy.snapshot().upstream.resolve(
+    // Hub names start with a letter and event names are fixed: never a dot segment.
+    let Some(Ok(url)) = env.policy.snapshot().upstream.resolve(
         &info.hub,
         Category::Connections,
         upstream::DISCONNECTED_EVENT,
@@ -157,7 +175,7 @@ pub(crate) async fn send_connected(
     env: &ClientEnv,
     info: &UpstreamConnection,
 ) -> Result<bool, String> {
-    let Some(url) = env.policy.snapshot().upstream.resolve(
+    let Some(Ok(url)) = env.policy.snapshot().upstream.resolve(
         &info.hub,
         Category::Connections,
         upstream::CONNECTED_EVENT,

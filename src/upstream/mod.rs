@@ -62,7 +62,7 @@ pub use client::{
     UpstreamResponse, UpstreamStats,
 };
 pub use rules::{
-    UpstreamRule, UpstreamRules, escape_data_string, load_emulator_settings,
+    DotSegment, UpstreamRule, UpstreamRules, escape_data_string, load_emulator_settings,
     parse_emulator_settings,
 };
 
