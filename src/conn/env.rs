@@ -36,6 +36,9 @@ pub(crate) struct ClientEnv {
     pub keys: Arc<KeyRing>,
     /// Queued upstream calls per connection (`upstream_options.max_queue_per_connection`).
     pub upstream_queue: usize,
+    /// Bytes of queued upstream calls per connection
+    /// (`upstream_options.max_queue_bytes_per_connection`).
+    pub upstream_queue_bytes: usize,
 }
 
 /// A hub-server connection actor's environment.

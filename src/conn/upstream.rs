@@ -7,12 +7,15 @@
 //! started at the first call, so an idle connection costs nothing.
 //!
 //! **When the worker's queue is full** (`upstream_options.max_queue_per_connection` calls
-//! waiting, 256 by default): a blocking invocation
-//! is answered at once with the error [`QUEUE_FULL_ERROR`], a non-blocking one is dropped, and
-//! both are counted in `switchboard_upstream_queue_full_total`. The `disconnected` event waits
-//! for room instead (it is the last call of the connection).
+//! waiting, 256 by default, or `upstream_options.max_queue_bytes_per_connection` bytes of
+//! invocation bodies waiting or in flight, 4 MiB by default; a call always fits when the worker
+//! holds none): a blocking invocation is answered at once with the error [`QUEUE_FULL_ERROR`], a
+//! non-blocking one is dropped, and both are counted in `switchboard_upstream_queue_full_total`.
+//! The `disconnected` event waits for room instead (it is the last call of the connection, and
+//! carries no body).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -48,17 +51,50 @@ pub(crate) fn unsendable_target_error(target: &str, e: DotSegment) -> String {
 #[derive(Debug)]
 pub(crate) struct QueueFull;
 
+/// The bytes of the invocation bodies a worker holds (waiting or in flight), against a bound.
+#[derive(Debug)]
+struct ByteBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl ByteBudget {
+    fn new(max: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Take `len` bytes; `false` when they do not fit. Anything fits an empty budget, so a
+    /// message of the maximum size can always be sent alone.
+    fn try_take(&self, len: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used.saturating_add(len) <= self.max).then(|| used + len)
+            })
+            .is_ok()
+    }
+
+    /// Give back what [`try_take`](Self::try_take) took.
+    fn give_back(&self, len: usize) {
+        self.used.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 /// Front of one connection's upstream worker.
 pub(crate) struct UpstreamLink {
     tx: mpsc::Sender<Job>,
+    budget: Arc<ByteBudget>,
 }
 
 impl UpstreamLink {
     /// Start the worker for `conn`.
     pub(crate) fn start(env: Arc<ClientEnv>, conn: ConnHandle, info: UpstreamConnection) -> Self {
         let (tx, rx) = mpsc::channel(env.upstream_queue);
-        tokio::spawn(worker(rx, env, conn, info));
-        Self { tx }
+        let budget = Arc::new(ByteBudget::new(env.upstream_queue_bytes));
+        tokio::spawn(worker(rx, env, conn, info, budget.clone()));
+        Self { tx, budget }
     }
 
     /// Queue an invocation without waiting.
@@ -68,13 +104,19 @@ impl UpstreamLink {
         invocation_id: Option<String>,
         body: Bytes,
     ) -> Result<(), QueueFull> {
-        self.tx
-            .try_send(Job::Invoke {
-                target,
-                invocation_id,
-                body,
-            })
-            .map_err(|_| QueueFull)
+        let len = body.len();
+        if !self.budget.try_take(len) {
+            return Err(QueueFull);
+        }
+        let job = Job::Invoke {
+            target,
+            invocation_id,
+            body,
+        };
+        self.tx.try_send(job).map_err(|_| {
+            self.budget.give_back(len);
+            QueueFull
+        })
     }
 
     /// Queue the `disconnected` event after every earlier call.
@@ -89,6 +131,7 @@ async fn worker(
     env: Arc<ClientEnv>,
     conn: ConnHandle,
     info: UpstreamConnection,
+    budget: Arc<ByteBudget>,
 ) {
     let protocol = conn.protocol();
     while let Some(job) = rx.recv().await {
@@ -99,6 +142,11 @@ async fn worker(
                 invocation_id,
                 body,
             } => {
+                // The body's bytes are the worker's until the call is over, however it ends.
+                let _held = Held {
+                    budget: &budget,
+                    len: body.len(),
+                };
                 let url =
                     env.policy
                         .snapshot()
@@ -141,6 +189,18 @@ async fn worker(
                 break;
             }
         }
+    }
+}
+
+/// An invocation body's share of the [`ByteBudget`], given back when dropped.
+struct Held<'a> {
+    budget: &'a ByteBudget,
+    len: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.len);
     }
 }
 
@@ -223,5 +283,25 @@ pub(crate) fn push_error(
     if let Ok(frame) = protocol.encode(&completion) {
         // An overflowing outbox closes the connection; nothing more to do here.
         let _ = conn.outbox().push(frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_budget_bounds_what_a_worker_holds() {
+        let budget = ByteBudget::new(1000);
+        // Anything fits an empty budget, even more than its bound.
+        assert!(budget.try_take(1500));
+        assert!(!budget.try_take(1));
+        budget.give_back(1500);
+        assert!(budget.try_take(600));
+        assert!(budget.try_take(400));
+        assert!(!budget.try_take(1));
+        budget.give_back(400);
+        assert!(!budget.try_take(401));
+        assert!(budget.try_take(400));
     }
 }
