@@ -92,6 +92,8 @@ counters! {
     server_handshakes_failed => "switchboard_server_handshakes_failed_total", "counter", "Hub-server handshakes refused.";
     /// Answers to a hub server dropped because its outbox was full.
     server_outbox_full => "switchboard_server_outbox_full_total", "counter", "Frames for a hub server dropped because its outbox was full.";
+    /// Frames for a hub server whose sender had to wait for room in its outbox.
+    server_outbox_waits => "switchboard_server_outbox_waits_total", "counter", "Frames for a hub server whose sender (a client connection) had to wait for room in the server connection's outbox (backpressure).";
     /// Upstream calls made for client invocations and events.
     upstream_calls => "switchboard_upstream_calls_total", "counter", "Upstream webhook calls made (invocations and connected/disconnected events).";
     /// Upstream calls that failed or got a non-2xx answer.

@@ -7,8 +7,9 @@
 //! answer runs beside the loop, then an Ack goes out), pushes into clients' outboxes, replies.
 //! It must not decide anything about the protocol itself: that is the machine's.
 //!
-//! **Backpressure, not drops, towards a hub server.** The outbox is a bounded channel; client
-//! actors wait for room ([`ServerConnHandle::send`]), so a hub server that reads slowly slows the
+//! **Backpressure, not drops, towards a hub server.** The outbox is bounded in frames and in
+//! bytes ([`ServerOutbox`]; its bytes are room again once a burst is written); client actors
+//! wait for room ([`ServerConnHandle::send`]), so a hub server that reads slowly slows the
 //! reading of its own clients' sockets, like any TCP proxy. Nothing is dropped: losing a client's
 //! bytes would corrupt its stream. Producers that must not wait (the hub actor) use
 //! [`ServerConnHandle::try_send_frame`], whose failure is counted in
@@ -21,15 +22,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::sync::mpsc;
+use bytes::{Buf, BytesMut};
 
 use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
 use self::socket::{Incoming, ServerSocket};
 use super::env::{ConnectionSlot, ServerEnv};
 use crate::close::{CloseReason, WsClose};
 use crate::hub::{HubGone, HubHandle, HubReply};
-use crate::peer::{ConnHandle, PushError, ServerConnHandle};
+use crate::peer::{ConnHandle, PushError, ServerConnHandle, ServerOutbox, ServerOutboxBounds};
 use crate::protocol::framing;
 use crate::protocol::service::{
     self, ConnectionType, ServiceMessage, ServiceProtocolError, ack_status,
@@ -137,8 +137,16 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         }
     };
 
-    let (handle, rx) =
-        ServerConnHandle::new(ctx.server_id.clone(), connection_type, OUTBOX_CAPACITY);
+    let bounds = ServerOutboxBounds {
+        frames: OUTBOX_CAPACITY,
+        bytes: env.limits.server_outbox_max_bytes,
+    };
+    let (handle, rx) = ServerConnHandle::new(
+        ctx.server_id.clone(),
+        connection_type,
+        bounds,
+        env.metrics.clone(),
+    );
     if ctx.hub.register_server(handle.clone()).await.is_err() {
         return;
     }
@@ -242,7 +250,7 @@ struct ServerIo<'a, S> {
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
-    async fn serve(&mut self, mut rx: mpsc::Receiver<Bytes>, mut input: BytesMut) {
+    async fn serve(&mut self, mut rx: ServerOutbox, mut input: BytesMut) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = BytesMut::new();
@@ -263,14 +271,14 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     let Some(first) = frame else { return };
                     // Coalesce whatever else is queued into one WebSocket frame.
                     let frame = match rx.try_recv() {
-                        Err(_) => first,
-                        Ok(second) => {
+                        None => first,
+                        Some(second) => {
                             out.extend_from_slice(&first);
                             out.extend_from_slice(&second);
                             while out.len() < 256 * 1024 {
                                 match rx.try_recv() {
-                                    Ok(more) => out.extend_from_slice(&more),
-                                    Err(_) => break,
+                                    Some(more) => out.extend_from_slice(&more),
+                                    None => break,
                                 }
                             }
                             out.split().freeze()
@@ -278,7 +286,11 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     };
                     let timeout = self.env.limits.send_timeout();
                     match tokio::time::timeout(timeout, self.socket.send(frame)).await {
-                        Ok(Ok(())) => self.machine.on_sent(Instant::now()),
+                        Ok(Ok(())) => {
+                            // The burst's bytes are room in the outbox again.
+                            rx.written();
+                            self.machine.on_sent(Instant::now());
+                        }
                         Ok(Err(_)) => return,
                         Err(_elapsed) => {
                             Metrics::inc(&self.env.metrics.send_timeouts);
