@@ -104,6 +104,9 @@ counters! {
     upstream_refused_connections => "switchboard_upstream_refused_connections_total", "counter", "Clients refused because the upstream answered their connected event with a non-2xx status or could not be reached.";
         /// Stateful-reconnect clients that came back within the window.
     reconnects => "switchboard_stateful_reconnects_total", "counter", "Stateful-reconnect clients that resumed their connection on a new WebSocket.";
+    /// SSE/long-polling POSTs refused with 429: the connection's inbound queue was full and
+    /// another POST already waited for room.
+    inbound_busy => "switchboard_inbound_busy_total", "counter", "SSE and long-polling POSTs refused with 429 because the connection's inbound queue was full and another POST already waited for room.";
     /// Hub commands that could not be queued because the hub inbox was closed.
     hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
 }

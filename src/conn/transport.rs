@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
-pub(crate) use super::pipe::{Pipe, PipeReceiver, PipeSender};
+pub(crate) use super::pipe::{Pipe, PipeError, PipeReceiver, PipeSender};
 use crate::close::{CloseReason, WsClose};
 use crate::id::TransportKind;
 use crate::protocol::HubProtocol;
