@@ -1,11 +1,14 @@
 //! Criterion benchmarks of the hub protocol codecs: decode and encode of a blocking Invocation per
 //! protocol at a ~100 B and a ~2 KB argument payload, and `encode_invocation_json_args` (the REST
-//! broadcast path, including the JSON → MessagePack transcode).
+//! broadcast path, including the JSON → MessagePack transcode); and one JSON message arriving a
+//! byte at a time, decoded after every byte with and without a [`RecordScan`] (issue 13: the
+//! search for the separator must not start over on every arrival).
 
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use switchboard::protocol::framing::RecordScan;
 use switchboard::protocol::{
     HubMessage, HubProtocol, Invocation, RawValue, encode_invocation_json_args, transcode,
 };
@@ -78,5 +81,39 @@ fn codec(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, codec);
+/// An 8 KiB JSON message fed one byte at a time, decoded after each byte: `rescan` searches the
+/// whole buffer every time (quadratic), `scanned` resumes where the last search stopped.
+fn byte_at_a_time(c: &mut Criterion) {
+    let p = HubProtocol::Json;
+    let frame = p
+        .encode(&invocation(p, &arguments_json(8 * 1024)))
+        .expect("encodes");
+    let mut group = c.benchmark_group("json_byte_at_a_time_8KiB");
+    group.throughput(Throughput::Bytes(frame.len() as u64));
+    group.bench_function("rescan", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::with_capacity(frame.len());
+            for &byte in frame.iter() {
+                buf.extend_from_slice(&[byte]);
+                black_box(p.decode(&buf, usize::MAX).expect("decodes"));
+            }
+        });
+    });
+    group.bench_function("scanned", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::with_capacity(frame.len());
+            let mut scan = RecordScan::default();
+            for &byte in frame.iter() {
+                buf.extend_from_slice(&[byte]);
+                black_box(
+                    p.decode_scanned(&buf, usize::MAX, &mut scan)
+                        .expect("decodes"),
+                );
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codec, byte_at_a_time);
 criterion_main!(benches);

@@ -45,6 +45,8 @@ pub enum CloseReason {
     ProtocolError(String),
     /// The client sent a message over `limits.max_message_size`; no reconnect.
     MessageTooLarge(String),
+    /// The client sent a WebSocket text frame that is not UTF-8; no reconnect.
+    InvalidPayload(String),
     /// The client could not keep up: its outbox overflowed. It may reconnect.
     SlowClient,
     /// A long-polling client's buffer overflowed between two polls: nothing more, not even a
@@ -115,9 +117,9 @@ impl CloseReason {
             | Self::Abandoned
             | Self::ByApplication(None) => None,
             Self::ByApplication(Some(text)) => Some(text.clone()),
-            Self::ProtocolError(detail) | Self::MessageTooLarge(detail) => {
-                Some(format!("{ERROR_PREFIX} {detail}"))
-            }
+            Self::ProtocolError(detail)
+            | Self::MessageTooLarge(detail)
+            | Self::InvalidPayload(detail) => Some(format!("{ERROR_PREFIX} {detail}")),
             Self::PingTimeout => Some(ERROR_PREFIX.to_owned()),
             Self::SlowClient => Some(SLOW_CLIENT.to_owned()),
             Self::AppServerGone => Some(APP_SERVER_GONE.to_owned()),
@@ -154,9 +156,10 @@ impl CloseReason {
             Self::ClientClosed | Self::ByApplication(_) | Self::ByAppServer => {
                 CloseCategory::Normal
             }
-            Self::ProtocolError(_) | Self::MessageTooLarge(_) | Self::ReconnectBufferFull => {
-                CloseCategory::ProtocolError
-            }
+            Self::ProtocolError(_)
+            | Self::MessageTooLarge(_)
+            | Self::InvalidPayload(_)
+            | Self::ReconnectBufferFull => CloseCategory::ProtocolError,
             Self::SlowClient | Self::SendTimeout | Self::PollBufferFull => {
                 CloseCategory::SlowClient
             }
@@ -175,6 +178,18 @@ impl CloseReason {
         })
     }
 
+    /// The WebSocket close frame that ends the transport: what the client sent wrong, as a
+    /// status code with the detail as its reason (1002 protocol error, 1007 text that is not
+    /// UTF-8, 1009 message too big); 1000 without a reason for every other end.
+    pub fn websocket_close(&self) -> WsClose {
+        match self {
+            Self::ProtocolError(detail) => WsClose::new(WsClose::PROTOCOL_ERROR, detail),
+            Self::InvalidPayload(detail) => WsClose::new(WsClose::INVALID_PAYLOAD, detail),
+            Self::MessageTooLarge(detail) => WsClose::new(WsClose::TOO_BIG, detail),
+            _ => WsClose::normal(),
+        }
+    }
+
     /// A decode failure of what the client sent.
     pub fn from_protocol_error(error: &crate::protocol::ProtocolError) -> Self {
         match error {
@@ -184,6 +199,52 @@ impl CloseReason {
             crate::protocol::ProtocolError::InvalidData(_) => {
                 Self::ProtocolError(error.to_string())
             }
+        }
+    }
+}
+
+/// A WebSocket close frame (RFC 6455 §5.5.1, §7.4): a status code and a reason of at most 123
+/// bytes, so that the frame fits a control frame's 125.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsClose {
+    /// The status code.
+    pub code: u16,
+    /// Why, for the peer's logs; empty for none.
+    pub reason: String,
+}
+
+impl WsClose {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The peer broke the protocol (malformed frame or message).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The peer broke a policy (a hub server whose first message is not a HandshakeRequest).
+    pub const POLICY: u16 = 1008;
+    /// A message too big to process.
+    pub const TOO_BIG: u16 = 1009;
+    /// The longest reason a close frame carries.
+    pub const MAX_REASON: usize = 123;
+
+    /// A close frame with `code` and `reason`, cut to [`Self::MAX_REASON`] bytes at a character
+    /// boundary.
+    pub fn new(code: u16, reason: &str) -> Self {
+        let mut end = reason.len().min(Self::MAX_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            code,
+            reason: reason[..end].to_owned(),
+        }
+    }
+
+    /// Normal closure without a reason.
+    pub fn normal() -> Self {
+        Self {
+            code: Self::NORMAL,
+            reason: String::new(),
         }
     }
 }
@@ -241,6 +302,13 @@ mod tests {
                 true,
                 "slow_client",
             ),
+            (
+                CloseReason::InvalidPayload("bad text".into()),
+                Some("Connection closed with an error. bad text"),
+                false,
+                true,
+                "protocol_error",
+            ),
             (CloseReason::SendTimeout, None, false, false, "slow_client"),
             (
                 CloseReason::PollBufferFull,
@@ -279,6 +347,32 @@ mod tests {
             assert_eq!(reason.category().as_str(), category, "{reason:?}");
             assert_eq!(reason.close_message().is_some(), sends, "{reason:?}");
         }
+    }
+
+    #[test]
+    fn refused_input_closes_the_websocket_with_a_code_and_a_reason() {
+        let cases = [
+            (CloseReason::ProtocolError("bad frame".into()), 1002),
+            (CloseReason::InvalidPayload("not UTF-8".into()), 1007),
+            (CloseReason::MessageTooLarge("too big".into()), 1009),
+        ];
+        for (reason, code) in cases {
+            let close = reason.websocket_close();
+            assert_eq!(close.code, code, "{reason:?}");
+            assert!(reason.message().unwrap().ends_with(&close.reason));
+        }
+        for reason in [
+            CloseReason::ClientClosed,
+            CloseReason::SlowClient,
+            CloseReason::PingTimeout,
+            CloseReason::ByApplication(Some("bye".into())),
+        ] {
+            assert_eq!(reason.websocket_close(), WsClose::normal(), "{reason:?}");
+        }
+        // A close frame's reason fits a control frame, cut at a character boundary.
+        let long = WsClose::new(1002, &"é".repeat(100));
+        assert_eq!(long.reason.len(), 122);
+        assert_eq!(WsClose::new(1002, &"x".repeat(200)).reason.len(), 123);
     }
 
     #[test]

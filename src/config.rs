@@ -142,6 +142,9 @@ pub struct LimitsConfig {
     pub outbox_max_messages: usize,
     /// Bytes a connection's outbox may hold before the connection is closed as too slow.
     pub outbox_max_bytes: usize,
+    /// Bytes a hub-server connection's outbox holds; client connections wait for room beyond
+    /// it (at most 4 GiB).
+    pub server_outbox_max_bytes: usize,
     /// Commands a hub's inbox holds before senders wait.
     pub hub_inbox_capacity: usize,
     /// Client connections this process accepts at once; more get HTTP 429.
@@ -180,6 +183,7 @@ impl Default for LimitsConfig {
             max_server_message_size: 16 * 1024 * 1024,
             outbox_max_messages: 4096,
             outbox_max_bytes: 1024 * 1024,
+            server_outbox_max_bytes: 16 * 1024 * 1024,
             hub_inbox_capacity: 4096,
             max_connections: 19_000,
             max_pending_negotiations: 100_000,
@@ -326,6 +330,12 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be greater than 0"));
             }
+        }
+        if l.server_outbox_max_bytes == 0 || l.server_outbox_max_bytes > u32::MAX as usize {
+            return Err(ConfigError::new(
+                "limits.server_outbox_max_bytes",
+                "must be between 1 and 4294967295",
+            ));
         }
         if l.max_message_size > i32::MAX as usize {
             return Err(ConfigError::new(

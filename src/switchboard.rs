@@ -102,6 +102,7 @@ impl Switchboard {
             keys: keys.clone(),
             upstream_queue: self.config.upstream_options.max_queue_per_connection,
             upstream_tasks: TaskTracker::new(),
+            upstream_queue_bytes: self.config.upstream_options.max_queue_bytes_per_connection,
         });
         let server_env = Arc::new(ServerEnv {
             limits: limits.clone(),

@@ -96,6 +96,8 @@ counters! {
     server_outbox_full => "switchboard_server_outbox_full_total", "counter", "Frames for a hub server dropped because its outbox was full.";
     /// Hub-server messages addressed to a client of another hub.
     server_cross_hub_refused => "switchboard_server_cross_hub_refused_total", "counter", "Hub-server messages (ConnectionData, MultiConnectionData, CloseConnection, ClientInvocation, completions) addressed to a client of another hub, ignored.";
+    /// Frames for a hub server whose sender had to wait for room in its outbox.
+    server_outbox_waits => "switchboard_server_outbox_waits_total", "counter", "Frames for a hub server whose sender (a client connection) had to wait for room in the server connection's outbox (backpressure).";
     /// Upstream calls made for client invocations and events.
     upstream_calls => "switchboard_upstream_calls_total", "counter", "Upstream webhook calls made (invocations and connected/disconnected events).";
     /// Upstream calls that failed or got a non-2xx answer.
@@ -106,6 +108,9 @@ counters! {
     upstream_refused_connections => "switchboard_upstream_refused_connections_total", "counter", "Clients refused because the upstream answered their connected event with a non-2xx status or could not be reached.";
         /// Stateful-reconnect clients that came back within the window.
     reconnects => "switchboard_stateful_reconnects_total", "counter", "Stateful-reconnect clients that resumed their connection on a new WebSocket.";
+    /// SSE/long-polling POSTs refused with 429: the connection's inbound queue was full and
+    /// another POST already waited for room.
+    inbound_busy => "switchboard_inbound_busy_total", "counter", "SSE and long-polling POSTs refused with 429 because the connection's inbound queue was full and another POST already waited for room.";
     /// Hub commands that could not be queued because the hub inbox was closed.
     hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
 }

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::ws::{
-    Ws, connect_json, handshake_json, next_frame, next_json, next_record, next_text, open,
-    open_negotiated,
+    Data, Ws, connect_json, handshake_json, next_close, next_frame, next_json, next_record,
+    next_text, open, open_negotiated, raw_frame,
 };
 use common::{
     JSON_HANDSHAKE, Rest, client_token, config, expired_client_token, negotiate, negotiate_raw,
@@ -344,7 +344,10 @@ async fn malformed_message_closes_only_that_connection() {
         error.starts_with("Connection closed with an error."),
         "{error}"
     );
-    assert!(matches!(next_frame(&mut bad).await, Message::Close(_)));
+    // The close frame says it too: 1002 (protocol error), with the detail as its reason.
+    let (code, reason) = next_close(&mut bad).await;
+    assert_eq!(code, 1002);
+    assert!(!reason.is_empty() && error.ends_with(&reason), "{reason}");
 
     Rest::new(&base, &key)
         .broadcast("chat", "note", json!(["still here"]))
@@ -369,26 +372,84 @@ async fn oversized_messages_close_the_connection() {
     );
     ws.send(Message::text(big.clone())).await.unwrap();
     ws.send(Message::text(big)).await.unwrap();
+    let too_big = "The maximum message size of 1024B was exceeded.";
     let close = next_record(&mut ws).await;
-    assert!(
-        close["error"]
-            .as_str()
-            .unwrap()
-            .contains("maximum message size of 1024B"),
-        "{close}"
+    assert_eq!(
+        close,
+        json!({"type": 7, "error": format!("Connection closed with an error. {too_big}")})
     );
-    // ... and one WebSocket frame over the limit.
+    assert_eq!(next_close(&mut ws).await, (1009, too_big.to_owned()));
+    // ... one WebSocket frame over the limit (the WebSocket layer refuses it) ...
     let (mut ws, _) = connect_json(&base, &key, "chat", None).await;
     ws.send(Message::text("x".repeat(4096))).await.unwrap();
     let close = next_record(&mut ws).await;
-    assert!(
-        close["error"]
-            .as_str()
-            .unwrap()
-            .contains("maximum message size of 1024B"),
-        "{close}"
+    assert_eq!(
+        close,
+        json!({"type": 7, "error": format!("Connection closed with an error. {too_big}")})
     );
+    assert_eq!(next_close(&mut ws).await, (1009, too_big.to_owned()));
+    // ... and one message in continuation frames, each under the limit, adding up to more.
+    let (mut ws, _) = connect_json(&base, &key, "chat", None).await;
+    ws.send(raw_frame(&[b'x'; 600], Data::Text, false))
+        .await
+        .unwrap();
+    ws.send(raw_frame(&[b'x'; 600], Data::Continue, true))
+        .await
+        .unwrap();
+    let close = next_record(&mut ws).await;
+    assert_eq!(
+        close,
+        json!({"type": 7, "error": format!("Connection closed with an error. {too_big}")})
+    );
+    assert_eq!(next_close(&mut ws).await, (1009, too_big.to_owned()));
+    assert_eq!(sb.metrics().get(names::protocol_errors), Some(3));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_is_refused_with_1007() {
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let not_utf8 = "A text frame is not valid UTF-8.";
+    // After the handshake: a Close message, then the close frame.
+    let (mut ws, _) = connect_json(&base, &key, "chat", None).await;
+    ws.send(raw_frame(b"{\"type\":6}\x1e\xff\xfe", Data::Text, true))
+        .await
+        .unwrap();
+    let close = next_record(&mut ws).await;
+    assert_eq!(
+        close,
+        json!({"type": 7, "error": format!("Connection closed with an error. {not_utf8}")})
+    );
+    assert_eq!(next_close(&mut ws).await, (1007, not_utf8.to_owned()));
+    // Before it: the handshake's error answer, then the close frame.
+    let (mut ws, _) = open_negotiated(&base, &key, "chat", None).await;
+    ws.send(raw_frame(b"{\"protocol\":\"\xc3\x28\"}", Data::Text, true))
+        .await
+        .unwrap();
+    assert_eq!(next_record(&mut ws).await, json!({ "error": not_utf8 }));
+    assert_eq!(next_close(&mut ws).await, (1007, not_utf8.to_owned()));
     assert_eq!(sb.metrics().get(names::protocol_errors), Some(2));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_before_the_handshake_cancels_it_with_1009() {
+    let mut c = config(ServiceMode::Serverless);
+    c.limits.max_message_size = 1024;
+    let (sb, base, key) = start_with(c).await;
+    let (mut ws, _) = open_negotiated(&base, &key, "chat", None).await;
+    ws.send(Message::text(" ".repeat(2048))).await.unwrap();
+    assert_eq!(
+        next_record(&mut ws).await,
+        json!({ "error": "Handshake was canceled." })
+    );
+    assert_eq!(
+        next_close(&mut ws).await,
+        (
+            1009,
+            "The maximum message size of 1024B was exceeded.".to_owned()
+        )
+    );
     sb.stop().await;
 }
 

@@ -1168,6 +1168,72 @@ async fn a_post_over_the_message_size_limit_is_413() {
     sb.stop().await;
 }
 
+/// Input refused after the handshake ends the connection with a Close message saying why, on
+/// the HTTP transports too: a malformed message, and a message that grows past the limit over
+/// several POSTs (each under it).
+#[tokio::test]
+async fn refused_input_by_post_ends_in_a_close_message() {
+    let (sb, base, key) = start_with(Config {
+        mode: ServiceMode::Serverless,
+        limits: switchboard::config::LimitsConfig {
+            max_message_size: 1024,
+            ..Default::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let token = client_token(&key, "bad", None);
+    let closes_with = |error: &str| json!({ "type": 7, "error": format!("Connection closed with an error. {error}") });
+
+    // Long polling, malformed: the next poll carries the Close message, the one after is 204.
+    let lp = connect_lp(&http, &base, "bad", &token).await;
+    assert_eq!(lp.post(b"{\"type\":\"one\"}\x1e").await.status, 200);
+    let close = lp.next_records().await;
+    assert_eq!(close.len(), 1, "{close:?}");
+    assert_eq!(close[0]["type"], 7);
+    assert!(
+        close[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Connection closed with an error. ")),
+        "{close:?}"
+    );
+    assert_eq!(lp.poll().await.status, 204);
+
+    // Long polling, one message over the limit in two POSTs.
+    let lp = connect_lp(&http, &base, "bad", &token).await;
+    let half = format!(
+        "{{\"type\":1,\"target\":\"x\",\"arguments\":[\"{}",
+        "a".repeat(700)
+    );
+    assert_eq!(lp.post(half.as_bytes()).await.status, 200);
+    assert_eq!(lp.post(half.as_bytes()).await.status, 200);
+    assert_eq!(
+        lp.next_records().await,
+        [closes_with(
+            "The maximum message size of 1024B was exceeded."
+        )]
+    );
+
+    // Server-Sent Events, malformed: the Close message is the last event, then the stream ends.
+    let n = negotiated(&base, "bad", &token).await;
+    let mut sse = Sse::open(&http, &n).await;
+    assert_eq!(sse.post.post(JSON_HANDSHAKE.as_bytes()).await.status, 200);
+    assert_eq!(sse.next_data().await, b"{}\x1e");
+    assert_eq!(sse.post.post(b"[1,2]\x1e").await.status, 200);
+    let close = sse.next_message().await;
+    assert_eq!(close["type"], 7, "{close}");
+    assert!(
+        close["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Connection closed with an error. ")),
+        "{close}"
+    );
+    assert!(sse.expect_end().await.is_empty());
+    assert_eq!(sb.metrics().get(names::protocol_errors), Some(3));
+    sb.stop().await;
+}
+
 #[tokio::test]
 async fn tokens_are_checked_on_every_http_transport_request() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;

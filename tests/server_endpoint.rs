@@ -9,11 +9,15 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use common::fake_server::{FakeServer, server_token};
-use common::{Rest, TestClient, client_token, json_invocation, now, sign, start};
+use common::ws::{Data, raw_frame};
+use common::{
+    Rest, TestClient, client_token, config, json_invocation, now, sign, start, start_with,
+};
 use serde_json::{Value, json};
 use switchboard::ServiceMode;
 use switchboard::protocol::service::{self, ConnectionType, Extensions, ServiceMessage};
 use switchboard::telemetry::names;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const T: Duration = Duration::from_secs(5);
@@ -695,6 +699,44 @@ async fn a_hub_server_cannot_reach_the_clients_of_another_hub() -> Result<()> {
         .data(&id_b, &json_invocation(None, "own", json!([1])))
         .await?;
     assert_eq!(client_b.expect_invocation("own", T).await?, json!([1]));
+    sb.stop().await;
+    Ok(())
+}
+
+/// Every refusal of a hub server's input says why in the close frame: a WebSocket frame over
+/// `limits.max_server_message_size` (1009), a service frame announcing more (1009), a malformed
+/// message (1002), a text frame that is not UTF-8 (1007).
+#[tokio::test]
+async fn refused_hub_server_input_closes_with_a_code_and_a_reason() -> Result<()> {
+    let mut c = config(ServiceMode::Default);
+    c.limits.max_server_message_size = 1024;
+    let (sb, base, key) = start_with(c).await;
+    let too_big = "The maximum message size of 1024B was exceeded.".to_owned();
+    let connect = || FakeServer::connect(&base, &key, "chat", "s1", ConnectionType::Default);
+
+    let mut s = connect().await?;
+    s.send_raw(Message::binary(vec![0u8; 4096])).await?;
+    assert_eq!(s.next_close().await?, (1009, too_big.clone()));
+
+    // A varint prefix announcing 2048 bytes, in a small frame.
+    let mut s = connect().await?;
+    s.send_raw(Message::binary(vec![0x80, 0x10, 0x95])).await?;
+    assert_eq!(s.next_close().await?, (1009, too_big.clone()));
+
+    // A complete frame whose body is not a service message (a MessagePack string).
+    let mut s = connect().await?;
+    s.send_raw(Message::binary(vec![0x02, 0xa1, b'x'])).await?;
+    let (code, reason) = s.next_close().await?;
+    assert_eq!(code, 1002);
+    assert!(reason.starts_with("Malformed message: "), "{reason}");
+
+    let mut s = connect().await?;
+    s.send_raw(raw_frame(b"\xff\xfe", Data::Text, true)).await?;
+    assert_eq!(
+        s.next_close().await?,
+        (1007, "A text frame is not valid UTF-8.".to_owned())
+    );
+    assert_eq!(sb.metrics().get(names::protocol_errors), Some(4));
     sb.stop().await;
     Ok(())
 }

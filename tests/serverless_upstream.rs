@@ -21,8 +21,8 @@ const T: Duration = Duration::from_secs(5);
 
 /// The fake upstream's answer, chosen by the hub and the event at the end of the path: `deny`
 /// refuses connections, `Add` sums its two arguments, `Void` and `Note` answer 204, `Forbidden`
-/// 403, `Slow` 204 after 3 s.
-async fn answer(r: Recorded, _gate: Gate) -> HttpResponse {
+/// 403, `Slow` 204 after 3 s, `Held` 204 once the test releases it.
+async fn answer(r: Recorded, gate: Gate) -> HttpResponse {
     let event = r.path.rsplit('/').next().unwrap_or("").to_owned();
     let hub = r.path.split('/').nth(1).unwrap_or("").to_owned();
     match (hub.as_str(), event.as_str()) {
@@ -44,6 +44,10 @@ async fn answer(r: Recorded, _gate: Gate) -> HttpResponse {
         }
         (_, "Void") | (_, "Note") => HttpResponse::NoContent().finish(),
         (_, "Forbidden") => HttpResponse::Forbidden().finish(),
+        (_, "Held") => {
+            gate.wait().await;
+            HttpResponse::NoContent().finish()
+        }
         (_, "Slow") => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             HttpResponse::NoContent().finish()
@@ -328,6 +332,125 @@ async fn a_full_upstream_queue_answers_with_an_error_and_is_counted() -> Result<
     assert_eq!(
         sb.metrics().get(names::upstream_queue_full),
         Some(refused.len() as u64)
+    );
+    sb.stop().await;
+    up.stop().await;
+    Ok(())
+}
+
+/// An invocation target stays one segment of the upstream URL's path: `/`, `?`, `#` and `%` are
+/// escaped, and `.` or `..`, which no escape keeps in place, are not sent at all (the client
+/// gets an error Completion saying why, counted as rejected); the path never moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_targets_stay_one_path_segment() -> Result<()> {
+    let up = FakeUpstream::start(answer);
+    let (sb, base, key) = broker(&up.base).await;
+    let mut client =
+        TestClient::connect(&base, "calc", &client_token(&key, "calc", None), "json").await?;
+    up.wait_for("/calc/api/connections/connected").await?;
+
+    for (i, target) in [".", ".."].into_iter().enumerate() {
+        let id = i.to_string();
+        client
+            .send_raw(&json_invocation(Some(&id), target, json!([])))
+            .await?;
+        assert_eq!(
+            client.next_message(T).await?,
+            json!({
+                "type": 3,
+                "invocationId": id,
+                "error": format!(
+                    "Invocation failed: the target '{target}' cannot be sent to the upstream: \
+                     '.' and '..' cannot be one segment of an upstream URL's path."
+                ),
+            })
+        );
+    }
+    assert_eq!(sb.metrics().get(names::invocations_rejected), Some(2));
+
+    // Everything else arrives escaped, in the event's own segment (the fake answers 404).
+    client
+        .send_raw(&json_invocation(Some("2"), "a/../b?c#d%", json!([])))
+        .await?;
+    assert_eq!(
+        client.next_message(T).await?["error"],
+        "Invocation failed, status code 404"
+    );
+    let escaped = up.wait_for("/messages/a%2F..%2Fb%3Fc%23d%25").await?;
+    assert_eq!(escaped.path, "/calc/api/messages/a%2F..%2Fb%3Fc%23d%25");
+    assert_eq!(escaped.query, "");
+    client
+        .send_raw(&json_invocation(Some("3"), "Void", json!([])))
+        .await?;
+    assert_eq!(
+        client.next_message(T).await?,
+        json!({"type": 3, "invocationId": "3"})
+    );
+    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/calc/api/connections/connected",
+            "/calc/api/messages/a%2F..%2Fb%3Fc%23d%25",
+            "/calc/api/messages/Void",
+        ]
+    );
+    sb.stop().await;
+    up.stop().await;
+    Ok(())
+}
+
+/// The upstream queue is bounded in bytes too: with one large call in flight, the next ones do
+/// not fit and are refused at once (counted), though far fewer than the call bound wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_queue_is_bounded_in_bytes() -> Result<()> {
+    let up = FakeUpstream::start(answer);
+    let (sb, base, key) = start_with(Config {
+        mode: ServiceMode::Serverless,
+        upstream: vec![UpstreamRule::from_template(&format!(
+            "{}/{{hub}}/api/{{category}}/{{event}}",
+            up.base
+        ))],
+        upstream_options: UpstreamOptions {
+            max_queue_bytes_per_connection: 64 * 1024,
+            ..UpstreamOptions::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let mut client =
+        TestClient::connect(&base, "calc", &client_token(&key, "calc", None), "json").await?;
+    let big = "x".repeat(40 * 1024);
+    // The first fits the empty queue and is held by the upstream; 40 + 40 KiB do not fit 64.
+    for id in ["0", "1", "2"] {
+        client
+            .send_raw(&json_invocation(Some(id), "Held", json!([big])))
+            .await?;
+    }
+    for id in ["1", "2"] {
+        assert_eq!(
+            client.next_message(T).await?,
+            json!({
+                "type": 3,
+                "invocationId": id,
+                "error": "Invocation failed: too many invocations of this connection are waiting for the upstream.",
+            })
+        );
+    }
+    assert_eq!(sb.metrics().get(names::upstream_queue_full), Some(2));
+    // Once the held call is answered its bytes are free again.
+    up.wait_for("/calc/api/messages/Held").await?;
+    up.release(1);
+    assert_eq!(
+        client.next_message(T).await?,
+        json!({"type": 3, "invocationId": "0"})
+    );
+    client
+        .send_raw(&json_invocation(Some("3"), "Void", json!([big])))
+        .await?;
+    assert_eq!(
+        client.next_message(T).await?,
+        json!({"type": 3, "invocationId": "3"})
     );
     sb.stop().await;
     up.stop().await;

@@ -112,6 +112,7 @@ async fn connected_event_carries_every_header_and_a_verifiable_signature() {
     let conn = alice();
     let url = rules
         .resolve(&conn.hub, Category::Connections, "connected")
+        .unwrap()
         .unwrap();
     let client = UpstreamClient::new(options()).unwrap();
     let response = client
@@ -227,6 +228,7 @@ async fn invocations_in_both_protocols_and_their_completions() {
     );
     let url = rules
         .resolve("chat", Category::Messages, "send it")
+        .unwrap()
         .unwrap();
     let request =
         UpstreamRequest::invocation(url, &conn, "send it", HubProtocol::Json, json_body.clone());
@@ -240,7 +242,10 @@ async fn invocations_in_both_protocols_and_their_completions() {
 
     // MessagePack: an empty 200 becomes a void Completion.
     let mp_body = Bytes::from_static(b"\x96\x01\x80\xa12\xa5other\x91\xa2hi\x90");
-    let url = rules.resolve("chat", Category::Messages, "other").unwrap();
+    let url = rules
+        .resolve("chat", Category::Messages, "other")
+        .unwrap()
+        .unwrap();
     let request = UpstreamRequest::invocation(
         url,
         &conn,

@@ -11,7 +11,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::HubProtocol;
-use super::framing::{self, RECORD_SEPARATOR};
+use super::framing::{self, RECORD_SEPARATOR, RecordScan};
 use super::json::{self, ObjectError, raw_int, raw_str, write_json_string};
 
 /// The success response: exactly `{}` + 0x1E.
@@ -75,7 +75,16 @@ fn object_error(err: ObjectError<String>) -> HandshakeError {
 /// the number of bytes it used, separator included; everything after it belongs to the hub
 /// protocol. Errors carry the exact .NET parser texts.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(HandshakeRequest, usize)>, HandshakeError> {
-    let Some((body, consumed)) = framing::next_text_record(buf) else {
+    parse_request_scanned(buf, &mut RecordScan::default())
+}
+
+/// As [`parse_request`], for a buffer that grows between calls: `scan` remembers where the
+/// search for the separator stopped, so a request arriving a byte at a time costs linear time.
+pub fn parse_request_scanned(
+    buf: &[u8],
+    scan: &mut RecordScan,
+) -> Result<Option<(HandshakeRequest, usize)>, HandshakeError> {
+    let Some((body, consumed)) = scan.next_record(buf) else {
         return Ok(None);
     };
     let mut protocol = None;

@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue as JsonRaw;
 
-use super::framing::{self, RECORD_SEPARATOR};
+use super::framing::{RECORD_SEPARATOR, RecordScan};
 use super::{
     ByteSink, CancelInvocation, Close, Completion, CompletionOutcome, Decoded, Headers, HubMessage,
     Invocation, ProtocolError, RawValue, Source, StreamItem, transcode,
@@ -26,9 +26,10 @@ use super::{
 pub(crate) fn decode_from(
     src: Source<'_>,
     max_message_size: usize,
+    scan: &mut RecordScan,
 ) -> Result<Option<Decoded>, ProtocolError> {
     let buf = src.bytes();
-    match framing::next_text_record(buf) {
+    match scan.next_record(buf) {
         None if buf.len() > max_message_size => Err(ProtocolError::MessageTooLarge {
             max: max_message_size,
         }),

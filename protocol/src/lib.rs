@@ -27,6 +27,8 @@ pub use message::*;
 
 use bytes::{Bytes, BytesMut};
 
+use framing::RecordScan;
+
 /// A SignalR hub protocol, as named in the handshake request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HubProtocol {
@@ -83,7 +85,11 @@ impl HubProtocol {
         buf: &[u8],
         max_message_size: usize,
     ) -> Result<Option<Decoded>, ProtocolError> {
-        self.decode_from(Source::Slice(buf), max_message_size)
+        self.decode_from(
+            Source::Slice(buf),
+            max_message_size,
+            &mut RecordScan::default(),
+        )
     }
 
     /// As [`decode`](Self::decode), but the raw values of the message are zero-copy slices of
@@ -93,16 +99,45 @@ impl HubProtocol {
         buf: &Bytes,
         max_message_size: usize,
     ) -> Result<Option<Decoded>, ProtocolError> {
-        self.decode_from(Source::Shared(buf), max_message_size)
+        self.decode_from(
+            Source::Shared(buf),
+            max_message_size,
+            &mut RecordScan::default(),
+        )
+    }
+
+    /// As [`decode`](Self::decode), for a receive buffer that grows between calls: `scan`
+    /// remembers where the search for the end of a JSON message stopped, so a message arriving a
+    /// byte at a time costs time linear in its length (see [`RecordScan`] for the contract). One
+    /// scan per buffer; MessagePack frames carry their length and need no search.
+    pub fn decode_scanned(
+        self,
+        buf: &[u8],
+        max_message_size: usize,
+        scan: &mut RecordScan,
+    ) -> Result<Option<Decoded>, ProtocolError> {
+        self.decode_from(Source::Slice(buf), max_message_size, scan)
+    }
+
+    /// [`decode_scanned`](Self::decode_scanned) with zero-copy raw values, as
+    /// [`decode_bytes`](Self::decode_bytes).
+    pub fn decode_bytes_scanned(
+        self,
+        buf: &Bytes,
+        max_message_size: usize,
+        scan: &mut RecordScan,
+    ) -> Result<Option<Decoded>, ProtocolError> {
+        self.decode_from(Source::Shared(buf), max_message_size, scan)
     }
 
     fn decode_from(
         self,
         src: Source<'_>,
         max_message_size: usize,
+        scan: &mut RecordScan,
     ) -> Result<Option<Decoded>, ProtocolError> {
         match self {
-            Self::Json => json::decode_from(src, max_message_size),
+            Self::Json => json::decode_from(src, max_message_size, scan),
             Self::MessagePack => msgpack::decode_from(src, max_message_size),
         }
     }
@@ -387,6 +422,39 @@ mod tests {
         assert_eq!(&raw[..], b"[1,2,3]");
         let offset = buf.len() - b"[1,2,3]}\x1e".len();
         assert_eq!(raw.as_ptr(), buf[offset..].as_ptr());
+    }
+
+    #[test]
+    fn scanned_decoding_matches_plain_decoding_byte_by_byte() {
+        for p in [HubProtocol::Json, HubProtocol::MessagePack] {
+            let mut stream = encode_invocation_json_args(p, "t", b"[1,\"two\"]")
+                .unwrap()
+                .to_vec();
+            stream.extend_from_slice(&p.encode(&HubMessage::Ping).unwrap());
+            let (mut buf, mut scan, mut plain, mut scanned) =
+                (Vec::new(), RecordScan::default(), Vec::new(), Vec::new());
+            for &byte in stream.iter() {
+                buf.push(byte);
+                while let Some(d) = p.decode_scanned(&buf, 1024, &mut scan).unwrap() {
+                    assert_eq!(Ok(Some(d.clone())), p.decode(&buf, 1024));
+                    scanned.push(d.message);
+                    buf.drain(..d.consumed);
+                }
+            }
+            let mut rest = &stream[..];
+            while let Some(d) = p.decode(rest, 1024).unwrap() {
+                plain.push(d.message);
+                rest = &rest[d.consumed..];
+            }
+            assert_eq!(scanned, plain, "{}", p.name());
+            assert_eq!(scanned.len(), 2);
+        }
+        // The size limit holds for scanned input too.
+        let mut scan = RecordScan::default();
+        assert_eq!(
+            HubProtocol::Json.decode_scanned(&[b' '; 17], 16, &mut scan),
+            Err(ProtocolError::MessageTooLarge { max: 16 })
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,6 +26,7 @@ use super::context::Context;
 use super::dispatch::{CLOSED_WITH_ERROR, ClientWork, run_worker};
 use super::server::{HubServer, ServerShared};
 use super::upload::UploadItem;
+use crate::protocol::framing::RecordScan;
 use crate::protocol::handshake::{self, HANDSHAKE_CANCELED, RESPONSE_OK};
 use crate::protocol::service::{Claims, Extensions, Headers, ServiceMessage};
 use crate::protocol::{Close, Completion, CompletionOutcome, HubMessage, HubProtocol};
@@ -125,7 +126,12 @@ enum Phase {
 pub(crate) struct ClientState {
     connection_id: String,
     phase: Phase,
+    /// The client's bytes not yet taken as messages (the handshake request or part of a
+    /// message).
     buf: BytesMut,
+    /// How far `buf` was searched for the end of a JSON message (or the handshake request), so
+    /// that a message arriving a byte at a time costs linear time.
+    scan: RecordScan,
     uploads: HashMap<String, mpsc::Sender<UploadItem>>,
     /// Client-result invocations of other servers (router role): invocation id → caller server.
     routed: HashMap<String, String>,
@@ -192,6 +198,7 @@ impl ClientState {
                 query,
             })),
             buf: BytesMut::new(),
+            scan: RecordScan::default(),
             uploads: HashMap::new(),
             routed: HashMap::new(),
             opened: now,
@@ -283,7 +290,7 @@ impl ClientState {
         }
         self.buf.extend_from_slice(&payload);
         let detailed = io.shared.hub.detailed_errors();
-        let (request, used) = match handshake::parse_request(&self.buf) {
+        let (request, used) = match handshake::parse_request_scanned(&self.buf, &mut self.scan) {
             Ok(Some(parsed)) => parsed,
             Ok(None) if self.buf.len() > io.shared.options.max_client_message_size => {
                 return Err(self.handshake_failure(io, HANDSHAKE_CANCELED.to_owned()));
@@ -318,47 +325,61 @@ impl ClientState {
         }
     }
 
-    /// Hub messages after the handshake.
+    /// Hub messages after the handshake. Bytes that start with a message are decoded where they
+    /// are (raw values are zero-copy slices); a partial message waits in `buf`, which is only
+    /// appended to and searched from where the last search stopped until the message is whole.
     fn on_bytes(&mut self, io: &mut SessionIo, data: Bytes) -> Result<(), CloseClient> {
         let Phase::Connected(connected) = &self.phase else {
             return Ok(());
         };
         let protocol = connected.info.protocol;
-        let mut rest = if self.buf.is_empty() {
-            data
-        } else {
-            self.buf.extend_from_slice(&data);
-            self.buf.split().freeze()
-        };
         let max = io.shared.options.max_client_message_size;
+        if self.buf.is_empty() {
+            let mut rest = data;
+            loop {
+                match protocol.decode_bytes_scanned(&rest, max, &mut self.scan) {
+                    Ok(None) => break,
+                    Ok(Some(decoded)) => {
+                        rest = rest.slice(decoded.consumed..);
+                        if let Some(msg) = decoded.message {
+                            self.on_message(io, msg)?;
+                        }
+                    }
+                    Err(err) => return Err(self.decode_error(io, &err)),
+                }
+            }
+            // The scan covered exactly these bytes: it stays valid for `buf`.
+            self.buf.extend_from_slice(&rest);
+            return Ok(());
+        }
+        self.buf.extend_from_slice(&data);
         loop {
-            match protocol.decode_bytes(&rest, max) {
-                Ok(None) => break,
+            match protocol.decode_scanned(&self.buf, max, &mut self.scan) {
+                Ok(None) => return Ok(()),
                 Ok(Some(decoded)) => {
-                    rest = rest.slice(decoded.consumed..);
+                    self.buf.advance(decoded.consumed);
                     if let Some(msg) = decoded.message {
                         self.on_message(io, msg)?;
                     }
                 }
-                Err(err) => {
-                    let detail = err.to_string();
-                    let detailed = io.shared.hub.detailed_errors();
-                    return Err(self.error_close(
-                        if detailed {
-                            format!("{CLOSED_WITH_ERROR} InvalidDataException: {detail}")
-                        } else {
-                            CLOSED_WITH_ERROR.to_owned()
-                        },
-                        false,
-                        detail,
-                    ));
-                }
+                Err(err) => return Err(self.decode_error(io, &err)),
             }
         }
-        if !rest.is_empty() {
-            self.buf.extend_from_slice(&rest);
-        }
-        Ok(())
+    }
+
+    /// The close for bytes that are not a hub message.
+    fn decode_error(&self, io: &SessionIo, err: &crate::protocol::ProtocolError) -> CloseClient {
+        let detail = err.to_string();
+        let detailed = io.shared.hub.detailed_errors();
+        self.error_close(
+            if detailed {
+                format!("{CLOSED_WITH_ERROR} InvalidDataException: {detail}")
+            } else {
+                CLOSED_WITH_ERROR.to_owned()
+            },
+            false,
+            detail,
+        )
     }
 
     /// A Close message with `close_text`, CloseConnection and `on_disconnected` with `detail`.

@@ -41,6 +41,9 @@ pub(crate) struct ClientEnv {
     /// The upstream work that outlives a connection (its worker, its `disconnected` event): a
     /// graceful stop waits for it, so that no `disconnected` event is lost.
     pub upstream_tasks: TaskTracker,
+    /// Bytes of queued upstream calls per connection
+    /// (`upstream_options.max_queue_bytes_per_connection`).
+    pub upstream_queue_bytes: usize,
 }
 
 /// A hub-server connection actor's environment.

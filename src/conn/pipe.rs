@@ -14,6 +14,12 @@ use tokio::sync::Notify;
 /// allocates its first 32-slot block up front, about 1.5 KB per channel and so per idle
 /// connection. One side closes the pipe when it goes away ([`PipeSender`] and [`PipeReceiver`]
 /// do that on drop): sends fail from then on, and the receiver still gets what was queued.
+///
+/// **Bounded in chunks and in bytes.** A send that does not fit waits for room (a chunk larger
+/// than the byte bound fits an empty pipe), and only one send may wait at a time: another one
+/// that finds the pipe full is refused at once ([`PipeError::Busy`]). So a pipe holds at most
+/// its bounds plus the one waiting chunk, however many senders there are (the long-polling and
+/// SSE POSTs of one connection answer that refusal with 429).
 #[derive(Debug)]
 pub(crate) struct Pipe {
     state: Mutex<PipeState>,
@@ -24,28 +30,59 @@ pub(crate) struct Pipe {
     /// The pipe closed.
     closing: Notify,
     capacity: usize,
+    max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct PipeState {
     items: VecDeque<Bytes>,
+    /// The bytes of `items`.
+    bytes: usize,
     closed: bool,
+    /// A send is waiting for room.
+    waiting: bool,
+}
+
+/// Why [`Pipe::send`] failed; the chunk comes back.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PipeError {
+    /// The pipe is closed.
+    Closed(Bytes),
+    /// The pipe is full and another send already waits for room.
+    Busy(Bytes),
+}
+
+/// The one waiting send's claim; released when the send ends, however it ends.
+struct WaitSlot<'a>(&'a Pipe);
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().waiting = false;
+    }
 }
 
 impl Pipe {
-    /// An empty, open pipe holding at most `capacity` chunks.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty, open pipe holding at most `capacity` chunks and `max_bytes` bytes.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(PipeState::default()),
             readable: Notify::new(),
             writable: Notify::new(),
             closing: Notify::new(),
             capacity: capacity.max(1),
+            max_bytes,
         }
     }
 
-    /// Queue `item`, waiting for room; `Err` once the pipe is closed. Cancel-safe.
-    pub(crate) async fn send(&self, item: Bytes) -> Result<(), Bytes> {
+    /// Whether a chunk of `len` bytes fits now (any chunk fits an empty pipe).
+    fn fits(&self, s: &PipeState, len: usize) -> bool {
+        s.items.is_empty()
+            || (s.items.len() < self.capacity && s.bytes.saturating_add(len) <= self.max_bytes)
+    }
+
+    /// Queue `item`, waiting for room if no other send waits; see [`PipeError`]. Cancel-safe.
+    pub(crate) async fn send(&self, item: Bytes) -> Result<(), PipeError> {
+        let mut slot = None;
         loop {
             let writable = self.writable.notified();
             tokio::pin!(writable);
@@ -53,13 +90,21 @@ impl Pipe {
             {
                 let mut s = self.state.lock();
                 if s.closed {
-                    return Err(item);
+                    return Err(PipeError::Closed(item));
                 }
-                if s.items.len() < self.capacity {
+                if self.fits(&s, item.len()) {
+                    s.bytes += item.len();
                     s.items.push_back(item);
                     drop(s);
                     self.readable.notify_one();
                     return Ok(());
+                }
+                if slot.is_none() {
+                    if s.waiting {
+                        return Err(PipeError::Busy(item));
+                    }
+                    s.waiting = true;
+                    slot = Some(WaitSlot(self));
                 }
             }
             writable.await;
@@ -75,6 +120,7 @@ impl Pipe {
             {
                 let mut s = self.state.lock();
                 if let Some(item) = s.items.pop_front() {
+                    s.bytes -= item.len();
                     if s.items.is_empty() && s.items.capacity() > 4 {
                         // Give a burst's memory back: an idle connection keeps nothing here.
                         s.items = VecDeque::new();
@@ -102,6 +148,7 @@ impl Pipe {
         let items = {
             let mut s = self.state.lock();
             s.closed = true;
+            s.bytes = 0;
             std::mem::take(&mut s.items)
         };
         drop(items);
@@ -175,7 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn pipes_are_bounded_ordered_and_close_from_either_side() {
-        let pipe = Arc::new(Pipe::new(2));
+        let pipe = Arc::new(Pipe::new(2, usize::MAX));
         let (tx, mut rx) = (PipeSender(pipe.clone()), PipeReceiver(pipe.clone()));
         tx.0.send(Bytes::from_static(b"a")).await.unwrap();
         tx.0.send(Bytes::from_static(b"b")).await.unwrap();
@@ -195,7 +242,7 @@ mod tests {
 
         // The receiver going away fails sends, including one waiting for room, and wakes
         // whoever waits for the close.
-        let pipe = Arc::new(Pipe::new(1));
+        let pipe = Arc::new(Pipe::new(1, usize::MAX));
         let (tx, rx) = (PipeSender(pipe.clone()), PipeReceiver(pipe.clone()));
         pipe.send(Bytes::from_static(b"x")).await.unwrap();
         let p2 = pipe.clone();
@@ -207,5 +254,44 @@ mod tests {
         assert!(waiting.await.unwrap().is_err());
         closed.await.unwrap();
         assert!(pipe.is_closed());
+    }
+
+    #[tokio::test]
+    async fn pipes_are_bounded_in_bytes_and_let_one_send_wait() {
+        let chunk = |n: usize| Bytes::from(vec![b'x'; n]);
+        let pipe = Arc::new(Pipe::new(16, 1000));
+        let rx = PipeReceiver(pipe.clone());
+        // A chunk larger than the bound fits an empty pipe; nothing fits beside it.
+        pipe.send(chunk(1500)).await.unwrap();
+        let p2 = pipe.clone();
+        let waiting = tokio::spawn(async move { p2.send(chunk(600)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        // While one send waits, the next is refused at once.
+        assert_eq!(pipe.send(chunk(1)).await, Err(PipeError::Busy(chunk(1))));
+        assert_eq!(rx.0.recv().await.map(|b| b.len()), Some(1500));
+        waiting.await.unwrap().unwrap();
+        // 600 of 1000 bytes queued: 400 more fit, 401 wait.
+        pipe.send(chunk(400)).await.unwrap();
+        let p2 = pipe.clone();
+        let waiting = tokio::spawn(async move { p2.send(chunk(1)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        // A waiting send that is given up frees its claim: the next one may wait.
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        let p2 = pipe.clone();
+        let waiting = tokio::spawn(async move { p2.send(chunk(1)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        assert_eq!(rx.0.recv().await.map(|b| b.len()), Some(600));
+        waiting.await.unwrap().unwrap();
+        // Closing fails the waiting send and returns the chunk.
+        pipe.send(chunk(599)).await.unwrap();
+        let p2 = pipe.clone();
+        let waiting = tokio::spawn(async move { p2.send(chunk(7)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx);
+        assert_eq!(waiting.await.unwrap(), Err(PipeError::Closed(chunk(7))));
     }
 }

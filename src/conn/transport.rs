@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_http::ws::ProtocolError;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -25,7 +26,8 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
 use super::owner::{Owner, Refusal};
-pub(crate) use super::pipe::{Pipe, PipeReceiver, PipeSender};
+pub(crate) use super::pipe::{Pipe, PipeError, PipeReceiver, PipeSender};
+use crate::close::{CloseReason, WsClose};
 use crate::id::TransportKind;
 use crate::protocol::HubProtocol;
 
@@ -37,8 +39,9 @@ pub(crate) enum Inbound {
     Gone,
     /// The client closed the transport properly (a WebSocket close frame).
     Closed,
-    /// The transport itself was misused (oversized or malformed frame): close with this detail.
-    Invalid(String),
+    /// The transport itself was misused (oversized or malformed frame, a text frame that is not
+    /// UTF-8): close for this reason ([`refusal`]).
+    Invalid(CloseReason),
 }
 
 /// One connection's transport.
@@ -119,14 +122,9 @@ impl Transport {
                     Some(Ok(AggregatedMessage::Pong(_))) => {}
                     Some(Ok(AggregatedMessage::Close(_))) => return Inbound::Closed,
                     None => return Inbound::Gone,
-                    Some(Err(actix_http::ws::ProtocolError::Io(_))) => return Inbound::Gone,
-                    Some(Err(actix_http::ws::ProtocolError::Overflow)) => {
-                        return Inbound::Invalid(format!(
-                            "The maximum message size of {max_message_size}B was exceeded."
-                        ));
-                    }
                     Some(Err(e)) => {
-                        return Inbound::Invalid(format!("WebSocket protocol error: {e}"));
+                        return refusal(&e, *max_message_size)
+                            .map_or(Inbound::Gone, Inbound::Invalid);
                     }
                 }
             },
@@ -182,20 +180,60 @@ impl Transport {
         }
     }
 
-    /// End the transport: a WebSocket close frame (1000), the end of the SSE stream, or 204 for
-    /// the current and next polls. The close frame waits at most `timeout` for room: a client
-    /// that stopped reading must not keep this task alive.
-    pub(crate) async fn close(self, timeout: Duration) {
+    /// End the transport: the WebSocket close frame `close`, the end of the SSE stream, or 204
+    /// for the current and next polls. The close frame waits at most `timeout` for room: a
+    /// client that stopped reading must not keep this task alive.
+    pub(crate) async fn close(self, close: &WsClose, timeout: Duration) {
         match self {
             Self::WebSocket { session, .. } | Self::Bridged { session, .. } => {
                 // The client may already be gone.
                 let _ =
-                    tokio::time::timeout(timeout, session.close(Some(CloseCode::Normal.into())))
-                        .await;
+                    tokio::time::timeout(timeout, session.close(Some(close_frame(close)))).await;
             }
             Self::ServerSentEvents { events, .. } => drop(events),
             Self::LongPolling { poll, .. } => poll.close(),
         }
+    }
+}
+
+/// What a WebSocket read error says about the peer: `None` when the connection itself failed
+/// (nothing more can reach the peer), otherwise why its input is refused: a frame over `max`
+/// bytes (or continuations adding up to more), a text frame that is not UTF-8, or a frame that
+/// breaks RFC 6455. Hub-server sockets use it too.
+pub(crate) fn refusal(err: &ProtocolError, max: usize) -> Option<CloseReason> {
+    let too_big = || {
+        CloseReason::MessageTooLarge(format!("The maximum message size of {max}B was exceeded."))
+    };
+    match err {
+        ProtocolError::Overflow => Some(too_big()),
+        ProtocolError::Io(io) => {
+            let inner = io.get_ref();
+            if inner.is_some_and(|e| e.is::<actix_http::error::PayloadError>()) {
+                // The socket failed.
+                None
+            } else if io.kind() == std::io::ErrorKind::InvalidData {
+                // actix-ws checks text frames (and aggregated continuations) with this kind.
+                Some(CloseReason::InvalidPayload(
+                    "A text frame is not valid UTF-8.".to_owned(),
+                ))
+            } else if inner.is_some_and(|e| e.to_string().contains("continuation size")) {
+                // actix-ws's aggregation of continuation frames past its maximum.
+                Some(too_big())
+            } else {
+                None
+            }
+        }
+        e => Some(CloseReason::ProtocolError(format!(
+            "WebSocket protocol error: {e}"
+        ))),
+    }
+}
+
+/// The actix-ws close frame for `close` (no reason when it has none).
+pub(crate) fn close_frame(close: &WsClose) -> actix_ws::CloseReason {
+    actix_ws::CloseReason {
+        code: CloseCode::from(close.code),
+        description: (!close.reason.is_empty()).then(|| close.reason.clone()),
     }
 }
 
@@ -429,6 +467,35 @@ mod tests {
             &sse_event(b"a\r\nb\nc")[..],
             b"data: a\r\ndata: b\r\ndata: c\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn websocket_read_errors_are_refusals_or_a_lost_socket() {
+        use std::io;
+        let too_big = Some(CloseReason::MessageTooLarge(
+            "The maximum message size of 64B was exceeded.".into(),
+        ));
+        assert_eq!(refusal(&ProtocolError::Overflow, 64), too_big);
+        // actix-ws's continuation aggregation past its maximum.
+        let continuation = io::Error::other("Exceeded maximum continuation size");
+        assert_eq!(refusal(&ProtocolError::Io(continuation), 64), too_big);
+        // actix-ws's UTF-8 check of text frames.
+        let text = io::Error::new(io::ErrorKind::InvalidData, "invalid utf-8 sequence");
+        assert_eq!(
+            refusal(&ProtocolError::Io(text), 64),
+            Some(CloseReason::InvalidPayload(
+                "A text frame is not valid UTF-8.".into()
+            ))
+        );
+        assert!(matches!(
+            refusal(&ProtocolError::BadOpCode, 64),
+            Some(CloseReason::ProtocolError(_))
+        ));
+        // The socket failing is no refusal: nothing can reach the peer any more.
+        let lost = io::Error::other(actix_http::error::PayloadError::Incomplete(None));
+        assert_eq!(refusal(&ProtocolError::Io(lost), 64), None);
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(refusal(&ProtocolError::Io(reset), 64), None);
     }
 
     #[tokio::test]

@@ -7,12 +7,15 @@
 //! started at the first call, so an idle connection costs nothing.
 //!
 //! **When the worker's queue is full** (`upstream_options.max_queue_per_connection` calls
-//! waiting, 256 by default): a blocking invocation
-//! is answered at once with the error [`QUEUE_FULL_ERROR`], a non-blocking one is dropped, and
-//! both are counted in `switchboard_upstream_queue_full_total`. The `disconnected` event waits
-//! for room instead (it is the last call of the connection).
+//! waiting, 256 by default, or `upstream_options.max_queue_bytes_per_connection` bytes of
+//! invocation bodies waiting or in flight, 4 MiB by default; a call always fits when the worker
+//! holds none): a blocking invocation is answered at once with the error [`QUEUE_FULL_ERROR`], a
+//! non-blocking one is dropped, and both are counted in `switchboard_upstream_queue_full_total`.
+//! The `disconnected` event waits for room instead (it is the last call of the connection, and
+//! carries no body).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -21,7 +24,7 @@ use super::env::ClientEnv;
 use crate::peer::ConnHandle;
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol};
 use crate::telemetry::Metrics;
-use crate::upstream::{self, Category, UpstreamConnection, UpstreamRequest};
+use crate::upstream::{self, Category, DotSegment, UpstreamConnection, UpstreamRequest};
 
 /// Completion error when a connection has too many upstream calls waiting.
 pub(crate) const QUEUE_FULL_ERROR: &str =
@@ -38,22 +41,61 @@ enum Job {
     },
 }
 
+/// Completion error for an invocation whose target cannot be a segment of the upstream URL's
+/// path (`.` or `..`, see [`DotSegment`]).
+pub(crate) fn unsendable_target_error(target: &str, e: DotSegment) -> String {
+    format!("Invocation failed: the target '{target}' cannot be sent to the upstream: {e}.")
+}
+
 /// The queue was full; the call was not made.
 #[derive(Debug)]
 pub(crate) struct QueueFull;
 
+/// The bytes of the invocation bodies a worker holds (waiting or in flight), against a bound.
+#[derive(Debug)]
+struct ByteBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl ByteBudget {
+    fn new(max: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Take `len` bytes; `false` when they do not fit. Anything fits an empty budget, so a
+    /// message of the maximum size can always be sent alone.
+    fn try_take(&self, len: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used.saturating_add(len) <= self.max).then(|| used + len)
+            })
+            .is_ok()
+    }
+
+    /// Give back what [`try_take`](Self::try_take) took.
+    fn give_back(&self, len: usize) {
+        self.used.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 /// Front of one connection's upstream worker.
 pub(crate) struct UpstreamLink {
     tx: mpsc::Sender<Job>,
+    budget: Arc<ByteBudget>,
 }
 
 impl UpstreamLink {
     /// Start the worker for `conn`.
     pub(crate) fn start(env: Arc<ClientEnv>, conn: ConnHandle, info: UpstreamConnection) -> Self {
         let (tx, rx) = mpsc::channel(env.upstream_queue);
+        let budget = Arc::new(ByteBudget::new(env.upstream_queue_bytes));
         let tasks = env.upstream_tasks.clone();
-        tasks.spawn(worker(rx, env, conn, info));
-        Self { tx }
+        tasks.spawn(worker(rx, env, conn, info, budget.clone()));
+        Self { tx, budget }
     }
 
     /// Queue an invocation without waiting.
@@ -63,13 +105,19 @@ impl UpstreamLink {
         invocation_id: Option<String>,
         body: Bytes,
     ) -> Result<(), QueueFull> {
-        self.tx
-            .try_send(Job::Invoke {
-                target,
-                invocation_id,
-                body,
-            })
-            .map_err(|_| QueueFull)
+        let len = body.len();
+        if !self.budget.try_take(len) {
+            return Err(QueueFull);
+        }
+        let job = Job::Invoke {
+            target,
+            invocation_id,
+            body,
+        };
+        self.tx.try_send(job).map_err(|_| {
+            self.budget.give_back(len);
+            QueueFull
+        })
     }
 
     /// Queue the `disconnected` event after every earlier call.
@@ -84,6 +132,7 @@ async fn worker(
     env: Arc<ClientEnv>,
     conn: ConnHandle,
     info: UpstreamConnection,
+    budget: Arc<ByteBudget>,
 ) {
     let protocol = conn.protocol();
     while let Some(job) = rx.recv().await {
@@ -94,18 +143,34 @@ async fn worker(
                 invocation_id,
                 body,
             } => {
+                // The body's bytes are the worker's until the call is over, however it ends.
+                let _held = Held {
+                    budget: &budget,
+                    len: body.len(),
+                };
                 let url =
                     env.policy
                         .snapshot()
                         .upstream
                         .resolve(&info.hub, Category::Messages, &target);
-                let Some(url) = url else {
+                let url = match url {
+                    Some(Ok(url)) => url,
                     // The rules changed since the message was routed.
-                    if let Some(id) = invocation_id {
-                        let text = crate::routing::no_upstream_error(&info.hub, &target);
-                        push_error(&conn, protocol, &id, text);
+                    None => {
+                        if let Some(id) = invocation_id {
+                            let text = crate::routing::no_upstream_error(&info.hub, &target);
+                            push_error(&conn, protocol, &id, text);
+                        }
+                        continue;
                     }
-                    continue;
+                    // The target would move the URL's path: it is not sent anywhere.
+                    Some(Err(e)) => {
+                        Metrics::inc(&env.metrics.invocations_rejected);
+                        if let Some(id) = invocation_id {
+                            push_error(&conn, protocol, &id, unsendable_target_error(&target, e));
+                        }
+                        continue;
+                    }
                 };
                 let request = UpstreamRequest::invocation(url, &info, &target, protocol, body);
                 Metrics::inc(&env.metrics.upstream_calls);
@@ -128,13 +193,26 @@ async fn worker(
     }
 }
 
+/// An invocation body's share of the [`ByteBudget`], given back when dropped.
+struct Held<'a> {
+    budget: &'a ByteBudget,
+    len: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.len);
+    }
+}
+
 /// POST the `disconnected` event of a connection if a rule matches it.
 pub(crate) async fn send_disconnected(
     env: &ClientEnv,
     info: &UpstreamConnection,
     error: Option<&str>,
 ) {
-    let Some(url) = env.policy.snapshot().upstream.resolve(
+    // Hub names start with a letter and event names are fixed: never a dot segment.
+    let Some(Ok(url)) = env.policy.snapshot().upstream.resolve(
         &info.hub,
         Category::Connections,
         upstream::DISCONNECTED_EVENT,
@@ -158,7 +236,7 @@ pub(crate) async fn send_connected(
     env: &ClientEnv,
     info: &UpstreamConnection,
 ) -> Result<bool, String> {
-    let Some(url) = env.policy.snapshot().upstream.resolve(
+    let Some(Ok(url)) = env.policy.snapshot().upstream.resolve(
         &info.hub,
         Category::Connections,
         upstream::CONNECTED_EVENT,
@@ -206,5 +284,25 @@ pub(crate) fn push_error(
     if let Ok(frame) = protocol.encode(&completion) {
         // An overflowing outbox closes the connection; nothing more to do here.
         let _ = conn.outbox().push(frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_budget_bounds_what_a_worker_holds() {
+        let budget = ByteBudget::new(1000);
+        // Anything fits an empty budget, even more than its bound.
+        assert!(budget.try_take(1500));
+        assert!(!budget.try_take(1));
+        budget.give_back(1500);
+        assert!(budget.try_take(600));
+        assert!(budget.try_take(400));
+        assert!(!budget.try_take(1));
+        budget.give_back(400);
+        assert!(!budget.try_take(401));
+        assert!(budget.try_take(400));
     }
 }

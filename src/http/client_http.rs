@@ -35,14 +35,17 @@ use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
 use crate::conn::owner::{Owner, Refusal};
 use crate::conn::transport::{
-    HttpEntry, Pipe, PipeReceiver, PipeSender, PollOutcome, PollState, Transport,
+    HttpEntry, Pipe, PipeError, PipeReceiver, PipeSender, PollOutcome, PollState, Transport,
 };
 use crate::http::state::Broker;
 use crate::id::TransportKind;
+use crate::telemetry::Metrics;
 
 /// Long-poll timeout (ASP.NET Core's `PollTimeout`).
 const POLL_TIMEOUT: Duration = Duration::from_secs(90);
-/// POST bodies queued for one connection before a POST waits.
+/// POST bodies queued for one connection before a POST waits (in bytes, the bound is
+/// `limits.max_message_size`: one POST of the largest size; a second POST arriving while one
+/// waits for room is 429).
 const INBOUND_CAPACITY: usize = 16;
 /// SSE events queued between the actor and the response stream.
 const SSE_CAPACITY: usize = 16;
@@ -107,7 +110,8 @@ pub(crate) async fn get(
     let shared = shared.into_inner();
     let slot = super::reserve_slot(&shared)?;
     // Pipes rather than tokio channels: an idle connection's queues hold no memory.
-    let inbound_tx = Arc::new(Pipe::new(INBOUND_CAPACITY));
+    let limits = &shared.config.limits;
+    let inbound_tx = Arc::new(Pipe::new(INBOUND_CAPACITY, limits.max_message_size));
     let inbound = PipeReceiver(inbound_tx.clone());
     let ctx = ClientContext {
         hub: shared.hubs.get_or_create(&hub),
@@ -145,7 +149,7 @@ pub(crate) async fn get(
     };
     match kind {
         TransportKind::ServerSentEvents => {
-            let pipe = Arc::new(Pipe::new(SSE_CAPACITY));
+            let pipe = Arc::new(Pipe::new(SSE_CAPACITY, limits.outbox_max_bytes));
             let (events, rx) = (PipeSender(pipe.clone()), PipeReceiver(pipe));
             shared.http.insert(
                 token.clone(),
@@ -296,8 +300,17 @@ pub(crate) async fn post_or_delete(
         }
         data.extend_from_slice(&chunk);
     }
-    if !data.is_empty() && entry.inbound.send(data.freeze()).await.is_err() {
-        return unknown_connection();
+    if !data.is_empty() {
+        match entry.inbound.send(data.freeze()).await {
+            Ok(()) => {}
+            Err(PipeError::Closed(_)) => return unknown_connection(),
+            Err(PipeError::Busy(_)) => {
+                Metrics::inc(&shared.metrics.inbound_busy);
+                return actix_web::ResponseError::error_response(&ApiError::too_many(
+                    "The connection is still processing an earlier request: send one at a time.",
+                ));
+            }
+        }
     }
     HttpResponse::Ok().content_type("text/plain").finish()
 }

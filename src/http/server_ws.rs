@@ -61,7 +61,7 @@ async fn connect(
     };
     actix_web::rt::spawn(server::run(
         ctx,
-        server::socket::ActixSocket::new(session, stream),
+        server::socket::ActixSocket::new(session, stream, max),
     ));
     Ok(response)
 }

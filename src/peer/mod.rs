@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use self::outbox::{CloseRequest, Outbox, PushError};
-pub use self::server::{ServerConnHandle, ServerGone};
+pub use self::server::{ServerConnHandle, ServerGone, ServerOutbox, ServerOutboxBounds};
 use crate::close::CloseReason;
 use crate::id::{ConnectionId, UserId};
 use crate::protocol::HubProtocol;

@@ -62,10 +62,17 @@ pub struct UpstreamOptions {
     /// Upstream calls one client connection may have waiting; beyond that a blocking
     /// invocation is answered with an error at once (see `conn::upstream`). At least 1.
     pub max_queue_per_connection: usize,
+    /// Bytes of invocation bodies one client connection may have waiting or in flight; beyond
+    /// that as for [`Self::max_queue_per_connection`] (a call always fits when none is held).
+    /// At least 1.
+    pub max_queue_bytes_per_connection: usize,
 }
 
 /// Default of [`UpstreamOptions::max_queue_per_connection`].
 pub const DEFAULT_MAX_QUEUE_PER_CONNECTION: usize = 256;
+/// Default of [`UpstreamOptions::max_queue_bytes_per_connection`]: four messages of the default
+/// maximum size.
+pub const DEFAULT_MAX_QUEUE_BYTES_PER_CONNECTION: usize = 4 * 1024 * 1024;
 
 impl Default for UpstreamOptions {
     fn default() -> Self {
@@ -77,6 +84,7 @@ impl Default for UpstreamOptions {
             retry_base_ms: DEFAULT_RETRY_BASE_MS,
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
             max_queue_per_connection: DEFAULT_MAX_QUEUE_PER_CONNECTION,
+            max_queue_bytes_per_connection: DEFAULT_MAX_QUEUE_BYTES_PER_CONNECTION,
         }
     }
 }
@@ -89,6 +97,9 @@ impl UpstreamOptions {
         }
         if self.max_queue_per_connection == 0 {
             return Err("max_queue_per_connection: must be at least 1".to_owned());
+        }
+        if self.max_queue_bytes_per_connection == 0 {
+            return Err("max_queue_bytes_per_connection: must be at least 1".to_owned());
         }
         if self.max_concurrency_per_host == 0 {
             return Err("max_concurrency_per_host: must be at least 1".to_owned());

@@ -56,13 +56,14 @@ use sha2::Sha256;
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol, Invocation};
 
 pub use client::{
-    DEFAULT_EVENT_RETRIES, DEFAULT_MAX_CONCURRENCY_PER_HOST, DEFAULT_MAX_QUEUE_PER_CONNECTION,
+    DEFAULT_EVENT_RETRIES, DEFAULT_MAX_CONCURRENCY_PER_HOST,
+    DEFAULT_MAX_QUEUE_BYTES_PER_CONNECTION, DEFAULT_MAX_QUEUE_PER_CONNECTION,
     DEFAULT_MAX_QUEUE_PER_HOST, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_RETRY_BASE_MS,
     DEFAULT_TIMEOUT_SECS, MAX_RETRY_DELAY, UpstreamClient, UpstreamError, UpstreamOptions,
     UpstreamResponse, UpstreamStats,
 };
 pub use rules::{
-    UpstreamRule, UpstreamRules, escape_data_string, load_emulator_settings,
+    DotSegment, UpstreamRule, UpstreamRules, escape_data_string, load_emulator_settings,
     parse_emulator_settings,
 };
 

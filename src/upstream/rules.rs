@@ -106,7 +106,8 @@ fn validate_template(template: &str) -> Result<(), String> {
     if template.trim().is_empty() {
         return Err("empty URL template".to_owned());
     }
-    let sample = expand(template, "hub", Category::Messages.as_str(), "event");
+    let sample = expand(template, "hub", Category::Messages.as_str(), "event")
+        .map_err(|e| format!("'{template}': {e}"))?;
     let url = reqwest::Url::parse(&sample)
         .map_err(|e| format!("'{template}' is not an absolute URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -121,10 +122,22 @@ fn validate_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A substituted value would be a `.` or `..` segment of the URL's path. Escaping cannot help:
+/// URL parsers (the WHATWG rules the HTTP client follows, and most servers) read `%2E` and `%2E%2E`
+/// as dot segments too and remove them with the segment before, so the request would go to
+/// another path. Such an event is not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("'.' and '..' cannot be one segment of an upstream URL's path")]
+pub struct DotSegment;
+
 /// Replaces `{hub}`, `{category}` and `{event}` (exactly these, case-sensitive) by the
-/// escaped values; any other text, braces included, is kept.
-fn expand(template: &str, hub: &str, category: &str, event: &str) -> String {
+/// escaped values; any other text, braces included, is kept. Escaping keeps every value inside
+/// its segment (`/`, `?`, `#` and `%` are encoded); a path segment made of substituted dots is
+/// refused ([`DotSegment`]).
+fn expand(template: &str, hub: &str, category: &str, event: &str) -> Result<String, DotSegment> {
     let mut out = String::with_capacity(template.len() + hub.len() + event.len());
+    // Where the values went in `out`.
+    let mut substituted = Vec::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
@@ -134,7 +147,9 @@ fn expand(template: &str, hub: &str, category: &str, event: &str) -> String {
             .find(|(name, _)| tail.starts_with(name));
         match replaced {
             Some((name, value)) => {
+                let start = out.len();
                 out.push_str(&escape_data_string(value));
+                substituted.push(start..out.len());
                 rest = &tail[name.len()..];
             }
             None => {
@@ -144,7 +159,35 @@ fn expand(template: &str, hub: &str, category: &str, event: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    let (path_start, path_end) = path_range(&out);
+    let mut segment_start = path_start;
+    for segment in out[path_start..path_end].split('/') {
+        let range = segment_start..segment_start + segment.len();
+        segment_start = range.end + 1;
+        let is_dots = matches!(segment, "." | "..");
+        if is_dots
+            && substituted
+                .iter()
+                .any(|s| s.start < range.end && range.start < s.end)
+        {
+            return Err(DotSegment);
+        }
+    }
+    Ok(out)
+}
+
+/// Where the path of `url` (an absolute URL) starts and ends: after `scheme://authority`, up to
+/// the query or the fragment. Escaped values contain no `/`, `?` or `#`, so the template's own
+/// text decides.
+fn path_range(url: &str) -> (usize, usize) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    let start = url[after_scheme..end]
+        .find('/')
+        .map_or(end, |i| after_scheme + i);
+    (start, end)
 }
 
 /// A compiled pattern: `*` anywhere in the list matches everything, as in the emulator.
@@ -224,8 +267,15 @@ impl UpstreamRules {
     }
 
     /// The URL for an event: the first matching rule's template with `{hub}`, `{category}` and
-    /// `{event}` replaced by their `Uri.EscapeDataString` escapes; `None` when no rule matches.
-    pub fn resolve(&self, hub: &str, category: Category, event: &str) -> Option<String> {
+    /// `{event}` replaced by their `Uri.EscapeDataString` escapes; `None` when no rule matches,
+    /// `Some(Err(_))` when the rule's URL cannot carry the values (a value that would be a `.`
+    /// or `..` path segment: the event is not sent).
+    pub fn resolve(
+        &self,
+        hub: &str,
+        category: Category,
+        event: &str,
+    ) -> Option<Result<String, DotSegment>> {
         let category = category.as_str();
         self.rules
             .iter()

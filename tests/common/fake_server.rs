@@ -86,6 +86,26 @@ impl FakeServer {
         Ok(())
     }
 
+    /// Send one WebSocket message as it is (malformed input, raw frames).
+    pub async fn send_raw(&mut self, msg: Message) -> Result<()> {
+        self.ws.send(msg).await?;
+        Ok(())
+    }
+
+    /// Read until the service closes the connection: its close frame's code and reason.
+    pub async fn next_close(&mut self) -> Result<(u16, String)> {
+        loop {
+            let frame = tokio::time::timeout(T, self.ws.next())
+                .await
+                .context("timed out waiting for the close frame")?
+                .context("the connection ended without a close frame")??;
+            if let Message::Close(close) = frame {
+                let close = close.context("a close frame without a status")?;
+                return Ok((u16::from(close.code), close.reason.to_string()));
+            }
+        }
+    }
+
     /// The next message that is not an empty keep-alive Ping.
     pub async fn next(&mut self) -> Result<ServiceMessage> {
         loop {

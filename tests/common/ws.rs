@@ -10,6 +10,9 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+pub use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
@@ -127,4 +130,18 @@ pub async fn next_json(ws: &mut Ws, pending: &mut Vec<Value>) -> Value {
             other => panic!("unexpected frame {other:?}"),
         }
     }
+}
+
+/// The next frame, which must be a close frame with a status: its code and reason.
+pub async fn next_close(ws: &mut Ws) -> (u16, String) {
+    match next_frame(ws).await {
+        Message::Close(Some(frame)) => (u16::from(frame.code), frame.reason.to_string()),
+        other => panic!("expected a close frame with a status, got {other:?}"),
+    }
+}
+
+/// A raw data frame: `opcode` text, binary or continuation, `fin` false when more fragments
+/// follow. Its payload need not be UTF-8 (a `Message::Text` must be).
+pub fn raw_frame(payload: &[u8], opcode: Data, fin: bool) -> Message {
+    Message::Frame(Frame::message(payload.to_vec(), OpCode::Data(opcode), fin))
 }

@@ -339,6 +339,51 @@ async fn handshake_split_across_data_and_followed_by_messages() {
     assert_eq!((id.as_str(), v), ("1", serde_json::json!({"result": "hi"})));
 }
 
+/// Client bytes come as the client's transport cut them: here one byte per ConnectionData, so
+/// every message waits in the client's buffer until it is whole (then a second one starts in the
+/// same chunk as the end of the first).
+#[tokio::test]
+async fn messages_arriving_a_byte_at_a_time() {
+    for protocol in [HubProtocol::Json, HubProtocol::MessagePack] {
+        let mut h = Harness::start(test_options()).await;
+        h.conn
+            .send(&ServiceMessage::OpenConnection {
+                connection_id: "c1".into(),
+                claims: vec![],
+                headers: vec![],
+                query_string: None,
+                extensions: Extensions::default(),
+            })
+            .await;
+        let mut bytes = handshake::encode_request(protocol.name(), 1).to_vec();
+        for id in ["1", "2"] {
+            bytes.extend_from_slice(
+                &protocol
+                    .encode(&invocation(Some(id), "Echo", &format!("[\"hi {id}\"]")))
+                    .unwrap(),
+            );
+        }
+        let (first, last) = bytes.split_at(bytes.len() - 3);
+        for byte in first {
+            h.conn
+                .client_bytes("c1", bytes::Bytes::copy_from_slice(&[*byte]))
+                .await;
+        }
+        h.conn
+            .client_bytes("c1", bytes::Bytes::copy_from_slice(last))
+            .await;
+        assert_eq!(
+            &h.conn.client_payload("c1").await[..],
+            handshake::RESPONSE_OK
+        );
+        for id in ["1", "2"] {
+            let (got, v) = super::completion(&h.conn.client_recv("c1", protocol).await);
+            assert_eq!(got, id, "{}", protocol.name());
+            assert_eq!(v, serde_json::json!({"result": format!("hi {id}")}));
+        }
+    }
+}
+
 #[tokio::test]
 async fn client_handshake_timeout() {
     let mut h = Harness::start(HubServerOptions {

@@ -300,7 +300,9 @@ impl Admitted {
             // The client may already be gone; the transport is closed below either way.
             let _ = write_frame(&mut transport, protocol, frame, &env).await;
         }
-        transport.close(env.limits.send_timeout()).await;
+        transport
+            .close(&exit.websocket_close(), env.limits.send_timeout())
+            .await;
         tracing::debug!(connection = %ctx.connection_id, reason = %exit, "client disconnected");
         drop(ctx.slot);
     }

@@ -11,11 +11,13 @@ use bytes::BytesMut;
 
 use super::write::fail_handshake;
 use super::{Admitted, ClientContext, Resume};
+use crate::close::{CloseReason, WsClose};
 use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream;
 use crate::hub::{AdmitError, AdmitRequest};
 use crate::id::UserId;
 use crate::protocol::HubProtocol;
+use crate::protocol::framing::RecordScan;
 use crate::protocol::handshake::{self, HandshakeRequest};
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
@@ -31,29 +33,33 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     };
     let limits = &env.limits;
     let mut input = BytesMut::new();
+    let mut scan = RecordScan::default();
 
     // Phase 1: the handshake request.
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
     let (request, raw_request) = loop {
-        match read_request(&input, limits.max_message_size) {
+        match read_request(&input, limits.max_message_size, &mut scan) {
             Request::Complete(req, consumed) => break (req, input.split_to(consumed).freeze()),
             Request::Incomplete => {}
-            Request::Fail(text) => {
-                fail_handshake(&env, transport, &text, None).await;
+            Request::Fail(text, close) => {
+                fail_handshake(&env, transport, &text, None, &close).await;
                 return None;
             }
         }
         tokio::select! {
-                        inbound = transport.recv() => match inbound {
+            inbound = transport.recv() => match inbound {
                 Inbound::Data(b) => input.extend_from_slice(&b),
                 Inbound::Gone | Inbound::Closed => return None,
-                Inbound::Invalid(_) => {
-                    fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                Inbound::Invalid(reason) => {
+                    Metrics::inc(&env.metrics.protocol_errors);
+                    let (text, close) = refused_before_handshake(&reason);
+                    fail_handshake(&env, transport, text, None, &close).await;
                     return None;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None).await;
+                let normal = WsClose::normal();
+                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None, &normal).await;
                 return None;
             }
         }
@@ -63,7 +69,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let protocol = match choose_protocol(&request, transport.binary_supported()) {
         Ok(p) => p,
         Err((text, frame_kind)) => {
-            fail_handshake(&env, transport, &text, frame_kind).await;
+            fail_handshake(&env, transport, &text, frame_kind, &WsClose::normal()).await;
             return None;
         }
     };
@@ -80,7 +86,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let policy = env.policy.snapshot();
     let serverless = policy.is_serverless();
     if serverless && let Err(text) = upstream::send_connected(&env, &upstream_info).await {
-        fail_handshake(&env, transport, &text, Some(protocol)).await;
+        fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
         return None;
     }
 
@@ -104,7 +110,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(admitted) => admitted,
         Err(AdmitError::Refused(text)) => {
-            fail_handshake(&env, transport, &text, Some(protocol)).await;
+            fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
             return None;
         }
         Err(AdmitError::Gone(_)) => return None,
@@ -142,19 +148,38 @@ enum Request {
     Complete(HandshakeRequest, usize),
     /// No separator yet: keep reading (within the handshake timeout).
     Incomplete,
-    /// Fail the handshake with this text.
-    Fail(String),
+    /// Fail the handshake with this text, then close a WebSocket with this frame.
+    Fail(String, WsClose),
 }
 
 /// Read the handshake request from the start of `input`: more than `max` bytes without one
-/// cancels the handshake; a malformed one fails it with the detailed .NET text.
-fn read_request(input: &[u8], max: usize) -> Request {
-    match handshake::parse_request(input) {
+/// cancels the handshake (.NET's text; the close frame, 1009, says why); a malformed one fails
+/// it with the detailed .NET text. `scan` remembers how far `input` was searched, so a request
+/// arriving a byte at a time costs linear time.
+fn read_request(input: &[u8], max: usize, scan: &mut RecordScan) -> Request {
+    match handshake::parse_request_scanned(input, scan) {
         Ok(Some((req, consumed))) => Request::Complete(req, consumed),
-        Ok(None) if input.len() > max => Request::Fail(handshake::HANDSHAKE_CANCELED.to_owned()),
+        Ok(None) if input.len() > max => Request::Fail(
+            handshake::HANDSHAKE_CANCELED.to_owned(),
+            CloseReason::MessageTooLarge(format!(
+                "The maximum message size of {max}B was exceeded."
+            ))
+            .websocket_close(),
+        ),
         Ok(None) => Request::Incomplete,
-        Err(e) => Request::Fail(e.response_text(true)),
+        Err(e) => Request::Fail(e.response_text(true), WsClose::normal()),
     }
+}
+
+/// The handshake answer and the close frame for input the WebSocket layer refused before the
+/// handshake completed: an oversized frame cancels the handshake (as .NET answers an oversized
+/// request), anything else is named; the close frame carries the code and the detail.
+fn refused_before_handshake(reason: &CloseReason) -> (&str, WsClose) {
+    let text = match reason {
+        CloseReason::ProtocolError(detail) | CloseReason::InvalidPayload(detail) => detail,
+        _ => handshake::HANDSHAKE_CANCELED,
+    };
+    (text, reason.websocket_close())
 }
 
 /// The hub protocol for `request`, or the handshake failure: its text, and the protocol whose
@@ -187,28 +212,82 @@ mod tests {
     fn the_request_is_read_up_to_its_separator() {
         let input = b"{\"protocol\":\"json\",\"version\":2}\x1e{\"type\":6}\x1e";
         assert_eq!(
-            read_request(input, 1024),
+            read_request(input, 1024, &mut RecordScan::default()),
             Request::Complete(request("json", 2), 32)
         );
-        assert_eq!(read_request(b"{\"protocol\":", 1024), Request::Incomplete);
+        assert_eq!(
+            read_request(b"{\"protocol\":", 1024, &mut RecordScan::default()),
+            Request::Incomplete
+        );
+    }
+
+    /// A request arriving a byte at a time: each arrival looks at its new byte only.
+    #[test]
+    fn a_request_arriving_a_byte_at_a_time_costs_linear_work() {
+        let padded = format!(
+            "{{\"protocol\":\"json\",\"version\":1{}}}\x1e",
+            " ".repeat(20_000)
+        );
+        let n = padded.len();
+        let mut scan = RecordScan::default();
+        for end in 1..n {
+            assert_eq!(
+                read_request(&padded.as_bytes()[..end], 1 << 20, &mut scan),
+                Request::Incomplete
+            );
+        }
+        assert_eq!(
+            read_request(padded.as_bytes(), 1 << 20, &mut scan),
+            Request::Complete(request("json", 1), n)
+        );
+        assert_eq!(scan.examined(), n as u64);
     }
 
     #[test]
     fn too_much_without_a_request_cancels_the_handshake() {
         assert_eq!(
-            read_request(&[b' '; 17], 16),
-            Request::Fail("Handshake was canceled.".to_owned())
+            read_request(&[b' '; 17], 16, &mut RecordScan::default()),
+            Request::Fail(
+                "Handshake was canceled.".to_owned(),
+                WsClose::new(1009, "The maximum message size of 16B was exceeded.")
+            )
         );
     }
 
     #[test]
     fn a_malformed_request_fails_with_the_detailed_dotnet_text() {
         assert_eq!(
-            read_request(b"{\"protocol\":\"json\"}\x1e", 1024),
+            read_request(
+                b"{\"protocol\":\"json\"}\x1e",
+                1024,
+                &mut RecordScan::default()
+            ),
             Request::Fail(
                 "An unexpected error occurred during connection handshake. InvalidDataException: \
                  Missing required property 'version'. Message content: {\"protocol\":\"json\"}"
-                    .to_owned()
+                    .to_owned(),
+                WsClose::normal()
+            )
+        );
+    }
+
+    #[test]
+    fn websocket_refusals_before_the_handshake_say_why() {
+        let too_big =
+            CloseReason::MessageTooLarge("The maximum message size of 16B was exceeded.".into());
+        assert_eq!(
+            refused_before_handshake(&too_big),
+            (
+                "Handshake was canceled.",
+                WsClose::new(1009, "The maximum message size of 16B was exceeded.")
+            )
+        );
+        let not_utf8 = CloseReason::InvalidPayload("A text frame is not valid UTF-8.".into());
+        assert_eq!(
+            refused_before_handshake(&not_utf8),
+            (
+                "A text frame is not valid UTF-8.",
+                WsClose::new(1007, "A text frame is not valid UTF-8.")
             )
         );
     }

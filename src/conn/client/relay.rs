@@ -15,6 +15,7 @@ use crate::conn::env::ClientEnv;
 use crate::conn::transport::{Inbound, Transport};
 use crate::peer::{ConnHandle, ServerConnHandle};
 use crate::protocol::HubProtocol;
+use crate::protocol::framing::RecordScan;
 use crate::telemetry::Metrics;
 
 /// The handshake request a routed stateful client's hub server gets: version 1, because the
@@ -41,13 +42,17 @@ pub(super) struct Relay<'a> {
 impl Relay<'_> {
     pub(super) async fn serve(&mut self, transport: &mut Transport, mut input: BytesMut) -> Exit {
         let mut out = BytesMut::new();
+        // A stateful client's `input`: how far it was searched for the end of a message.
+        let mut scan = RecordScan::default();
         let mut received = 0u64;
         let abandoned_after = self.env.limits.negotiate_timeout();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = 'relay: {
             if !input.is_empty()
-                && let Err(exit) = self.forward(input.split().freeze(), &mut input).await
+                && let Err(exit) = self
+                    .forward(input.split().freeze(), &mut input, &mut scan)
+                    .await
             {
                 break 'relay exit;
             }
@@ -99,13 +104,13 @@ impl Relay<'_> {
                                 Ok(()) => continue,
                                 Err(exit) => break 'relay exit,
                             },
-                            Inbound::Invalid(detail) => {
+                            Inbound::Invalid(reason) => {
                                 Metrics::inc(&self.env.metrics.protocol_errors);
-                                break 'relay CloseReason::ProtocolError(detail);
+                                break 'relay reason;
                             }
                         };
                         received += 1;
-                        if let Err(exit) = self.forward(bytes, &mut input).await {
+                        if let Err(exit) = self.forward(bytes, &mut input, &mut scan).await {
                             break 'relay exit;
                         }
                     }
@@ -118,7 +123,12 @@ impl Relay<'_> {
 
     /// Hand client bytes to the hub server. A stateful client's bytes are collected into
     /// `input` and only its complete, new hub messages go on, in one ConnectionData.
-    async fn forward(&mut self, bytes: Bytes, input: &mut BytesMut) -> Result<(), Exit> {
+    async fn forward(
+        &mut self,
+        bytes: Bytes,
+        input: &mut BytesMut,
+        scan: &mut RecordScan,
+    ) -> Result<(), Exit> {
         let bytes = match &mut self.stateful {
             None => bytes,
             Some(st) => {
@@ -126,7 +136,7 @@ impl Relay<'_> {
                 let max = self.env.limits.max_message_size;
                 let mut keep = BytesMut::new();
                 loop {
-                    match self.protocol.decode(input, max) {
+                    match self.protocol.decode_scanned(input, max, scan) {
                         Ok(Some(decoded)) => {
                             let raw = input.split_to(decoded.consumed);
                             let new = match &decoded.message {

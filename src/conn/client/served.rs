@@ -19,6 +19,7 @@ use crate::conn::env::ClientEnv;
 use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream::{self, UpstreamLink};
 use crate::peer::ConnHandle;
+use crate::protocol::framing::RecordScan;
 use crate::protocol::{self, HubProtocol};
 use crate::telemetry::Metrics;
 use crate::upstream::{UpstreamConnection, unframed_invocation as upstream_body};
@@ -43,9 +44,11 @@ impl Actor<'_> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = BytesMut::new();
+        // How far `input` was searched for the end of a message (never twice the same bytes).
+        let mut scan = RecordScan::default();
 
         // Bytes that arrived with the handshake are ordinary messages.
-        if let Some(exit) = self.process_input(&mut input) {
+        if let Some(exit) = self.process_input(&mut input, &mut scan) {
             return exit;
         }
         loop {
@@ -88,13 +91,13 @@ impl Actor<'_> {
                             }
                             continue;
                         }
-                        Inbound::Invalid(detail) => {
+                        Inbound::Invalid(reason) => {
                             Metrics::inc(&self.env.metrics.protocol_errors);
-                            return CloseReason::ProtocolError(detail);
+                            return reason;
                         }
                     }
                     self.state.received(Instant::now());
-                    if let Some(exit) = self.process_input(&mut input) {
+                    if let Some(exit) = self.process_input(&mut input, &mut scan) {
                         return exit;
                     }
                 }
@@ -147,11 +150,11 @@ impl Actor<'_> {
     }
 
     /// Decode and act on every complete message in `input`.
-    fn process_input(&mut self, input: &mut BytesMut) -> Option<Exit> {
+    fn process_input(&mut self, input: &mut BytesMut, scan: &mut RecordScan) -> Option<Exit> {
         let max = self.env.limits.max_message_size;
         let mut received = 0u64;
         let exit = loop {
-            match next_input(self.protocol, input, max) {
+            match next_input(self.protocol, input, max, scan) {
                 Next::Message(msg) => {
                     received += 1;
                     if let Some(msg) = msg

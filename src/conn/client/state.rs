@@ -14,6 +14,7 @@ use super::stateful::Stateful;
 use crate::close::CloseReason;
 use crate::config::LimitsConfig;
 use crate::policy::Policy;
+use crate::protocol::framing::RecordScan;
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol, Invocation};
 use crate::routing::{ClientRoute, MessageAction};
 
@@ -53,9 +54,16 @@ pub(super) enum Next {
     Invalid(CloseReason),
 }
 
-/// Take the next complete message off `input`.
-pub(super) fn next_input(protocol: HubProtocol, input: &mut BytesMut, max: usize) -> Next {
-    match protocol.decode(input, max) {
+/// Take the next complete message off `input`. `scan` belongs to `input` and remembers how far
+/// it was searched for the end of a JSON message, so that a message arriving a byte at a time
+/// costs linear time, not quadratic.
+pub(super) fn next_input(
+    protocol: HubProtocol,
+    input: &mut BytesMut,
+    max: usize,
+    scan: &mut RecordScan,
+) -> Next {
+    match protocol.decode_scanned(input, max, scan) {
         Ok(Some(decoded)) => {
             input.advance(decoded.consumed);
             Next::Message(decoded.message)

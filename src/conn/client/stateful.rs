@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::Exit;
 use super::write::{drain_outbox, write_frame};
-use crate::close::CloseReason;
+use crate::close::{CloseReason, WsClose};
 use crate::conn::env::ClientEnv;
 use crate::conn::stateful::{ReplayBuffer, is_tracked};
 use crate::conn::transport::{Resumption, Transport};
@@ -187,7 +187,8 @@ impl Stateful {
         env: &ClientEnv,
     ) -> bool {
         let old = std::mem::replace(transport, Transport::Bridged { session, inbound });
-        old.close(env.limits.send_timeout()).await;
+        old.close(&WsClose::normal(), env.limits.send_timeout())
+            .await;
         let (first, frames) = self.replay.resume();
         let Ok(sequence) = protocol.encode(&HubMessage::Sequence { sequence_id: first }) else {
             return false;

@@ -7,19 +7,21 @@
 use bytes::{Bytes, BytesMut};
 
 use super::RETAINED_INPUT_CAPACITY;
-use crate::close::CloseReason;
+use crate::close::{CloseReason, WsClose};
 use crate::conn::env::ClientEnv;
 use crate::conn::transport::{SendError, Transport};
 use crate::peer::ConnHandle;
 use crate::protocol::{HubProtocol, handshake};
 use crate::telemetry::Metrics;
 
-/// Answer the handshake with an error and close the transport.
+/// Answer the handshake with an error and close the transport with `close` (a WebSocket's
+/// close frame).
 pub(super) async fn fail_handshake(
     env: &ClientEnv,
     mut transport: Transport,
     error: &str,
     protocol: Option<HubProtocol>,
+    close: &WsClose,
 ) {
     Metrics::inc(&env.metrics.handshakes_failed);
     tracing::debug!(error, "handshake failed");
@@ -32,7 +34,7 @@ pub(super) async fn fail_handshake(
         env,
     )
     .await;
-    transport.close(env.limits.send_timeout()).await;
+    transport.close(close, env.limits.send_timeout()).await;
 }
 
 /// Write one frame (text for JSON, binary for MessagePack) within the send timeout. A write that

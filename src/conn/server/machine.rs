@@ -31,7 +31,9 @@ pub(crate) use crate::conn::index::Lookup;
 use crate::hub::{ExistsQuery, HubGone, Member, Scope, SerializedMessage};
 use crate::id::{ConnectionId, GroupName, UserId};
 use crate::peer::ConnHandle;
-use crate::protocol::service::{self, Extensions, ServiceMessage, ack_status};
+use crate::protocol::service::{
+    self, Extensions, ServiceMessage, ServiceProtocolError, ack_status,
+};
 use crate::telemetry::Metrics;
 
 /// The SDK drops a connection after 30 s without receiving anything; ping well within that.
@@ -123,14 +125,15 @@ impl<W: World> ServerMachine<W> {
         Vec::new()
     }
 
-    /// Input that is not a readable message: before the handshake, a refusal; after, the end.
-    pub(crate) fn on_undecodable(&mut self) -> Vec<Action> {
+    /// Input that is not a readable message (`error` says why): before the handshake, a
+    /// refusal; after, the end.
+    pub(crate) fn on_undecodable(&mut self, error: ServiceProtocolError) -> Vec<Action> {
         match self.phase {
             Phase::Handshake => self.refuse_handshake(),
             Phase::Open => {
                 Metrics::inc(&self.metrics.protocol_errors);
                 self.phase = Phase::Ended;
-                vec![Action::Close(Closing::Malformed)]
+                vec![Action::Close(Closing::Malformed(error))]
             }
             Phase::Ended => Vec::new(),
         }

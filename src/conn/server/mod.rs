@@ -7,8 +7,9 @@
 //! answer runs beside the loop, then an Ack goes out), pushes into clients' outboxes, replies.
 //! It must not decide anything about the protocol itself: that is the machine's.
 //!
-//! **Backpressure, not drops, towards a hub server.** The outbox is a bounded channel; client
-//! actors wait for room ([`ServerConnHandle::send`]), so a hub server that reads slowly slows the
+//! **Backpressure, not drops, towards a hub server.** The outbox is bounded in frames and in
+//! bytes ([`ServerOutbox`]; its bytes are room again once a burst is written); client actors
+//! wait for room ([`ServerConnHandle::send`]), so a hub server that reads slowly slows the
 //! reading of its own clients' sockets, like any TCP proxy. Nothing is dropped: losing a client's
 //! bytes would corrupt its stream. Producers that must not wait (the hub actor) use
 //! [`ServerConnHandle::try_send_frame`], whose failure is counted in
@@ -21,17 +22,19 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::sync::mpsc;
+use bytes::{Buf, BytesMut};
 
 use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
-use self::socket::{Incoming, ServerSocket, SocketClose};
+use self::socket::{Incoming, ServerSocket};
 use super::env::{ConnectionSlot, ServerEnv};
 use super::index::Lookup;
-use crate::close::CloseReason;
+use crate::close::{CloseReason, WsClose};
 use crate::hub::{HubGone, HubHandle, HubReply};
-use crate::peer::{PushError, ServerConnHandle};
-use crate::protocol::service::{self, ConnectionType, ServiceMessage, ack_status};
+use crate::peer::{PushError, ServerConnHandle, ServerOutbox, ServerOutboxBounds};
+use crate::protocol::framing;
+use crate::protocol::service::{
+    self, ConnectionType, ServiceMessage, ServiceProtocolError, ack_status,
+};
 use crate::telemetry::Metrics;
 
 /// Frames a server connection's outbox holds.
@@ -93,20 +96,24 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     // Handshake: the first message must be a HandshakeRequest.
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let connection_type = loop {
-        let frozen = input.clone().freeze();
-        let actions = match service::decode_bytes(&frozen, max_frame) {
+        // Payloads copied out: the handshake is small, and the buffer is not frozen (which
+        // would copy it whole on every arrival).
+        let actions = match service::decode(&input, max_frame) {
             Ok(Some((Some(msg), used))) => {
                 input.advance(used);
                 machine.on_message(msg)
             }
-            Ok(Some((None, _))) | Err(_) => machine.on_undecodable(),
+            Ok(Some((None, _))) => machine.on_undecodable(ServiceProtocolError::InvalidData(
+                "The first message must be a HandshakeRequest.".to_owned(),
+            )),
+            Err(e) => machine.on_undecodable(e),
             Ok(None) => Vec::new(),
         };
         if !actions.is_empty() {
             match handshake_actions(&mut socket, actions).await {
                 Handshook::Open(connection_type) => break connection_type,
-                Handshook::Close(code) => {
-                    socket.close(code).await;
+                Handshook::Close(close) => {
+                    socket.close(&close).await;
                     return;
                 }
                 Handshook::Gone => return,
@@ -117,16 +124,30 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
                 Incoming::Data(b) => input.extend_from_slice(&b),
                 Incoming::Control => {}
                 Incoming::Gone => return,
+                Incoming::Invalid(close) => {
+                    Metrics::inc(&env.metrics.protocol_errors);
+                    socket.close(&close).await;
+                    return;
+                }
             },
             _ = tokio::time::sleep_until(deadline) => {
-                socket.close(SocketClose::Policy).await;
+                let close = WsClose::new(WsClose::POLICY, "No HandshakeRequest arrived in time.");
+                socket.close(&close).await;
                 return;
             }
         }
     };
 
-    let (handle, rx) =
-        ServerConnHandle::new(ctx.server_id.clone(), connection_type, OUTBOX_CAPACITY);
+    let bounds = ServerOutboxBounds {
+        frames: OUTBOX_CAPACITY,
+        bytes: env.limits.server_outbox_max_bytes,
+    };
+    let (handle, rx) = ServerConnHandle::new(
+        ctx.server_id.clone(),
+        connection_type,
+        bounds,
+        env.metrics.clone(),
+    );
     if ctx.hub.register_server(handle.clone()).await.is_err() {
         return;
     }
@@ -143,21 +164,58 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         socket: &mut socket,
         machine,
         spare: Vec::new(),
+        closing: WsClose::normal(),
     };
     io.serve(rx, input).await;
+    let closing = std::mem::replace(&mut io.closing, WsClose::normal());
 
     ctx.hub.unregister_server(handle.id()).await;
     Metrics::dec(&env.metrics.server_connections_current);
-    socket.close(SocketClose::Normal).await;
+    socket.close(&closing).await;
     drop(ctx.slot);
+}
+
+/// Whether `input` starts with a complete frame, or with a prefix the decoder refuses: only then
+/// is the buffer frozen and decoded. A frame arriving in small pieces stays where it is until it
+/// is whole; freezing it and copying the rest back on every piece would cost time quadratic in
+/// its length.
+fn frame_ready(input: &[u8], max_frame: usize) -> bool {
+    match framing::read_varint(input) {
+        Ok(None) => false,
+        Ok(Some((len, prefix))) => len > max_frame || input.len() - prefix >= len,
+        Err(_) => true,
+    }
+}
+
+/// The close frame that ends a connection the machine closes: a refused handshake is a policy
+/// violation (1008), a frame over the size limit 1009, a malformed message 1002, each with its
+/// reason; the other ends are normal.
+fn close_frame(closing: &Closing) -> WsClose {
+    match closing {
+        Closing::BadHandshake => WsClose::new(
+            WsClose::POLICY,
+            "The first message must be a HandshakeRequest.",
+        ),
+        Closing::Malformed(e @ ServiceProtocolError::FrameTooLarge { .. }) => {
+            WsClose::new(WsClose::TOO_BIG, &e.to_string())
+        }
+        Closing::Malformed(e) => {
+            WsClose::new(WsClose::PROTOCOL_ERROR, &format!("Malformed message: {e}"))
+        }
+        Closing::TimedOut => WsClose::new(
+            WsClose::NORMAL,
+            "Nothing received from the hub server within the server timeout.",
+        ),
+        Closing::NotAdmitted | Closing::HubGone => WsClose::normal(),
+    }
 }
 
 /// How the handshake ended.
 enum Handshook {
     /// Accepted, and the answer written.
     Open(ConnectionType),
-    /// Refused: close the socket with this code (even when writing the refusal failed).
-    Close(SocketClose),
+    /// Refused: close the socket with this frame (even when writing the refusal failed).
+    Close(WsClose),
     /// The socket failed.
     Gone,
 }
@@ -171,8 +229,7 @@ async fn handshake_actions<S: ServerSocket>(socket: &mut S, actions: Vec<Action>
                 written = socket.send(service::encode(&msg)).await.is_ok();
             }
             Action::Open(connection_type) if written => return Handshook::Open(connection_type),
-            Action::Close(Closing::BadHandshake) => return Handshook::Close(SocketClose::Policy),
-            Action::Close(_) => return Handshook::Close(SocketClose::Normal),
+            Action::Close(closing) => return Handshook::Close(close_frame(&closing)),
             _ => return Handshook::Gone,
         }
     }
@@ -188,10 +245,13 @@ struct ServerIo<'a, S> {
     machine: ServerMachine<Surroundings>,
     /// The action buffer, reused from message to message.
     spare: Vec<Action>,
+    /// The close frame the socket gets when the connection ends (normal unless the server's
+    /// input was refused).
+    closing: WsClose,
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
-    async fn serve(&mut self, mut rx: mpsc::Receiver<Bytes>, mut input: BytesMut) {
+    async fn serve(&mut self, mut rx: ServerOutbox, mut input: BytesMut) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = BytesMut::new();
@@ -212,14 +272,14 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     let Some(first) = frame else { return };
                     // Coalesce whatever else is queued into one WebSocket frame.
                     let frame = match rx.try_recv() {
-                        Err(_) => first,
-                        Ok(second) => {
+                        None => first,
+                        Some(second) => {
                             out.extend_from_slice(&first);
                             out.extend_from_slice(&second);
                             while out.len() < 256 * 1024 {
                                 match rx.try_recv() {
-                                    Ok(more) => out.extend_from_slice(&more),
-                                    Err(_) => break,
+                                    Some(more) => out.extend_from_slice(&more),
+                                    None => break,
                                 }
                             }
                             out.split().freeze()
@@ -227,7 +287,11 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     };
                     let timeout = self.env.limits.send_timeout();
                     match tokio::time::timeout(timeout, self.socket.send(frame)).await {
-                        Ok(Ok(())) => self.machine.on_sent(Instant::now()),
+                        Ok(Ok(())) => {
+                            // The burst's bytes are room in the outbox again.
+                            rx.written();
+                            self.machine.on_sent(Instant::now());
+                        }
                         Ok(Err(_)) => return,
                         Err(_elapsed) => {
                             Metrics::inc(&self.env.metrics.send_timeouts);
@@ -243,6 +307,12 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                         Incoming::Data(b) => input.extend_from_slice(&b),
                         Incoming::Control => continue,
                         Incoming::Gone => return,
+                        Incoming::Invalid(close) => {
+                            tracing::warn!(server = self.handle.server_id(), code = close.code, reason = %close.reason, "hub server input refused");
+                            Metrics::inc(&self.env.metrics.protocol_errors);
+                            self.closing = close;
+                            return;
+                        }
                     }
                     self.machine.on_received(Instant::now());
                     if !self.process_input(&mut input).await {
@@ -261,7 +331,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
 
     /// Handle every complete frame in `input`; false when the connection must end.
     async fn process_input(&mut self, input: &mut BytesMut) -> bool {
-        if input.is_empty() {
+        if !frame_ready(input, self.env.limits.max_server_message_size) {
             return true;
         }
         let max_frame = self.env.limits.max_server_message_size;
@@ -284,7 +354,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
-                    let actions = self.machine.on_undecodable();
+                    let actions = self.machine.on_undecodable(e);
                     return self.apply(actions).await;
                 }
             }
@@ -340,6 +410,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     if closing == Closing::TimedOut {
                         tracing::warn!(server = self.handle.server_id(), "hub server timed out");
                     }
+                    self.closing = close_frame(&closing);
                     return false;
                 }
             }
@@ -473,5 +544,23 @@ fn found_status(found: bool) -> i32 {
         ack_status::OK
     } else {
         ack_status::NOT_FOUND
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_whole_or_refused_frame_is_ready() {
+        assert!(!frame_ready(b"", 16));
+        // The prefix is not complete yet.
+        assert!(!frame_ready(&[0x80], 1 << 20));
+        // 3 bytes announced, 2 arrived; then all 3.
+        assert!(!frame_ready(&[0x03, 1, 2], 16));
+        assert!(frame_ready(&[0x03, 1, 2, 3], 16));
+        // Too large or malformed prefixes are decoded at once (and refused).
+        assert!(frame_ready(&[0x11], 16));
+        assert!(frame_ready(&[0xff, 0xff, 0xff, 0xff, 0xff], 16));
     }
 }

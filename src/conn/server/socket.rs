@@ -3,14 +3,17 @@
 //! in the same process (`SwitchboardHandle::serve_hub`). The I/O loop sees only frames of bytes;
 //! WebSocket pings are answered here. Nothing here parses the service protocol.
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, Session};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::DuplexStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::close::WsClose;
+use crate::conn::transport::{close_frame, refusal};
 
 /// What arrived on the socket.
 pub(crate) enum Incoming {
@@ -20,15 +23,9 @@ pub(crate) enum Incoming {
     Control,
     /// The socket closed or failed.
     Gone,
-}
-
-/// How the broker closes a hub-server socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SocketClose {
-    /// 1000.
-    Normal,
-    /// 1008: the first message was not a HandshakeRequest, or none came in time.
-    Policy,
+    /// The WebSocket layer refused the input (a frame over the size limit, a text frame that is
+    /// not UTF-8, a frame that breaks RFC 6455): close with this frame.
+    Invalid(WsClose),
 }
 
 /// A hub-server connection's socket.
@@ -38,20 +35,26 @@ pub(crate) trait ServerSocket {
     async fn recv(&mut self) -> Incoming;
     /// Write one binary frame; `Err` when the socket is gone.
     async fn send(&mut self, frame: Bytes) -> Result<(), ()>;
-    /// Close the socket (best effort).
-    async fn close(&mut self, code: SocketClose);
+    /// Close the socket with this close frame (best effort).
+    async fn close(&mut self, close: &WsClose);
 }
 
 /// An app server on the network, upgraded by actix-web.
 pub(crate) struct ActixSocket {
     session: Session,
     stream: AggregatedMessageStream,
+    /// The frame size limit the stream enforces (for the refusal's text).
+    max_frame: usize,
 }
 
 impl ActixSocket {
-    /// The upgraded WebSocket.
-    pub(crate) fn new(session: Session, stream: AggregatedMessageStream) -> Self {
-        Self { session, stream }
+    /// The upgraded WebSocket, whose frames are at most `max_frame` bytes.
+    pub(crate) fn new(session: Session, stream: AggregatedMessageStream, max_frame: usize) -> Self {
+        Self {
+            session,
+            stream,
+            max_frame,
+        }
     }
 }
 
@@ -68,7 +71,11 @@ impl ServerSocket for ActixSocket {
                 }
             }
             Some(Ok(AggregatedMessage::Pong(_))) => Incoming::Control,
-            _ => Incoming::Gone,
+            Some(Err(e)) => match refusal(&e, self.max_frame) {
+                Some(reason) => Incoming::Invalid(reason.websocket_close()),
+                None => Incoming::Gone,
+            },
+            Some(Ok(AggregatedMessage::Close(_))) | None => Incoming::Gone,
         }
     }
 
@@ -76,13 +83,9 @@ impl ServerSocket for ActixSocket {
         self.session.binary(frame).await.map_err(|_| ())
     }
 
-    async fn close(&mut self, code: SocketClose) {
-        let code = match code {
-            SocketClose::Normal => CloseCode::Normal,
-            SocketClose::Policy => CloseCode::Policy,
-        };
+    async fn close(&mut self, close: &WsClose) {
         // The session may be closed already; either way the socket is done.
-        let _ = self.session.clone().close(Some(code.into())).await;
+        let _ = self.session.clone().close(Some(close_frame(close))).await;
     }
 }
 
@@ -103,7 +106,8 @@ impl ServerSocket for LocalSocket {
             Some(Ok(Message::Text(t))) => Incoming::Data(Bytes::from(t)),
             // tungstenite queues the Pong itself and writes it with the next frame.
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Control,
-            _ => Incoming::Gone,
+            Some(Err(e)) => local_refusal(&e).map_or(Incoming::Gone, Incoming::Invalid),
+            Some(Ok(Message::Close(_))) | None => Incoming::Gone,
         }
     }
 
@@ -111,16 +115,29 @@ impl ServerSocket for LocalSocket {
         self.0.send(Message::Binary(frame)).await.map_err(|_| ())
     }
 
-    async fn close(&mut self, code: SocketClose) {
-        let code = match code {
-            SocketClose::Normal => WsCloseCode::Normal,
-            SocketClose::Policy => WsCloseCode::Policy,
-        };
+    async fn close(&mut self, close: &WsClose) {
         let frame = CloseFrame {
-            code,
-            reason: "".into(),
+            code: WsCloseCode::from(close.code),
+            reason: close.reason.as_str().into(),
         };
         // Best effort: the other end may be gone.
         let _ = self.0.close(Some(frame)).await;
+    }
+}
+
+/// [`refusal`] for tungstenite's read errors: the close frame for input the WebSocket layer
+/// refused, `None` when the socket failed.
+fn local_refusal(err: &WsError) -> Option<WsClose> {
+    match err {
+        WsError::Capacity(e) => Some(WsClose::new(WsClose::TOO_BIG, &e.to_string())),
+        WsError::Utf8(_) => Some(WsClose::new(
+            WsClose::INVALID_PAYLOAD,
+            "A text frame is not valid UTF-8.",
+        )),
+        WsError::Protocol(e) => Some(WsClose::new(
+            WsClose::PROTOCOL_ERROR,
+            &format!("WebSocket protocol error: {e}"),
+        )),
+        _ => None,
     }
 }

@@ -50,8 +50,8 @@ fn template_expansion() {
     ];
     for (template, want) in table {
         assert_eq!(
-            expand(template, "chat", "messages", "send it"),
-            want,
+            expand(template, "chat", "messages", "send it").as_deref(),
+            Ok(want),
             "{template}"
         );
     }
@@ -110,19 +110,19 @@ fn first_matching_rule_wins() {
     let m = Category::Messages;
     let c = Category::Connections;
     assert_eq!(
-        rules.resolve("chat", m, "send").as_deref(),
+        url(rules.resolve("chat", m, "send")).as_deref(),
         Some("http://a/send")
     );
     assert_eq!(
-        rules.resolve("chat", m, "other").as_deref(),
+        url(rules.resolve("chat", m, "other")).as_deref(),
         Some("http://b/chat/other")
     );
     assert_eq!(
-        rules.resolve("news", c, "connected").as_deref(),
+        url(rules.resolve("news", c, "connected")).as_deref(),
         Some("http://b/news/connected")
     );
     assert_eq!(
-        rules.resolve("x y", c, "connected").as_deref(),
+        url(rules.resolve("x y", c, "connected")).as_deref(),
         Some("http://c/connections")
     );
     assert!(!rules.is_empty());
@@ -140,6 +140,11 @@ fn first_matching_rule_wins() {
     assert!(UpstreamRules::default().is_empty());
 }
 
+/// The resolved URL of a rule that matched and could carry the values.
+fn url(resolved: Option<Result<String, DotSegment>>) -> Option<String> {
+    resolved.map(|r| r.expect("the values fit the URL"))
+}
+
 #[test]
 fn resolved_urls_escape_every_value() {
     let rules = UpstreamRules::new(&[UpstreamRule::from_template(
@@ -147,10 +152,68 @@ fn resolved_urls_escape_every_value() {
     )])
     .unwrap();
     assert_eq!(
-        rules
-            .resolve("a/b", Category::Messages, "x?y#z é")
-            .as_deref(),
+        url(rules.resolve("a/b", Category::Messages, "x?y#z é")).as_deref(),
         Some("https://fn.example/a%2Fb/messages/x%3Fy%23z%20%C3%A9?code=k")
+    );
+}
+
+/// Every substituted value stays exactly one path segment: `/`, `?`, `#` and `%` are escaped,
+/// and a value that would be a `.` or `..` segment (which no escape keeps, see [`DotSegment`])
+/// is refused; dots anywhere else are ordinary characters.
+#[test]
+fn a_value_stays_one_path_segment_or_is_refused() {
+    let t = "https://fn.example/api/{hub}/{event}/x?code=k";
+    let ok = |event: &str| expand(t, "chat", "messages", event);
+    for (event, path) in [
+        ("a/../b", "a%2F..%2Fb"),
+        ("..%2F", "..%252F"),
+        ("%2e%2e", "%252e%252e"),
+        ("?x=1#f", "%3Fx%3D1%23f"),
+        ("...", "..."),
+        (".a", ".a"),
+        ("", ""),
+    ] {
+        assert_eq!(
+            ok(event),
+            Ok(format!("https://fn.example/api/chat/{path}/x?code=k")),
+            "{event:?}"
+        );
+        // The URL the HTTP client sends is the same: nothing was a dot segment.
+        let sent = reqwest::Url::parse(&ok(event).unwrap()).unwrap();
+        assert_eq!(sent.path(), format!("/api/chat/{path}/x"), "{event:?}");
+    }
+    for event in [".", ".."] {
+        assert_eq!(ok(event), Err(DotSegment), "{event:?}");
+    }
+    // Why escaping cannot help: the HTTP client reads %2E%2E as `..` and moves the path.
+    let moved = reqwest::Url::parse("https://fn.example/api/chat/%2E%2E/x").unwrap();
+    assert_eq!(moved.path(), "/api/x");
+    // A segment made of two values, at the end of the path, before a fragment.
+    assert_eq!(
+        expand("http://h/{event}{event}", "chat", "messages", "."),
+        Err(DotSegment)
+    );
+    assert_eq!(
+        expand("http://h/p/{event}#f", "chat", "messages", ".."),
+        Err(DotSegment)
+    );
+    // Dots in the query, in the authority or inside a longer segment are harmless.
+    for template in [
+        "http://h/p?e={event}",
+        "http://h/p#{event}",
+        "http://{event}h.example/p",
+        "http://h/p/x{event}",
+    ] {
+        assert!(
+            expand(template, "chat", "messages", "..").is_ok(),
+            "{template}"
+        );
+    }
+    // resolve() says a rule matched but cannot carry the event.
+    let rules = UpstreamRules::new(&[UpstreamRule::from_template(t)]).unwrap();
+    assert_eq!(
+        rules.resolve("chat", Category::Messages, ".."),
+        Some(Err(DotSegment))
     );
 }
 

@@ -239,26 +239,68 @@ fn an_overflowing_replay_buffer_closes_the_connection() {
 
 #[test]
 fn input_is_cut_into_messages_and_bad_input_closes() {
+    let scan = &mut RecordScan::default();
     let mut input = BytesMut::from(&b"{\"type\":6}\x1e{\"type\":6"[..]);
     assert_eq!(
-        next_input(HubProtocol::Json, &mut input, 1024),
+        next_input(HubProtocol::Json, &mut input, 1024, scan),
         Next::Message(Some(HubMessage::Ping))
     );
     assert_eq!(
-        next_input(HubProtocol::Json, &mut input, 1024),
+        next_input(HubProtocol::Json, &mut input, 1024, scan),
         Next::Incomplete
     );
     assert_eq!(&input[..], b"{\"type\":6");
+    input.extend_from_slice(b"}\x1e");
+    assert_eq!(
+        next_input(HubProtocol::Json, &mut input, 1024, scan),
+        Next::Message(Some(HubMessage::Ping))
+    );
 
     let mut malformed = BytesMut::from(&b"not json\x1e"[..]);
     assert!(matches!(
-        next_input(HubProtocol::Json, &mut malformed, 1024),
+        next_input(HubProtocol::Json, &mut malformed, 1024, scan),
         Next::Invalid(CloseReason::ProtocolError(_))
     ));
 
     let mut oversized = BytesMut::from(&[b'x'; 64][..]);
     assert!(matches!(
-        next_input(HubProtocol::Json, &mut oversized, 16),
+        next_input(
+            HubProtocol::Json,
+            &mut oversized,
+            16,
+            &mut RecordScan::default()
+        ),
         Next::Invalid(CloseReason::MessageTooLarge(_))
     ));
+}
+
+/// A flood of one-byte frames: each arrival looks at its new byte only (linear work), where
+/// searching the whole buffer again would look at n²/2 bytes.
+#[test]
+fn a_message_arriving_a_byte_at_a_time_costs_linear_work() {
+    let message = format!(
+        "{{\"type\":1,\"target\":\"send\",\"arguments\":[\"{}\"]}}\x1e",
+        "a".repeat(20_000)
+    );
+    let n = message.len() as u64;
+    let mut scan = RecordScan::default();
+    let mut input = BytesMut::new();
+    let mut messages = 0;
+    for byte in message.bytes() {
+        input.extend_from_slice(&[byte]);
+        loop {
+            match next_input(HubProtocol::Json, &mut input, 1 << 20, &mut scan) {
+                Next::Message(_) => messages += 1,
+                Next::Incomplete => break,
+                Next::Invalid(reason) => panic!("{reason}"),
+            }
+        }
+    }
+    assert_eq!(messages, 1);
+    assert!(input.is_empty());
+    assert!(
+        (n..=2 * n).contains(&scan.examined()),
+        "{} bytes examined for a {n}-byte message",
+        scan.examined()
+    );
 }

@@ -9,7 +9,7 @@ use crate::close::CloseReason;
 use crate::hub::{ExistsQuery, MembershipTtl, Scope, SerializedMessage};
 use crate::id::{ConnectionId, GroupName, UserId};
 use crate::peer::{ConnHandle, ServerConnHandle};
-use crate::protocol::service::{ConnectionType, ServiceMessage};
+use crate::protocol::service::{ConnectionType, ServiceMessage, ServiceProtocolError};
 
 /// A typed hub operation (one [`HubHandle`](crate::hub::HubHandle) call) and its arguments.
 #[derive(Debug)]
@@ -76,14 +76,15 @@ pub(crate) enum Then {
 }
 
 /// How the connection ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Closing {
     /// The first message was not a HandshakeRequest (policy violation).
     BadHandshake,
     /// The service mode does not admit this server (normal closure after the refusal).
     NotAdmitted,
-    /// A message could not be decoded.
-    Malformed,
+    /// A message could not be decoded, or its frame is over the size limit: the close frame
+    /// says which.
+    Malformed(ServiceProtocolError),
     /// Nothing received for [`SERVER_TIMEOUT`](super::SERVER_TIMEOUT).
     TimedOut,
     /// The hub answered that it is gone.

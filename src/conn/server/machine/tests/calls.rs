@@ -18,7 +18,7 @@ fn invocation(caller: &str) -> M {
 
 #[test]
 fn client_invocation_for_a_client_routed_elsewhere_is_tracked_and_forwarded() {
-    let (router, _rx) = ServerConnHandle::new("router".into(), ConnectionType::Default, 4);
+    let (router, _rx) = router_handle();
     let (mut m, _) = open(with_client(Some(router)));
     let actions = m.on_message(invocation(SELF_ID));
     let [
@@ -38,7 +38,7 @@ fn client_invocation_for_a_client_routed_elsewhere_is_tracked_and_forwarded() {
 
 #[test]
 fn client_invocation_from_the_router_itself_is_only_delivered() {
-    let (router, _rx) = ServerConnHandle::new("router".into(), ConnectionType::Default, 4);
+    let (router, _rx) = router_handle();
     let (mut m, _) = open(with_client(Some(router)));
     let actions = m.on_message(invocation("router"));
     assert!(matches!(&actions[..], [Action::Invoke(..)]));
@@ -213,4 +213,18 @@ fn group_member_query_answers_with_the_member_list() {
         &m.on_members(3, Err(HubGone))[..],
         [Action::Close(Closing::HubGone)]
     ));
+}
+
+/// Another hub server's connection, with a small outbox.
+fn router_handle() -> (ServerConnHandle, crate::peer::ServerOutbox) {
+    let bounds = crate::peer::ServerOutboxBounds {
+        frames: 4,
+        bytes: 1 << 20,
+    };
+    ServerConnHandle::new(
+        "router".into(),
+        ConnectionType::Default,
+        bounds,
+        Arc::default(),
+    )
 }

@@ -154,7 +154,7 @@ fn handshake_refused_when_first_message_is_not_a_request() {
     assert!(m.on_message(handshake_request()).is_empty());
 
     let mut m = ServerMachine::new(SELF_ID.into(), fake(), Arc::default(), Instant::now());
-    let actions = m.on_undecodable();
+    let actions = m.on_undecodable(ServiceProtocolError::InvalidData("bad".into()));
     assert!(matches!(actions[1], Action::Close(Closing::BadHandshake)));
 }
 
@@ -371,9 +371,10 @@ fn direct_message_after_a_hub_operation_waits_for_a_barrier() {
 #[test]
 fn malformed_input_ends_an_open_connection() {
     let (mut m, metrics) = open(fake());
+    let too_large = ServiceProtocolError::FrameTooLarge { max: 16 };
     assert!(matches!(
-        &m.on_undecodable()[..],
-        [Action::Close(Closing::Malformed)]
+        &m.on_undecodable(too_large.clone())[..],
+        [Action::Close(Closing::Malformed(e))] if *e == too_large
     ));
     assert_eq!(metrics.protocol_errors.load(Ordering::Relaxed), 1);
     assert!(!m.is_open());
