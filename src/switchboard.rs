@@ -86,6 +86,8 @@ impl Switchboard {
             HubSettings {
                 inbox_capacity: limits.hub_inbox_capacity,
                 max_user_groups_without_ttl: limits.max_user_groups_without_ttl,
+                idle_timeout: limits.hub_idle_timeout(),
+                max_hubs: limits.max_hubs,
             },
             metrics.clone(),
         ));
