@@ -10,7 +10,8 @@
 use bytes::BytesMut;
 
 use super::write::fail_handshake;
-use super::{Admitted, ClientContext, Resume};
+use super::{Admitted, ClientContext, Registration, Resume};
+use crate::close::CloseReason;
 use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream;
 use crate::hub::{AdmitError, AdmitRequest};
@@ -19,7 +20,6 @@ use crate::protocol::HubProtocol;
 use crate::protocol::handshake::{self, HandshakeRequest};
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
-use crate::telemetry::Metrics;
 use crate::upstream::UpstreamConnection;
 
 /// The handshake and admission; `None` when the connection ended there.
@@ -107,11 +107,15 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
             fail_handshake(&env, transport, &text, Some(protocol)).await;
             return None;
         }
-        Err(AdmitError::Gone(_)) => return None,
+        Err(AdmitError::Gone(_)) => {
+            // The hub failed (or the broker is stopping) while the client shook hands: a fresh
+            // hub serves it when it connects again.
+            let text = CloseReason::HubFailed.message().unwrap_or_default();
+            fail_handshake(&env, transport, &text, Some(protocol)).await;
+            return None;
+        }
     };
-    env.connections.insert(conn.clone());
-    Metrics::inc(&env.metrics.connections_opened);
-    Metrics::inc(&env.metrics.connections_current);
+    let registration = Registration::new(env.clone(), ctx.hub.clone(), conn.clone());
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");
     if route != ClientRoute::ToServer || conn.server().is_none() {
         // Kept for a hub server's OpenConnection only (the upstream has its own copy).
@@ -132,6 +136,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         raw_request,
         input,
         _resumable: resumable,
+        registration,
     })
 }
 
