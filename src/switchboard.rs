@@ -230,8 +230,10 @@ impl SwitchboardHandle {
             .local(Arc::new(crate::local::LocalBroker(self.shared.clone()))))
     }
 
-    /// The names of the hubs used so far (a hub starts on its first client, group membership or
-    /// embedding-API operation; a send to an unused hub starts none), sorted.
+    /// The names of the hubs running now, in their lower-case canonical form, sorted. A hub
+    /// starts on its first client, hub server, group membership or embedding-API operation (a
+    /// REST send to a hub that does not run starts none) and stops after
+    /// `limits.hub_idle_timeout_secs` without any of them.
     pub fn hub_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .shared
