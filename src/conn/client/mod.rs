@@ -62,6 +62,10 @@ pub(crate) const CLIENT_LEFT_ERROR: &str = "Connection disconnected.";
 /// Input buffers larger than this are released once drained, so an idle connection keeps none.
 const RETAINED_INPUT_CAPACITY: usize = 4096;
 
+/// CloseConnection error a hub server gets for a client whose actor failed (a panic).
+const CONNECTION_FAILED: &str =
+    "Connection closed with an error. The connection failed on the service.";
+
 /// Test hook: a connection whose id starts with this panics right after its admission.
 #[cfg(test)]
 pub(crate) const PANIC_AFTER_ADMISSION: &str = "test-hook-panic-after-admission-";
@@ -194,7 +198,7 @@ impl Drop for Registration {
         {
             let close = ServiceMessage::CloseConnection {
                 connection_id: self.conn.id().as_str().to_owned(),
-                error_message: CloseReason::HubFailed.message(),
+                error_message: Some(CONNECTION_FAILED.to_owned()),
                 headers: Vec::new(),
                 extensions: Extensions::default(),
             };
