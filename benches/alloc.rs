@@ -109,7 +109,9 @@ fn main() {
     let args = arguments_100b();
     println!("allocations per delivered message (100 B invocation, half JSON / half MessagePack)");
     for n in [1_000usize, 10_000] {
-        let hub = rt.block_on(async { registry.get_or_create(&format!("all{n}")) });
+        let hub = rt
+            .block_on(async { registry.get_or_create(&format!("all{n}")) })
+            .expect("within max_hubs");
         let conns = populate(&rt, &hub, n, 10);
         measure(
             &rt,

@@ -93,7 +93,9 @@ fn fanout_all(c: &mut Criterion) {
     let mut hubs = Vec::new();
     for n in [1_000usize, 10_000] {
         let registry = registry();
-        let hub = rt.block_on(async { registry.get_or_create(&format!("all{n}")) });
+        let hub = rt
+            .block_on(async { registry.get_or_create(&format!("all{n}")) })
+            .expect("within max_hubs");
         let conns = populate(&rt, &hub, n, 0);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
@@ -133,7 +135,9 @@ fn fanout_groups(c: &mut Criterion) {
     let rt = runtime();
     let args = arguments_100b();
     let registry = registry();
-    let hub = rt.block_on(async { registry.get_or_create("groups") });
+    let hub = rt
+        .block_on(async { registry.get_or_create("groups") })
+        .expect("within max_hubs");
     let conns = populate(&rt, &hub, 10_000, 10);
     let mut group = c.benchmark_group("fanout_groups");
     group

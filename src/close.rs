@@ -22,6 +22,10 @@ const RECONNECT_BUFFER_FULL: &str = "Connection closed with an error. The statef
 /// invocation (Azure's text).
 pub const NO_APP_SERVER: &str = "No app server is currently connected to the Azure service.";
 
+/// Close error for clients of a hub whose actor failed (it starts afresh on the next use).
+const HUB_FAILED: &str =
+    "Connection closed with an error. The hub failed on the service and is restarted; reconnect.";
+
 /// Close error sent to clients when the broker stops (with `allowReconnect: true`: this
 /// instance is going away, not the service).
 const SHUTDOWN: &str = "Switchboard is shutting down.";
@@ -69,6 +73,9 @@ pub enum CloseReason {
     ReconnectBufferFull,
     /// The broker is stopping.
     Shutdown,
+    /// The client's hub actor failed (a panic); a fresh hub serves the client when it
+    /// reconnects.
+    HubFailed,
 }
 
 /// The category a close is counted and logged under (Azure's close categories where they
@@ -89,6 +96,8 @@ pub enum CloseCategory {
     NoAppServer,
     /// The broker is stopping.
     Shutdown,
+    /// Something failed inside the broker.
+    ServerError,
 }
 
 impl CloseCategory {
@@ -102,6 +111,7 @@ impl CloseCategory {
             Self::AppServerGone => "app_server_gone",
             Self::NoAppServer => "no_app_server",
             Self::Shutdown => "shutdown",
+            Self::ServerError => "server_error",
         }
     }
 }
@@ -126,6 +136,7 @@ impl CloseReason {
             Self::NoAppServer => Some(NO_APP_SERVER.to_owned()),
             Self::ReconnectBufferFull => Some(RECONNECT_BUFFER_FULL.to_owned()),
             Self::Shutdown => Some(SHUTDOWN.to_owned()),
+            Self::HubFailed => Some(HUB_FAILED.to_owned()),
         }
     }
 
@@ -133,7 +144,11 @@ impl CloseReason {
     pub fn allow_reconnect(&self) -> bool {
         matches!(
             self,
-            Self::SlowClient | Self::PingTimeout | Self::AppServerGone | Self::Shutdown
+            Self::SlowClient
+                | Self::PingTimeout
+                | Self::AppServerGone
+                | Self::HubFailed
+                | Self::Shutdown
         )
     }
 
@@ -167,6 +182,7 @@ impl CloseReason {
             Self::AppServerGone => CloseCategory::AppServerGone,
             Self::NoAppServer => CloseCategory::NoAppServer,
             Self::Shutdown => CloseCategory::Shutdown,
+            Self::HubFailed => CloseCategory::ServerError,
         }
     }
 
@@ -338,6 +354,13 @@ mod tests {
                 true,
                 true,
                 "shutdown",
+            ),
+            (
+                CloseReason::HubFailed,
+                Some(HUB_FAILED),
+                true,
+                true,
+                "server_error",
             ),
         ];
         for (reason, text, reconnect, sends, category) in cases {

@@ -173,6 +173,11 @@ pub struct LimitsConfig {
     /// Seconds a graceful stop (SIGTERM, Ctrl-C) may take: closing the clients, delivering
     /// their upstream `disconnected` events, closing the hub servers (Azure's default: 30).
     pub shutdown_timeout_secs: u64,
+    /// Hubs this process runs at once; a request that would start one more is refused (429).
+    pub max_hubs: usize,
+    /// Seconds a hub with no client or hub-server connection and no remembered user-group
+    /// membership lives on before it stops and is forgotten.
+    pub hub_idle_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -197,6 +202,8 @@ impl Default for LimitsConfig {
             reconnect_buffer_bytes: 100_000,
             reconnect_window_secs: 15,
             shutdown_timeout_secs: 30,
+            max_hubs: 10_000,
+            hub_idle_timeout_secs: 60,
         }
     }
 }
@@ -226,7 +233,25 @@ impl LimitsConfig {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
+    /// [`Self::hub_idle_timeout_secs`] as a duration.
+    pub fn hub_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.hub_idle_timeout_secs)
+    }
 }
+
+/// Upper bound of every `*_secs` setting: one day. Longer timeouts serve no purpose, and the
+/// bound keeps every deadline computed from them (`now + timeout`) far from overflowing.
+pub const MAX_SECS: u64 = 24 * 3600;
+
+/// Upper bound of every byte size: 2 GiB − 1 (the hub protocol's framing limit, and more than
+/// any single buffer should ever hold).
+pub const MAX_BYTES: u64 = i32::MAX as u64;
+
+/// Upper bound of every count (connections, queue capacities, hubs, memberships): 2^24.
+pub const MAX_COUNT: u64 = 1 << 24;
+
+/// Upper bound of `workers`.
+pub const MAX_WORKERS: u64 = 1024;
 
 /// A configuration problem, naming the key at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -301,47 +326,16 @@ impl Config {
                 ));
             }
         }
-        let positive: [(&str, u64); 14] = [
-            ("limits.max_message_size", l.max_message_size as u64),
-            ("limits.max_rest_body_size", l.max_rest_body_size as u64),
-            (
-                "limits.max_server_message_size",
-                l.max_server_message_size as u64,
-            ),
-            ("limits.outbox_max_messages", l.outbox_max_messages as u64),
-            ("limits.outbox_max_bytes", l.outbox_max_bytes as u64),
-            ("limits.hub_inbox_capacity", l.hub_inbox_capacity as u64),
-            ("limits.max_connections", l.max_connections as u64),
-            (
-                "limits.max_pending_negotiations",
-                l.max_pending_negotiations as u64,
-            ),
-            ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
-            (
-                "limits.keep_alive_interval_secs",
-                l.keep_alive_interval_secs,
-            ),
-            ("limits.client_timeout_secs", l.client_timeout_secs),
-            ("limits.negotiate_timeout_secs", l.negotiate_timeout_secs),
-            ("limits.send_timeout_secs", l.send_timeout_secs),
-            ("limits.shutdown_timeout_secs", l.shutdown_timeout_secs),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
+        for (key, value, min, max) in self.bounds() {
+            if value < min {
                 return Err(ConfigError::new(key, "must be greater than 0"));
             }
-        }
-        if l.server_outbox_max_bytes == 0 || l.server_outbox_max_bytes > u32::MAX as usize {
-            return Err(ConfigError::new(
-                "limits.server_outbox_max_bytes",
-                "must be between 1 and 4294967295",
-            ));
-        }
-        if l.max_message_size > i32::MAX as usize {
-            return Err(ConfigError::new(
-                "limits.max_message_size",
-                "must be below 2 GiB (the hub protocol's framing limit)",
-            ));
+            if value > max {
+                return Err(ConfigError::new(
+                    key,
+                    format!("must be at most {max} (got {value})"),
+                ));
+            }
         }
         self.upstream_options
             .validate()
@@ -360,6 +354,134 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Every numeric setting with its key, its smallest and its largest allowed value.
+    fn bounds(&self) -> [(&'static str, u64, u64, u64); 23] {
+        let l = &self.limits;
+        // usize → u64 never truncates on the platforms Switchboard builds for.
+        let n = |v: usize| v as u64;
+        [
+            ("workers", n(self.workers), 0, MAX_WORKERS),
+            (
+                "limits.max_message_size",
+                n(l.max_message_size),
+                1,
+                MAX_BYTES,
+            ),
+            (
+                "limits.max_rest_body_size",
+                n(l.max_rest_body_size),
+                1,
+                MAX_BYTES,
+            ),
+            (
+                "limits.max_server_message_size",
+                n(l.max_server_message_size),
+                1,
+                MAX_BYTES,
+            ),
+            (
+                "limits.outbox_max_messages",
+                n(l.outbox_max_messages),
+                1,
+                MAX_COUNT,
+            ),
+            (
+                "limits.outbox_max_bytes",
+                n(l.outbox_max_bytes),
+                1,
+                MAX_BYTES,
+            ),
+            (
+                "limits.hub_inbox_capacity",
+                n(l.hub_inbox_capacity),
+                1,
+                MAX_COUNT,
+            ),
+            ("limits.max_connections", n(l.max_connections), 1, MAX_COUNT),
+            (
+                "limits.max_pending_negotiations",
+                n(l.max_pending_negotiations),
+                1,
+                MAX_COUNT,
+            ),
+            (
+                "limits.handshake_timeout_secs",
+                l.handshake_timeout_secs,
+                1,
+                MAX_SECS,
+            ),
+            (
+                "limits.keep_alive_interval_secs",
+                l.keep_alive_interval_secs,
+                1,
+                MAX_SECS,
+            ),
+            (
+                "limits.client_timeout_secs",
+                l.client_timeout_secs,
+                1,
+                MAX_SECS,
+            ),
+            (
+                "limits.negotiate_timeout_secs",
+                l.negotiate_timeout_secs,
+                1,
+                MAX_SECS,
+            ),
+            ("limits.send_timeout_secs", l.send_timeout_secs, 1, MAX_SECS),
+            (
+                "limits.token_clock_skew_secs",
+                l.token_clock_skew_secs,
+                0,
+                MAX_SECS,
+            ),
+            (
+                "limits.max_user_groups_without_ttl",
+                n(l.max_user_groups_without_ttl),
+                0,
+                MAX_COUNT,
+            ),
+            (
+                "limits.reconnect_buffer_bytes",
+                n(l.reconnect_buffer_bytes),
+                0,
+                MAX_BYTES,
+            ),
+            (
+                "limits.reconnect_window_secs",
+                l.reconnect_window_secs,
+                0,
+                MAX_SECS,
+            ),
+            ("limits.max_hubs", n(l.max_hubs), 1, MAX_COUNT),
+            (
+                "limits.server_outbox_max_bytes",
+                n(l.server_outbox_max_bytes),
+                1,
+                MAX_BYTES,
+            ),
+            (
+                "limits.shutdown_timeout_secs",
+                l.shutdown_timeout_secs,
+                1,
+                MAX_SECS,
+            ),
+            (
+                "limits.hub_idle_timeout_secs",
+                l.hub_idle_timeout_secs,
+                1,
+                MAX_SECS,
+            ),
+            (
+                "upstream_options.timeout_secs",
+                self.upstream_options.timeout_secs,
+                // Its lower bound is checked by `UpstreamOptions::validate`.
+                0,
+                MAX_SECS,
+            ),
+        ]
     }
 
     /// Every upstream rule: `upstream` entries, then those of `upstream_settings` (read now).
@@ -450,6 +572,57 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "public_endpoint");
+    }
+
+    #[test]
+    fn values_beyond_their_upper_bound_name_the_key_and_the_limit() {
+        let huge = |set: fn(&mut Config)| {
+            let mut c = Config::default();
+            set(&mut c);
+            c.validate().unwrap_err()
+        };
+        let e = huge(|c| c.limits.client_timeout_secs = u64::MAX);
+        assert_eq!(e.key, "limits.client_timeout_secs");
+        assert_eq!(
+            e.message,
+            format!("must be at most 86400 (got {})", u64::MAX)
+        );
+        let e = huge(|c| c.limits.hub_inbox_capacity = usize::MAX);
+        assert_eq!(e.key, "limits.hub_inbox_capacity");
+        assert!(e.message.contains("at most 16777216"), "{e}");
+        let e = huge(|c| c.limits.outbox_max_bytes = usize::MAX);
+        assert_eq!(e.key, "limits.outbox_max_bytes");
+        assert!(e.message.contains("at most 2147483647"), "{e}");
+        for (set, key) in [
+            (
+                (|c: &mut Config| c.limits.reconnect_window_secs = u64::MAX) as fn(&mut Config),
+                "limits.reconnect_window_secs",
+            ),
+            (
+                |c| c.limits.token_clock_skew_secs = u64::MAX,
+                "limits.token_clock_skew_secs",
+            ),
+            (|c| c.limits.max_hubs = usize::MAX, "limits.max_hubs"),
+            (|c| c.limits.max_hubs = 0, "limits.max_hubs"),
+            (
+                |c| c.limits.hub_idle_timeout_secs = u64::MAX,
+                "limits.hub_idle_timeout_secs",
+            ),
+            (|c| c.workers = usize::MAX, "workers"),
+            (
+                |c| c.upstream_options.timeout_secs = u64::MAX,
+                "upstream_options.timeout_secs",
+            ),
+        ] {
+            assert_eq!(huge(set).key, key);
+        }
+        // The bounds themselves are allowed.
+        let mut c = Config::default();
+        c.limits.send_timeout_secs = MAX_SECS;
+        c.limits.client_timeout_secs = MAX_SECS;
+        c.limits.max_connections = MAX_COUNT as usize;
+        c.limits.max_rest_body_size = MAX_BYTES as usize;
+        c.validate().unwrap();
     }
 
     #[test]

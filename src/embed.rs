@@ -20,7 +20,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::close::CloseReason;
 use crate::hub::{
     ExistsQuery, HubGone, HubHandle, HubRegistry, Member, MembershipTtl, Scope, SerializedMessage,
+    TooManyHubs, canonical_hub_name,
 };
 use crate::id::{
     ConnectionId, GroupName, HubName, InvalidName, UserId, validate_group_name, validate_hub_name,
@@ -54,9 +55,13 @@ pub enum HubClientError {
         /// What they serialised to: `"an object"`, `"a string"`, `"null"`, …
         found: &'static str,
     },
-    /// The broker is stopping or stopped: nothing reaches its hubs any more.
+    /// The broker is stopping or stopped: nothing reaches its hubs any more. (Also, once, for
+    /// an operation that raced with its hub failing; the next operation starts a fresh hub.)
     #[error("the broker is stopped")]
     HubGone,
+    /// The hub is not running and `limits.max_hubs` hubs are.
+    #[error(transparent)]
+    TooManyHubs(#[from] TooManyHubs),
 }
 
 impl From<HubGone> for HubClientError {
@@ -68,7 +73,7 @@ impl From<HubGone> for HubClientError {
 /// The REST API's and the management client's `ttl` shape: `None` remembers the membership
 /// for the user's later connections too ([`MembershipTtl::Unlimited`]), `Some(Duration::ZERO)`
 /// adds only the user's current connections ([`MembershipTtl::CurrentConnectionsOnly`]), and
-/// `Some(d)` remembers it for `d` ([`MembershipTtl::For`]).
+/// `Some(d)` remembers it for `d` ([`MembershipTtl::For`]; at most [`MembershipTtl::MAX`]).
 impl From<Option<Duration>> for MembershipTtl {
     fn from(ttl: Option<Duration>) -> Self {
         match ttl {
@@ -110,8 +115,6 @@ pub struct HubClient {
 struct Inner {
     hubs: Arc<HubRegistry>,
     name: HubName,
-    /// The hub actor, started on the first operation (inside the caller's runtime).
-    hub: OnceLock<HubHandle>,
     /// Turns `true` when the broker starts stopping.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -129,26 +132,25 @@ impl HubClient {
             inner: Arc::new(Inner {
                 stopping,
                 hubs,
-                name: HubName::from(name),
-                hub: OnceLock::new(),
+                name: HubName::from(canonical_hub_name(name).as_ref()),
             }),
         })
     }
 
-    /// The hub's name, as clients connect to it (`/client/?hub=<name>`; case-sensitive).
+    /// The hub's name in its canonical, lower-case form (hub names are case-insensitive:
+    /// clients of `/client/?hub=Chat` and of `?hub=chat` are in this one hub).
     pub fn name(&self) -> &str {
         self.inner.name.as_str()
     }
 
-    /// The hub actor, or [`HubClientError::HubGone`] once the broker is stopping.
-    fn hub(&self) -> Result<&HubHandle, HubClientError> {
+    /// The hub actor, started if needed (inside the caller's runtime); looked up for each
+    /// operation, so that an idle hub can retire between operations and a failed one is
+    /// replaced. [`HubClientError::HubGone`] once the broker is stopping.
+    fn hub(&self) -> Result<HubHandle, HubClientError> {
         if *self.inner.stopping.borrow() {
             return Err(HubClientError::HubGone);
         }
-        Ok(self
-            .inner
-            .hub
-            .get_or_init(|| self.inner.hubs.get_or_create(self.name())))
+        Ok(self.inner.hubs.get_or_create(self.name())?)
     }
 
     // ----- sends -------------------------------------------------------------------------

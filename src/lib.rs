@@ -36,6 +36,8 @@
 //! - [`config`]: `switchboard.toml`, environment and flag layering; validation.
 //! - [`upstream`]: Serverless upstream webhooks: rules, signed `X-ASRS-*` calls, response → Completion.
 //! - [`telemetry`]: counters (`switchboard_*`) and their Prometheus rendering.
+//! - `supervise` (crate-private): a panicking actor is logged with its hub and connection and
+//!   counted (`switchboard_actor_panics_total`) instead of dying silently.
 //! - [`switchboard`](mod@crate::switchboard): the embedding API — [`Switchboard`] builds and
 //!   starts a broker on a bound listener and returns a [`SwitchboardHandle`]: its hubs
 //!   ([`SwitchboardHandle::hub`] → [`HubClient`], the REST API's operations as direct calls with
@@ -64,6 +66,7 @@ mod local;
 pub mod peer;
 pub(crate) mod policy;
 pub mod routing;
+pub(crate) mod supervise;
 pub mod switchboard;
 pub mod telemetry;
 pub mod upstream;

@@ -44,10 +44,14 @@ impl LocalService for LocalBroker {
                 "the connection limit of this Switchboard instance was reached",
             ));
         };
+        let hub = broker
+            .hubs
+            .get_or_create(hub)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
         let ctx = ServerContext {
             env: broker.server_env.clone(),
-            hub: broker.hubs.get_or_create(hub),
+            hub,
             server_id: server_id.to_owned(),
             slot,
         };

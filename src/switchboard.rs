@@ -88,6 +88,8 @@ impl Switchboard {
             HubSettings {
                 inbox_capacity: limits.hub_inbox_capacity,
                 max_user_groups_without_ttl: limits.max_user_groups_without_ttl,
+                idle_timeout: limits.hub_idle_timeout(),
+                max_hubs: limits.max_hubs,
             },
             metrics.clone(),
         ));
@@ -234,8 +236,10 @@ impl SwitchboardHandle {
             .local(Arc::new(crate::local::LocalBroker(self.shared.clone()))))
     }
 
-    /// The names of the hubs used so far (a hub starts on its first client, group membership or
-    /// embedding-API operation; a send to an unused hub starts none), sorted.
+    /// The names of the hubs running now, in their lower-case canonical form, sorted. A hub
+    /// starts on its first client, hub server, group membership or embedding-API operation (a
+    /// REST send to a hub that does not run starts none) and stops after
+    /// `limits.hub_idle_timeout_secs` without any of them.
     pub fn hub_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .shared

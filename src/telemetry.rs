@@ -24,11 +24,21 @@ macro_rules! counters {
 
         impl Metrics {
             /// Render every metric in the Prometheus text exposition format.
+            // The last metric's family is assigned and never read again.
+            #[allow(unused_assignments)]
             pub fn render(&self) -> String {
                 let mut out = String::with_capacity(4096);
+                // The metric family the previous line belonged to: labelled series of one
+                // family (`name{label="v"}`) are listed next to each other and share one
+                // HELP and TYPE.
+                let mut family = "";
                 $(
-                    let _ = writeln!(out, "# HELP {} {}", $name, $help);
-                    let _ = writeln!(out, "# TYPE {} {}", $name, $kind);
+                    let base = $name.split('{').next().unwrap_or($name);
+                    if base != family {
+                        let _ = writeln!(out, "# HELP {} {}", base, $help);
+                        let _ = writeln!(out, "# TYPE {} {}", base, $kind);
+                        family = base;
+                    }
                     let _ = writeln!(out, "{} {}", $name, self.$field.load(Ordering::Relaxed));
                 )*
                 out
@@ -113,6 +123,18 @@ counters! {
     inbound_busy => "switchboard_inbound_busy_total", "counter", "SSE and long-polling POSTs refused with 429 because the connection's inbound queue was full and another POST already waited for room.";
     /// Hub commands that could not be queued because the hub inbox was closed.
     hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
+    /// Hub actors running now.
+    hubs_current => "switchboard_hubs", "gauge", "Hub actors currently running.";
+    /// Hubs that stopped because they were idle (see `limits.hub_idle_timeout_secs`).
+    hubs_dropped_idle => "switchboard_hubs_dropped_idle_total", "counter", "Hubs stopped and forgotten because they had no connections and no remembered memberships for limits.hub_idle_timeout_secs.";
+    /// New hubs refused because `limits.max_hubs` hubs were running.
+    hubs_rejected => "switchboard_hubs_rejected_total", "counter", "Requests refused because starting their hub would exceed limits.max_hubs.";
+    /// Hub actors that panicked (one series of `switchboard_actor_panics_total`).
+    actor_panics_hub => "switchboard_actor_panics_total{actor=\"hub\"}", "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
+    /// Client connection actors that panicked.
+    actor_panics_client => "switchboard_actor_panics_total{actor=\"client\"}", "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
+    /// Hub-server connection actors that panicked.
+    actor_panics_server => "switchboard_actor_panics_total{actor=\"server\"}", "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
 }
 
 impl Metrics {
@@ -164,5 +186,26 @@ mod tests {
         );
         assert!(text.contains("# TYPE switchboard_connections gauge"));
         assert_eq!(m.get("nope"), None);
+    }
+
+    #[test]
+    fn labelled_series_share_one_family_header() {
+        let m = Metrics::default();
+        Metrics::inc(&m.actor_panics_client);
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE switchboard_actor_panics_total counter\n")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("switchboard_actor_panics_total{actor=\"hub\"} 0\n"));
+        assert!(text.contains("switchboard_actor_panics_total{actor=\"client\"} 1\n"));
+        assert!(text.contains("switchboard_actor_panics_total{actor=\"server\"} 0\n"));
+        assert_eq!(
+            m.get(names::actor_panics_client),
+            Some(1),
+            "series are looked up by their full name"
+        );
     }
 }

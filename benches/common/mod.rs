@@ -31,6 +31,8 @@ pub fn registry() -> HubRegistry {
         HubSettings {
             inbox_capacity: 1024,
             max_user_groups_without_ttl: 1000,
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_hubs: 10_000,
         },
         Arc::new(Metrics::default()),
     )

@@ -16,3 +16,6 @@ pub(crate) mod server;
 pub(crate) mod stateful;
 pub(crate) mod transport;
 pub(crate) mod upstream;
+
+#[cfg(test)]
+mod tests;

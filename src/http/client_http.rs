@@ -114,7 +114,7 @@ pub(crate) async fn get(
     let inbound_tx = Arc::new(Pipe::new(INBOUND_CAPACITY, limits.max_message_size));
     let inbound = PipeReceiver(inbound_tx.clone());
     let ctx = ClientContext {
-        hub: shared.hubs.get_or_create(&hub),
+        hub: shared.hubs.get_or_create(&hub).map_err(ApiError::from)?,
         env: shared.client_env.clone(),
         connection_id: pending.connection_id,
         identity,

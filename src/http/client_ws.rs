@@ -14,7 +14,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::negotiate::hub_param;
-use super::{authenticate_client, query_value};
+use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext, Resume};
 use crate::conn::owner::{Owner, Refusal};
 use crate::conn::transport::{Transport, pump};
@@ -129,10 +129,10 @@ async fn connect(
 
     let shared = shared.into_inner();
     let slot = super::reserve_slot(&shared)?;
+    let hub_handle = shared.hubs.get_or_create(&hub).map_err(ApiError::from)?;
 
     let max = shared.config.limits.max_message_size;
     let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
-    let hub_handle = shared.hubs.get_or_create(&hub);
     let ctx = ClientContext {
         env: shared.client_env.clone(),
         hub: hub_handle,

@@ -88,6 +88,12 @@ impl From<crate::hub::HubGone> for ApiError {
     }
 }
 
+impl From<crate::hub::TooManyHubs> for ApiError {
+    fn from(e: crate::hub::TooManyHubs) -> Self {
+        Self::too_many(format!("Too many hubs: {e}."))
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status

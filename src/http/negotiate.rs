@@ -17,6 +17,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::owner::Owner;
 use crate::http::state::Broker;
+use crate::hub::{TooManyHubs, canonical_hub_name};
 use crate::id::{ConnectionId, TransportKind, random_token, validate_hub_name};
 use crate::protocol::negotiate::{AvailableTransport, NegotiateResponse, error_response};
 use crate::telemetry::Metrics;
@@ -37,7 +38,7 @@ async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed().finish()
 }
 
-/// The `hub` query value, validated.
+/// The `hub` query value, validated, in its [canonical](crate::hub::canonical_hub_name) form.
 pub(crate) fn hub_param(req: &HttpRequest) -> Result<String, ApiError> {
     let hubs = super::query_values(req, "hub");
     match hubs.as_slice() {
@@ -46,7 +47,7 @@ pub(crate) fn hub_param(req: &HttpRequest) -> Result<String, ApiError> {
         )),
         [hub] => {
             validate_hub_name(hub).map_err(ApiError::bad_request)?;
-            Ok(hub.clone())
+            Ok(canonical_hub_name(hub).into_owned())
         }
         _ => Err(ApiError::bad_request(
             "The 'hub' query parameter must be given once.",
@@ -81,6 +82,14 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
         return Err(ApiError::too_many(
             "The connection limit of this Switchboard instance was reached.",
         ));
+    }
+
+    // The hub starts when the transport connects; refuse now rather than after the redirect.
+    if !shared.hubs.has_room_for(&hub) {
+        Metrics::inc(&shared.metrics.hubs_rejected);
+        return Err(ApiError::from(TooManyHubs {
+            max: shared.config.limits.max_hubs,
+        }));
     }
 
     let allowed = identity

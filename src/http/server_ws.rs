@@ -51,10 +51,11 @@ async fn connect(
 
     let shared = shared.into_inner();
     let slot = super::reserve_slot(&shared)?;
+    let hub = shared.hubs.get_or_create(&hub).map_err(ApiError::from)?;
     let max = shared.config.limits.max_server_message_size;
     let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
     let ctx = ServerContext {
-        hub: shared.hubs.get_or_create(&hub),
+        hub,
         env: shared.server_env.clone(),
         server_id,
         slot,

@@ -4,10 +4,20 @@
 //! locks. Fan-out pushes the shared encoded bytes into each recipient's outbox without waiting
 //! (see `peer::outbox` for what happens when one is full) and adds to the counters once per
 //! fan-out, not once per recipient.
+//!
+//! The actor wakes up on a timer only while it has something timed to do: sweeping expired
+//! user-group memberships (every second while there are any), or retiring once idle (see
+//! [`HubRegistry`](super::HubRegistry) for the protocol with the registry). A hub busy with
+//! connections and no memberships reads its inbox and nothing else.
+//!
+//! A panic while handling a command is caught here: the hub is then *failed* — it closes
+//! every client (with a reconnectable Close message) and hub-server connection it holds,
+//! closes its inbox and leaves the registry, so that the next use starts a fresh hub.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -16,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::{
     AdmitRequest, ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl,
-    Scope, SerializedMessage, UserId,
+    RegistryShared, Scope, SerializedMessage, UserId,
 };
 use crate::close::CloseReason;
 use crate::id::{ConnectionId, ServerConnId};
@@ -24,6 +34,7 @@ use crate::peer::ServerConnHandle;
 use crate::peer::{ConnHandle, Outbox, PushError};
 use crate::routing::sticky::{self, Candidate, NoServer};
 use crate::routing::{self, Admission, ClientRoute};
+use crate::supervise::{self, ActorKind};
 use crate::telemetry::Metrics;
 
 /// How long a membership without ttl is remembered at most (Azure: one year).
@@ -73,6 +84,19 @@ pub(super) struct Hub {
     user_groups: HashMap<UserId, HashMap<GroupName, Membership>>,
     servers: Vec<ServerEntry>,
     client_count: Arc<AtomicUsize>,
+    /// Where the hub removes itself when it retires or fails.
+    registry: Weak<RegistryShared>,
+    /// Since when the hub has had no connection and no membership (`None`: it has some).
+    idle_since: Option<Instant>,
+    /// When expired memberships are swept next (while there are any).
+    next_sweep: Instant,
+}
+
+/// What the actor does after a command or a timer.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Continue,
+    Stop,
 }
 
 impl Hub {
@@ -83,8 +107,12 @@ impl Hub {
         settings: HubSettings,
         metrics: Arc<Metrics>,
         client_count: Arc<AtomicUsize>,
+        registry: Weak<RegistryShared>,
     ) -> Self {
         Self {
+            registry,
+            idle_since: None,
+            next_sweep: Instant::now(),
             name,
             rx,
             settings,
@@ -98,24 +126,148 @@ impl Hub {
         }
     }
 
-    /// Process commands until every handle is dropped.
+    /// Process commands until the hub retires idle, fails, or every handle is dropped.
     pub(super) async fn run(mut self) {
-        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            tokio::select! {
-                cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
-                    None => break,
-                },
-                _ = sweep.tick() => {
-                    if !self.user_groups.is_empty() {
-                        self.expire_memberships(Instant::now());
-                    }
+            let wake = self.wake_at();
+            if wake != armed {
+                if let Some(at) = wake {
+                    timer.as_mut().reset(at);
                 }
+                armed = wake;
+            }
+            let next = tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.guarded(|hub| {
+                        hub.handle(cmd);
+                        Next::Continue
+                    }),
+                    None => Next::Stop,
+                },
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    let now = Instant::now();
+                    self.guarded(|hub| hub.on_timer(now))
+                }
+            };
+            if next == Next::Stop {
+                break;
             }
         }
         tracing::debug!(hub = %self.name, "hub actor stopped");
+    }
+
+    /// Run `step`; a panic inside it fails the hub.
+    fn guarded(&mut self, step: impl FnOnce(&mut Self) -> Next) -> Next {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| step(self))) {
+            Ok(next) => next,
+            Err(payload) => {
+                supervise::report(
+                    ActorKind::Hub,
+                    &self.metrics,
+                    self.name.as_str(),
+                    "",
+                    payload.as_ref(),
+                );
+                self.fail();
+                Next::Stop
+            }
+        }
+    }
+
+    /// After a panic: close what the hub holds (the maps may be half-updated, but every
+    /// connection in them is one to close), stop accepting commands and leave the registry.
+    fn fail(&mut self) {
+        for e in self.connections.values() {
+            e.conn.close(CloseReason::HubFailed);
+        }
+        for e in &self.servers {
+            e.handle.close();
+        }
+        self.rx.close();
+        if let Some(registry) = self.registry.upgrade() {
+            let mut hubs = registry.hubs.write();
+            if self.is_registered_in(&hubs) {
+                hubs.remove(&self.name);
+            }
+        }
+    }
+
+    /// Whether the registry's entry for this hub's name is this actor.
+    fn is_registered_in(&self, hubs: &HashMap<HubName, super::HubHandle>) -> bool {
+        hubs.get(&self.name)
+            .is_some_and(|h| Arc::ptr_eq(&h.clients, &self.client_count))
+    }
+
+    /// No connection, no hub server, no remembered membership (groups exist only with
+    /// connections).
+    fn is_idle(&self) -> bool {
+        self.connections.is_empty() && self.servers.is_empty() && self.user_groups.is_empty()
+    }
+
+    /// When the timer must fire next: the next membership sweep while there are memberships,
+    /// the end of the idle period while idle, else never.
+    fn wake_at(&mut self) -> Option<Instant> {
+        if !self.user_groups.is_empty() {
+            self.idle_since = None;
+            return Some(self.next_sweep);
+        }
+        if !self.is_idle() {
+            self.idle_since = None;
+            return None;
+        }
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        since.checked_add(self.settings.idle_timeout)
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Next {
+        if !self.user_groups.is_empty() {
+            if now >= self.next_sweep {
+                self.expire_memberships(now);
+                self.next_sweep = now + SWEEP_INTERVAL;
+            }
+            return Next::Continue;
+        }
+        let idle_over = self
+            .idle_since
+            .and_then(|since| since.checked_add(self.settings.idle_timeout))
+            .is_some_and(|end| end <= now);
+        if self.is_idle() && idle_over {
+            if self.retire() {
+                return Next::Stop;
+            }
+            // Someone holds a handle or just queued a command: look again later.
+            self.idle_since = Some(now);
+        }
+        Next::Continue
+    }
+
+    /// Leave the registry if nobody but the registry holds a handle and nothing is queued;
+    /// whether the hub left (see [`HubRegistry`](super::HubRegistry) for why this cannot
+    /// race with a caller).
+    fn retire(&mut self) -> bool {
+        let Some(registry) = self.registry.upgrade() else {
+            // The broker is gone.
+            return true;
+        };
+        let mut hubs = registry.hubs.write();
+        if !self.is_registered_in(&hubs) {
+            // Not reachable through the registry any more.
+            return true;
+        }
+        let outside = hubs.get(&self.name).map_or(0, |h| h.tx.strong_count() - 1);
+        if outside > 0 || !self.rx.is_empty() {
+            return false;
+        }
+        let removed = hubs.remove(&self.name);
+        drop(hubs);
+        drop(removed);
+        Metrics::inc(&self.metrics.hubs_dropped_idle);
+        tracing::debug!(hub = %self.name, "idle hub retired");
+        true
     }
 
     fn handle(&mut self, cmd: HubCommand) {
@@ -197,6 +349,8 @@ impl Hub {
             HubCommand::Barrier { reply } => {
                 let _ = reply.send(());
             }
+            #[cfg(test)]
+            HubCommand::PanicForTest => panic!("hub test hook: PanicForTest"),
             HubCommand::Disconnect { id } => self.disconnect(&id),
             HubCommand::SendAll { msg, excluded } => {
                 let mut t = Tally::default();
@@ -504,8 +658,8 @@ impl Hub {
         }
         let (expires, unlimited) = match ttl {
             MembershipTtl::CurrentConnectionsOnly => return,
-            MembershipTtl::Unlimited => (now + UNLIMITED_MEMBERSHIP, true),
-            MembershipTtl::For(d) => (now + d, false),
+            MembershipTtl::Unlimited => (expiry(now, UNLIMITED_MEMBERSHIP), true),
+            MembershipTtl::For(d) => (expiry(now, d), false),
         };
         let memberships = self.user_groups.entry(user).or_default();
         memberships.insert(
@@ -581,6 +735,14 @@ impl Hub {
             }
         }
     }
+}
+
+/// When a membership of `ttl` added `now` expires: `ttl` is shortened to
+/// [`MembershipTtl::MAX`], and an instant the clock cannot represent counts as a year.
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl.min(MembershipTtl::MAX))
+        .or_else(|| now.checked_add(UNLIMITED_MEMBERSHIP))
+        .unwrap_or(now)
 }
 
 #[inline]

@@ -195,6 +195,9 @@ pub(super) enum HubCommand {
         /// Whether it existed.
         reply: oneshot::Sender<bool>,
     },
+    /// Test hook: the actor panics while handling it.
+    #[cfg(test)]
+    PanicForTest,
     /// Close every connection in a scope except `excluded`.
     CloseConnections {
         /// Which.

@@ -8,6 +8,7 @@ mod actor;
 mod command;
 mod message;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +29,7 @@ use crate::policy::PolicySnapshot;
 use crate::protocol::HubProtocol;
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
+use crate::supervise::{ActorKind, supervised};
 use crate::telemetry::Metrics;
 
 /// Where a close or send is aimed.
@@ -59,7 +61,14 @@ pub enum MembershipTtl {
     /// `ttl=0`: only the user's current connections join; nothing is remembered.
     CurrentConnectionsOnly,
     /// `ttl=N`: remembered for N seconds, applied to connections the user opens meanwhile.
+    /// Longer than [`MembershipTtl::MAX`] counts as that long.
     For(Duration),
+}
+
+impl MembershipTtl {
+    /// The longest ttl: 2^31 − 1 seconds (about 68 years), the service protocol's int32 `ttl`.
+    /// The REST API refuses a longer one (400); the embedding API shortens it to this.
+    pub const MAX: Duration = Duration::from_secs(i32::MAX as u64);
 }
 
 /// What [`HubHandle::exists`] looks for.
@@ -96,7 +105,9 @@ pub(crate) struct AdmitRequest {
     pub sticky_mode: StickyMode,
 }
 
-/// The hub actor is gone (only during shutdown).
+/// The hub actor is gone: the broker is stopping, or the hub failed (a panic) and the next
+/// [`HubRegistry::get_or_create`] starts a fresh one. A hub that retired idle is never gone for
+/// a handle holder (see [`HubRegistry`]).
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 #[error("the hub is shutting down")]
 pub struct HubGone;
@@ -198,6 +209,45 @@ impl HubHandle {
     pub async fn disconnect(&self, id: ConnectionId) {
         // If the hub is gone there is nothing to deregister from.
         let _ = self.send(HubCommand::Disconnect { id }).await;
+    }
+
+    /// [`disconnect`](Self::disconnect) from a drop guard (no `.await` there): queued now if
+    /// the inbox has room, else by a task that waits for room.
+    pub(crate) fn disconnect_detached(&self, id: ConnectionId) {
+        self.send_detached(HubCommand::Disconnect { id });
+    }
+
+    /// [`unregister_server`](Self::unregister_server) from a drop guard, as
+    /// [`disconnect_detached`](Self::disconnect_detached).
+    pub(crate) fn unregister_server_detached(&self, id: ServerConnId) {
+        self.send_detached(HubCommand::UnregisterServer { id });
+    }
+
+    fn send_detached(&self, cmd: HubCommand) {
+        match self.tx.try_send(cmd) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let tx = self.tx.clone();
+                    runtime.spawn(async move {
+                        // A hub that stopped meanwhile has nothing left to forget.
+                        let _ = tx.send(cmd).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Test hook: make the hub actor panic while handling a command.
+    #[cfg(test)]
+    pub(crate) async fn panic_for_test(&self) -> Result<(), HubGone> {
+        self.send(HubCommand::PanicForTest).await
+    }
+
+    /// Wait until the hub actor has stopped reading its inbox.
+    #[cfg(test)]
+    pub(crate) async fn stopped(&self) {
+        self.tx.closed().await;
     }
 
     /// A hub-server connection completed its handshake: clients may be routed to it.
@@ -423,14 +473,64 @@ pub struct HubSettings {
     pub inbox_capacity: usize,
     /// User-group memberships without ttl remembered per user.
     pub max_user_groups_without_ttl: usize,
+    /// How long a hub with no connections and no remembered memberships lives on.
+    pub idle_timeout: Duration,
+    /// Hubs running at once; one more is [`TooManyHubs`].
+    pub max_hubs: usize,
 }
 
-/// Finds hub actors by name, starting them on first use.
+/// A new hub was refused: `limits.max_hubs` hubs are running.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error(
+    "this Switchboard instance already runs its maximum of {max} hubs (limits.max_hubs); no new hub can start"
+)]
+pub struct TooManyHubs {
+    /// The limit.
+    pub max: usize,
+}
+
+/// The one form of a hub name that the registry, the pending negotiations and the upstream
+/// rules use: ASCII lower case. Azure's SDKs lower-case hub names before they reach the
+/// service and token audiences compare them case-insensitively, so `Chat` and `chat` are one hub.
+/// (Hub names are ASCII by Azure's rule, [`crate::id::validate_hub_name`].)
+pub fn canonical_hub_name(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Finds hub actors by name, starting them on first use, and forgets them when they stop.
 ///
-/// Hub names are case-sensitive here (the Azure SDKs lower-case them before they reach the
-/// service; the REST API lower-cases nothing either).
+/// Names are [canonical](canonical_hub_name): `Chat` and `chat` are one hub. At most
+/// [`HubSettings::max_hubs`] hubs run at once.
+///
+/// # How a hub leaves
+///
+/// A hub stops in two ways, and is removed from the registry by its own actor both times:
+///
+/// * **Idle.** A hub with no client, no hub-server connection and no remembered user-group
+///   membership for [`HubSettings::idle_timeout`] retires, but only when nobody outside the
+///   registry holds a [`HubHandle`] to it: it takes the registry's write lock, checks that the
+///   registry's handle is the only one left and that its inbox is empty, and removes its entry
+///   before releasing the lock. Handles are only handed out under the registry's lock, so once
+///   the check passes nobody can get one or send anything; a caller that got its handle before
+///   the check keeps the hub alive by holding it (the hub looks again one idle period later).
+///   No caller ever sees [`HubGone`] because a hub retired.
+/// * **Failed.** A hub whose actor panics closes every connection it holds (they may reconnect),
+///   closes its inbox and removes its entry; callers that still hold its handle get
+///   [`HubGone`], and the next [`get_or_create`](Self::get_or_create) starts a fresh hub. A
+///   handle whose inbox is closed is never handed out.
 #[derive(Debug)]
 pub struct HubRegistry {
+    shared: Arc<RegistryShared>,
+}
+
+/// The registry's state, shared with the hub actors (weakly) so that they can remove
+/// themselves.
+#[derive(Debug)]
+struct RegistryShared {
     hubs: RwLock<HashMap<HubName, HubHandle>>,
     settings: HubSettings,
     metrics: Arc<Metrics>,
@@ -440,48 +540,92 @@ impl HubRegistry {
     /// An empty registry.
     pub fn new(settings: HubSettings, metrics: Arc<Metrics>) -> Self {
         Self {
-            hubs: RwLock::new(HashMap::new()),
-            settings,
-            metrics,
+            shared: Arc::new(RegistryShared {
+                hubs: RwLock::new(HashMap::new()),
+                settings,
+                metrics,
+            }),
         }
     }
 
-    /// The hub called `name`, if it was ever used.
+    /// The hub called `name` (any case), if it is running.
     pub fn get(&self, name: &str) -> Option<HubHandle> {
-        self.hubs.read().get(name).cloned()
+        let name = canonical_hub_name(name);
+        self.shared
+            .hubs
+            .read()
+            .get(name.as_ref())
+            .filter(|h| !h.tx.is_closed())
+            .cloned()
     }
 
-    /// The hub called `name`, started if needed. Must be called inside a tokio runtime.
-    pub fn get_or_create(&self, name: &str) -> HubHandle {
+    /// The hub called `name` (any case), started if needed; refused when starting it would
+    /// exceed [`HubSettings::max_hubs`] (counted in `switchboard_hubs_rejected_total`). Must be
+    /// called inside a tokio runtime.
+    pub fn get_or_create(&self, name: &str) -> Result<HubHandle, TooManyHubs> {
         if let Some(h) = self.get(name) {
-            return h;
+            return Ok(h);
         }
-        let mut hubs = self.hubs.write();
-        if let Some(h) = hubs.get(name) {
-            return h.clone();
+        let name = canonical_hub_name(name);
+        let shared = &self.shared;
+        let mut hubs = shared.hubs.write();
+        match hubs.get(name.as_ref()) {
+            Some(h) if !h.tx.is_closed() => return Ok(h.clone()),
+            // A hub that failed and has not removed itself yet: replaced below.
+            Some(_) => {}
+            None if hubs.len() >= shared.settings.max_hubs => {
+                Metrics::inc(&shared.metrics.hubs_rejected);
+                return Err(TooManyHubs {
+                    max: shared.settings.max_hubs,
+                });
+            }
+            None => {}
         }
-        let name = HubName::from(name);
-        let (tx, rx) = mpsc::channel(self.settings.inbox_capacity);
+        let name = HubName::from(name.as_ref());
+        let (tx, rx) = mpsc::channel(shared.settings.inbox_capacity);
         let clients = Arc::new(AtomicUsize::new(0));
         let hub = actor::Hub::new(
             name.clone(),
             rx,
-            self.settings.clone(),
-            self.metrics.clone(),
+            shared.settings.clone(),
+            shared.metrics.clone(),
             clients.clone(),
+            Arc::downgrade(shared),
         );
-        tokio::spawn(hub.run());
+        let metrics = shared.metrics.clone();
+        Metrics::inc(&metrics.hubs_current);
+        let log_name = name.clone();
+        tokio::spawn(async move {
+            supervised(ActorKind::Hub, &metrics, log_name.as_str(), "", hub.run()).await;
+            Metrics::dec(&metrics.hubs_current);
+        });
         let handle = HubHandle {
             name: name.clone(),
             tx,
             clients,
         };
         hubs.insert(name, handle.clone());
-        handle
+        Ok(handle)
     }
 
-    /// Names of the hubs started so far.
+    /// Whether `name` (any case) could be used now: it runs, or one more hub may start.
+    pub fn has_room_for(&self, name: &str) -> bool {
+        let hubs = self.shared.hubs.read();
+        hubs.len() < self.shared.settings.max_hubs
+            || hubs.contains_key(canonical_hub_name(name).as_ref())
+    }
+
+    /// Names of the hubs running now.
     pub fn names(&self) -> Vec<HubName> {
-        self.hubs.read().keys().cloned().collect()
+        self.shared
+            .hubs
+            .read()
+            .iter()
+            .filter(|(_, h)| !h.tx.is_closed())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

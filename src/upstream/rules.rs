@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Category;
+use crate::hub::canonical_hub_name;
 
 /// What `Uri.EscapeDataString` leaves alone: the RFC 3986 unreserved characters
 /// (`A-Z a-z 0-9 - _ . ~`). Everything else is percent-encoded as UTF-8 with upper-case hex.
@@ -227,9 +228,11 @@ struct CompiledRule {
 /// Compiled, ordered rules: for an event, the **first** rule whose three patterns match wins;
 /// no match means the event is not delivered (§5.1).
 ///
-/// Names are compared ordinally (case-sensitive), like the emulator; the real service's
-/// behaviour is unknown. The hub compared is the hub name exactly as the connection carries it
-/// (the SDKs lower-case hub names when they build client URLs).
+/// Categories and events are compared ordinally (case-sensitive), like the emulator; the real
+/// service's behaviour is unknown. Hub names are case-insensitive in Switchboard (one hub per
+/// name in any case, see [`canonical_hub_name`]): hub patterns and the hub compared are both
+/// taken in lower case, so `hub_pattern = "Chat"` matches the hub clients reach as `?hub=chat`
+/// or `?hub=CHAT`.
 #[derive(Clone, Debug, Default)]
 pub struct UpstreamRules {
     rules: Vec<CompiledRule>,
@@ -245,7 +248,7 @@ impl UpstreamRules {
             rule.validate().map_err(|e| format!("upstream[{i}].{e}"))?;
             compiled.push(CompiledRule {
                 url_template: rule.url_template.clone(),
-                hub: Pattern::compile(&rule.hub_pattern),
+                hub: Pattern::compile(&canonical_hub_name(&rule.hub_pattern)),
                 category: Pattern::compile(&rule.category_pattern),
                 event: Pattern::compile(&rule.event_pattern),
             });
@@ -277,16 +280,20 @@ impl UpstreamRules {
         event: &str,
     ) -> Option<Result<String, DotSegment>> {
         let category = category.as_str();
+        let hub_key = canonical_hub_name(hub);
         self.rules
             .iter()
-            .find(|r| r.hub.matches(hub) && r.category.matches(category) && r.event.matches(event))
+            .find(|r| {
+                r.hub.matches(&hub_key) && r.category.matches(category) && r.event.matches(event)
+            })
             .map(|r| expand(&r.url_template, hub, category, event))
     }
 
     /// Whether some rule's hub pattern matches `hub`, i.e. some event of the hub may go
     /// upstream.
     pub fn has_rules_for_hub(&self, hub: &str) -> bool {
-        self.rules.iter().any(|r| r.hub.matches(hub))
+        let hub_key = canonical_hub_name(hub);
+        self.rules.iter().any(|r| r.hub.matches(&hub_key))
     }
 }
 

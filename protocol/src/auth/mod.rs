@@ -240,7 +240,8 @@ impl AccessKeys {
         let now = unix_now();
         let mut map = Map::new();
         map.insert("aud".into(), Value::from(aud));
-        map.insert("exp".into(), Value::from(now + lifetime_secs));
+        // A lifetime too long for the clock is as long as it can be.
+        map.insert("exp".into(), Value::from(now.saturating_add(lifetime_secs)));
         map.insert("iat".into(), Value::from(now));
         map.insert("nbf".into(), Value::from(now));
         for (k, v) in claims {

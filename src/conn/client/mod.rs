@@ -13,6 +13,12 @@
 //!
 //! Every way out is a [`CloseReason`], which decides the Close message
 //! (text, `allowReconnect`) the client gets, if any.
+//!
+//! What an admitted client holds outside its task (its index entry, its place in the hub, its
+//! hub server's view of it, the open-connections gauge) is a [`Registration`], released step by
+//! step by the cleanup, and by its `Drop` when the cleanup never ran: a panic (caught and
+//! counted by [`supervised`], see [`run`]) or a dropped task. The connection slot and the
+//! stateful-reconnect entry are released by their own guards.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +37,7 @@ use crate::peer::ConnHandle;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{HubMessage, HubProtocol, handshake};
 use crate::routing::ClientRoute;
+use crate::supervise::{ActorKind, supervised};
 use crate::telemetry::Metrics;
 use crate::upstream::UpstreamConnection;
 use tokio::sync::mpsc;
@@ -54,6 +61,14 @@ pub(crate) const CLIENT_LEFT_ERROR: &str = "Connection disconnected.";
 
 /// Input buffers larger than this are released once drained, so an idle connection keeps none.
 const RETAINED_INPUT_CAPACITY: usize = 4096;
+
+/// CloseConnection error a hub server gets for a client whose actor failed (a panic).
+const CONNECTION_FAILED: &str =
+    "Connection closed with an error. The connection failed on the service.";
+
+/// Test hook: a connection whose id starts with this panics right after its admission.
+#[cfg(test)]
+pub(crate) const PANIC_AFTER_ADMISSION: &str = "test-hook-panic-after-admission-";
 
 /// Everything a client connection actor starts with.
 #[derive(Debug)]
@@ -97,15 +112,103 @@ type Exit = CloseReason;
 /// ([`open()`]) and the cleanup ([`Admitted::close`]) are boxed futures that exist only while
 /// they run; the task holds the admitted connection and its serve loop. (As one async fn the
 /// task kept every part's state, and the context and transport twice: about 3.7 KB each.)
+///
+/// A panic anywhere in it is caught, logged with the hub and connection id and counted
+/// (`switchboard_actor_panics_total{actor="client"}`); the [`Registration`] and the other
+/// guards release what the connection held.
 pub(crate) fn run(ctx: ClientContext, transport: Transport) -> impl Future<Output = ()> {
+    let env = ctx.env.clone();
+    let (hub, id) = (ctx.hub.name().clone(), ctx.connection_id.clone());
     // Boxed before the task's future exists, which then captures a pointer instead of both.
     let opening = Box::pin(open(ctx, transport));
-    async move {
+    let actor = async move {
         let Some(mut admitted) = opening.await else {
             return;
         };
         let exit = admitted.serve().await;
         Box::pin(admitted.close(exit)).await;
+    };
+    async move {
+        supervised(
+            ActorKind::Client,
+            &env.metrics,
+            hub.as_str(),
+            id.as_str(),
+            actor,
+        )
+        .await;
+    }
+}
+
+/// What an admitted client holds outside its own task: its entry in the connection index, its
+/// place in its hub, its hub server's view of it (routed clients) and its count in
+/// `switchboard_connections`. The cleanup releases each step and marks it done; `Drop`
+/// releases whatever is left, so a client whose actor panicked or whose task was dropped
+/// leaves nothing behind (its hub server is told with a Close it cannot wait for).
+#[derive(Debug)]
+struct Registration {
+    env: Arc<ClientEnv>,
+    hub: HubHandle,
+    conn: ConnHandle,
+    left_hub: bool,
+    server_told: bool,
+    counted: bool,
+}
+
+impl Registration {
+    /// Register an admitted client: index entry and open-connections gauge (the hub registered
+    /// it when it admitted it).
+    fn new(env: Arc<ClientEnv>, hub: HubHandle, conn: ConnHandle) -> Self {
+        env.connections.insert(hub.name().clone(), conn.clone());
+        Metrics::inc(&env.metrics.connections_opened);
+        Metrics::inc(&env.metrics.connections_current);
+        Self {
+            env,
+            hub,
+            conn,
+            left_hub: false,
+            server_told: false,
+            counted: false,
+        }
+    }
+
+    /// Leave the index and the hub (waiting for room in the hub's inbox).
+    async fn leave_hub(&mut self) {
+        self.env.connections.remove(self.conn.id());
+        self.hub.disconnect(self.conn.id().clone()).await;
+        self.left_hub = true;
+    }
+
+    /// Count the connection closed.
+    fn count_closed(&mut self) {
+        Metrics::inc(&self.env.metrics.connections_closed);
+        Metrics::dec(&self.env.metrics.connections_current);
+        self.counted = true;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if !self.left_hub {
+            self.env.connections.remove(self.conn.id());
+            self.hub.disconnect_detached(self.conn.id().clone());
+        }
+        if !self.server_told
+            && let Some(server) = self.conn.server()
+        {
+            let close = ServiceMessage::CloseConnection {
+                connection_id: self.conn.id().as_str().to_owned(),
+                error_message: Some(CONNECTION_FAILED.to_owned()),
+                headers: Vec::new(),
+                extensions: Extensions::default(),
+            };
+            if server.try_send_frame(service::encode(&close)).is_err() {
+                Metrics::inc(&self.env.metrics.server_outbox_full);
+            }
+        }
+        if !self.counted {
+            self.count_closed();
+        }
     }
 }
 
@@ -125,11 +228,21 @@ struct Admitted {
     /// Bytes that arrived after the handshake request.
     input: BytesMut,
     _resumable: Option<ResumableEntry>,
+    registration: Registration,
 }
 
 impl Admitted {
     /// Serve the client until the connection ends.
     async fn serve(&mut self) -> Exit {
+        #[cfg(test)]
+        if self
+            .ctx
+            .connection_id
+            .as_str()
+            .starts_with(PANIC_AFTER_ADMISSION)
+        {
+            panic!("client test hook: panic after admission");
+        }
         let Self {
             env,
             ctx,
@@ -262,10 +375,10 @@ impl Admitted {
             mut transport,
             conn,
             protocol,
+            mut registration,
             ..
         } = self;
-        env.connections.remove(&ctx.connection_id);
-        ctx.hub.disconnect(ctx.connection_id.clone()).await;
+        registration.leave_hub().await;
         for (invocation_id, caller_server_id) in conn.take_pending_invocations() {
             let error = ServiceMessage::ErrorCompletion {
                 invocation_id,
@@ -292,8 +405,8 @@ impl Admitted {
                 })
                 .await;
         }
-        Metrics::inc(&env.metrics.connections_closed);
-        Metrics::dec(&env.metrics.connections_current);
+        registration.server_told = true;
+        registration.count_closed();
         if let Some(close) = exit.close_message()
             && let Ok(frame) = protocol.encode(&HubMessage::Close(close))
         {

@@ -10,7 +10,7 @@
 use bytes::BytesMut;
 
 use super::write::fail_handshake;
-use super::{Admitted, ClientContext, Resume};
+use super::{Admitted, ClientContext, Registration, Resume};
 use crate::close::{CloseReason, WsClose};
 use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream;
@@ -18,10 +18,10 @@ use crate::hub::{AdmitError, AdmitRequest};
 use crate::id::UserId;
 use crate::protocol::HubProtocol;
 use crate::protocol::framing::RecordScan;
+use crate::telemetry::Metrics;
 use crate::protocol::handshake::{self, HandshakeRequest};
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
-use crate::telemetry::Metrics;
 use crate::upstream::UpstreamConnection;
 
 /// The handshake and admission; `None` when the connection ended there.
@@ -113,11 +113,15 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
             fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
             return None;
         }
-        Err(AdmitError::Gone(_)) => return None,
+        Err(AdmitError::Gone(_)) => {
+            // The hub failed (or the broker is stopping) while the client shook hands: a fresh
+            // hub serves it when it connects again.
+            let text = CloseReason::HubFailed.message().unwrap_or_default();
+            fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
+            return None;
+        }
     };
-    env.connections.insert(ctx.hub.name().clone(), conn.clone());
-    Metrics::inc(&env.metrics.connections_opened);
-    Metrics::inc(&env.metrics.connections_current);
+    let registration = Registration::new(env.clone(), ctx.hub.clone(), conn.clone());
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");
     if route != ClientRoute::ToServer || conn.server().is_none() {
         // Kept for a hub server's OpenConnection only (the upstream has its own copy).
@@ -138,6 +142,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         raw_request,
         input,
         _resumable: resumable,
+        registration,
     })
 }
 

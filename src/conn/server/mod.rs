@@ -14,6 +14,11 @@
 //! bytes would corrupt its stream. Producers that must not wait (the hub actor) use
 //! [`ServerConnHandle::try_send_frame`], whose failure is counted in
 //! `switchboard_server_outbox_full_total`.
+//!
+//! **Supervision.** A panic in the actor is caught, logged with the hub and server id and
+//! counted (`switchboard_actor_panics_total{actor="server"}`); the [`Registered`] guard takes
+//! the connection out of its hub (whose routed clients are then closed) and the slot guard
+//! frees its connection slot.
 
 pub(crate) mod machine;
 pub(crate) mod socket;
@@ -30,11 +35,13 @@ use super::env::{ConnectionSlot, ServerEnv};
 use super::index::Lookup;
 use crate::close::{CloseReason, WsClose};
 use crate::hub::{HubGone, HubHandle, HubReply};
+use crate::id::ServerConnId;
 use crate::peer::{PushError, ServerConnHandle, ServerOutbox, ServerOutboxBounds};
 use crate::protocol::framing;
 use crate::protocol::service::{
     self, ConnectionType, ServiceMessage, ServiceProtocolError, ack_status,
 };
+use crate::supervise::{ActorKind, supervised};
 use crate::telemetry::Metrics;
 
 /// Frames a server connection's outbox holds.
@@ -43,6 +50,10 @@ const OUTBOX_CAPACITY: usize = 1024;
 const RETAINED_ACTIONS: usize = 16;
 /// Time a server has to send its HandshakeRequest.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Test hook: a server whose id starts with this panics right after it registered with its hub.
+#[cfg(test)]
+pub(crate) const PANIC_AFTER_REGISTRATION: &str = "test-hook-panic-after-registration-";
 
 /// Everything a server connection actor starts with.
 #[derive(Debug)]
@@ -77,8 +88,44 @@ impl World for Surroundings {
     }
 }
 
-/// Run a hub-server connection until it ends.
-pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
+/// Run a hub-server connection until it ends; a panic inside is caught, logged and counted
+/// (see the module docs).
+pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, socket: S) {
+    let metrics = ctx.env.metrics.clone();
+    let (hub, server_id) = (ctx.hub.name().clone(), ctx.server_id.clone());
+    let actor = Box::pin(serve_connection(ctx, socket));
+    supervised(ActorKind::Server, &metrics, hub.as_str(), &server_id, actor).await;
+}
+
+/// A registered hub-server connection: its place in its hub and its count in
+/// `switchboard_server_connections`. Released by [`release`](Self::release) when the
+/// connection ends, or by `Drop` when the actor never got there (a panic, a dropped task).
+struct Registered {
+    hub: HubHandle,
+    id: ServerConnId,
+    metrics: Arc<Metrics>,
+    released: bool,
+}
+
+impl Registered {
+    /// Leave the hub (waiting for room in its inbox) and the gauge.
+    async fn release(mut self) {
+        self.hub.unregister_server(self.id).await;
+        Metrics::dec(&self.metrics.server_connections_current);
+        self.released = true;
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if !self.released {
+            self.hub.unregister_server_detached(self.id);
+            Metrics::dec(&self.metrics.server_connections_current);
+        }
+    }
+}
+
+async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     let env = ctx.env.clone();
     let max_frame = env.limits.max_server_message_size;
     let world = Surroundings {
@@ -153,6 +200,16 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     }
     Metrics::inc(&env.metrics.server_connections_opened);
     Metrics::inc(&env.metrics.server_connections_current);
+    let registered = Registered {
+        hub: ctx.hub.clone(),
+        id: handle.id(),
+        metrics: env.metrics.clone(),
+        released: false,
+    };
+    #[cfg(test)]
+    if ctx.server_id.starts_with(PANIC_AFTER_REGISTRATION) {
+        panic!("server test hook: panic after registration");
+    }
 
     let now = Instant::now();
     machine.on_received(now);
@@ -169,8 +226,7 @@ pub(crate) async fn run<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     io.serve(rx, input).await;
     let closing = std::mem::replace(&mut io.closing, WsClose::normal());
 
-    ctx.hub.unregister_server(handle.id()).await;
-    Metrics::dec(&env.metrics.server_connections_current);
+    registered.release().await;
     socket.close(&closing).await;
     drop(ctx.slot);
 }

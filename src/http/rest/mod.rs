@@ -12,7 +12,9 @@
 //! Every path below is served under both `/api/` (the api-version 2022-06-01 family, "new") and
 //! `/api/v1/` ("v1"), as the emulator does; the prefix chooses the status-code family where the
 //! two differ. `{hub}` may be combined with `?application=<app>`: the hub is then
-//! `<app lower>_<hub lower>`. `api-version` is accepted with any value, or none.
+//! `<app lower>_<hub lower>`; without it, `<hub lower>` (hub names are case-insensitive, see
+//! [`canonical_hub_name`](crate::hub::canonical_hub_name)). `api-version` is accepted with any
+//! value, or none.
 //!
 //! | method | path (after `/api/` or `/api/v1/`) | OK | not found |
 //! | --- | --- | --- | --- |
@@ -70,7 +72,11 @@
 //!   nobody used has no members, so a send is 202 and nothing happens. Only adding a user to a
 //!   group creates the hub, because that membership applies to connections opened later.
 //! * `ttl` (user → group): absent or empty = [`MembershipTtl::Unlimited`], `0` =
-//!   [`MembershipTtl::CurrentConnectionsOnly`], `N` = `N` seconds; negative or not an integer is 400.
+//!   [`MembershipTtl::CurrentConnectionsOnly`], `N` = `N` seconds up to
+//!   [`MembershipTtl::MAX`] (2147483647, the service protocol's int32); negative, larger or not
+//!   an integer is 400.
+//! * Adding a user to a group when the hub is not running and `limits.max_hubs` hubs are is
+//!   429 `Error.TooManyRequests` (counted in `switchboard_hubs_rejected_total`).
 //! * `rest_requests` counts every request, `rest_errors` every 4xx answer (including the 404s of
 //!   checks), `auth_failures` every 401.
 //!
@@ -387,7 +393,7 @@ async fn dispatch(
                 shared,
                 shared
                     .hubs
-                    .get_or_create(&hub)
+                    .get_or_create(&hub)?
                     .add_user_to_group(UserId::from(user), GroupName::from(group), ttl)
                     .await,
             )

@@ -9,11 +9,12 @@ use crate::http::ApiError;
 use crate::hub::MembershipTtl;
 use crate::id::{validate_group_name, validate_hub_name, validate_user_id};
 
-/// The hub name the operation applies to: `<app lower>_<hub lower>` with an application.
+/// The hub name the operation applies to, [canonical](crate::hub::canonical_hub_name) (lower
+/// case): `<hub>`, or `<app>_<hub>` with an application.
 pub(super) fn effective_hub(hub: &str, application: Option<&str>) -> Result<String, ApiError> {
     validate_hub_name(hub).map_err(ApiError::bad_request)?;
     match application.filter(|a| !a.is_empty()) {
-        None => Ok(hub.to_owned()),
+        None => Ok(hub.to_ascii_lowercase()),
         Some(app) => {
             validate_hub_name(app).map_err(|_| {
                 ApiError::bad_request(format!(
@@ -71,15 +72,16 @@ pub(super) fn validate_op(op: &Op) -> Result<(), ApiError> {
 }
 
 /// The user-group `ttl` query value: absent or empty → no ttl, `0` → current connections only,
-/// `N` → N seconds.
+/// `N` → N seconds, N at most [`MembershipTtl::MAX`] (the service protocol's int32 `ttl`).
 pub(super) fn parse_ttl(ttl: Option<&str>) -> Result<MembershipTtl, ApiError> {
+    let max = MembershipTtl::MAX.as_secs();
     match ttl.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(MembershipTtl::Unlimited),
         Some(t) => match t.parse::<u64>() {
             Ok(0) => Ok(MembershipTtl::CurrentConnectionsOnly),
-            Ok(n) => Ok(MembershipTtl::For(Duration::from_secs(n))),
-            Err(_) => Err(ApiError::bad_request(format!(
-                "Invalid ttl '{t}': it must be a non-negative integer number of seconds."
+            Ok(n) if n <= max => Ok(MembershipTtl::For(Duration::from_secs(n))),
+            _ => Err(ApiError::bad_request(format!(
+                "Invalid ttl '{t}': it must be an integer number of seconds from 0 to {max}."
             ))),
         },
     }
@@ -101,6 +103,12 @@ mod tests {
             parse_ttl(Some("30")).unwrap(),
             MembershipTtl::For(Duration::from_secs(30))
         );
+        assert_eq!(
+            parse_ttl(Some("2147483647")).unwrap(),
+            MembershipTtl::For(MembershipTtl::MAX)
+        );
+        assert!(parse_ttl(Some("2147483648")).is_err());
+        assert!(parse_ttl(Some("18446744073709551615")).is_err());
         assert!(parse_ttl(Some("-1")).is_err());
         assert!(parse_ttl(Some("1.5")).is_err());
         assert!(parse_ttl(Some("abc")).is_err());
@@ -108,8 +116,8 @@ mod tests {
 
     #[test]
     fn effective_hub_names() {
-        assert_eq!(effective_hub("Chat", None).unwrap(), "Chat");
-        assert_eq!(effective_hub("Chat", Some("")).unwrap(), "Chat");
+        assert_eq!(effective_hub("Chat", None).unwrap(), "chat");
+        assert_eq!(effective_hub("Chat", Some("")).unwrap(), "chat");
         assert_eq!(effective_hub("Chat", Some("MyApp")).unwrap(), "myapp_chat");
         assert!(effective_hub("1chat", None).is_err());
         assert!(effective_hub("chat", Some("my-app")).is_err());

@@ -19,6 +19,8 @@ fn registry(max_unlimited: usize) -> (HubRegistry, Arc<Metrics>) {
     let settings = HubSettings {
         inbox_capacity: 64,
         max_user_groups_without_ttl: max_unlimited,
+        idle_timeout: Duration::from_secs(60),
+        max_hubs: 100,
     };
     (HubRegistry::new(settings, metrics.clone()), metrics)
 }
@@ -64,7 +66,7 @@ fn json_text(arg: &str) -> Vec<u8> {
 #[tokio::test]
 async fn broadcast_encodes_once_per_protocol_and_skips_excluded() {
     let (reg, metrics) = registry(100);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     let a = conn("a", None, HubProtocol::Json);
     let b = conn("b", None, HubProtocol::MessagePack);
     let c = conn("c", None, HubProtocol::Json);
@@ -92,7 +94,7 @@ async fn broadcast_encodes_once_per_protocol_and_skips_excluded() {
 #[tokio::test]
 async fn users_groups_and_disconnect() {
     let (reg, _) = registry(100);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     let a1 = conn("a1", Some("alice"), HubProtocol::Json);
     let a2 = conn("a2", Some("alice"), HubProtocol::Json);
     let b = conn("b", Some("bob"), HubProtocol::Json);
@@ -178,7 +180,7 @@ async fn users_groups_and_disconnect() {
 #[tokio::test]
 async fn user_group_membership_applies_to_later_connections() {
     let (reg, _) = registry(100);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     hub.add_user_to_group("carol".into(), "g".into(), MembershipTtl::Unlimited)
         .await
         .unwrap()
@@ -243,7 +245,7 @@ async fn user_group_membership_applies_to_later_connections() {
 #[tokio::test(start_paused = true)]
 async fn ttl_membership_expires() {
     let (reg, _) = registry(100);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     let e = conn("e", Some("erin"), HubProtocol::Json);
     hub.connect(e.clone()).await.unwrap();
     hub.add_user_to_group(
@@ -282,9 +284,40 @@ async fn ttl_membership_expires() {
 }
 
 #[tokio::test]
+async fn a_ttl_beyond_the_clock_is_the_longest_ttl_and_the_hub_keeps_working() {
+    let (reg, _) = registry(100);
+    let hub = reg.get_or_create("chat").unwrap();
+    for (user, ttl) in [
+        ("u1", Duration::MAX),
+        ("u2", Duration::from_secs(u64::MAX)),
+        ("u3", MembershipTtl::MAX),
+    ] {
+        hub.add_user_to_group(user.into(), "g".into(), MembershipTtl::For(ttl))
+            .await
+            .expect("the hub is alive")
+            .await
+            .expect("the hub answered");
+        assert!(
+            hub.exists(ExistsQuery::UserInGroup(user.into(), "g".into()))
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        );
+    }
+    let c = conn("c", Some("u1"), HubProtocol::Json);
+    hub.connect(c.clone()).await.unwrap();
+    hub.send_group("g".into(), msg("still here"), vec![], vec![])
+        .await
+        .unwrap();
+    sync(&hub).await;
+    assert_eq!(drain(&c), json_text("still here"));
+}
+
+#[tokio::test]
 async fn only_the_most_recent_unlimited_memberships_are_kept() {
     let (reg, _) = registry(2);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     for g in ["g1", "g2", "g3"] {
         hub.add_user_to_group("fay".into(), g.into(), MembershipTtl::Unlimited)
             .await
@@ -312,7 +345,7 @@ async fn only_the_most_recent_unlimited_memberships_are_kept() {
 #[tokio::test]
 async fn close_connections_by_scope() {
     let (reg, _) = registry(100);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     let a = conn("a", Some("u"), HubProtocol::Json);
     let b = conn("b", Some("u"), HubProtocol::Json);
     let c = conn("c", None, HubProtocol::Json);
@@ -351,7 +384,7 @@ async fn close_connections_by_scope() {
 #[tokio::test]
 async fn slow_consumer_overflow_is_counted_and_isolated() {
     let (reg, metrics) = registry(100);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     let slow = ConnHandle::new(
         "slow".into(),
         None,
@@ -378,7 +411,7 @@ async fn slow_consumer_overflow_is_counted_and_isolated() {
 #[tokio::test]
 async fn group_listing_is_sorted() {
     let (reg, _) = registry(100);
-    let hub = reg.get_or_create("chat");
+    let hub = reg.get_or_create("chat").unwrap();
     for id in ["z", "m", "a"] {
         hub.connect(conn(id, Some("u"), HubProtocol::Json))
             .await

@@ -65,7 +65,9 @@ fn pattern_matching_table() {
     let table = [
         ("*", "*", "*", "chat", m, "send", true),
         ("chat", "*", "*", "chat", m, "send", true),
-        ("chat", "*", "*", "Chat", m, "send", false),
+        // Hub names are case-insensitive (canonical_hub_name); categories and events are not.
+        ("chat", "*", "*", "Chat", m, "send", true),
+        ("Chat", "*", "*", "chat", m, "send", true),
         ("chat", "*", "*", "chat2", m, "send", false),
         ("news, chat ,x", "*", "*", "chat", m, "send", true),
         ("news,chat", "*", "*", "x", m, "send", false),
@@ -130,7 +132,8 @@ fn first_matching_rule_wins() {
 
     let narrow = UpstreamRules::new(&[rule("http://a/", "chat", "*", "*")]).unwrap();
     assert!(narrow.has_rules_for_hub("chat"));
-    assert!(!narrow.has_rules_for_hub("CHAT"));
+    assert!(narrow.has_rules_for_hub("CHAT"));
+    assert!(!narrow.has_rules_for_hub("chats"));
     assert_eq!(narrow.resolve("news", m, "send"), None);
 
     let empty = UpstreamRules::new(&[]).unwrap();
