@@ -9,35 +9,43 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $field:ident => $name:literal, $kind:literal, $help:literal; )*) => {
+    ($( $(#[$doc:meta])* $field:ident => $name:literal $({$label:literal})?, $kind:literal, $help:literal; )*) => {
         /// All of Switchboard's counters and gauges.
         #[derive(Debug, Default)]
         pub struct Metrics {
             $( $(#[$doc])* pub $field: AtomicU64, )*
         }
 
-        /// Metric names, for lookups with [`Metrics::get`].
+        /// Metric names (with their label set, for the series of a labelled family), for lookups
+        /// with [`Metrics::get`].
         #[allow(non_upper_case_globals)]
         pub mod names {
-            $( #[doc = $help] pub const $field: &str = $name; )*
+            $( #[doc = $help] pub const $field: &str = concat!($name $(, "{", $label, "}")?); )*
         }
 
         impl Metrics {
-            /// Render every metric in the Prometheus text exposition format.
+            /// Render every metric in the Prometheus text exposition format. The series of one
+            /// labelled family are listed together under one `HELP` and `TYPE`.
             pub fn render(&self) -> String {
                 let mut out = String::with_capacity(4096);
+                let mut family = "";
                 $(
-                    let _ = writeln!(out, "# HELP {} {}", $name, $help);
-                    let _ = writeln!(out, "# TYPE {} {}", $name, $kind);
-                    let _ = writeln!(out, "{} {}", $name, self.$field.load(Ordering::Relaxed));
+                    if family != $name {
+                        let _ = writeln!(out, "# HELP {} {}", $name, $help);
+                        let _ = writeln!(out, "# TYPE {} {}", $name, $kind);
+                        family = $name;
+                    }
+                    let _ = writeln!(out, "{} {}", names::$field, self.$field.load(Ordering::Relaxed));
                 )*
+                let _ = family;
                 out
             }
 
-            /// The current value of the metric called `name`.
+            /// The current value of the metric called `name` (a labelled series with its label
+            /// set, e.g. `switchboard_throttled_total{by="ip"}`).
             pub fn get(&self, name: &str) -> Option<u64> {
                 match name {
-                    $( $name => Some(self.$field.load(Ordering::Relaxed)), )*
+                    $( names::$field => Some(self.$field.load(Ordering::Relaxed)), )*
                     _ => None,
                 }
             }
@@ -104,6 +112,12 @@ counters! {
     reconnects => "switchboard_stateful_reconnects_total", "counter", "Stateful-reconnect clients that resumed their connection on a new WebSocket.";
     /// Hub commands that could not be queued because the hub inbox was closed.
     hub_unavailable => "switchboard_hub_unavailable_total", "counter", "Operations that failed because a hub actor was gone.";
+    /// Negotiations and connections refused by a per-user limit (`throttle.*_per_user`).
+    throttled_user => "switchboard_throttled_total" {"by=\"user\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
+    /// Negotiations and connections refused by a per-token limit (`throttle.*_per_token`).
+    throttled_signature => "switchboard_throttled_total" {"by=\"signature\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
+    /// Negotiations and connections refused by a per-address limit (`throttle.*_per_ip`).
+    throttled_ip => "switchboard_throttled_total" {"by=\"ip\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
 }
 
 impl Metrics {
@@ -155,5 +169,27 @@ mod tests {
         );
         assert!(text.contains("# TYPE switchboard_connections gauge"));
         assert_eq!(m.get("nope"), None);
+    }
+
+    #[test]
+    fn a_labelled_family_has_one_help_and_one_series_per_label() {
+        let m = Metrics::default();
+        Metrics::inc(&m.throttled_ip);
+        assert_eq!(m.get("switchboard_throttled_total{by=\"ip\"}"), Some(1));
+        assert_eq!(m.get(names::throttled_user), Some(0));
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE switchboard_throttled_total counter\n")
+                .count(),
+            1,
+            "{text}"
+        );
+        for series in [
+            "switchboard_throttled_total{by=\"user\"} 0\n",
+            "switchboard_throttled_total{by=\"signature\"} 0\n",
+            "switchboard_throttled_total{by=\"ip\"} 1\n",
+        ] {
+            assert!(text.contains(series), "{series} missing from {text}");
+        }
     }
 }
