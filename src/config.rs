@@ -167,6 +167,9 @@ pub struct LimitsConfig {
     pub reconnect_buffer_bytes: usize,
     /// Seconds a stateful-reconnect connection waits for its client to come back.
     pub reconnect_window_secs: u64,
+    /// Seconds a request body may take to arrive completely; a slower one gets HTTP 408 and its
+    /// connection is closed.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -189,6 +192,7 @@ impl Default for LimitsConfig {
             max_user_groups_without_ttl: 100,
             reconnect_buffer_bytes: 100_000,
             reconnect_window_secs: 15,
+            body_timeout_secs: 10,
         }
     }
 }
@@ -213,6 +217,10 @@ impl LimitsConfig {
     /// [`Self::send_timeout_secs`] as a duration.
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.send_timeout_secs)
+    }
+    /// [`Self::body_timeout_secs`] as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
     }
 }
 
@@ -318,6 +326,12 @@ impl Config {
                 return Err(ConfigError::new(key, "must be greater than 0"));
             }
         }
+        if l.body_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "limits.body_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
         if l.max_message_size > i32::MAX as usize {
             return Err(ConfigError::new(
                 "limits.max_message_size",
@@ -415,6 +429,9 @@ mod tests {
         let mut c = Config::default();
         c.limits.outbox_max_bytes = 0;
         assert_eq!(c.validate().unwrap_err().key, "limits.outbox_max_bytes");
+        let mut c = Config::default();
+        c.limits.body_timeout_secs = 0;
+        assert_eq!(c.validate().unwrap_err().key, "limits.body_timeout_secs");
         let mut c = Config::default();
         c.limits.keep_alive_interval_secs = 40;
         assert_eq!(
