@@ -102,6 +102,8 @@ pub struct Config {
     pub upstream_settings: String,
     /// Upstream HTTP client: timeout, concurrency, retries.
     pub upstream_options: UpstreamOptions,
+    /// Per-tenant limits: connections and negotiations per user, token and client address.
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for Config {
@@ -123,6 +125,7 @@ impl Default for Config {
             upstream: Vec::new(),
             upstream_settings: String::new(),
             upstream_options: UpstreamOptions::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -221,6 +224,45 @@ impl LimitsConfig {
     /// [`Self::body_timeout_secs`] as a duration.
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
+    }
+}
+
+/// Per-tenant limits, in the spirit of Azure's application-firewall rules (ThrottleByUserId,
+/// ThrottleByJwtSignature) plus one per client address: how many client connections one user,
+/// one token or one address may hold at once, and how many negotiations each may start per
+/// second. Beyond a limit, negotiate and connect answer HTTP 429. `0` means no limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Client connections one user id (`asrs.s.uid`, `nameid` or `sub`) may hold at once.
+    pub max_connections_per_user: usize,
+    /// Client connections one token (its JWT signature) may hold at once.
+    pub max_connections_per_token: usize,
+    /// Client connections one client address may hold at once (IPv6: per /64).
+    pub max_connections_per_ip: usize,
+    /// Negotiations (and connects without one) one user id may start per second.
+    pub max_negotiations_per_sec_per_user: u32,
+    /// Negotiations (and connects without one) one token may start per second.
+    pub max_negotiations_per_sec_per_token: u32,
+    /// Negotiations (and connects without one) one client address may start per second.
+    pub max_negotiations_per_sec_per_ip: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (the one a reverse proxy in
+    /// front of Switchboard appended) instead of the socket's peer address. Only for a broker
+    /// that is reachable through that proxy alone: otherwise clients choose their address.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            max_connections_per_user: 1000,
+            max_connections_per_token: 0,
+            max_connections_per_ip: 0,
+            max_negotiations_per_sec_per_user: 100,
+            max_negotiations_per_sec_per_token: 0,
+            max_negotiations_per_sec_per_ip: 0,
+            trust_forwarded_for: false,
+        }
     }
 }
 

@@ -156,6 +156,7 @@ impl Switchboard {
             loop {
                 tick.tick().await;
                 sweeper_shared.pending.sweep();
+                sweeper_shared.tenants.sweep();
             }
         });
 

@@ -126,7 +126,7 @@ pub(crate) async fn get(
         return Ok(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
     };
     let shared = shared.into_inner();
-    let slot = super::reserve_slot(&shared)?;
+    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)?;
     // Pipes rather than tokio channels: an idle connection's queues hold no memory.
     let inbound_tx = Arc::new(Pipe::new(INBOUND_CAPACITY));
     let inbound = PipeReceiver(inbound_tx.clone());

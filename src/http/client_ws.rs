@@ -115,11 +115,15 @@ async fn connect(
                 return Ok(response);
             }
         },
-        None => ConnectionId::random(),
+        None => {
+            // Connecting without negotiate counts as a negotiation.
+            super::throttle::admit_negotiation(&shared, &req, &identity)?;
+            ConnectionId::random()
+        }
     };
 
     let shared = shared.into_inner();
-    let slot = super::reserve_slot(&shared)?;
+    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)?;
 
     let max = shared.config.limits.max_message_size;
     let (response, session, stream) = super::ws_upgrade(&req, body, max)?;

@@ -22,6 +22,7 @@ pub(crate) mod negotiate;
 pub(crate) mod rest;
 pub(crate) mod server_ws;
 pub(crate) mod state;
+pub(crate) mod throttle;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};

@@ -75,6 +75,7 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
             "The connection limit of this Switchboard instance was reached.",
         ));
     }
+    super::throttle::admit_negotiation(&shared, &req, &identity)?;
 
     let allowed = identity
         .claim("asrs.s.htt")
