@@ -102,6 +102,8 @@ pub struct Config {
     pub upstream_settings: String,
     /// Upstream HTTP client: timeout, concurrency, retries.
     pub upstream_options: UpstreamOptions,
+    /// Per-tenant limits: connections and negotiations per user, token and client address.
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for Config {
@@ -123,6 +125,7 @@ impl Default for Config {
             upstream: Vec::new(),
             upstream_settings: String::new(),
             upstream_options: UpstreamOptions::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -178,6 +181,9 @@ pub struct LimitsConfig {
     /// Seconds a hub with no client or hub-server connection and no remembered user-group
     /// membership lives on before it stops and is forgotten.
     pub hub_idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive completely; a slower one gets HTTP 408 and its
+    /// connection is closed.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -204,6 +210,7 @@ impl Default for LimitsConfig {
             shutdown_timeout_secs: 30,
             max_hubs: 10_000,
             hub_idle_timeout_secs: 60,
+            body_timeout_secs: 10,
         }
     }
 }
@@ -236,6 +243,49 @@ impl LimitsConfig {
     /// [`Self::hub_idle_timeout_secs`] as a duration.
     pub fn hub_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.hub_idle_timeout_secs)
+    }
+    /// [`Self::body_timeout_secs`] as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+}
+
+/// Per-tenant limits, in the spirit of Azure's application-firewall rules (ThrottleByUserId,
+/// ThrottleByJwtSignature) plus one per client address: how many client connections one user,
+/// one token or one address may hold at once, and how many negotiations each may start per
+/// second. Beyond a limit, negotiate and connect answer HTTP 429. `0` means no limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Client connections one user id (`asrs.s.uid`, `nameid` or `sub`) may hold at once.
+    pub max_connections_per_user: usize,
+    /// Client connections one token (its JWT signature) may hold at once.
+    pub max_connections_per_token: usize,
+    /// Client connections one client address may hold at once (IPv6: per /64).
+    pub max_connections_per_ip: usize,
+    /// Negotiations (and connects without one) one user id may start per second.
+    pub max_negotiations_per_sec_per_user: u32,
+    /// Negotiations (and connects without one) one token may start per second.
+    pub max_negotiations_per_sec_per_token: u32,
+    /// Negotiations (and connects without one) one client address may start per second.
+    pub max_negotiations_per_sec_per_ip: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (the one a reverse proxy in
+    /// front of Switchboard appended) instead of the socket's peer address. Only for a broker
+    /// that is reachable through that proxy alone: otherwise clients choose their address.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            max_connections_per_user: 1000,
+            max_connections_per_token: 0,
+            max_connections_per_ip: 0,
+            max_negotiations_per_sec_per_user: 100,
+            max_negotiations_per_sec_per_token: 0,
+            max_negotiations_per_sec_per_ip: 0,
+            trust_forwarded_for: false,
+        }
     }
 }
 
@@ -357,8 +407,9 @@ impl Config {
     }
 
     /// Every numeric setting with its key, its smallest and its largest allowed value.
-    fn bounds(&self) -> [(&'static str, u64, u64, u64); 23] {
+    fn bounds(&self) -> [(&'static str, u64, u64, u64); 30] {
         let l = &self.limits;
+        let t = &self.throttle;
         // usize → u64 never truncates on the platforms Switchboard builds for.
         let n = |v: usize| v as u64;
         [
@@ -468,6 +519,43 @@ impl Config {
                 1,
                 MAX_SECS,
             ),
+            ("limits.body_timeout_secs", l.body_timeout_secs, 1, MAX_SECS),
+            (
+                "throttle.max_connections_per_user",
+                n(t.max_connections_per_user),
+                0,
+                MAX_COUNT,
+            ),
+            (
+                "throttle.max_connections_per_token",
+                n(t.max_connections_per_token),
+                0,
+                MAX_COUNT,
+            ),
+            (
+                "throttle.max_connections_per_ip",
+                n(t.max_connections_per_ip),
+                0,
+                MAX_COUNT,
+            ),
+            (
+                "throttle.max_negotiations_per_sec_per_user",
+                u64::from(t.max_negotiations_per_sec_per_user),
+                0,
+                MAX_COUNT,
+            ),
+            (
+                "throttle.max_negotiations_per_sec_per_token",
+                u64::from(t.max_negotiations_per_sec_per_token),
+                0,
+                MAX_COUNT,
+            ),
+            (
+                "throttle.max_negotiations_per_sec_per_ip",
+                u64::from(t.max_negotiations_per_sec_per_ip),
+                0,
+                MAX_COUNT,
+            ),
             (
                 "limits.hub_idle_timeout_secs",
                 l.hub_idle_timeout_secs,
@@ -556,6 +644,9 @@ mod tests {
         let mut c = Config::default();
         c.limits.outbox_max_bytes = 0;
         assert_eq!(c.validate().unwrap_err().key, "limits.outbox_max_bytes");
+        let mut c = Config::default();
+        c.limits.body_timeout_secs = 0;
+        assert_eq!(c.validate().unwrap_err().key, "limits.body_timeout_secs");
         let mut c = Config::default();
         c.limits.keep_alive_interval_secs = 40;
         assert_eq!(

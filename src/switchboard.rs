@@ -138,8 +138,12 @@ impl Switchboard {
                 .configure(crate::http::configure)
         })
         .workers(workers)
-        // Per worker; the process-wide cap is limits.max_connections (and the fd limit).
-        .max_connections(shared.config.limits.max_connections.max(1024))
+        // actix counts per worker: split limits.max_connections so that all workers together
+        // hold no more sockets than that (the open-files limit is the real ceiling).
+        .max_connections(per_worker_connections(
+            shared.config.limits.max_connections,
+            workers,
+        ))
         .backlog(4096)
         // TCP_NODELAY by default, as Kestrel: with Nagle's algorithm a frame written while the
         // previous one is unacknowledged waits for the client's delayed ACK, which after any
@@ -160,6 +164,7 @@ impl Switchboard {
             loop {
                 tick.tick().await;
                 sweeper_shared.pending.sweep();
+                sweeper_shared.tenants.sweep();
             }
         });
 
@@ -311,6 +316,12 @@ impl BrokerControl {
     }
 }
 
+/// Each worker's share of `max_connections` (actix-web caps connections per worker): at most
+/// `max_connections` in all, at least one per worker.
+fn per_worker_connections(max_connections: usize, workers: usize) -> usize {
+    (max_connections / workers.max(1)).max(1)
+}
+
 /// A random 44-character access key (32 random bytes, base64), the shape Azure uses.
 pub fn generate_access_key() -> String {
     use base64::Engine as _;
@@ -318,4 +329,26 @@ pub fn generate_access_key() -> String {
     // The OS random source failing is not recoverable for a server that mints secrets.
     getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_worker_connections;
+
+    #[test]
+    fn worker_connection_caps_add_up_to_at_most_the_limit() {
+        for (max, workers) in [(19_000, 2), (19_000, 3), (10, 4), (7, 7), (100_000, 16)] {
+            let each = per_worker_connections(max, workers);
+            assert!(each * workers <= max, "{max} over {workers}: {each} each");
+            assert!(
+                each * workers > max - workers,
+                "{max} over {workers}: {each} each"
+            );
+        }
+        assert_eq!(
+            per_worker_connections(1, 4),
+            1,
+            "every worker accepts something"
+        );
+    }
 }

@@ -9,45 +9,43 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $field:ident => $name:literal, $kind:literal, $help:literal; )*) => {
+    ($( $(#[$doc:meta])* $field:ident => $name:literal $({$label:literal})?, $kind:literal, $help:literal; )*) => {
         /// All of Switchboard's counters and gauges.
         #[derive(Debug, Default)]
         pub struct Metrics {
             $( $(#[$doc])* pub $field: AtomicU64, )*
         }
 
-        /// Metric names, for lookups with [`Metrics::get`].
+        /// Metric names (with their label set, for the series of a labelled family), for lookups
+        /// with [`Metrics::get`].
         #[allow(non_upper_case_globals)]
         pub mod names {
-            $( #[doc = $help] pub const $field: &str = $name; )*
+            $( #[doc = $help] pub const $field: &str = concat!($name $(, "{", $label, "}")?); )*
         }
 
         impl Metrics {
-            /// Render every metric in the Prometheus text exposition format.
-            // The last metric's family is assigned and never read again.
-            #[allow(unused_assignments)]
+            /// Render every metric in the Prometheus text exposition format. The series of one
+            /// labelled family are listed together under one `HELP` and `TYPE`.
             pub fn render(&self) -> String {
                 let mut out = String::with_capacity(4096);
-                // The metric family the previous line belonged to: labelled series of one
-                // family (`name{label="v"}`) are listed next to each other and share one
-                // HELP and TYPE.
                 let mut family = "";
                 $(
-                    let base = $name.split('{').next().unwrap_or($name);
-                    if base != family {
-                        let _ = writeln!(out, "# HELP {} {}", base, $help);
-                        let _ = writeln!(out, "# TYPE {} {}", base, $kind);
-                        family = base;
+                    if family != $name {
+                        let _ = writeln!(out, "# HELP {} {}", $name, $help);
+                        let _ = writeln!(out, "# TYPE {} {}", $name, $kind);
+                        family = $name;
                     }
-                    let _ = writeln!(out, "{} {}", $name, self.$field.load(Ordering::Relaxed));
+                    let _ = writeln!(out, "{} {}", names::$field, self.$field.load(Ordering::Relaxed));
                 )*
+                let _ = family;
                 out
             }
 
-            /// The current value of the metric called `name`.
+            /// The current value of the metric called `name` (a labelled series with its label
+            /// set, e.g. `switchboard_throttled_total{by="ip"}`).
             pub fn get(&self, name: &str) -> Option<u64> {
                 match name {
-                    $( $name => Some(self.$field.load(Ordering::Relaxed)), )*
+                    $( names::$field => Some(self.$field.load(Ordering::Relaxed)), )*
                     _ => None,
                 }
             }
@@ -130,11 +128,17 @@ counters! {
     /// New hubs refused because `limits.max_hubs` hubs were running.
     hubs_rejected => "switchboard_hubs_rejected_total", "counter", "Requests refused because starting their hub would exceed limits.max_hubs.";
     /// Hub actors that panicked (one series of `switchboard_actor_panics_total`).
-    actor_panics_hub => "switchboard_actor_panics_total{actor=\"hub\"}", "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
+    actor_panics_hub => "switchboard_actor_panics_total" {"actor=\"hub\""}, "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
     /// Client connection actors that panicked.
-    actor_panics_client => "switchboard_actor_panics_total{actor=\"client\"}", "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
+    actor_panics_client => "switchboard_actor_panics_total" {"actor=\"client\""}, "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
     /// Hub-server connection actors that panicked.
-    actor_panics_server => "switchboard_actor_panics_total{actor=\"server\"}", "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
+    actor_panics_server => "switchboard_actor_panics_total" {"actor=\"server\""}, "counter", "Actors that panicked (the panic is logged with its hub and connection), by kind of actor.";
+    /// Negotiations and connections refused by a per-user limit (`throttle.*_per_user`).
+    throttled_user => "switchboard_throttled_total" {"by=\"user\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
+    /// Negotiations and connections refused by a per-token limit (`throttle.*_per_token`).
+    throttled_signature => "switchboard_throttled_total" {"by=\"signature\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
+    /// Negotiations and connections refused by a per-address limit (`throttle.*_per_ip`).
+    throttled_ip => "switchboard_throttled_total" {"by=\"ip\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
 }
 
 impl Metrics {
@@ -186,6 +190,28 @@ mod tests {
         );
         assert!(text.contains("# TYPE switchboard_connections gauge"));
         assert_eq!(m.get("nope"), None);
+    }
+
+    #[test]
+    fn a_labelled_family_has_one_help_and_one_series_per_label() {
+        let m = Metrics::default();
+        Metrics::inc(&m.throttled_ip);
+        assert_eq!(m.get("switchboard_throttled_total{by=\"ip\"}"), Some(1));
+        assert_eq!(m.get(names::throttled_user), Some(0));
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE switchboard_throttled_total counter\n")
+                .count(),
+            1,
+            "{text}"
+        );
+        for series in [
+            "switchboard_throttled_total{by=\"user\"} 0\n",
+            "switchboard_throttled_total{by=\"signature\"} 0\n",
+            "switchboard_throttled_total{by=\"ip\"} 1\n",
+        ] {
+            assert!(text.contains(series), "{series} missing from {text}");
+        }
     }
 
     #[test]

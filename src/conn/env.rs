@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::index::ConnectionIndex;
 use super::owner::{Owner, Refusal};
+use super::tenant::TenantLease;
 use super::transport::Resumption;
 use crate::config::LimitsConfig;
 use crate::keyring::KeyRing;
@@ -145,7 +146,7 @@ impl ConnectionSlots {
                 .held
                 .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return Some(ConnectionSlot(self.clone())),
+                Ok(_) => return Some(ConnectionSlot(self.clone(), None)),
                 Err(now) => cur = now,
             }
         }
@@ -157,9 +158,18 @@ impl ConnectionSlots {
     }
 }
 
-/// A reserved connection slot, released on drop.
+/// A reserved connection slot, released on drop, with the tenant's share of the per-tenant
+/// counts when the connection is a client's (given back with the slot).
 #[derive(Debug)]
-pub(crate) struct ConnectionSlot(Arc<ConnectionSlots>);
+pub(crate) struct ConnectionSlot(Arc<ConnectionSlots>, Option<TenantLease>);
+
+impl ConnectionSlot {
+    /// The slot, also holding `lease` until the connection ends.
+    pub(crate) fn with_lease(mut self, lease: TenantLease) -> Self {
+        self.1 = Some(lease);
+        self
+    }
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {

@@ -14,6 +14,7 @@ pub(crate) mod pending;
 pub(crate) mod pipe;
 pub(crate) mod server;
 pub(crate) mod stateful;
+pub(crate) mod tenant;
 pub(crate) mod transport;
 pub(crate) mod upstream;
 

@@ -13,10 +13,10 @@ use super::client::{self, ClientContext, PANIC_AFTER_ADMISSION};
 use super::env::{ClientEnv, ConnectionSlot, ConnectionSlots, ServerEnv};
 use super::index::ConnectionIndex;
 use super::server::socket::{Incoming, ServerSocket};
-use crate::close::WsClose;
 use super::server::{self, PANIC_AFTER_REGISTRATION, ServerContext};
 use super::transport::{Pipe, PipeReceiver, PollOutcome, PollState, Transport};
 use crate::auth::{AccessKeys, Identity};
+use crate::close::WsClose;
 use crate::config::{LimitsConfig, ServiceMode};
 use crate::hub::{ExistsQuery, HubHandle, HubRegistry, HubSettings};
 use crate::keyring::KeyRing;
@@ -106,7 +106,10 @@ async fn a_client_actor_that_panics_releases_its_slot_index_entry_and_hub_member
     assert_eq!(metrics.get(names::connections_current), Some(0));
     assert_eq!(slots.held(), 0, "the slot is free");
     assert!(
-        matches!(env.connections.lookup(hub.name().as_str(), id.as_str()), super::index::Lookup::Missing),
+        matches!(
+            env.connections.lookup(hub.name().as_str(), id.as_str()),
+            super::index::Lookup::Missing
+        ),
         "the index entry is gone"
     );
     let in_hub = hub

@@ -4,14 +4,20 @@
 //! Authenticated like the REST API: a bearer JWT signed with an access key, whose audience path
 //! is `/admin/settings` (or `/admin`). `PATCH` takes `{"mode": "...", "accessKeys": [...]}` (any
 //! subset); it is validated as a whole and answered with the settings now in force. Keys are
-//! never shown, only their count.
+//! never shown, only their count. The token is checked before the body is read; the body is at
+//! most 256 KiB (413) and must arrive within `limits.body_timeout_secs` (408).
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::edge::{BodyError, read_body};
 use super::state::{Broker, SettingsPatch};
 use super::{ApiError, bearer_token};
 use crate::auth::{Audience, AuthError};
 use crate::telemetry::Metrics;
+
+/// Largest settings patch, in bytes (what actix-web's body extractor allowed before).
+const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Register the admin routes.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -44,10 +50,23 @@ async fn get(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpResponse
 
 async fn patch(
     req: HttpRequest,
-    body: web::Bytes,
+    mut payload: web::Payload,
     shared: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
+    // The token first: nothing of the body is read for a caller without one.
     authorize(&req, &shared)?;
+    let timeout = shared.config.limits.body_timeout();
+    let body = read_body(&mut payload, MAX_BODY_BYTES, 0, timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TimedOut(t) => ApiError::request_timeout(t),
+            BodyError::TooLarge(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Error.PayloadTooLarge",
+                format!("Invalid settings: {e}."),
+            ),
+            BodyError::Read(_) => ApiError::bad_request(format!("Invalid settings: {e}.")),
+        })?;
     let patch: SettingsPatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid settings: {e}")))?;
     shared

@@ -25,11 +25,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::StreamExt as _;
 
 use super::client_ws::{
     forwarded_headers, forwarded_query, not_supported, plain, refused, unknown_connection,
 };
+use super::edge::BodyError;
 use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
@@ -108,7 +109,7 @@ pub(crate) async fn get(
         Err(refusal) => return Ok(refused(&shared, refusal)),
     };
     let shared = shared.into_inner();
-    let slot = super::reserve_slot(&shared)?;
+    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)?;
     // Pipes rather than tokio channels: an idle connection's queues hold no memory.
     let limits = &shared.config.limits;
     let inbound_tx = Arc::new(Pipe::new(INBOUND_CAPACITY, limits.max_message_size));
@@ -284,22 +285,26 @@ pub(crate) async fn post_or_delete(
     if entry.poll.as_ref().is_some_and(|p| p.is_terminated()) {
         return unknown_connection();
     }
-    // Read the body, bounded by the message size limit (Azure: 1 MB on these transports).
+    // Read the body, bounded by the message size limit (Azure: 1 MB on these transports) and
+    // by the body timeout.
     let max = shared.config.limits.max_message_size;
-    let mut data = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            return plain(StatusCode::BAD_REQUEST, "Could not read the request body.");
-        };
-        if data.len() + chunk.len() > max {
+    let timeout = shared.config.limits.body_timeout();
+    let data = match super::edge::read_body(&mut body, max, 0, timeout).await {
+        Ok(data) => data,
+        Err(BodyError::TooLarge(_)) => {
             return actix_web::ResponseError::error_response(&ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Error.PayloadTooLarge",
                 format!("The maximum message size of {max}B was exceeded."),
             ));
         }
-        data.extend_from_slice(&chunk);
-    }
+        Err(BodyError::Read(_)) => {
+            return plain(StatusCode::BAD_REQUEST, "Could not read the request body.");
+        }
+        Err(BodyError::TimedOut(t)) => {
+            return actix_web::ResponseError::error_response(&ApiError::request_timeout(t));
+        }
+    };
     if !data.is_empty() {
         match entry.inbound.send(data.freeze()).await {
             Ok(()) => {}

@@ -124,11 +124,15 @@ async fn connect(
                 return resume_connection(&req, body, &shared, &token, &owner).await;
             }
         },
-        None => ConnectionId::random(),
+        None => {
+            // Connecting without negotiate counts as a negotiation.
+            super::throttle::admit_negotiation(&shared, &req, &identity)?;
+            ConnectionId::random()
+        }
     };
 
     let shared = shared.into_inner();
-    let slot = super::reserve_slot(&shared)?;
+    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)?;
     let hub_handle = shared.hubs.get_or_create(&hub).map_err(ApiError::from)?;
 
     let max = shared.config.limits.max_message_size;

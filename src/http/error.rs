@@ -57,6 +57,18 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body did not arrive within `timeout` (the connection is closed).
+    pub(crate) fn request_timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Error.RequestTimeout",
+            format!(
+                "The request body was not received within {} s.",
+                timeout.as_secs()
+            ),
+        )
+    }
+
     /// 503: the hub is shutting down.
     pub(crate) fn unavailable() -> Self {
         Self::new(
@@ -104,6 +116,15 @@ impl ResponseError for ApiError {
         resp.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
         if let Ok(v) = HeaderValue::from_str(&self.code) {
             resp.insert_header(("x-ms-error-code", v));
+        }
+        if matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT
+                | StatusCode::URI_TOO_LONG
+                | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        ) {
+            // The rest of such a request is not read: this connection serves no other.
+            resp.force_close();
         }
         resp.body(self.body())
     }

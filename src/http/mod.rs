@@ -15,12 +15,14 @@
 pub(crate) mod admin;
 pub(crate) mod client_http;
 pub(crate) mod client_ws;
+pub(crate) mod edge;
 pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod negotiate;
 pub(crate) mod rest;
 pub(crate) mod server_ws;
 pub(crate) mod state;
+pub(crate) mod throttle;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -38,6 +40,7 @@ use crate::telemetry::Metrics;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
+            .wrap(from_fn(edge::hold_unread_body))
             .wrap(from_fn(cors))
             .configure(negotiate::configure)
             .configure(client_ws::configure)
@@ -60,7 +63,8 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     ))
 }
 
-/// CORS for browsers: echo the origin with credentials, answer preflights.
+/// CORS for browsers: echo the origin with credentials, answer preflights; and, first of all,
+/// the request head limits ([`edge::check_head`]).
 async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -74,7 +78,12 @@ async fn cors(
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut res = if preflight {
+    // Heads over the URL and header limits are answered before anything else (preflights too).
+    let mut res = if let Err(e) = edge::check_head(req.request()) {
+        let (http_req, _) = req.into_parts();
+        ServiceResponse::new(http_req, actix_web::ResponseError::error_response(&e))
+            .map_into_right_body()
+    } else if preflight {
         let (http_req, _) = req.into_parts();
         ServiceResponse::new(http_req, HttpResponse::NoContent().finish()).map_into_right_body()
     } else {

@@ -83,6 +83,7 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
             "The connection limit of this Switchboard instance was reached.",
         ));
     }
+    super::throttle::admit_negotiation(&shared, &req, &identity)?;
 
     // The hub starts when the transport connects; refuse now rather than after the redirect.
     if !shared.hubs.has_room_for(&hub) {

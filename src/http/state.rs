@@ -14,6 +14,7 @@ use crate::close::CloseReason;
 use crate::config::{self, Config, ServiceMode};
 use crate::conn::env::{ClientEnv, ConnectionSlots, ServerEnv};
 use crate::conn::pending::PendingConnections;
+use crate::conn::tenant::TenantLimits;
 use crate::conn::transport::HttpConnections;
 use crate::hub::{HubRegistry, Scope};
 use crate::keyring::KeyRing;
@@ -40,6 +41,8 @@ pub(crate) struct Broker {
     pub(crate) http: HttpConnections,
     /// The process-wide connection limit.
     pub(crate) slots: Arc<ConnectionSlots>,
+    /// The per-tenant limits (`[throttle]`).
+    pub(crate) tenants: Arc<TenantLimits>,
     /// What a client connection actor gets.
     pub(crate) client_env: Arc<ClientEnv>,
     /// What a hub-server connection actor gets.
@@ -77,6 +80,11 @@ impl Broker {
                 limits.max_pending_negotiations,
             ),
             http: HttpConnections::default(),
+            // At most as many keys per second as negotiations may wait.
+            tenants: Arc::new(TenantLimits::new(
+                p.config.throttle.clone(),
+                limits.max_pending_negotiations,
+            )),
             config: p.config,
             keys: p.keys,
             policy: p.policy,

@@ -18,10 +18,10 @@ use crate::hub::{AdmitError, AdmitRequest};
 use crate::id::UserId;
 use crate::protocol::HubProtocol;
 use crate::protocol::framing::RecordScan;
-use crate::telemetry::Metrics;
 use crate::protocol::handshake::{self, HandshakeRequest};
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
+use crate::telemetry::Metrics;
 use crate::upstream::UpstreamConnection;
 
 /// The handshake and admission; `None` when the connection ended there.

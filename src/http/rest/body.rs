@@ -2,7 +2,8 @@
 //! the body within `limits.max_rest_body_size` (draining what is refused) and decoding it into a
 //! [`SerializedMessage`].
 //!
-//! This module owns the 415/413/400 answers about bodies. It must not resolve routes, authorize,
+//! This module owns the 415/413/400 answers about bodies (and uses the edge's 408 for a body
+//! that does not arrive within `limits.body_timeout_secs`). It must not resolve routes, authorize,
 //! touch hubs, or re-serialise argument values (the JSON argument text and the framed payloads
 //! are kept as sent).
 
@@ -13,12 +14,13 @@ use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, web};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::http::ApiError;
+use crate::http::edge::{self, BodyError};
 use crate::http::state::Broker;
 use crate::hub::SerializedMessage;
 use crate::protocol::{self, HubProtocol};
@@ -78,7 +80,7 @@ pub(super) async fn read_message(
         }
     };
     let limit = shared.config.limits.max_rest_body_size;
-    let body = read_body(req, payload, limit).await?;
+    let body = read_body(req, payload, limit, shared.config.limits.body_timeout()).await?;
     let msg = match kind {
         BodyKind::Json => parse_json_message(&body)?,
         BodyKind::MessagePack => parse_payload_map(&body, limit)?,
@@ -98,6 +100,7 @@ async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
@@ -108,17 +111,17 @@ async fn read_body(
         drain(payload).await;
         return Err(too_large(limit));
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
-        if buf.len() + chunk.len() > limit {
+    match edge::read_body(&mut payload, limit, declared.unwrap_or(0), timeout).await {
+        Ok(buf) => Ok(buf.freeze()),
+        Err(BodyError::TooLarge(_)) => {
             drain(payload).await;
-            return Err(too_large(limit));
+            Err(too_large(limit))
         }
-        buf.extend_from_slice(&chunk);
+        Err(BodyError::Read(e)) => Err(ApiError::bad_request(format!(
+            "Could not read the request body: {e}"
+        ))),
+        Err(BodyError::TimedOut(t)) => Err(ApiError::request_timeout(t)),
     }
-    Ok(buf.freeze())
 }
 
 /// Read and discard (a bounded amount of) the rest of a refused body, so that the client,
