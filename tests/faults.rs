@@ -1,6 +1,6 @@
 //! Fault tests, all on 127.0.0.1 with real sockets: a hub server killed with SIGKILL mid-stream,
 //! upstreams that are down, slow, reset connections or answer garbage, a client that vanishes
-//! without a FIN, 10,000 clients reconnecting at once after a broker restart, and a flood of
+//! without a FIN (served by the broker, or routed to a hub server), 10,000 clients reconnecting at once after a broker restart, and a flood of
 //! one-byte WebSocket frames.
 //!
 //! Every test asserts on what was delivered (every message numbered; none missing, none
@@ -783,6 +783,59 @@ async fn a_client_that_vanishes_without_fin_is_dropped_after_the_client_timeout(
     next.close().await;
     sb.stop().await;
     up.stop().await;
+    Ok(())
+}
+
+/// The same vanished client in Default mode, routed to an SDK hub server (in this process,
+/// over a real socket) with a 2 s client timeout: the broker relays and leaves the client
+/// timeout to the hub server, as Azure does; the hub server times the client out and tells the
+/// broker, which ends the connection (REST 404) and releases its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_client_of_a_hub_server_is_dropped_after_its_client_timeout() -> Result<()> {
+    let _shared = HEAVY.read().await;
+    let mut config = common::config(ServiceMode::Default);
+    // One slot for the hub server's connection, one for a client.
+    config.limits.max_connections = 2;
+    let (sb, base, key) = start_with(config).await;
+    let hub = Hub::builder()
+        .method("WhoAmI", |ctx: Context, (): ()| async move {
+            Ok::<_, HubError>(ctx.server().server_id().to_owned())
+        })
+        .build();
+    let server = HubServer::builder(sb.connection_string().parse()?, "chat", hub)
+        .options(switchboard_sdk::HubServerOptions {
+            connection_count: 1,
+            server_id: Some("srv".to_owned()),
+            client_timeout: Duration::from_secs(2),
+            client_keep_alive_interval: Duration::from_secs(1),
+            ..switchboard_sdk::HubServerOptions::default()
+        })
+        .start()?;
+    server.wait_connected(1, T).await?;
+    let proxy = Blackhole::start(sb.local_addr()).await?;
+    let rest = Rest::new(&base, &key);
+
+    let token = client_token(&key, "chat", Some("walker"));
+    let mut client = TestClient::connect(&proxy.base, "chat", &token, "json").await?;
+    let id = client.connection_id().to_owned();
+    assert_eq!(readyz(&base).await?, (503, json!("full")));
+    // The first Ping starts the hub server's client timeout; the answer to WhoAmI shows the
+    // hub server has read it.
+    client.send_raw(b"{\"type\":6}\x1e").await?;
+    assert_eq!(who_am_i(&mut client, "1").await?, "srv");
+    assert!(server.connection_exists(&id).await?);
+    proxy.vanish();
+
+    rest.wait_connection_status("chat", &id, 404, Duration::from_secs(30))
+        .await;
+    assert!(!server.connection_exists(&id).await?);
+    wait_until_ready(&base).await?;
+    let mut next =
+        TestClient::connect(&base, "chat", &client_token(&key, "chat", None), "json").await?;
+    assert_eq!(who_am_i(&mut next, "2").await?, "srv");
+    next.close().await;
+    server.stop().await;
+    sb.stop().await;
     Ok(())
 }
 
