@@ -232,6 +232,8 @@ pub struct WsClose {
 impl WsClose {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;
+    /// This end is going away (the broker is stopping).
+    pub const GOING_AWAY: u16 = 1001;
     /// The peer broke the protocol (malformed frame or message).
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame that is not UTF-8.
@@ -254,6 +256,12 @@ impl WsClose {
             code,
             reason: reason[..end].to_owned(),
         }
+    }
+
+    /// 1001 with the shutdown text: what a hub server's connection closes with when the broker
+    /// stops.
+    pub fn going_away() -> Self {
+        Self::new(Self::GOING_AWAY, SHUTDOWN)
     }
 
     /// Normal closure without a reason.

@@ -138,8 +138,9 @@ impl Switchboard {
                 .configure(crate::http::configure)
         })
         .workers(workers)
-        // actix counts per worker: split limits.max_connections so that all workers together
-        // hold no more sockets than that (the open-files limit is the real ceiling).
+        // actix counts per worker: split limits.max_connections among the workers, plus a small
+        // reserve each for plain HTTP requests, so that a full broker still answers /readyz,
+        // /metrics, the REST API and the 429s (the open-files limit is the real ceiling).
         .max_connections(per_worker_connections(
             shared.config.limits.max_connections,
             workers,
@@ -316,10 +317,15 @@ impl BrokerControl {
     }
 }
 
-/// Each worker's share of `max_connections` (actix-web caps connections per worker): at most
-/// `max_connections` in all, at least one per worker.
+/// Sockets each worker keeps beyond its share of `max_connections` for plain HTTP requests
+/// (health checks, metrics, REST calls, refused negotiations) when every connection slot is held.
+const HTTP_RESERVE_PER_WORKER: usize = 64;
+
+/// Each worker's socket cap (actix-web caps connections per worker): its share of
+/// `max_connections` (rounded up) plus [`HTTP_RESERVE_PER_WORKER`]. All workers together hold at
+/// most `max_connections + workers × (HTTP_RESERVE_PER_WORKER + 1)` sockets.
 fn per_worker_connections(max_connections: usize, workers: usize) -> usize {
-    (max_connections / workers.max(1)).max(1)
+    max_connections.div_ceil(workers.max(1)) + HTTP_RESERVE_PER_WORKER
 }
 
 /// A random 44-character access key (32 random bytes, base64), the shape Azure uses.
@@ -333,22 +339,21 @@ pub fn generate_access_key() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::per_worker_connections;
+    use super::{HTTP_RESERVE_PER_WORKER, per_worker_connections};
 
     #[test]
-    fn worker_connection_caps_add_up_to_at_most_the_limit() {
+    fn worker_connection_caps_add_up_to_the_limit_and_a_small_reserve() {
         for (max, workers) in [(19_000, 2), (19_000, 3), (10, 4), (7, 7), (100_000, 16)] {
             let each = per_worker_connections(max, workers);
-            assert!(each * workers <= max, "{max} over {workers}: {each} each");
+            let reserve = workers * HTTP_RESERVE_PER_WORKER;
             assert!(
-                each * workers > max - workers,
+                each * workers >= max + reserve,
+                "{max} over {workers}: {each} each"
+            );
+            assert!(
+                each * workers < max + reserve + workers,
                 "{max} over {workers}: {each} each"
             );
         }
-        assert_eq!(
-            per_worker_connections(1, 4),
-            1,
-            "every worker accepts something"
-        );
     }
 }

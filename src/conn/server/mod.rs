@@ -319,7 +319,10 @@ impl<S: ServerSocket> ServerIo<'_, S> {
             tokio::select! {
                 biased;
                 // The Ref the wait answers with is not Send: drop it inside.
-                () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+                () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                    self.closing = WsClose::going_away();
+                    return;
+                }
                 _ = self.handle.close_requested() => {
                     tracing::info!(server = self.handle.server_id(), "closing hub server connection (service mode changed)");
                     return;
