@@ -59,6 +59,9 @@ pub mod close;
 pub mod config;
 pub(crate) mod conn;
 mod embed;
+/// Entry points for the fuzz targets (`fuzz/`) and their corpus replay; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http;
 pub mod hub;
 pub(crate) mod keyring;

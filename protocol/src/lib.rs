@@ -14,6 +14,8 @@
 
 pub mod auth;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod id;
 pub mod json;

@@ -37,12 +37,13 @@ pub fn json_to_msgpack<S: ByteSink>(json: &[u8], out: &mut S) -> Result<(), Prot
 
 /// Appends the JSON text of the single MessagePack value in `mp`. `bin` becomes a base64 string,
 /// a timestamp extension an ISO-8601 string; other extension types become the base64 string of
-/// their data. Non-string map keys are written as their JSON text in a string. On error nothing
-/// is appended.
+/// their data. Non-string map keys are written as their JSON text in a string; such a key may not
+/// hold non-string keys itself (each level would escape the one inside again, doubling the text
+/// per level). On error nothing is appended.
 pub fn msgpack_to_json<S: ByteSink>(mp: &[u8], out: &mut S) -> Result<(), ProtocolError> {
     let start = out.written();
     let mut reader = Reader::new(mp);
-    let result = write_json_value(&mut reader, out, 0).and_then(|()| {
+    let result = write_json_value(&mut reader, out, 0, false).and_then(|()| {
         if reader.remaining().is_empty() {
             Ok(())
         } else {
@@ -260,10 +261,12 @@ fn write_json_f64<S: ByteSink>(v: f64, short: Option<f32>, out: &mut S) {
     out.put(text.as_bytes());
 }
 
+/// Writes the value at `r`; `in_key`: it is (part of) a non-string map key.
 fn write_json_value<S: ByteSink>(
     r: &mut Reader<'_>,
     out: &mut S,
     depth: usize,
+    in_key: bool,
 ) -> Result<(), ProtocolError> {
     use rmp::Marker;
     if depth >= MAX_DEPTH {
@@ -362,7 +365,7 @@ fn write_json_value<S: ByteSink>(
                 if i > 0 {
                     out.put_byte(b',');
                 }
-                write_json_value(r, out, depth + 1)?;
+                write_json_value(r, out, depth + 1, in_key)?;
             }
             out.put_byte(b']');
         }
@@ -373,9 +376,9 @@ fn write_json_value<S: ByteSink>(
                 if i > 0 {
                     out.put_byte(b',');
                 }
-                write_json_key(r, out, depth + 1)?;
+                write_json_key(r, out, depth + 1, in_key)?;
                 out.put_byte(b':');
-                write_json_value(r, out, depth + 1)?;
+                write_json_value(r, out, depth + 1, in_key)?;
             }
             out.put_byte(b'}');
         }
@@ -395,11 +398,13 @@ fn str_payload(value: &[u8]) -> &[u8] {
     value.get(header..).unwrap_or_default()
 }
 
-/// Writes a map key: strings as themselves, anything else as its JSON text inside a string.
+/// Writes a map key: strings as themselves, anything else as its JSON text inside a string
+/// (not inside another such key: `in_key`).
 fn write_json_key<S: ByteSink>(
     r: &mut Reader<'_>,
     out: &mut S,
     depth: usize,
+    in_key: bool,
 ) -> Result<(), ProtocolError> {
     let mut probe = r.clone();
     if let Some(Some(key)) = probe.str_or_nil() {
@@ -407,8 +412,13 @@ fn write_json_key<S: ByteSink>(
         write_json_string(key, out);
         return Ok(());
     }
+    if in_key {
+        return Err(ProtocolError::invalid(
+            "A map key that is not a string contains another such key.",
+        ));
+    }
     let mut text = Vec::new();
-    write_json_value(r, &mut text, depth)?;
+    write_json_value(r, &mut text, depth, true)?;
     if text.first() == Some(&b'"') {
         out.put(&text);
     } else {
@@ -522,6 +532,32 @@ mod tests {
             assert_eq!(out, [7]);
         }
         assert_eq!(to_json(b"\xa2\xff\xfe"), "\"\u{fffd}\u{fffd}\"");
+    }
+
+    #[test]
+    fn non_string_keys_are_written_as_their_json_text() {
+        // {1: "a", [true]: nil, {"k": 2}: 3}
+        let mp = b"\x83\x01\xa1a\x91\xc3\xc0\x81\xa1k\x02\x03";
+        assert_eq!(to_json(mp), r#"{"1":"a","[true]":null,"{\"k\":2}":3}"#);
+    }
+
+    #[test]
+    fn non_string_keys_inside_non_string_keys_are_refused() {
+        // Each level of keys-in-keys would escape the text of the one inside again: the text
+        // doubles per level, exponential in the input size. {{1: nil}: nil} is refused, and so is
+        // any deeper nesting, quickly.
+        for depth in [2, 60] {
+            let mut mp = Vec::new();
+            mp.extend(std::iter::repeat_n(0x81, depth));
+            mp.push(0x01);
+            mp.extend(std::iter::repeat_n(0xc0, depth));
+            let mut out = Vec::new();
+            assert!(msgpack_to_json(&mp, &mut out).is_err(), "depth {depth}");
+            assert!(out.is_empty());
+        }
+        // Keys inside arrays of a non-string key count too: {[{1: nil}]: nil}.
+        let mut out = Vec::new();
+        assert!(msgpack_to_json(b"\x81\x91\x81\x01\xc0\xc0", &mut out).is_err());
     }
 
     #[test]

@@ -201,19 +201,56 @@ pub(crate) fn forwarded_headers(req: &HttpRequest) -> Vec<(String, Vec<String>)>
 }
 
 /// The connect request's query (with its leading `?`), without `access_token` and `id`: the
-/// hub server must not see the client's token or connection token.
+/// hub server must not see the client's token or connection token. Names are compared as the
+/// broker reads them (percent- and `+`-decoded) and ignoring case, so that no spelling of either
+/// gets through.
 pub(crate) fn forwarded_query(req: &HttpRequest) -> String {
     let kept: Vec<&str> = req
         .query_string()
         .split('&')
         .filter(|p| {
-            let key = p.split('=').next().unwrap_or("");
-            !p.is_empty() && key != "access_token" && key != "id"
+            let key = form_urlencoded::parse(p.as_bytes()).next().map(|(k, _)| k);
+            key.is_some_and(|k| {
+                !k.eq_ignore_ascii_case("access_token") && !k.eq_ignore_ascii_case("id")
+            })
         })
         .collect();
     if kept.is_empty() {
         String::new()
     } else {
         format!("?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::forwarded_query;
+
+    fn forwarded(query: &str) -> String {
+        forwarded_query(
+            &TestRequest::get()
+                .uri(&format!("/client/?{query}"))
+                .to_http_request(),
+        )
+    }
+
+    #[test]
+    fn the_forwarded_query_drops_the_token_and_the_connection_token() {
+        assert_eq!(
+            forwarded("hub=chat&id=c1&access_token=t&x=1&&"),
+            "?hub=chat&x=1"
+        );
+        assert_eq!(forwarded("id=c1&access_token=t"), "");
+    }
+
+    #[test]
+    fn every_spelling_of_token_and_id_is_dropped() {
+        // The broker reads `access%5Ftoken` as the token and `ID` as the connection token.
+        assert_eq!(
+            forwarded("hub=chat&access%5Ftoken=t&ACCESS_TOKEN=u&ID=c1&%69d=c2&i%64=c3&keep=1"),
+            "?hub=chat&keep=1"
+        );
     }
 }

@@ -60,21 +60,9 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
     let hub = hub_param(&req)?;
     let identity = authenticate_client(&req, &shared, &hub)?;
 
-    let version = match query_value(&req, "negotiateVersion") {
-        None => 0,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(v) if v < 0 => {
-                return Ok(json_ok(error_response(&format!(
-                    "The client requested version '{v}', but the server does not support this version."
-                ))));
-            }
-            Ok(v) => v.min(1) as u32,
-            Err(_) => {
-                return Ok(json_ok(error_response(&format!(
-                    "The client requested an invalid protocol version '{raw}'"
-                ))));
-            }
-        },
+    let version = match negotiate_version(query_value(&req, "negotiateVersion").as_deref()) {
+        Ok(version) => version,
+        Err(text) => return Ok(json_ok(error_response(&text))),
     };
 
     if shared.connection_count() >= shared.config.limits.max_connections {
@@ -153,6 +141,23 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
     }
     .to_json();
     Ok(json_ok(body))
+}
+
+/// The negotiate version agreed for the `negotiateVersion` query value: absent → 0, above 1 → 1;
+/// negative or not an integer → the error text to answer with (HTTP 200, `{"error": ...}`).
+pub(crate) fn negotiate_version(raw: Option<&str>) -> Result<u32, String> {
+    let Some(raw) = raw else {
+        return Ok(0);
+    };
+    match raw.parse::<i64>() {
+        Ok(v) if v < 0 => Err(format!(
+            "The client requested version '{v}', but the server does not support this version."
+        )),
+        Ok(v) => Ok(v.min(1) as u32),
+        Err(_) => Err(format!(
+            "The client requested an invalid protocol version '{raw}'"
+        )),
+    }
 }
 
 fn json_ok(body: String) -> HttpResponse {

@@ -144,31 +144,7 @@ impl Broker {
     /// Apply a settings change (admin endpoint, SIGHUP). Validated as a whole before anything
     /// changes.
     pub(crate) async fn apply(&self, patch: SettingsPatch) -> Result<(), config::ConfigError> {
-        if let Some(keys) = &patch.access_keys {
-            let candidate = Config {
-                access_keys: keys.clone(),
-                ..Config::default()
-            };
-            candidate.validate()?;
-            if keys.is_empty() {
-                return Err(config::ConfigError {
-                    key: "access_keys".into(),
-                    message: "at least one access key is required".into(),
-                });
-            }
-        }
-        let rules = match &patch.upstream {
-            Some(list) => {
-                Some(
-                    UpstreamRules::new(list).map_err(|message| config::ConfigError {
-                        key: "upstream".into(),
-                        message,
-                    })?,
-                )
-            }
-            None => None,
-        };
-        if let Some(rules) = rules {
+        if let Some(rules) = patch.check()? {
             // Clients decide per message, so new rules apply to open connections' next calls.
             self.policy.set_upstream(rules);
             tracing::info!("upstream rules replaced");
@@ -287,6 +263,35 @@ pub struct SettingsPatch {
 }
 
 impl SettingsPatch {
+    /// Checks the change as a whole (keys as the configuration checks them, at least one;
+    /// upstream rules compiled) and returns the compiled upstream rules it brings, if any.
+    pub(crate) fn check(&self) -> Result<Option<UpstreamRules>, config::ConfigError> {
+        if let Some(keys) = &self.access_keys {
+            let candidate = Config {
+                access_keys: keys.clone(),
+                ..Config::default()
+            };
+            candidate.validate()?;
+            if keys.is_empty() {
+                return Err(config::ConfigError {
+                    key: "access_keys".into(),
+                    message: "at least one access key is required".into(),
+                });
+            }
+        }
+        match &self.upstream {
+            Some(list) => {
+                UpstreamRules::new(list)
+                    .map(Some)
+                    .map_err(|message| config::ConfigError {
+                        key: "upstream".into(),
+                        message,
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The runtime-changeable part of a configuration (keys only when it names some).
     pub fn from_config(config: &Config) -> Result<Self, config::ConfigError> {
         Ok(Self {

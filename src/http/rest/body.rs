@@ -33,12 +33,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a send body is encoded as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BodyKind {
+pub(super) enum BodyKind {
     Json,
     MessagePack,
 }
 
-fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
+pub(super) fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(BodyKind::Json);
     };
@@ -175,7 +175,7 @@ impl<'a> Fields<'a> {
 }
 
 /// `{"target": "...", "arguments": [...]}` → an Invocation with the argument text as sent.
-fn parse_json_message(body: &[u8]) -> Result<SerializedMessage, ApiError> {
+pub(super) fn parse_json_message(body: &[u8]) -> Result<SerializedMessage, ApiError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
@@ -215,7 +215,10 @@ fn parse_json_message(body: &[u8]) -> Result<SerializedMessage, ApiError> {
 }
 
 /// A MessagePack map protocol name → bin of complete framed hub messages.
-fn parse_payload_map(body: &[u8], max_message_size: usize) -> Result<SerializedMessage, ApiError> {
+pub(super) fn parse_payload_map(
+    body: &[u8],
+    max_message_size: usize,
+) -> Result<SerializedMessage, ApiError> {
     let bad =
         |what: String| ApiError::bad_request(format!("Invalid MessagePack payload map: {what}"));
     let mut rd = body;

@@ -24,35 +24,7 @@ pub(super) async fn list_group_connections(
     group: String,
     query: &Query,
 ) -> Result<HttpResponse, ApiError> {
-    let page_size = match query.first("maxpagesize").filter(|v| !v.is_empty()) {
-        None => MAX_PAGE_SIZE,
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid maxpagesize '{v}': it must be an integer from 1 to {MAX_PAGE_SIZE}."
-                )));
-            }
-        },
-    };
-    let top = match query.first("top").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => Some(n),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid top '{v}': it must be a positive integer."
-                )));
-            }
-        },
-    };
-    let after =
-        match query.first("continuationToken").filter(|v| !v.is_empty()) {
-            None => None,
-            Some(t) => Some(decode_continuation(t).ok_or_else(|| {
-                ApiError::bad_request(format!("Invalid continuationToken '{t}'."))
-            })?),
-        };
+    let (page_size, top, after) = page_query(query)?;
 
     let members = match shared.hubs.get(hub) {
         Some(h) => answer(shared, h.group_connections(GroupName::from(group)).await).await?,
@@ -103,6 +75,44 @@ pub(super) async fn list_group_connections(
         StatusCode::OK,
         &serde_json::Value::Object(body),
     ))
+}
+
+/// The paging parameters of the query: the page size (`maxpagesize`, default and largest
+/// [`MAX_PAGE_SIZE`]), the total cap (`top`) and the id the previous page ended with
+/// (`continuationToken`); 400 for a value out of range or undecodable.
+pub(super) fn page_query(
+    query: &Query,
+) -> Result<(usize, Option<usize>, Option<String>), ApiError> {
+    let page_size = match query.first("maxpagesize").filter(|v| !v.is_empty()) {
+        None => MAX_PAGE_SIZE,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid maxpagesize '{v}': it must be an integer from 1 to {MAX_PAGE_SIZE}."
+                )));
+            }
+        },
+    };
+    let top = match query.first("top").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid top '{v}': it must be a positive integer."
+                )));
+            }
+        },
+    };
+    let after =
+        match query.first("continuationToken").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(t) => Some(decode_continuation(t).ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid continuationToken '{t}'."))
+            })?),
+        };
+    Ok((page_size, top, after))
 }
 
 fn decode_continuation(token: &str) -> Option<String> {

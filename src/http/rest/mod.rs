@@ -111,6 +111,7 @@
 //! the dispatch of each operation to the hub and the response helpers.
 
 mod body;
+pub(crate) mod fuzz;
 mod list;
 mod params;
 mod route;

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `switchboard::fuzzing::rest_route`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchboard::fuzzing::rest_route(data));
