@@ -122,13 +122,14 @@ describe('Serverless upstream from a TOML [[upstream]] (timeout_secs = 1)', () =
 
   test('hub and event are URI-escaped in the URL (Uri.EscapeDataString); headers carry the raw UTF-8 values', async () => {
     const { broker } = ctx;
-    const hub = 'Esc`,.[]';
+    // Lower case: the broker names hubs in their canonical form (`{hub}` is lower-cased).
+    const hub = 'esc`,.[]';
     upstream.handle(hub, hubHandler('json'));
     const c = await broker.connect(hub, { protocol: 'json', userId: 'u é' });
     await c.conn.send('Send Me/now?x=1#y%', 1);
     assert.equal(await withTimeout(c.conn.invoke('Add', 1, 2), WAIT_MS, 'invoke Add (marker)'), 3);
     const reqs = upstream.forConnection(c.id);
-    const base = '/Esc%60%2C.%5B%5D/api';
+    const base = '/esc%60%2C.%5B%5D/api';
     assert.deepEqual(reqs.map((r) => r.url), [`${base}/connections/connected`, `${base}/messages/Send%20Me%2Fnow%3Fx%3D1%23y%25`, `${base}/messages/Add`]);
     const utf8 = (v) => Buffer.from(v, 'latin1').toString('utf8'); // node:http reads header bytes as latin1
     const h = reqs[1].headers;
@@ -136,7 +137,7 @@ describe('Serverless upstream from a TOML [[upstream]] (timeout_secs = 1)', () =
     assert.equal(h['x-asrs-event'], 'Send Me/now?x=1#y%');
     assert.equal(utf8(h['x-asrs-user-id']), 'u é');
     assert.equal(utf8(h['x-asrs-user-claims']), 'nameid: u é');
-    assert.equal(h['x-asrs-client-query'], '?hub=Esc%60%2C.%5B%5D');
+    assert.equal(h['x-asrs-client-query'], '?hub=esc%60%2C.%5B%5D');
     assert.deepEqual(JSON.parse(reqs[1].text), { type: 1, target: 'Send Me/now?x=1#y%', arguments: [1] });
     await c.stop();
   });

@@ -33,7 +33,8 @@ const TRANSPORTS = [
   ['LongPolling', HttpTransportType.LongPolling, 'LongPolling'],
 ];
 const TARGETS = ['message', 'marker'];
-const noUpstream = (hub, target) => `Invocation failed: hub '${hub}' is in Serverless mode and no upstream is configured to handle '${target}'.`;
+// The broker names hubs in their canonical (lower-case) form.
+const noUpstream = (hub, target) => `Invocation failed: hub '${hub.toLowerCase()}' is in Serverless mode and no upstream is configured to handle '${target}'.`;
 
 /** Throws unless `client` selected exactly the transport `name` (and nothing else). */
 function assertTransport(client, name) {
