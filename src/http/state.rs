@@ -202,7 +202,7 @@ impl Broker {
         const ROUND: u32 = 25;
         let mut polls = 0u32;
         while !self.client_env.connections.is_empty() {
-            if polls % ROUND == 0 {
+            if polls.is_multiple_of(ROUND) {
                 self.close_clients().await;
             }
             polls += 1;
