@@ -56,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 pub mod close;
+pub mod cluster;
 pub mod config;
 pub(crate) mod conn;
 mod embed;

@@ -1,0 +1,9 @@
+//! Cluster mode: several Switchboard nodes serve one set of hubs over a shared engine (Redis).
+//!
+//! Without a cluster nothing here runs: the single-node broker is the embedded default.
+
+pub mod engine;
+pub mod local;
+
+pub use self::engine::{Command, Engine, EngineError, Reply, Subscriber, SubscriberEvent};
+pub use self::local::LocalEngine;
