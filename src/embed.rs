@@ -27,8 +27,8 @@ use serde::Serialize;
 
 use crate::close::CloseReason;
 use crate::hub::{
-    ExistsQuery, HubGone, HubHandle, HubRegistry, Member, MembershipTtl, Scope, SerializedMessage,
-    TooManyHubs, canonical_hub_name,
+    ExistsQuery, HubError, HubGone, HubHandle, HubRegistry, Member, MembershipTtl, Scope,
+    SerializedMessage, TooManyHubs, canonical_hub_name,
 };
 use crate::id::{
     ConnectionId, GroupName, HubName, InvalidName, UserId, validate_group_name, validate_hub_name,
@@ -62,11 +62,23 @@ pub enum HubClientError {
     /// The hub is not running and `limits.max_hubs` hubs are.
     #[error(transparent)]
     TooManyHubs(#[from] TooManyHubs),
+    /// The answer needs other cluster nodes, and they could not be asked.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Unreachable),
 }
 
 impl From<HubGone> for HubClientError {
     fn from(_: HubGone) -> Self {
         Self::HubGone
+    }
+}
+
+impl From<HubError> for HubClientError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Gone(_) => Self::HubGone,
+            HubError::Cluster(e) => Self::Cluster(e),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::AccessKeys;
+use crate::cluster::{Cluster, ClusterSettings, Engine};
 use crate::config::{self, Config};
 use crate::conn::env::{ClientEnv, ConnectionSlots, ServerEnv};
 use crate::conn::index::ConnectionIndex;
@@ -41,6 +42,7 @@ pub struct Switchboard {
     keys: AccessKeys,
     upstream_rules: UpstreamRules,
     upstream_client: UpstreamClient,
+    cluster: Option<(ClusterSettings, Arc<dyn Engine>)>,
 }
 
 impl Switchboard {
@@ -65,7 +67,17 @@ impl Switchboard {
             keys,
             upstream_rules,
             upstream_client,
+            cluster: None,
         })
+    }
+
+    /// Join a cluster: this node shares its hubs with every other node on `engine` (Redis
+    /// for `switchboard serve --cluster`, [`crate::cluster::LocalEngine`] for several nodes in
+    /// one process). Without this the broker is a single node.
+    #[must_use]
+    pub fn with_cluster(mut self, settings: ClusterSettings, engine: Arc<dyn Engine>) -> Self {
+        self.cluster = Some((settings, engine));
+        self
     }
 
     /// The access keys in force (the generated one when none was configured).
@@ -84,15 +96,26 @@ impl Switchboard {
         let connections = Arc::new(ConnectionIndex::default());
         let shutdown = watch::channel(false).0;
         let servers_stop = watch::channel(false).0;
+        let cluster = match self.cluster {
+            Some((settings, engine)) => Some(Cluster::start(settings, engine, metrics.clone())),
+            None => {
+                Metrics::set(&metrics.cluster_engine_up, 1);
+                None
+            }
+        };
         let hubs = Arc::new(HubRegistry::new(
             HubSettings {
                 inbox_capacity: limits.hub_inbox_capacity,
                 max_user_groups_without_ttl: limits.max_user_groups_without_ttl,
                 idle_timeout: limits.hub_idle_timeout(),
                 max_hubs: limits.max_hubs,
+                cluster: cluster.clone(),
             },
             metrics.clone(),
         ));
+        if let Some(cluster) = &cluster {
+            cluster.set_hub_lookup(hubs.weak_lookup());
+        }
         // Each actor gets what it uses, and nothing else.
         let client_env = Arc::new(ClientEnv {
             limits: limits.clone(),
@@ -125,6 +148,7 @@ impl Switchboard {
             server_env,
             shutdown,
             servers_stop,
+            cluster,
         }));
 
         let workers = match shared.config.workers {

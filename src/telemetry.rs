@@ -139,6 +139,30 @@ counters! {
     throttled_signature => "switchboard_throttled_total" {"by=\"signature\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
     /// Negotiations and connections refused by a per-address limit (`throttle.*_per_ip`).
     throttled_ip => "switchboard_throttled_total" {"by=\"ip\""}, "counter", "Negotiations and connections refused with 429 by a per-tenant limit (throttle.*), by the limit's key.";
+    /// Cluster: the engine (Redis) connection is up (1) or down (0); 1 without a cluster.
+    cluster_engine_up => "switchboard_cluster_engine_up", "gauge", "1 while the cluster engine (Redis) is reachable and subscribed, 0 while it is not; 1 on a single node.";
+    /// Cluster: other nodes heard from within the node timeout.
+    cluster_nodes => "switchboard_cluster_nodes", "gauge", "Other cluster nodes heard from within the node timeout.";
+    /// Cluster: messages published to other nodes.
+    cluster_published => "switchboard_cluster_published_total", "counter", "Messages published to the cluster engine.";
+    /// Cluster: messages that could not be published (engine unreachable or failing).
+    cluster_publish_failed => "switchboard_cluster_publish_failed_total", "counter", "Messages not published because the cluster engine was unreachable or failed (delivered locally only).";
+    /// Cluster: messages dropped because the outgoing queue was full.
+    cluster_publish_dropped => "switchboard_cluster_publish_dropped_total", "counter", "Hub messages for other nodes dropped because the outgoing queue was full (cluster.max_outgoing_messages/bytes).";
+    /// Cluster: messages received from other nodes.
+    cluster_received => "switchboard_cluster_received_total", "counter", "Messages received from other nodes.";
+    /// Cluster: received hub messages dropped because the hub's inbox was full.
+    cluster_inbound_dropped => "switchboard_cluster_inbound_dropped_total", "counter", "Hub messages from other nodes dropped because the local hub's inbox was full.";
+    /// Cluster: malformed or foreign-version messages.
+    cluster_malformed => "switchboard_cluster_malformed_total", "counter", "Messages from the cluster engine that were not valid (malformed or of another wire version).";
+    /// Cluster: questions sent to other nodes.
+    cluster_requests => "switchboard_cluster_requests_total", "counter", "Questions to other nodes (group operations, existence checks, listings, closes).";
+    /// Cluster: questions that failed (engine down, timeout, too many in flight).
+    cluster_request_failures => "switchboard_cluster_request_failures_total", "counter", "Questions to other nodes that failed: engine unreachable, no answer within cluster.request_timeout_ms, or too many in flight.";
+    /// Cluster: times the engine connection was lost.
+    cluster_engine_lost => "switchboard_cluster_engine_lost_total", "counter", "Times the cluster engine (Redis) connection was lost; messages from other nodes published meanwhile are not received.";
+    /// Cluster: other nodes that stopped heartbeating or left.
+    cluster_nodes_lost => "switchboard_cluster_nodes_lost_total", "counter", "Other nodes that left or stopped heartbeating.";
 }
 
 impl Metrics {
@@ -160,6 +184,12 @@ impl Metrics {
     #[inline]
     pub fn dec(gauge: &AtomicU64) {
         gauge.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Set a gauge.
+    #[inline]
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 }
 

@@ -33,6 +33,7 @@ pub fn registry() -> HubRegistry {
             max_user_groups_without_ttl: 1000,
             idle_timeout: std::time::Duration::from_secs(60),
             max_hubs: 10_000,
+            cluster: None,
         },
         Arc::new(Metrics::default()),
     )

@@ -126,18 +126,18 @@ impl LocalEngine {
                 Reply::Done
             }
             Command::SortedKeepHighest { key, keep } => {
-                if let Some(set) = state.sorted.get_mut(&key) {
-                    if set.scores.len() > keep {
-                        let mut by_score: Vec<(i64, String)> =
-                            set.scores.drain().map(|(m, s)| (s, m)).collect();
-                        by_score.sort();
-                        let cut = by_score.len() - keep;
-                        set.scores = by_score
-                            .into_iter()
-                            .skip(cut)
-                            .map(|(s, m)| (m, s))
-                            .collect();
-                    }
+                if let Some(set) = state.sorted.get_mut(&key)
+                    && set.scores.len() > keep
+                {
+                    let mut by_score: Vec<(i64, String)> =
+                        set.scores.drain().map(|(m, s)| (s, m)).collect();
+                    by_score.sort();
+                    let cut = by_score.len() - keep;
+                    set.scores = by_score
+                        .into_iter()
+                        .skip(cut)
+                        .map(|(s, m)| (m, s))
+                        .collect();
                 }
                 Reply::Done
             }

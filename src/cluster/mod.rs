@@ -7,3 +7,7 @@ pub mod local;
 
 pub use self::engine::{Command, Engine, EngineError, Reply, Subscriber, SubscriberEvent};
 pub use self::local::LocalEngine;
+pub mod node;
+pub(crate) mod wire;
+
+pub use self::node::{Cluster, ClusterSettings, Unreachable};

@@ -32,6 +32,7 @@ fn hubs(metrics: &Arc<Metrics>) -> HubRegistry {
             max_user_groups_without_ttl: 100,
             idle_timeout: Duration::from_secs(60),
             max_hubs: 10,
+            cluster: None,
         },
         metrics.clone(),
     )

@@ -100,6 +100,18 @@ impl From<crate::hub::HubGone> for ApiError {
     }
 }
 
+impl From<crate::cluster::Unreachable> for ApiError {
+    fn from(e: crate::cluster::Unreachable) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Error.ClusterUnavailable",
+            format!(
+                "The answer needs other Switchboard nodes, which cannot be reached now ({e}). Retry later."
+            ),
+        )
+    }
+}
+
 impl From<crate::hub::TooManyHubs> for ApiError {
     fn from(e: crate::hub::TooManyHubs) -> Self {
         Self::too_many(format!("Too many hubs: {e}."))

@@ -23,6 +23,17 @@ async fn ready(shared: web::Data<Broker>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "status": "stopping", "mode": shared.mode().as_str() }));
     }
+    if let Some(cluster) = &shared.cluster
+        && !cluster.is_up()
+    {
+        // Clients placed here would only reach this node's share of the hubs: let the load
+        // balancer send them elsewhere until the engine is back.
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "cluster-unavailable",
+            "mode": shared.mode().as_str(),
+            "node": cluster.node_id(),
+        }));
+    }
     if shared.connection_count() < shared.config.limits.max_connections {
         HttpResponse::Ok()
             .json(serde_json::json!({ "status": "ready", "mode": shared.mode().as_str() }))

@@ -53,6 +53,8 @@ pub(crate) struct Broker {
     shutdown: watch::Sender<bool>,
     /// `true` when the hub-server connections are to close (the last step of a stop).
     servers_stop: watch::Sender<bool>,
+    /// The cluster this node belongs to, if any.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The parts a [`Broker`] is built from (see [`Switchboard::start`](crate::Switchboard::start)).
@@ -68,6 +70,7 @@ pub(crate) struct BrokerParts {
     pub(crate) public_endpoint: String,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) servers_stop: watch::Sender<bool>,
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Broker {
@@ -96,6 +99,7 @@ impl Broker {
             public_endpoint: p.public_endpoint,
             shutdown: p.shutdown,
             servers_stop: p.servers_stop,
+            cluster: p.cluster,
         }
     }
 }
@@ -186,6 +190,10 @@ impl Broker {
             .await
             .is_ok();
         self.servers_stop.send_replace(true);
+        if let Some(cluster) = &self.cluster {
+            // The other nodes stop waiting for this one's answers at once.
+            cluster.leave().await;
+        }
         if !done {
             tracing::warn!(
                 clients = self.client_env.connections.len(),

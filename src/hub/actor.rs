@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use super::{
     RegistryShared, Scope, SerializedMessage, UserId,
 };
 use crate::close::CloseReason;
+use crate::cluster::wire::{HubOp, Query, WireScope};
 use crate::id::{ConnectionId, ServerConnId};
 use crate::peer::ServerConnHandle;
 use crate::peer::{ConnHandle, Outbox, PushError};
@@ -84,6 +85,8 @@ pub(super) struct Hub {
     user_groups: HashMap<UserId, HashMap<GroupName, Membership>>,
     servers: Vec<ServerEntry>,
     client_count: Arc<AtomicUsize>,
+    /// Bumped by every removal of a user-group membership (see `HubCommand::ApplyRemembered`).
+    membership_epoch: Arc<AtomicU64>,
     /// Where the hub removes itself when it retires or fails.
     registry: Weak<RegistryShared>,
     /// Since when the hub has had no connection and no membership (`None`: it has some).
@@ -107,9 +110,11 @@ impl Hub {
         settings: HubSettings,
         metrics: Arc<Metrics>,
         client_count: Arc<AtomicUsize>,
+        membership_epoch: Arc<AtomicU64>,
         registry: Weak<RegistryShared>,
     ) -> Self {
         Self {
+            membership_epoch,
             registry,
             idle_since: None,
             next_sweep: Instant::now(),
@@ -128,6 +133,10 @@ impl Hub {
 
     /// Process commands until the hub retires idle, fails, or every handle is dropped.
     pub(super) async fn run(mut self) {
+        if let Some(cluster) = &self.settings.cluster {
+            cluster.hub_started(self.name.as_str());
+        }
+        let _subscription = ClusterSubscription(self.settings.cluster.clone(), self.name.clone());
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
@@ -306,7 +315,20 @@ impl Hub {
                     .collect();
                 ids.sort();
                 ids.dedup();
-                let _ = reply.send(ids);
+                let _ = reply.send(Ok(ids));
+            }
+            HubCommand::Remote { origin, op } => self.remote(origin, op),
+            HubCommand::ApplyRemembered {
+                id,
+                groups,
+                epoch,
+                reply,
+            } => {
+                let fresh = self.membership_epoch.load(Ordering::Relaxed) == epoch;
+                if fresh {
+                    self.apply_remembered(&id, groups);
+                }
+                let _ = reply.send(fresh);
             }
             HubCommand::SendToServer { server_id, frame } => {
                 // The first connection of that server with room takes it; none: dropped.
@@ -317,25 +339,18 @@ impl Hub {
                     .any(|e| e.handle.try_send_frame(frame.clone()).is_ok());
             }
             HubCommand::SendUsers { users, msg } => {
-                let mut t = Tally::default();
-                for user in &users {
-                    for conn in self.users.get(user).into_iter().flatten() {
-                        deliver(conn, &msg, &mut t);
-                    }
-                }
-                self.count(t);
+                self.send_users(&users, &msg);
+                self.publish(|| HubOp::SendUsers {
+                    users: strings(&users),
+                    msg: msg.to_wire(),
+                });
             }
             HubCommand::SendGroups { groups, msg } => {
-                let mut t = Tally::default();
-                let mut seen = std::collections::HashSet::new();
-                for group in &groups {
-                    for (id, conn) in self.groups.get(group).into_iter().flatten() {
-                        if seen.insert(id.clone()) {
-                            deliver(conn, &msg, &mut t);
-                        }
-                    }
-                }
-                self.count(t);
+                self.send_groups(&groups, &msg);
+                self.publish(|| HubOp::SendGroups {
+                    groups: strings(&groups),
+                    msg: msg.to_wire(),
+                });
             }
             HubCommand::CloseServers {
                 carrying_clients_only,
@@ -353,27 +368,28 @@ impl Hub {
             HubCommand::PanicForTest => panic!("hub test hook: PanicForTest"),
             HubCommand::Disconnect { id } => self.disconnect(&id),
             HubCommand::SendAll { msg, excluded } => {
-                let mut t = Tally::default();
-                for (id, e) in &self.connections {
-                    if !excluded.contains(id) {
-                        deliver(&e.conn, &msg, &mut t);
-                    }
-                }
-                self.count(t);
+                self.send_all(&msg, &excluded);
+                self.publish(|| HubOp::SendAll {
+                    msg: msg.to_wire(),
+                    excluded: strings(&excluded),
+                });
             }
             HubCommand::SendConnection { id, msg } => {
-                let mut t = Tally::default();
-                if let Some(e) = self.connections.get(&id) {
-                    deliver(&e.conn, &msg, &mut t);
+                // A connection of this node is nowhere else.
+                if !self.send_connection(&id, &msg) {
+                    self.publish(|| HubOp::SendConnection {
+                        id: id.as_str().to_owned(),
+                        msg: msg.to_wire(),
+                    });
                 }
-                self.count(t);
             }
             HubCommand::SendUser { user, msg } => {
-                let mut t = Tally::default();
-                for conn in self.users.get(&user).into_iter().flatten() {
-                    deliver(conn, &msg, &mut t);
-                }
-                self.count(t);
+                let users = [user];
+                self.send_users(&users, &msg);
+                self.publish(|| HubOp::SendUsers {
+                    users: strings(&users),
+                    msg: msg.to_wire(),
+                });
             }
             HubCommand::SendGroup {
                 group,
@@ -381,36 +397,34 @@ impl Hub {
                 excluded,
                 excluded_users,
             } => {
-                let mut t = Tally::default();
-                for (id, conn) in self.groups.get(&group).into_iter().flatten() {
-                    let user_excluded = !excluded_users.is_empty()
-                        && conn.user().is_some_and(|u| excluded_users.contains(u));
-                    if !excluded.contains(id) && !user_excluded {
-                        deliver(conn, &msg, &mut t);
-                    }
-                }
-                self.count(t);
+                self.send_group(&group, &msg, &excluded, &excluded_users);
+                self.publish(|| HubOp::SendGroup {
+                    group: group.as_str().to_owned(),
+                    msg: msg.to_wire(),
+                    excluded: strings(&excluded),
+                    excluded_users: strings(&excluded_users),
+                });
             }
             HubCommand::AddToGroup { id, group, reply } => {
-                let _ = reply.send(self.join(&id, group));
+                let found = self.join(&id, group.clone());
+                self.answer_or_ask(found, reply, || Query::AddToGroup {
+                    id: id.as_str().to_owned(),
+                    group: group.as_str().to_owned(),
+                });
             }
             HubCommand::RemoveFromGroup { id, group, reply } => {
                 let existed = self.connections.contains_key(&id);
                 self.leave(&id, &group);
-                let _ = reply.send(existed);
+                self.answer_or_ask(existed, reply, || Query::RemoveFromGroup {
+                    id: id.as_str().to_owned(),
+                    group: group.as_str().to_owned(),
+                });
             }
             HubCommand::RemoveFromAllGroups { id, reply } => {
-                let groups = match self.connections.get_mut(&id) {
-                    Some(e) => std::mem::take(&mut e.groups),
-                    None => {
-                        let _ = reply.send(false);
-                        return;
-                    }
-                };
-                for g in groups {
-                    self.remove_group_member(&g, &id);
-                }
-                let _ = reply.send(true);
+                let found = self.remove_from_all_groups(&id);
+                self.answer_or_ask(found, reply, || Query::RemoveFromAllGroups {
+                    id: id.as_str().to_owned(),
+                });
             }
             HubCommand::AddUserToGroup {
                 user,
@@ -418,57 +432,77 @@ impl Hub {
                 ttl,
                 reply,
             } => {
-                self.add_user_to_group(user, group, ttl, Instant::now());
-                let _ = reply.send(());
+                let now = Instant::now();
+                self.add_user_to_group(user.clone(), group.clone(), ttl, now);
+                match &self.settings.cluster {
+                    Some(cluster) => super::cluster::add_user_to_group(
+                        cluster,
+                        &self.name,
+                        &user,
+                        &group,
+                        ttl,
+                        &self.settings,
+                        reply,
+                    ),
+                    None => {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
             }
             HubCommand::RemoveUserFromGroup { user, group, reply } => {
                 self.remove_user_from_group(&user, &group);
-                let _ = reply.send(());
+                match &self.settings.cluster {
+                    Some(cluster) => super::cluster::remove_user_from_group(
+                        cluster,
+                        &self.name,
+                        &user,
+                        Some(&group),
+                        reply,
+                    ),
+                    None => {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
             }
             HubCommand::RemoveUserFromAllGroups { user, reply } => {
-                let mut groups: Vec<GroupName> = self
-                    .user_groups
-                    .remove(&user)
-                    .map(|m| m.into_keys().collect())
-                    .unwrap_or_default();
-                for conn in self.users.get(&user).into_iter().flatten() {
-                    if let Some(e) = self.connections.get(conn.id()) {
-                        groups.extend(e.groups.iter().cloned());
+                self.remove_user_from_all_groups(&user);
+                match &self.settings.cluster {
+                    Some(cluster) => super::cluster::remove_user_from_group(
+                        cluster, &self.name, &user, None, reply,
+                    ),
+                    None => {
+                        let _ = reply.send(Ok(()));
                     }
                 }
-                groups.sort();
-                groups.dedup();
-                for g in groups {
-                    self.remove_user_from_group(&user, &g);
-                }
-                let _ = reply.send(());
             }
             HubCommand::Exists { query, reply } => {
-                let _ = reply.send(self.exists(&query, Instant::now()));
+                let found = self.exists(&query, Instant::now());
+                match (&self.settings.cluster, found) {
+                    (Some(cluster), false) => {
+                        super::cluster::ask_exists(cluster, &self.name, &query, reply);
+                    }
+                    _ => {
+                        let _ = reply.send(Ok(found));
+                    }
+                }
             }
             HubCommand::GroupConnections { group, reply } => {
-                let mut members: Vec<Member> = self
-                    .groups
-                    .get(&group)
-                    .into_iter()
-                    .flatten()
-                    .map(|(id, conn)| Member {
-                        connection_id: id.clone(),
-                        user_id: conn.user().cloned(),
-                    })
-                    .collect();
-                members.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
-                let _ = reply.send(members);
+                let members = self.group_members(&group);
+                match &self.settings.cluster {
+                    Some(cluster) => {
+                        super::cluster::ask_members(cluster, &self.name, &group, members, reply);
+                    }
+                    None => {
+                        let _ = reply.send(Ok(members));
+                    }
+                }
             }
             HubCommand::CloseConnection { id, reason, reply } => {
-                let found = match self.connections.get(&id) {
-                    Some(e) => {
-                        e.conn.close(CloseReason::ByApplication(reason));
-                        true
-                    }
-                    None => false,
-                };
-                let _ = reply.send(found);
+                let found = self.close_connection(&id, reason.clone());
+                self.answer_or_ask(found, reply, || Query::CloseConnection {
+                    id: id.as_str().to_owned(),
+                    reason,
+                });
             }
             HubCommand::CloseConnections {
                 scope,
@@ -476,22 +510,322 @@ impl Hub {
                 reason,
                 reply,
             } => {
-                let targets: Vec<&ConnHandle> = match &scope {
-                    Scope::All => self.connections.values().map(|e| &e.conn).collect(),
-                    Scope::User(u) => self.users.get(u).into_iter().flatten().collect(),
-                    Scope::Group(g) => self
-                        .groups
-                        .get(g)
-                        .into_iter()
-                        .flat_map(|m| m.values())
-                        .collect(),
-                };
-                for conn in targets {
-                    if !excluded.contains(conn.id()) {
-                        conn.close(reason.clone());
+                self.close_connections(&scope, &excluded, &reason);
+                // The broker's own stop closes this node's connections only.
+                match (&self.settings.cluster, reason) {
+                    (Some(cluster), CloseReason::ByApplication(reason)) => {
+                        let op = HubOp::CloseConnections {
+                            scope: super::cluster::wire_scope(&scope),
+                            excluded: strings(&excluded),
+                            reason,
+                        };
+                        super::cluster::publish_acknowledged(cluster, &self.name, op, reply);
+                    }
+                    _ => {
+                        let _ = reply.send(Ok(()));
                     }
                 }
-                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Publish a hub message to the other nodes (in a cluster).
+    fn publish(&self, op: impl FnOnce() -> HubOp) {
+        if let Some(cluster) = &self.settings.cluster {
+            cluster.publish_message(self.name.as_str(), op());
+        }
+    }
+
+    /// Answer `found` when it is true or there is no cluster; else ask the other nodes.
+    fn answer_or_ask(
+        &self,
+        found: bool,
+        reply: super::Answer<bool>,
+        query: impl FnOnce() -> Query,
+    ) {
+        match &self.settings.cluster {
+            Some(cluster) if !found => {
+                super::cluster::ask_bool(cluster, &self.name, query(), reply)
+            }
+            _ => {
+                let _ = reply.send(Ok(found));
+            }
+        }
+    }
+
+    fn send_all(&self, msg: &SerializedMessage, excluded: &[ConnectionId]) {
+        let mut t = Tally::default();
+        for (id, e) in &self.connections {
+            if !excluded.contains(id) {
+                deliver(&e.conn, msg, &mut t);
+            }
+        }
+        self.count(t);
+    }
+
+    /// Whether the connection is here.
+    fn send_connection(&self, id: &ConnectionId, msg: &SerializedMessage) -> bool {
+        let mut t = Tally::default();
+        let found = match self.connections.get(id) {
+            Some(e) => {
+                deliver(&e.conn, msg, &mut t);
+                true
+            }
+            None => false,
+        };
+        self.count(t);
+        found
+    }
+
+    fn send_users(&self, users: &[UserId], msg: &SerializedMessage) {
+        let mut t = Tally::default();
+        for user in users {
+            for conn in self.users.get(user).into_iter().flatten() {
+                deliver(conn, msg, &mut t);
+            }
+        }
+        self.count(t);
+    }
+
+    fn send_group(
+        &self,
+        group: &GroupName,
+        msg: &SerializedMessage,
+        excluded: &[ConnectionId],
+        excluded_users: &[UserId],
+    ) {
+        let mut t = Tally::default();
+        for (id, conn) in self.groups.get(group).into_iter().flatten() {
+            let user_excluded = !excluded_users.is_empty()
+                && conn.user().is_some_and(|u| excluded_users.contains(u));
+            if !excluded.contains(id) && !user_excluded {
+                deliver(conn, msg, &mut t);
+            }
+        }
+        self.count(t);
+    }
+
+    fn send_groups(&self, groups: &[GroupName], msg: &SerializedMessage) {
+        let mut t = Tally::default();
+        let mut seen = std::collections::HashSet::new();
+        for group in groups {
+            for (id, conn) in self.groups.get(group).into_iter().flatten() {
+                if seen.insert(id.clone()) {
+                    deliver(conn, msg, &mut t);
+                }
+            }
+        }
+        self.count(t);
+    }
+
+    /// Whether the connection existed.
+    fn remove_from_all_groups(&mut self, id: &ConnectionId) -> bool {
+        let groups = match self.connections.get_mut(id) {
+            Some(e) => std::mem::take(&mut e.groups),
+            None => return false,
+        };
+        for g in groups {
+            self.remove_group_member(&g, id);
+        }
+        true
+    }
+
+    fn remove_user_from_all_groups(&mut self, user: &UserId) {
+        self.membership_epoch.fetch_add(1, Ordering::Relaxed);
+        let mut groups: Vec<GroupName> = self
+            .user_groups
+            .remove(user)
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default();
+        for conn in self.users.get(user).into_iter().flatten() {
+            if let Some(e) = self.connections.get(conn.id()) {
+                groups.extend(e.groups.iter().cloned());
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        for g in groups {
+            self.remove_user_from_group(user, &g);
+        }
+    }
+
+    fn group_members(&self, group: &GroupName) -> Vec<Member> {
+        let mut members: Vec<Member> = self
+            .groups
+            .get(group)
+            .into_iter()
+            .flatten()
+            .map(|(id, conn)| Member {
+                connection_id: id.clone(),
+                user_id: conn.user().cloned(),
+            })
+            .collect();
+        members.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        members
+    }
+
+    /// Whether the connection existed.
+    fn close_connection(&self, id: &ConnectionId, reason: Option<String>) -> bool {
+        match self.connections.get(id) {
+            Some(e) => {
+                e.conn.close(CloseReason::ByApplication(reason));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn close_connections(&self, scope: &Scope, excluded: &[ConnectionId], reason: &CloseReason) {
+        let targets: Vec<&ConnHandle> = match scope {
+            Scope::All => self.connections.values().map(|e| &e.conn).collect(),
+            Scope::User(u) => self.users.get(u).into_iter().flatten().collect(),
+            Scope::Group(g) => self
+                .groups
+                .get(g)
+                .into_iter()
+                .flat_map(|m| m.values())
+                .collect(),
+        };
+        for conn in targets {
+            if !excluded.contains(conn.id()) {
+                conn.close(reason.clone());
+            }
+        }
+    }
+
+    /// An operation from another node: applied to this node's connections, never published.
+    fn remote(&mut self, origin: String, op: HubOp) {
+        match op {
+            HubOp::SendAll { msg, excluded } => {
+                self.send_all(&SerializedMessage::from_wire(msg), &ids(excluded));
+            }
+            HubOp::SendConnection { id, msg } => {
+                self.send_connection(&ConnectionId::from(id), &SerializedMessage::from_wire(msg));
+            }
+            HubOp::SendUsers { users, msg } => {
+                let users: Vec<UserId> = users.into_iter().map(UserId::from).collect();
+                self.send_users(&users, &SerializedMessage::from_wire(msg));
+            }
+            HubOp::SendGroup {
+                group,
+                msg,
+                excluded,
+                excluded_users,
+            } => {
+                let excluded_users: Vec<UserId> =
+                    excluded_users.into_iter().map(UserId::from).collect();
+                self.send_group(
+                    &GroupName::from(group),
+                    &SerializedMessage::from_wire(msg),
+                    &ids(excluded),
+                    &excluded_users,
+                );
+            }
+            HubOp::SendGroups { groups, msg } => {
+                let groups: Vec<GroupName> = groups.into_iter().map(GroupName::from).collect();
+                self.send_groups(&groups, &SerializedMessage::from_wire(msg));
+            }
+            HubOp::CloseConnections {
+                scope,
+                excluded,
+                reason,
+            } => {
+                let scope = match scope {
+                    WireScope::All => Scope::All,
+                    WireScope::User(u) => Scope::User(UserId::from(u)),
+                    WireScope::Group(g) => Scope::Group(GroupName::from(g)),
+                };
+                self.close_connections(&scope, &ids(excluded), &CloseReason::ByApplication(reason));
+            }
+            HubOp::UserJoined {
+                user,
+                group,
+                expires_ms,
+                unlimited,
+            } => {
+                let ttl = super::cluster::ttl_from_wire(expires_ms, unlimited);
+                if let Some(ttl) = ttl {
+                    self.add_user_to_group(
+                        UserId::from(user),
+                        GroupName::from(group),
+                        ttl,
+                        Instant::now(),
+                    );
+                }
+            }
+            HubOp::UserLeft { user, group } => {
+                self.remove_user_from_group(&UserId::from(user), &GroupName::from(group));
+            }
+            HubOp::UserLeftAll { user } => self.remove_user_from_all_groups(&UserId::from(user)),
+            HubOp::Query { request, query } => {
+                let answer = self.answer_query(query);
+                if let Some(cluster) = &self.settings.cluster {
+                    cluster.answer(&origin, request, answer);
+                }
+            }
+        }
+    }
+
+    /// This node's answer to another node's question (acting on it where it asks to).
+    fn answer_query(&mut self, query: Query) -> crate::cluster::wire::Answer {
+        use crate::cluster::wire::Answer;
+        let now = Instant::now();
+        match query {
+            Query::AddToGroup { id, group } => {
+                Answer::Bool(self.join(&ConnectionId::from(id), GroupName::from(group)))
+            }
+            Query::RemoveFromGroup { id, group } => {
+                let id = ConnectionId::from(id);
+                let existed = self.connections.contains_key(&id);
+                self.leave(&id, &GroupName::from(group));
+                Answer::Bool(existed)
+            }
+            Query::RemoveFromAllGroups { id } => {
+                Answer::Bool(self.remove_from_all_groups(&ConnectionId::from(id)))
+            }
+            Query::CloseConnection { id, reason } => {
+                Answer::Bool(self.close_connection(&ConnectionId::from(id), reason))
+            }
+            Query::ConnectionExists { id } => {
+                Answer::Bool(self.exists(&ExistsQuery::Connection(ConnectionId::from(id)), now))
+            }
+            Query::UserExists { user } => {
+                Answer::Bool(self.exists(&ExistsQuery::User(UserId::from(user)), now))
+            }
+            Query::GroupExists { group } => {
+                Answer::Bool(self.exists(&ExistsQuery::Group(GroupName::from(group)), now))
+            }
+            Query::UserInGroup { user, group } => Answer::Bool(self.exists(
+                &ExistsQuery::UserInGroup(UserId::from(user), GroupName::from(group)),
+                now,
+            )),
+            Query::GroupMembers { group } => Answer::Members(
+                self.group_members(&GroupName::from(group))
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            m.connection_id.as_str().to_owned(),
+                            m.user_id.map(|u| u.as_str().to_owned()),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Memberships read from the engine for a newly registered connection.
+    fn apply_remembered(&mut self, id: &ConnectionId, groups: Vec<(GroupName, i64, bool)>) {
+        let Some(user) = self
+            .connections
+            .get(id)
+            .and_then(|e| e.conn.user().cloned())
+        else {
+            return;
+        };
+        let now = Instant::now();
+        for (group, expires_ms, unlimited) in groups {
+            if let Some(ttl) = super::cluster::ttl_from_wire(Some(expires_ms), unlimited) {
+                self.add_user_to_group(user.clone(), group, ttl, now);
             }
         }
     }
@@ -689,6 +1023,7 @@ impl Hub {
     }
 
     fn remove_user_from_group(&mut self, user: &UserId, group: &GroupName) {
+        self.membership_epoch.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = self.user_groups.get_mut(user) {
             m.remove(group);
             if m.is_empty() {
@@ -743,6 +1078,26 @@ fn expiry(now: Instant, ttl: Duration) -> Instant {
     now.checked_add(ttl.min(MembershipTtl::MAX))
         .or_else(|| now.checked_add(UNLIMITED_MEMBERSHIP))
         .unwrap_or(now)
+}
+
+/// Ids as strings, for the wire.
+fn strings<T: AsRef<str>>(items: &[T]) -> Vec<String> {
+    items.iter().map(|i| i.as_ref().to_owned()).collect()
+}
+
+fn ids(items: Vec<String>) -> Vec<ConnectionId> {
+    items.into_iter().map(ConnectionId::from).collect()
+}
+
+/// Unsubscribes the hub's cluster channel when the actor ends, however it ends.
+struct ClusterSubscription(Option<Arc<crate::cluster::Cluster>>, HubName);
+
+impl Drop for ClusterSubscription {
+    fn drop(&mut self) {
+        if let Some(cluster) = &self.0 {
+            cluster.hub_stopped(self.1.as_str());
+        }
+    }
 }
 
 #[inline]

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{AdmitRequest, ExistsQuery, Member, MembershipTtl, Scope, SerializedMessage};
+use super::{AdmitRequest, Answer, ExistsQuery, Member, MembershipTtl, Scope, SerializedMessage};
 use crate::close::CloseReason;
+use crate::cluster::wire::HubOp;
 use crate::id::{ConnectionId, GroupName, ServerConnId, UserId};
 use crate::peer::{ConnHandle, ServerConnHandle};
 use crate::routing::ClientRoute;
@@ -48,7 +49,7 @@ pub(super) enum HubCommand {
     /// The ids of the app servers connected to this hub.
     ServerIds {
         /// Distinct server ids, sorted.
-        reply: oneshot::Sender<Vec<String>>,
+        reply: Answer<Vec<String>>,
     },
     /// Deliver an encoded service frame to any connection of the app server `server_id`
     /// (client-result completions go back to the caller server).
@@ -127,7 +128,7 @@ pub(super) enum HubCommand {
         /// Group.
         group: GroupName,
         /// Whether the connection exists.
-        reply: oneshot::Sender<bool>,
+        reply: Answer<bool>,
     },
     /// Remove a connection from a group; answers whether the connection exists.
     RemoveFromGroup {
@@ -136,14 +137,14 @@ pub(super) enum HubCommand {
         /// Group.
         group: GroupName,
         /// Whether the connection exists.
-        reply: oneshot::Sender<bool>,
+        reply: Answer<bool>,
     },
     /// Remove a connection from all its groups; answers whether the connection exists.
     RemoveFromAllGroups {
         /// Member.
         id: ConnectionId,
         /// Whether the connection exists.
-        reply: oneshot::Sender<bool>,
+        reply: Answer<bool>,
     },
     /// Add a user to a group (now and, with a ttl, for connections opened later).
     AddUserToGroup {
@@ -154,7 +155,7 @@ pub(super) enum HubCommand {
         /// Membership duration.
         ttl: MembershipTtl,
         /// Done.
-        reply: oneshot::Sender<()>,
+        reply: Answer<()>,
     },
     /// Remove a user (all its connections and its remembered membership) from a group.
     RemoveUserFromGroup {
@@ -163,28 +164,28 @@ pub(super) enum HubCommand {
         /// Group.
         group: GroupName,
         /// Done.
-        reply: oneshot::Sender<()>,
+        reply: Answer<()>,
     },
     /// Remove a user from every group.
     RemoveUserFromAllGroups {
         /// Member.
         user: UserId,
         /// Done.
-        reply: oneshot::Sender<()>,
+        reply: Answer<()>,
     },
     /// Existence checks.
     Exists {
         /// What to look for.
         query: ExistsQuery,
         /// The answer.
-        reply: oneshot::Sender<bool>,
+        reply: Answer<bool>,
     },
     /// List the connections of a group.
     GroupConnections {
         /// Group.
         group: GroupName,
         /// Members in connection-id order.
-        reply: oneshot::Sender<Vec<Member>>,
+        reply: Answer<Vec<Member>>,
     },
     /// Close one connection; answers whether it existed.
     CloseConnection {
@@ -193,7 +194,7 @@ pub(super) enum HubCommand {
         /// Close error text (the REST `reason`).
         reason: Option<String>,
         /// Whether it existed.
-        reply: oneshot::Sender<bool>,
+        reply: Answer<bool>,
     },
     /// Test hook: the actor panics while handling it.
     #[cfg(test)]
@@ -207,6 +208,26 @@ pub(super) enum HubCommand {
         /// Why.
         reason: CloseReason,
         /// Done.
-        reply: oneshot::Sender<()>,
+        reply: Answer<()>,
+    },
+    /// An operation from another cluster node: applied to this node's connections only.
+    Remote {
+        /// The node it came from.
+        origin: String,
+        /// The operation.
+        op: HubOp,
+    },
+    /// Memberships read from the cluster engine for a connection that just registered: it
+    /// joins those groups, unless a membership was removed since `epoch` (then the caller reads
+    /// again).
+    ApplyRemembered {
+        /// The connection.
+        id: ConnectionId,
+        /// Its user's remembered groups: (group, expiry in ms since the Unix epoch, unlimited).
+        groups: Vec<(GroupName, i64, bool)>,
+        /// The hub's removal epoch the caller read before reading the engine.
+        epoch: u64,
+        /// Applied (`true`) or stale (`false`).
+        reply: oneshot::Sender<bool>,
     },
 }

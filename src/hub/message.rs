@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
+use crate::cluster::wire::WireMessage;
 use crate::protocol::{self, HubProtocol};
 
 #[derive(Debug)]
@@ -79,5 +80,33 @@ impl SerializedMessage {
             Source::Payloads => None,
         })
         .as_ref()
+    }
+
+    /// The message as it crosses to other cluster nodes: the form it was made from.
+    pub(crate) fn to_wire(&self) -> WireMessage {
+        match &self.source {
+            Source::Invocation {
+                target,
+                arguments_json,
+            } => WireMessage::Invocation {
+                target: target.clone(),
+                arguments_json: arguments_json.clone(),
+            },
+            Source::Payloads => WireMessage::Payloads {
+                json: self.json.get().cloned().flatten(),
+                messagepack: self.messagepack.get().cloned().flatten(),
+            },
+        }
+    }
+
+    /// A message from another cluster node.
+    pub(crate) fn from_wire(wire: WireMessage) -> Self {
+        match wire {
+            WireMessage::Invocation {
+                target,
+                arguments_json,
+            } => Self::invocation(target, arguments_json),
+            WireMessage::Payloads { json, messagepack } => Self::from_payloads(json, messagepack),
+        }
     }
 }

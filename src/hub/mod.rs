@@ -5,13 +5,14 @@
 //! holds a [`HubHandle`]; hubs are created on first use through the [`HubRegistry`].
 
 mod actor;
+mod cluster;
 mod command;
 mod message;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -22,6 +23,8 @@ use bytes::Bytes;
 
 use self::command::HubCommand;
 use crate::close::CloseReason;
+use crate::cluster::wire::HubOp;
+use crate::cluster::{Cluster, Unreachable};
 use crate::id::{ConnectionId, GroupName, HubName, ServerConnId, UserId};
 use crate::peer::ConnHandle;
 use crate::peer::ServerConnHandle;
@@ -119,23 +122,52 @@ pub struct HubGone;
 /// server's messages) queues the next operation at once and waits for answers beside it; a caller
 /// that wants the answer now awaits it (`hub.add_to_group(id, g).await?.await?`). Dropping it
 /// does not cancel the operation.
+/// In a cluster an answer may need other nodes; it then fails with [`HubError::Cluster`] when
+/// they cannot be asked.
 #[must_use = "the operation is queued either way; await the reply to learn its answer"]
 #[derive(Debug)]
-pub struct HubReply<T>(oneshot::Receiver<T>);
+pub struct HubReply<T>(oneshot::Receiver<Result<T, Unreachable>>);
 
 impl<T> IntoFuture for HubReply<T> {
-    type Output = Result<T, HubGone>;
-    type IntoFuture = futures_util::future::MapErr<
-        oneshot::Receiver<T>,
-        fn(oneshot::error::RecvError) -> HubGone,
+    type Output = Result<T, HubError>;
+    type IntoFuture = futures_util::future::Map<
+        oneshot::Receiver<Result<T, Unreachable>>,
+        fn(Result<Result<T, Unreachable>, oneshot::error::RecvError>) -> Result<T, HubError>,
     >;
 
     fn into_future(self) -> Self::IntoFuture {
-        use futures_util::TryFutureExt as _;
-        self.0
-            .map_err((|_| HubGone) as fn(oneshot::error::RecvError) -> HubGone)
+        use futures_util::FutureExt as _;
+        self.0.map(
+            (|r| match r {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(HubError::Cluster(e)),
+                Err(_) => Err(HubError::Gone(HubGone)),
+            })
+                as fn(
+                    Result<Result<T, Unreachable>, oneshot::error::RecvError>,
+                ) -> Result<T, HubError>,
+        )
     }
 }
+
+/// An operation from another node that did not fit in a full inbox (see
+/// [`HubHandle::remote`]).
+#[derive(Debug)]
+pub(crate) struct RemoteOp(Box<HubCommand>);
+
+/// Why an answered hub operation has no answer.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum HubError {
+    /// The hub actor is gone.
+    #[error(transparent)]
+    Gone(#[from] HubGone),
+    /// The answer needs other cluster nodes, and they could not be asked.
+    #[error(transparent)]
+    Cluster(#[from] Unreachable),
+}
+
+/// Where a hub actor sends an answer that may need other nodes.
+pub(crate) type Answer<T> = oneshot::Sender<Result<T, Unreachable>>;
 
 /// Cloneable front of one hub actor: typed operations only. Each waits for room in the hub's
 /// bounded inbox (backpressure to the caller) and fails with [`HubGone`] only when the actor has
@@ -145,6 +177,8 @@ pub struct HubHandle {
     name: HubName,
     tx: mpsc::Sender<HubCommand>,
     clients: Arc<AtomicUsize>,
+    membership_epoch: Arc<AtomicU64>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl HubHandle {
@@ -158,6 +192,47 @@ impl HubHandle {
         self.clients.load(Ordering::Relaxed)
     }
 
+    /// Join a newly registered connection to its user's memberships remembered in the cluster
+    /// engine (read after its registration, so that a membership announced meanwhile reaches
+    /// it either way). Nothing to do on a single node or for an anonymous connection.
+    pub(crate) async fn apply_remembered(&self, conn: &ConnHandle) {
+        let (Some(cluster), Some(user)) = (self.cluster(), conn.user()) else {
+            return;
+        };
+        // A removal racing the read makes it stale: read again (a few times at most).
+        for _ in 0..4 {
+            let epoch = self.membership_epoch.load(Ordering::Relaxed);
+            let groups = match cluster::read_remembered(&cluster, &self.name, user).await {
+                Ok(groups) => groups,
+                Err(e) => {
+                    tracing::warn!(hub = %self.name, connection = %conn.id(), error = %e, "remembered user-group memberships not read");
+                    return;
+                }
+            };
+            if groups.is_empty() {
+                return;
+            }
+            let id = conn.id().clone();
+            match self
+                .ask(|reply| HubCommand::ApplyRemembered {
+                    id,
+                    groups,
+                    epoch,
+                    reply,
+                })
+                .await
+            {
+                Ok(false) => continue,
+                Ok(true) | Err(HubGone) => return,
+            }
+        }
+    }
+
+    /// The cluster the hub's node belongs to, if any.
+    pub(crate) fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.cluster.clone()
+    }
+
     /// Queue a command, waiting while the hub's inbox is full.
     async fn send(&self, cmd: HubCommand) -> Result<(), HubGone> {
         self.tx.send(cmd).await.map_err(|_| HubGone)
@@ -166,19 +241,41 @@ impl HubHandle {
     /// Queue a command that answers; the answer comes later.
     async fn queue<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> HubCommand,
+        make: impl FnOnce(Answer<T>) -> HubCommand,
     ) -> Result<HubReply<T>, HubGone> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
         Ok(HubReply(rx))
     }
 
+    /// Queue a command answered by this hub alone, and wait for the answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> HubCommand,
+    ) -> Result<T, HubGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| HubGone)
+    }
+
+    /// Hand an operation from another cluster node to the hub without waiting: `Err` gives the
+    /// command back when the inbox is full.
+    pub(crate) fn remote(&self, origin: String, op: HubOp) -> Result<(), RemoteOp> {
+        match self.tx.try_send(HubCommand::Remote { origin, op }) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(cmd)) => Err(RemoteOp(Box::new(cmd))),
+        }
+    }
+
+    /// Queue an operation given back by [`remote`](Self::remote), waiting for room.
+    pub(crate) async fn remote_wait(&self, op: RemoteOp) {
+        let _ = self.tx.send(*op.0).await;
+    }
+
     /// Wait until the hub has processed every command queued before this call (so that what a
     /// caller sent through the hub is in the recipients' outboxes).
     pub async fn barrier(&self) -> Result<(), HubGone> {
-        self.queue(|reply| HubCommand::Barrier { reply })
-            .await?
-            .await
+        self.ask(|reply| HubCommand::Barrier { reply }).await
     }
 
     /// Admit a client: decide its route in the mode of `request` (choosing its hub server in
@@ -188,8 +285,7 @@ impl HubHandle {
         request: AdmitRequest,
     ) -> Result<(ConnHandle, ClientRoute), AdmitError> {
         match self
-            .queue(|reply| HubCommand::Admit { request, reply })
-            .await?
+            .ask(|reply| HubCommand::Admit { request, reply })
             .await?
         {
             Ok(admitted) => Ok(admitted),
@@ -199,9 +295,7 @@ impl HubHandle {
 
     /// Register a connection that completed its handshake; it joins its user's groups.
     pub async fn connect(&self, conn: ConnHandle) -> Result<(), HubGone> {
-        self.queue(|reply| HubCommand::Connect { conn, reply })
-            .await?
-            .await
+        self.ask(|reply| HubCommand::Connect { conn, reply }).await
     }
 
     /// Forget a connection. Waits for room in the inbox rather than dropping the command: a
@@ -477,6 +571,8 @@ pub struct HubSettings {
     pub idle_timeout: Duration,
     /// Hubs running at once; one more is [`TooManyHubs`].
     pub max_hubs: usize,
+    /// The cluster this node belongs to, if any.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// A new hub was refused: `limits.max_hubs` hubs are running.
@@ -559,6 +655,17 @@ impl HubRegistry {
             .cloned()
     }
 
+    /// The hub an operation on `name` goes to: the running hub, or none (nothing to reach) on
+    /// a single node; in a cluster always a hub (started if needed), since other nodes may hold
+    /// its connections.
+    pub fn for_operation(&self, name: &str) -> Result<Option<HubHandle>, TooManyHubs> {
+        if self.shared.settings.cluster.is_some() {
+            self.get_or_create(name).map(Some)
+        } else {
+            Ok(self.get(name))
+        }
+    }
+
     /// The hub called `name` (any case), started if needed; refused when starting it would
     /// exceed [`HubSettings::max_hubs`] (counted in `switchboard_hubs_rejected_total`). Must be
     /// called inside a tokio runtime.
@@ -584,12 +691,14 @@ impl HubRegistry {
         let name = HubName::from(name.as_ref());
         let (tx, rx) = mpsc::channel(shared.settings.inbox_capacity);
         let clients = Arc::new(AtomicUsize::new(0));
+        let membership_epoch = Arc::new(AtomicU64::new(0));
         let hub = actor::Hub::new(
             name.clone(),
             rx,
             shared.settings.clone(),
             shared.metrics.clone(),
             clients.clone(),
+            membership_epoch.clone(),
             Arc::downgrade(shared),
         );
         let metrics = shared.metrics.clone();
@@ -603,9 +712,22 @@ impl HubRegistry {
             name: name.clone(),
             tx,
             clients,
+            membership_epoch,
+            cluster: shared.settings.cluster.clone(),
         };
         hubs.insert(name, handle.clone());
         Ok(handle)
+    }
+
+    /// A lookup of running hubs by canonical name that does not keep the registry alive (for
+    /// the cluster's reader).
+    pub(crate) fn weak_lookup(&self) -> crate::cluster::node::HubLookup {
+        let shared = Arc::downgrade(&self.shared);
+        Box::new(move |name: &str| {
+            let shared = shared.upgrade()?;
+            let hubs = shared.hubs.read();
+            hubs.get(name).filter(|h| !h.tx.is_closed()).cloned()
+        })
     }
 
     /// Whether `name` (any case) could be used now: it runs, or one more hub may start.

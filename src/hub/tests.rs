@@ -22,6 +22,7 @@ fn registry(idle_timeout: Duration, max_hubs: usize) -> (HubRegistry, Arc<Metric
         max_user_groups_without_ttl: 100,
         idle_timeout,
         max_hubs,
+        cluster: None,
     };
     (HubRegistry::new(settings, metrics.clone()), metrics)
 }

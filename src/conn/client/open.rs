@@ -107,6 +107,12 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         sticky_server: ctx.identity.claim("asrs.s.sn").map(str::to_owned),
         sticky_mode: StickyMode::from_claim(ctx.identity.claim("asrs.s.ssticky")),
     };
+    if let Some(cluster) = ctx.hub.cluster() {
+        // What other nodes publish for this hub must reach the client from its first message.
+        cluster
+            .hub_ready(ctx.hub.name().as_str(), std::time::Duration::from_secs(2))
+            .await;
+    }
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(admitted) => admitted,
         Err(AdmitError::Refused(text)) => {
@@ -122,6 +128,8 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         }
     };
     let registration = Registration::new(env.clone(), ctx.hub.clone(), conn.clone());
+    // In a cluster, the user's remembered group memberships are in the engine.
+    ctx.hub.apply_remembered(&conn).await;
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");
     if route != ClientRoute::ToServer || conn.server().is_none() {
         // Kept for a hub server's OpenConnection only (the upstream has its own copy).

@@ -28,7 +28,7 @@ use self::build::{
     user_leave,
 };
 pub(crate) use crate::conn::index::Lookup;
-use crate::hub::{ExistsQuery, HubGone, Member, Scope, SerializedMessage};
+use crate::hub::{ExistsQuery, HubError, HubGone, Member, Scope, SerializedMessage};
 use crate::id::{ConnectionId, GroupName, UserId};
 use crate::peer::ConnHandle;
 use crate::protocol::service::{
@@ -158,7 +158,7 @@ impl<W: World> ServerMachine<W> {
     pub(crate) fn on_members(
         &mut self,
         ack_id: i32,
-        members: Result<Vec<Member>, HubGone>,
+        members: Result<Vec<Member>, HubError>,
     ) -> Vec<Action> {
         match members {
             Ok(members) => vec![Action::Reply(ServiceMessage::Ack {
@@ -168,7 +168,14 @@ impl<W: World> ServerMachine<W> {
                 extensions: Extensions::default(),
                 payload: Some(group_members_payload(&members)),
             })],
-            Err(HubGone) => {
+            Err(HubError::Cluster(e)) => vec![Action::Reply(ServiceMessage::Ack {
+                ack_id,
+                status: ack_status::INTERNAL_SERVER_ERROR,
+                message: Some(e.to_string()),
+                extensions: Extensions::default(),
+                payload: None,
+            })],
+            Err(HubError::Gone(_)) => {
                 self.phase = Phase::Ended;
                 vec![Action::Close(Closing::HubGone)]
             }

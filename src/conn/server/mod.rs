@@ -34,7 +34,7 @@ use self::socket::{Incoming, ServerSocket};
 use super::env::{ConnectionSlot, ServerEnv};
 use super::index::Lookup;
 use crate::close::{CloseReason, WsClose};
-use crate::hub::{HubGone, HubHandle, HubReply};
+use crate::hub::{HubError, HubGone, HubHandle, HubReply};
 use crate::id::ServerConnId;
 use crate::peer::{PushError, ServerConnHandle, ServerOutbox, ServerOutboxBounds};
 use crate::protocol::framing;
@@ -533,16 +533,19 @@ impl<S: ServerSocket> ServerIo<'_, S> {
             HubOp::GroupConnections(group) => {
                 let members = match hub.group_connections(group).await {
                     Ok(reply) => reply.await,
-                    Err(gone) => Err(gone),
+                    Err(gone) => Err(gone.into()),
                 };
                 let Then::Members(ack_id) = then else {
-                    return members.map(|_| Vec::new());
+                    return match members {
+                        Err(HubError::Gone(gone)) => Err(gone),
+                        _ => Ok(Vec::new()),
+                    };
                 };
                 return Ok(self.machine.on_members(ack_id, members));
             }
             HubOp::ServerIds => {
                 let ids = match hub.server_ids().await {
-                    Ok(reply) => reply.await,
+                    Ok(reply) => reply.await.map_err(|_| HubGone),
                     Err(gone) => Err(gone),
                 };
                 return Ok(self.machine.on_server_ids(ids, crate::auth::unix_now()));

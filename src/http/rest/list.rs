@@ -26,7 +26,7 @@ pub(super) async fn list_group_connections(
 ) -> Result<HttpResponse, ApiError> {
     let (page_size, top, after) = page_query(query)?;
 
-    let members = match shared.hubs.get(hub) {
+    let members = match shared.hubs.for_operation(hub)? {
         Some(h) => answer(shared, h.group_connections(GroupName::from(group)).await).await?,
         None => Vec::new(),
     };

@@ -130,7 +130,7 @@ use super::{ApiError, bearer_token};
 use crate::auth::Audience;
 use crate::close::CloseReason;
 use crate::http::state::{Broker, client_token};
-use crate::hub::{ExistsQuery, HubGone, HubReply, Scope};
+use crate::hub::{ExistsQuery, HubError, HubGone, HubReply, Scope};
 use crate::id::{ConnectionId, GroupName, UserId, validate_user_id};
 use crate::telemetry::Metrics;
 
@@ -219,7 +219,7 @@ async fn dispatch(
         Op::Broadcast => {
             let excluded = query.excluded();
             let msg = read_message(req, payload, shared).await?;
-            if let Some(h) = shared.hubs.get(&hub) {
+            if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_all(msg, excluded)
                     .await
                     .map_err(|e| gone(shared, e))?;
@@ -228,7 +228,7 @@ async fn dispatch(
         }
         Op::SendUser(user) => {
             let msg = read_message(req, payload, shared).await?;
-            if let Some(h) = shared.hubs.get(&hub) {
+            if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_user(UserId::from(user), msg)
                     .await
                     .map_err(|e| gone(shared, e))?;
@@ -238,7 +238,7 @@ async fn dispatch(
         Op::SendGroup(group) => {
             let excluded = query.excluded();
             let msg = read_message(req, payload, shared).await?;
-            if let Some(h) = shared.hubs.get(&hub) {
+            if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_group(GroupName::from(group), msg, excluded, Vec::new())
                     .await
                     .map_err(|e| gone(shared, e))?;
@@ -247,7 +247,7 @@ async fn dispatch(
         }
         Op::SendConnection(id) => {
             let msg = read_message(req, payload, shared).await?;
-            if let Some(h) = shared.hubs.get(&hub) {
+            if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_connection(ConnectionId::from(id.as_str()), msg)
                     .await
                     .map_err(|e| gone(shared, e))?;
@@ -267,7 +267,7 @@ async fn dispatch(
                 .first("reason")
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned);
-            let existed = match shared.hubs.get(&hub) {
+            let existed = match shared.hubs.for_operation(&hub)? {
                 Some(h) => {
                     answer(
                         shared,
@@ -337,7 +337,7 @@ async fn dispatch(
         }
 
         Op::AddConnectionToGroup { group, id } => {
-            let added = match shared.hubs.get(&hub) {
+            let added = match shared.hubs.for_operation(&hub)? {
                 Some(h) => {
                     answer(
                         shared,
@@ -355,7 +355,7 @@ async fn dispatch(
             }
         }
         Op::RemoveConnectionFromGroup { group, id } => {
-            let existed = match shared.hubs.get(&hub) {
+            let existed = match shared.hubs.for_operation(&hub)? {
                 Some(h) => {
                     answer(
                         shared,
@@ -376,7 +376,7 @@ async fn dispatch(
             }
         }
         Op::RemoveConnectionFromAllGroups(id) => {
-            if let Some(h) = shared.hubs.get(&hub) {
+            if let Some(h) = shared.hubs.for_operation(&hub)? {
                 // Leaving every group is idempotent: a missing connection is in none.
                 let _existed = answer(
                     shared,
@@ -406,7 +406,7 @@ async fn dispatch(
             })
         }
         Op::RemoveUserFromGroup { user, group } => {
-            if let Some(h) = shared.hubs.get(&hub) {
+            if let Some(h) = shared.hubs.for_operation(&hub)? {
                 answer(
                     shared,
                     h.remove_user_from_group(UserId::from(user), GroupName::from(group))
@@ -421,7 +421,7 @@ async fn dispatch(
             })
         }
         Op::RemoveUserFromAllGroups(user) => {
-            if let Some(h) = shared.hubs.get(&hub) {
+            if let Some(h) = shared.hubs.for_operation(&hub)? {
                 answer(
                     shared,
                     h.remove_user_from_all_groups(UserId::from(user)).await,
@@ -466,7 +466,7 @@ async fn check(
     query: ExistsQuery,
     missing: impl FnOnce() -> ApiError,
 ) -> Result<HttpResponse, ApiError> {
-    let exists = match shared.hubs.get(hub) {
+    let exists = match shared.hubs.for_operation(hub)? {
         Some(h) => answer(shared, h.exists(query).await).await?,
         None => false,
     };
@@ -487,7 +487,7 @@ async fn close_many(
         .first("reason")
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
-    if let Some(h) = shared.hubs.get(hub) {
+    if let Some(h) = shared.hubs.for_operation(hub)? {
         answer(
             shared,
             h.close_connections(scope, query.excluded(), CloseReason::ByApplication(reason))
@@ -531,9 +531,13 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
 }
 
 /// A hub operation's queueing and its answer as one result (both fail only when the hub is gone).
+/// In a cluster, an answer that needs other nodes that cannot be asked is a 503 saying so.
 async fn answer<T>(shared: &Broker, queued: Result<HubReply<T>, HubGone>) -> Result<T, ApiError> {
     match queued {
-        Ok(reply) => reply.await.map_err(|e| gone(shared, e)),
+        Ok(reply) => reply.await.map_err(|e| match e {
+            HubError::Gone(e) => gone(shared, e),
+            HubError::Cluster(e) => ApiError::from(e),
+        }),
         Err(e) => Err(gone(shared, e)),
     }
 }

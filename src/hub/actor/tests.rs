@@ -21,6 +21,7 @@ fn registry(max_unlimited: usize) -> (HubRegistry, Arc<Metrics>) {
         max_user_groups_without_ttl: max_unlimited,
         idle_timeout: Duration::from_secs(60),
         max_hubs: 100,
+        cluster: None,
     };
     (HubRegistry::new(settings, metrics.clone()), metrics)
 }

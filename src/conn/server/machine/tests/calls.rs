@@ -210,7 +210,7 @@ fn group_member_query_answers_with_the_member_list() {
     // [[["c1","u"],["c2",nil]],nil]
     assert_eq!(&p[..], b"\x92\x92\x92\xa2c1\xa1u\x92\xa2c2\xc0\xc0");
     assert!(matches!(
-        &m.on_members(3, Err(HubGone))[..],
+        &m.on_members(3, Err(HubGone.into()))[..],
         [Action::Close(Closing::HubGone)]
     ));
 }
