@@ -1,0 +1,495 @@
+//! Cluster mode over the in-process engine: three nodes in one process, real sockets and real
+//! HTTP, every REST operation entering at a node that holds none of the affected clients. The
+//! same scenarios over Redis, as separate processes, are in `tests/cluster_redis.rs`.
+//!
+//! Absence of a delivery is shown with a marker sent afterwards by connection id: it must be
+//! the next message.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Rest, TestClient, client_token, expect, expect_marker};
+use serde_json::{Value, json};
+use switchboard::cluster::{ClusterSettings, LocalEngine};
+use switchboard::{ServiceMode, Switchboard, SwitchboardHandle};
+
+const T: Duration = Duration::from_secs(5);
+
+struct Node {
+    handle: SwitchboardHandle,
+    base: String,
+    rest: Rest,
+}
+
+async fn node(engine: &LocalEngine, name: &str) -> Node {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut config = common::config(ServiceMode::Serverless);
+    config.listen = listener.local_addr().expect("addr");
+    config.access_keys = vec![common::TEST_KEY.to_owned()];
+    config.workers = 1;
+    let mut settings = ClusterSettings::new(name);
+    settings.heartbeat_interval = Duration::from_millis(200);
+    settings.node_timeout = Duration::from_millis(1000);
+    settings.request_timeout = Duration::from_secs(3);
+    let handle = Switchboard::new(config)
+        .expect("config")
+        .with_cluster(settings, Arc::new(engine.clone()))
+        .start(listener)
+        .expect("start");
+    let base = format!("http://{}", handle.local_addr());
+    let rest = Rest::new(&base, common::TEST_KEY);
+    Node { handle, base, rest }
+}
+
+/// Three nodes that all see each other.
+async fn cluster(engine: &LocalEngine) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(node(engine, name).await);
+    }
+    for n in &nodes {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 2,
+            "every node sees two others",
+        )
+        .await;
+    }
+    nodes
+}
+
+fn metric(handle: &SwitchboardHandle, name: &str) -> u64 {
+    handle
+        .metrics()
+        .get(name)
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + T;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn client(node: &Node, hub: &str, user: Option<&str>, protocol: &str) -> TestClient {
+    let token = client_token(common::TEST_KEY, hub, user);
+    TestClient::connect(&node.base, hub, &token, protocol)
+        .await
+        .expect("client connects")
+}
+
+/// Send `marker(<id>)` to `client` through `node`'s REST API, then expect it as the next message.
+async fn marker(node: &Node, hub: &str, client: &mut TestClient) {
+    let id = client.connection_id().to_owned();
+    let r = node
+        .rest
+        .post_json(
+            &format!("/api/hubs/{hub}/connections/{id}/:send?api-version=2022-06-01"),
+            &json!({"target": "marker", "arguments": [id]}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    expect_marker(client).await;
+}
+
+fn msg(target: &str, args: Value) -> Value {
+    json!({ "target": target, "arguments": args })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_entering_at_a_third_node_reach_clients_on_the_other_two() {
+    let engine = LocalEngine::new();
+    let nodes = cluster(&engine).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut alice_a = client(a, "chat", Some("alice"), "json").await;
+    let mut alice_b = client(b, "chat", Some("alice"), "messagepack").await;
+    let mut bob_b = client(b, "chat", Some("bob"), "json").await;
+
+    c.rest.broadcast("chat", "all", json!(["hi"])).await;
+    for cl in [&mut alice_a, &mut alice_b, &mut bob_b] {
+        expect(cl, "all", json!(["hi"])).await;
+    }
+
+    // To a user: both of alice's connections, on two nodes; not bob.
+    let r = c
+        .rest
+        .post_json(
+            "/api/hubs/chat/users/alice/:send?api-version=2022-06-01",
+            &msg("user", json!([1])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    expect(&mut alice_a, "user", json!([1])).await;
+    expect(&mut alice_b, "user", json!([1])).await;
+    marker(c, "chat", &mut bob_b).await;
+
+    // To one connection on another node.
+    let id = bob_b.connection_id().to_owned();
+    let r = c
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/connections/{id}/:send?api-version=2022-06-01"),
+            &msg("one", json!([2])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    expect(&mut bob_b, "one", json!([2])).await;
+    marker(c, "chat", &mut alice_a).await;
+
+    // Broadcast with an excluded connection on another node.
+    let excluded = alice_b.connection_id().to_owned();
+    let r = c
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/:send?api-version=2022-06-01&excluded={excluded}"),
+            &msg("ex", json!([3])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    expect(&mut alice_a, "ex", json!([3])).await;
+    expect(&mut bob_b, "ex", json!([3])).await;
+    marker(c, "chat", &mut alice_b).await;
+    assert!(metric(&c.handle, "switchboard_cluster_published_total") >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_memberships_existence_and_listing_work_across_nodes() {
+    let engine = LocalEngine::new();
+    let nodes = cluster(&engine).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut x = client(a, "chat", Some("xena"), "json").await;
+    let mut y = client(b, "chat", Some("yuri"), "messagepack").await;
+    let (xid, yid) = (x.connection_id().to_owned(), y.connection_id().to_owned());
+    let v = "api-version=2022-06-01";
+
+    // Connection → group, asked at the node that holds neither connection.
+    for id in [&xid, &yid] {
+        let r = c
+            .rest
+            .put(&format!("/api/hubs/chat/groups/g1/connections/{id}?{v}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = c
+        .rest
+        .put(&format!("/api/hubs/chat/groups/g1/connections/nobody?{v}"))
+        .await;
+    assert_eq!(r.status, 404, "a connection no node has: {}", r.text());
+    let r = c
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/groups/g1/:send?{v}"),
+            &msg("g", json!(["g1"])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    expect(&mut x, "g", json!(["g1"])).await;
+    expect(&mut y, "g", json!(["g1"])).await;
+
+    // Existence, from the third node.
+    assert_eq!(
+        c.rest
+            .head(&format!("/api/hubs/chat/connections/{xid}?{v}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.rest
+            .head(&format!("/api/hubs/chat/connections/none?{v}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.rest
+            .head(&format!("/api/hubs/chat/users/yuri?{v}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.rest
+            .head(&format!("/api/hubs/chat/users/zed?{v}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.rest
+            .head(&format!("/api/hubs/chat/groups/g1?{v}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.rest
+            .head(&format!("/api/hubs/chat/groups/g2?{v}"))
+            .await
+            .status,
+        404
+    );
+
+    // The listing merges both nodes, in connection-id order.
+    let r = c
+        .rest
+        .get(&format!("/api/hubs/chat/groups/g1/connections?{v}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut ids: Vec<String> = r.json()["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|m| m["connectionId"].as_str().expect("id").to_owned())
+        .collect();
+    let listed = ids.clone();
+    ids.sort();
+    assert_eq!(listed, ids, "ordered");
+    let mut want = vec![xid.clone(), yid.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+
+    // Leave, from the third node: only y gets the next group message.
+    let r = c
+        .rest
+        .delete(&format!("/api/hubs/chat/groups/g1/connections/{xid}?{v}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/groups/g1/:send?{v}"),
+            &msg("g", json!(["again"])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    expect(&mut y, "g", json!(["again"])).await;
+    marker(c, "chat", &mut x).await;
+
+    // Close one connection on another node, with a reason.
+    let r = c
+        .rest
+        .delete(&format!("/api/hubs/chat/connections/{yid}?{v}&reason=bye"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let close = y.next_close(T).await.expect("close");
+    assert!(
+        close["error"].as_str().is_some_and(|e| e.contains("bye")),
+        "{close}"
+    );
+    let r = c
+        .rest
+        .delete(&format!("/api/hubs/chat/connections/none?{v}"))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_user_group_memberships_reach_connections_opened_later_on_any_node() {
+    let engine = LocalEngine::new();
+    let nodes = cluster(&engine).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let v = "api-version=2022-06-01";
+    // Remembered at node c while the user has no connection anywhere.
+    let r = c
+        .rest
+        .put(&format!(
+            "/api/hubs/chat/groups/vip/users/ulla?{v}&ttl=3600"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c
+        .rest
+        .put(&format!("/api/hubs/chat/groups/all/users/ulla?{v}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        c.rest
+            .head(&format!("/api/hubs/chat/groups/vip/users/ulla?{v}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        a.rest
+            .head(&format!("/api/hubs/chat/groups/vip/users/ulla?{v}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        a.rest
+            .head(&format!("/api/hubs/chat/groups/vip/users/olaf?{v}"))
+            .await
+            .status,
+        404
+    );
+
+    // She connects on b (where the hub may not even run yet): she is in both groups.
+    let mut u = client(b, "chat", Some("ulla"), "json").await;
+    for g in ["vip", "all"] {
+        let r = a
+            .rest
+            .post_json(
+                &format!("/api/hubs/chat/groups/{g}/:send?{v}"),
+                &msg("g", json!([g])),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+        expect(&mut u, "g", json!([g])).await;
+    }
+
+    // Removed at node a: she leaves at once on b, and a later connection does not join.
+    let r = a
+        .rest
+        .delete(&format!("/api/hubs/chat/groups/vip/users/ulla?{v}"))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = c
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/groups/vip/:send?{v}"),
+            &msg("g", json!(["late"])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    marker(c, "chat", &mut u).await;
+    let mut u2 = client(a, "chat", Some("ulla"), "messagepack").await;
+    let r = b
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/groups/vip/:send?{v}"),
+            &msg("g", json!(["later"])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    marker(b, "chat", &mut u2).await;
+    let r = b
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/groups/all/:send?{v}"),
+            &msg("g", json!(["still"])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    expect(&mut u2, "g", json!(["still"])).await;
+    expect(&mut u, "g", json!(["still"])).await;
+
+    // Removed from every group at node c.
+    let r = c
+        .rest
+        .delete(&format!("/api/hubs/chat/users/ulla/groups?{v}"))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        a.rest
+            .head(&format!("/api/hubs/chat/groups/all/users/ulla?{v}"))
+            .await
+            .status,
+        404
+    );
+    let r = c
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/groups/all/:send?{v}"),
+            &msg("g", json!(["gone"])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    marker(c, "chat", &mut u).await;
+    marker(c, "chat", &mut u2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_outage_keeps_local_delivery_fails_cross_node_answers_and_recovers() {
+    let engine = LocalEngine::new();
+    let nodes = cluster(&engine).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let v = "api-version=2022-06-01";
+    let mut on_a = client(a, "chat", None, "json").await;
+    let mut on_b = client(b, "chat", None, "json").await;
+    let b_id = on_b.connection_id().to_owned();
+
+    engine.set_down(true);
+    for n in &nodes {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_engine_up") == 0,
+            "the engine is down everywhere",
+        )
+        .await;
+        let r = n.rest.get("/readyz").await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.json()["status"], json!("cluster-unavailable"));
+    }
+    // Local delivery goes on; the publish is counted as failed.
+    let failed = metric(&a.handle, "switchboard_cluster_publish_failed_total");
+    a.rest.broadcast("chat", "local", json!([1])).await;
+    expect(&mut on_a, "local", json!([1])).await;
+    wait_for(
+        || metric(&a.handle, "switchboard_cluster_publish_failed_total") > failed,
+        "the failed publish is counted",
+    )
+    .await;
+    // An answer that needs another node is a 503 that says why.
+    let r = a
+        .rest
+        .head(&format!("/api/hubs/chat/connections/{b_id}?{v}"))
+        .await;
+    assert_eq!(r.status, 503);
+    let r = a
+        .rest
+        .put(&format!("/api/hubs/chat/groups/g/connections/{b_id}?{v}"))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), Some("Error.ClusterUnavailable"));
+
+    engine.set_down(false);
+    for n in &nodes {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_engine_up") == 1,
+            "the engine is back",
+        )
+        .await;
+        assert_eq!(n.rest.get("/readyz").await.status, 200);
+    }
+    assert_eq!(
+        metric(&a.handle, "switchboard_cluster_engine_lost_total"),
+        1
+    );
+    a.rest.broadcast("chat", "again", json!([2])).await;
+    expect(&mut on_a, "again", json!([2])).await;
+    expect(&mut on_b, "again", json!([2])).await;
+    assert_eq!(
+        a.rest
+            .head(&format!("/api/hubs/chat/connections/{b_id}?{v}"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_leaves_and_the_others_notice_at_once() {
+    let engine = LocalEngine::new();
+    let mut nodes = cluster(&engine).await;
+    let c = nodes.pop().expect("c");
+    let lost = metric(&nodes[0].handle, "switchboard_cluster_nodes_lost_total");
+    c.handle.stop().await;
+    for n in &nodes {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
+            "the others see one node",
+        )
+        .await;
+    }
+    assert_eq!(
+        metric(&nodes[0].handle, "switchboard_cluster_nodes_lost_total"),
+        lost + 1
+    );
+}
