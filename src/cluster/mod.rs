@@ -4,6 +4,8 @@
 
 pub mod engine;
 pub mod local;
+pub mod redis;
 
 pub use self::engine::{Command, Engine, EngineError, Reply, Subscriber, SubscriberEvent};
 pub use self::local::LocalEngine;
+pub use self::redis::{RedisEngine, RedisEngineConfig};
