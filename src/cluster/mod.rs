@@ -4,10 +4,11 @@
 
 pub mod engine;
 pub mod local;
+pub mod node;
+pub mod redis;
+pub(crate) mod wire;
 
 pub use self::engine::{Command, Engine, EngineError, Reply, Subscriber, SubscriberEvent};
 pub use self::local::LocalEngine;
-pub mod node;
-pub(crate) mod wire;
-
 pub use self::node::{Cluster, ClusterSettings, Unreachable};
+pub use self::redis::{RedisEngine, RedisEngineConfig};

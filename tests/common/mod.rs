@@ -2,7 +2,8 @@
 //! mint tokens independently of the server's own minting, call the REST API and negotiate with
 //! the whole answer read, and a minimal SignalR WebSocket client (negotiate, handshake, JSON and
 //! MessagePack framing). The raw WebSocket under it is [`ws`]; a scripted hub server is
-//! [`fake_server`]; the management client's side is [`management`].
+//! [`fake_server`]; the management client's side is [`management`]; a real `redis-server` for
+//! the cluster tests is [`redis_server`].
 //!
 //! The client decodes MessagePack with `rmpv` rather than the crate's own codec, so that the
 //! tests check the server's bytes against an independent reader. Every hub message is returned
@@ -15,6 +16,7 @@
 
 pub mod fake_server;
 pub mod management;
+pub mod redis_server;
 pub mod ws;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
