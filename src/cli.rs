@@ -75,6 +75,12 @@ struct ServeArgs {
     /// The local emulator's settings.json with upstream templates.
     #[arg(long = "upstream-settings", env = "SWITCHBOARD_UPSTREAM_SETTINGS")]
     upstream_settings: Option<String>,
+    /// Join a cluster on this Redis: redis://HOST:PORT[/DB], rediss://… (TLS), unix:///path.
+    #[arg(long = "cluster", env = "SWITCHBOARD_CLUSTER")]
+    cluster: Option<String>,
+    /// This node's id in the cluster [default: host name and a random suffix].
+    #[arg(long = "node-id", env = "SWITCHBOARD_NODE_ID")]
+    node_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +182,12 @@ impl ServeArgs {
         }
         if let Some(path) = &self.upstream_settings {
             config.upstream_settings = path.clone();
+        }
+        if let Some(url) = &self.cluster {
+            config.cluster.redis_url = url.clone();
+        }
+        if let Some(id) = &self.node_id {
+            config.cluster.node_id = id.clone();
         }
         config.validate()?;
         Ok(config)
@@ -356,7 +368,12 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         let generated_key = config.access_keys.is_empty();
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let board = Switchboard::new(config).map_err(|e| e.to_string())?;
+        let board = Switchboard::new(config)
+            .map_err(|e| e.to_string())?
+            .join_configured_cluster()
+            .await
+            .map_err(|e| e.to_string())?;
+        let node = board.cluster_node();
         let handle = board.start(listener).map_err(|e| e.to_string())?;
         // Install the SIGHUP handler before announcing the address: until then a SIGHUP would
         // end the process.
@@ -367,6 +384,9 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         println!("Listening on http://{}", handle.local_addr());
         println!("Connection string: {}", handle.connection_string());
         println!("Mode: {mode}");
+        if let Some((id, engine)) = &node {
+            println!("Cluster: node {id} on {engine}");
+        }
         if generated_key {
             println!("Access key: generated at random for this run (pass --access-key to fix it)");
         }

@@ -80,6 +80,32 @@ impl Switchboard {
         self
     }
 
+    /// Join the cluster the configuration names (`[cluster] redis_url`), connecting to its
+    /// Redis; nothing to do without one. [`start`](Self::start) refuses a configuration that
+    /// names a cluster the broker has not joined.
+    pub async fn join_configured_cluster(self) -> Result<Self, std::io::Error> {
+        if !self.config.cluster.enabled() || self.cluster.is_some() {
+            return Ok(self);
+        }
+        let engine = crate::cluster::RedisEngine::connect(&self.config.cluster.redis_url)
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("cluster.redis_url: {e}"),
+                )
+            })?;
+        let settings = self.config.cluster.settings();
+        Ok(self.with_cluster(settings, Arc::new(engine)))
+    }
+
+    /// The cluster node's id and engine, once joined.
+    pub fn cluster_node(&self) -> Option<(String, String)> {
+        self.cluster
+            .as_ref()
+            .map(|(settings, engine)| (settings.node_id.clone(), engine.describe()))
+    }
+
     /// The access keys in force (the generated one when none was configured).
     pub fn access_keys(&self) -> &AccessKeys {
         &self.keys
@@ -88,6 +114,12 @@ impl Switchboard {
     /// Serve on an already bound listener. Must be called inside a tokio runtime; the server
     /// runs on its own worker threads until [`SwitchboardHandle::stop`].
     pub fn start(self, listener: TcpListener) -> std::io::Result<SwitchboardHandle> {
+        if self.config.cluster.enabled() && self.cluster.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the configuration names a cluster (cluster.redis_url): call Switchboard::join_configured_cluster first",
+            ));
+        }
         let local_addr = listener.local_addr()?;
         let limits = self.config.limits.clone();
         let metrics = Arc::new(Metrics::default());
