@@ -493,3 +493,73 @@ async fn a_stopping_node_leaves_and_the_others_notice_at_once() {
         lost + 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_negotiates_at_one_node_and_connects_at_another_once_and_only_as_itself() {
+    let engine = LocalEngine::new();
+    let nodes = cluster(&engine).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let token = client_token(common::TEST_KEY, "chat", Some("nina"));
+    // Negotiated at a, connected at b: served, and reachable from c.
+    let (id, connection_token) = TestClient::negotiate_only(&a.base, "chat", &token)
+        .await
+        .expect("negotiate");
+    assert_ne!(id, connection_token);
+    let mut nina = TestClient::open(
+        &b.base,
+        "chat",
+        &token,
+        "messagepack",
+        id.clone(),
+        &connection_token,
+    )
+    .await
+    .expect("another node accepts the token");
+    c.rest.broadcast("chat", "hello", json!([1])).await;
+    expect(&mut nina, "hello", json!([1])).await;
+    marker(c, "chat", &mut nina).await;
+
+    // The same token again, at a third node or at the first: refused (once across the cluster).
+    for n in [c, a] {
+        let again = TestClient::open(
+            &n.base,
+            "chat",
+            &token,
+            "json",
+            id.clone(),
+            &connection_token,
+        )
+        .await;
+        assert!(
+            again.is_err(),
+            "a token used at b was accepted again at {}",
+            n.base
+        );
+    }
+
+    // Another user's token with nina's connection token: refused at every node.
+    let (id2, connection_token2) = TestClient::negotiate_only(&a.base, "chat", &token)
+        .await
+        .expect("negotiate");
+    let eve = client_token(common::TEST_KEY, "chat", Some("eve"));
+    for n in [b, c] {
+        let stolen = TestClient::open(
+            &n.base,
+            "chat",
+            &eve,
+            "json",
+            id2.clone(),
+            &connection_token2,
+        )
+        .await;
+        assert!(
+            stolen.is_err(),
+            "eve took over nina's negotiation at {}",
+            n.base
+        );
+    }
+    // ... which nina can still use.
+    TestClient::open(&c.base, "chat", &token, "json", id2, &connection_token2)
+        .await
+        .expect("the owner still can");
+}

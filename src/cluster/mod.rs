@@ -6,6 +6,7 @@ pub mod engine;
 pub mod local;
 pub mod node;
 pub mod redis;
+pub(crate) mod token;
 pub(crate) mod wire;
 
 pub use self::engine::{Command, Engine, EngineError, Reply, Subscriber, SubscriberEvent};

@@ -384,6 +384,22 @@ impl Cluster {
         }
     }
 
+    /// Claim a negotiated connection id for its one use across the cluster: `Ok(false)` when
+    /// some node claimed it already. The claim is remembered for `ttl` (the token's lifetime).
+    pub(crate) async fn claim_once(
+        &self,
+        connection_id: &str,
+        ttl: Duration,
+    ) -> Result<bool, Unreachable> {
+        let key = format!("{}:used:{connection_id}", self.settings.prefix);
+        let rx = self.batch(vec![Command::SetIfAbsent { key, ttl }]);
+        match rx.await {
+            Ok(Ok(replies)) => Ok(matches!(replies.first(), Some(Reply::Bool(true)))),
+            Ok(Err(e)) => Err(Unreachable::Engine(e.0)),
+            Err(_) => Err(Unreachable::Engine("the cluster node stopped".into())),
+        }
+    }
+
     /// The command that publishes a hub operation, for a [`batch`](Self::batch).
     pub(crate) fn publish_command(&self, hub: &str, op: HubOp) -> Command {
         Command::Publish {

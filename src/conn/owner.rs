@@ -28,6 +28,20 @@ impl Owner {
         }
     }
 
+    /// Feed what identifies the owner to a MAC (hub in canonical case, then the user's digest
+    /// or the anonymous marker), for tokens that carry their owner's signature.
+    pub(crate) fn feed(&self, mac: &mut dyn FnMut(&[u8])) {
+        mac(crate::hub::canonical_hub_name(self.hub.as_str()).as_bytes());
+        mac(&[0]);
+        match &self.user {
+            Some(digest) => {
+                mac(&[1]);
+                mac(digest);
+            }
+            None => mac(&[2]),
+        }
+    }
+
     /// The owner of a request for `hub` authenticated as `identity`.
     pub(crate) fn of(hub: &str, identity: &Identity) -> Self {
         Self::new(hub, identity.user_id.as_deref())

@@ -110,14 +110,14 @@ async fn connect(
     // refused slot or upgrade leaves nothing behind.
     let mut resume = None;
     let connection_id = match id {
-        Some(token) => match shared.pending.claim(&token, &owner) {
-            Ok(p) => {
-                if p.stateful_reconnect {
+        Some(token) => match claim(&shared, &token, &owner).await {
+            Ok((connection_id, stateful)) => {
+                if stateful {
                     let (tx, rx) = tokio::sync::mpsc::channel(1);
                     let entry = shared.client_env.resumable.insert(token, owner, tx);
                     resume = Some(Resume { entry, rx });
                 }
-                p.connection_id
+                connection_id
             }
             Err(Refusal::Foreign) => return Ok(refused(&shared, Refusal::Foreign)),
             Err(Refusal::Unknown) => {
@@ -252,5 +252,41 @@ mod tests {
             forwarded("hub=chat&access%5Ftoken=t&ACCESS_TOKEN=u&ID=c1&%69d=c2&i%64=c3&keep=1"),
             "?hub=chat&keep=1"
         );
+    }
+}
+
+/// Claim the negotiated connection `token` stands for: the id and whether it negotiated
+/// stateful reconnect. On a single node that is the pending entry negotiate left here. In a
+/// cluster the token may come from another node's negotiate: a signed token of the same owner
+/// is accepted too, and either way the id is used once across the cluster (while the engine is
+/// unreachable, once per node).
+async fn claim(
+    shared: &Broker,
+    token: &str,
+    owner: &Owner,
+) -> Result<(ConnectionId, bool), Refusal> {
+    let local = shared.pending.claim(token, owner);
+    let Some(cluster) = &shared.cluster else {
+        return local.map(|p| (p.connection_id, p.stateful_reconnect));
+    };
+    let claimed = match local {
+        Ok(p) => (p.connection_id, p.stateful_reconnect),
+        Err(Refusal::Foreign) => return Err(Refusal::Foreign),
+        Err(Refusal::Unknown) => {
+            let keys = shared.keys();
+            match crate::cluster::token::verify(keys.all(), token, owner, crate::auth::unix_now()) {
+                Some(v) => (v.connection_id, v.stateful_reconnect),
+                None => return Err(Refusal::Unknown),
+            }
+        }
+    };
+    let ttl = shared.config.limits.negotiate_timeout();
+    match cluster.claim_once(claimed.0.as_str(), ttl).await {
+        Ok(true) => Ok(claimed),
+        Ok(false) => Err(Refusal::Unknown),
+        Err(e) => {
+            tracing::debug!(error = %e, "connection token claimed on this node only");
+            Ok(claimed)
+        }
     }
 }

@@ -106,12 +106,20 @@ async fn negotiate(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpRe
             query_value(&req, "useStatefulReconnect").as_deref(),
         );
     let connection_id = ConnectionId::random();
-    let connection_token = if version >= 1 {
-        random_token()
-    } else {
-        connection_id.as_str().to_owned()
-    };
     let owner = Owner::of(&hub, &identity);
+    let connection_token = match (version >= 1, &shared.cluster) {
+        // In a cluster any node's WebSocket endpoint can verify the token.
+        (true, Some(_)) => crate::cluster::token::mint(
+            shared.keys().primary(),
+            &connection_id,
+            &owner,
+            crate::auth::unix_now()
+                .saturating_add(shared.config.limits.negotiate_timeout().as_secs()),
+            stateful,
+        ),
+        (true, None) => random_token(),
+        (false, _) => connection_id.as_str().to_owned(),
+    };
     if shared
         .pending
         .insert(

@@ -411,11 +411,33 @@ impl TestClient {
     /// WebSocket with the `Authorization` header, and complete the handshake for `protocol`
     /// (`"json"` or `"messagepack"`).
     pub async fn connect(base: &str, hub: &str, token: &str, protocol: &str) -> Result<Self> {
-        let proto = match protocol {
-            "json" => Protocol::Json,
-            "messagepack" => Protocol::MessagePack,
-            other => bail!("unknown protocol {other}"),
-        };
+        Self::connect_via(base, base, hub, token, protocol).await
+    }
+
+    /// [`connect`](Self::connect) with negotiate at `negotiate_base` and the WebSocket at
+    /// `ws_base` (another node of a cluster, as without load-balancer affinity).
+    pub async fn connect_via(
+        negotiate_base: &str,
+        ws_base: &str,
+        hub: &str,
+        token: &str,
+        protocol: &str,
+    ) -> Result<Self> {
+        let (connection_id, connection_token) =
+            Self::negotiate_only(negotiate_base, hub, token).await?;
+        Self::open(
+            ws_base,
+            hub,
+            token,
+            protocol,
+            connection_id,
+            &connection_token,
+        )
+        .await
+    }
+
+    /// Negotiate only: the connection id and the connection token.
+    pub async fn negotiate_only(base: &str, hub: &str, token: &str) -> Result<(String, String)> {
         let http = reqwest::Client::new();
         let hub_q: String = form_urlencoded::byte_serialize(hub.as_bytes()).collect();
         let resp = http
@@ -443,7 +465,24 @@ impl TestClient {
             .as_str()
             .unwrap_or(&connection_id)
             .to_owned();
+        Ok((connection_id, connection_token))
+    }
 
+    /// Open the WebSocket for a negotiated connection and complete the handshake.
+    pub async fn open(
+        base: &str,
+        hub: &str,
+        token: &str,
+        protocol: &str,
+        connection_id: String,
+        connection_token: &str,
+    ) -> Result<Self> {
+        let proto = match protocol {
+            "json" => Protocol::Json,
+            "messagepack" => Protocol::MessagePack,
+            other => bail!("unknown protocol {other}"),
+        };
+        let hub_q: String = form_urlencoded::byte_serialize(hub.as_bytes()).collect();
         let ws = ws::open(
             base,
             &format!("hub={hub_q}&id={connection_token}"),
