@@ -26,9 +26,8 @@ const DOMAIN: &[u8] = b"switchboard connection token v1";
 
 fn tag(key: &str, body: &str, owner: &Owner) -> [u8; 16] {
     // HMAC accepts any key length.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key.as_bytes()) {
-        Ok(mac) => mac,
-        Err(_) => return [0; 16],
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) else {
+        return [0; 16];
     };
     mac.update(DOMAIN);
     mac.update(&[0]);

@@ -222,39 +222,6 @@ pub(crate) fn forwarded_query(req: &HttpRequest) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use actix_web::test::TestRequest;
-
-    use super::forwarded_query;
-
-    fn forwarded(query: &str) -> String {
-        forwarded_query(
-            &TestRequest::get()
-                .uri(&format!("/client/?{query}"))
-                .to_http_request(),
-        )
-    }
-
-    #[test]
-    fn the_forwarded_query_drops_the_token_and_the_connection_token() {
-        assert_eq!(
-            forwarded("hub=chat&id=c1&access_token=t&x=1&&"),
-            "?hub=chat&x=1"
-        );
-        assert_eq!(forwarded("id=c1&access_token=t"), "");
-    }
-
-    #[test]
-    fn every_spelling_of_token_and_id_is_dropped() {
-        // The broker reads `access%5Ftoken` as the token and `ID` as the connection token.
-        assert_eq!(
-            forwarded("hub=chat&access%5Ftoken=t&ACCESS_TOKEN=u&ID=c1&%69d=c2&i%64=c3&keep=1"),
-            "?hub=chat&keep=1"
-        );
-    }
-}
-
 /// Claim the negotiated connection `token` stands for: the id and whether it negotiated
 /// stateful reconnect. On a single node that is the pending entry negotiate left here. In a
 /// cluster the token may come from another node's negotiate: a signed token of the same owner
@@ -288,5 +255,38 @@ async fn claim(
             tracing::debug!(error = %e, "connection token claimed on this node only");
             Ok(claimed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::forwarded_query;
+
+    fn forwarded(query: &str) -> String {
+        forwarded_query(
+            &TestRequest::get()
+                .uri(&format!("/client/?{query}"))
+                .to_http_request(),
+        )
+    }
+
+    #[test]
+    fn the_forwarded_query_drops_the_token_and_the_connection_token() {
+        assert_eq!(
+            forwarded("hub=chat&id=c1&access_token=t&x=1&&"),
+            "?hub=chat&x=1"
+        );
+        assert_eq!(forwarded("id=c1&access_token=t"), "");
+    }
+
+    #[test]
+    fn every_spelling_of_token_and_id_is_dropped() {
+        // The broker reads `access%5Ftoken` as the token and `ID` as the connection token.
+        assert_eq!(
+            forwarded("hub=chat&access%5Ftoken=t&ACCESS_TOKEN=u&ID=c1&%69d=c2&i%64=c3&keep=1"),
+            "?hub=chat&keep=1"
+        );
     }
 }
