@@ -24,8 +24,12 @@ struct Node {
 }
 
 async fn node(engine: &LocalEngine, name: &str) -> Node {
+    node_in(engine, name, ServiceMode::Serverless).await
+}
+
+async fn node_in(engine: &LocalEngine, name: &str, mode: ServiceMode) -> Node {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut config = common::config(ServiceMode::Serverless);
+    let mut config = common::config(mode);
     config.listen = listener.local_addr().expect("addr");
     config.access_keys = vec![common::TEST_KEY.to_owned()];
     config.workers = 1;
@@ -562,4 +566,117 @@ async fn a_client_negotiates_at_one_node_and_connects_at_another_once_and_only_a
     TestClient::open(&c.base, "chat", &token, "json", id2, &connection_token2)
         .await
         .expect("the owner still can");
+}
+
+fn payloads(target: &str, args: Value) -> Vec<(String, bytes::Bytes)> {
+    let json = common::json_invocation(None, target, args.clone());
+    let mp = switchboard::protocol::encode_invocation_json_args(
+        switchboard::protocol::HubProtocol::MessagePack,
+        target,
+        &serde_json::to_vec(&args).expect("json"),
+    )
+    .expect("messagepack");
+    vec![
+        ("json".into(), bytes::Bytes::from(json)),
+        ("messagepack".into(), mp),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_servers_messages_through_one_node_reach_its_clients_on_another() -> anyhow::Result<()>
+{
+    use common::fake_server::FakeServer;
+    use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
+    let engine = LocalEngine::new();
+    let a = node_in(&engine, "a", ServiceMode::Default).await;
+    let b = node_in(&engine, "b", ServiceMode::Default).await;
+    for n in [&a, &b] {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
+            "the nodes see each other",
+        )
+        .await;
+    }
+    // One app server, a connection to each node (as the SDK's connections land behind a load
+    // balancer); a client on b is routed to b's connection.
+    let mut via_a = FakeServer::connect(
+        &a.base,
+        common::TEST_KEY,
+        "chat",
+        "app1",
+        ConnectionType::Default,
+    )
+    .await?;
+    let mut via_b = FakeServer::connect(
+        &b.base,
+        common::TEST_KEY,
+        "chat",
+        "app1",
+        ConnectionType::Default,
+    )
+    .await?;
+    let token = client_token(common::TEST_KEY, "chat", Some("carl"));
+    let base = b.base.clone();
+    let pending =
+        tokio::spawn(async move { TestClient::connect(&base, "chat", &token, "json").await });
+    let (id, ..) = via_b.accept_client().await?;
+    let mut carl = pending.await??;
+
+    // Through a's connection: a broadcast, a message to carl by id, a group join with ack and a
+    // group send, then a close.
+    via_a
+        .send(&ServiceMessage::BroadcastData {
+            excluded_list: vec![],
+            payloads: payloads("all", json!([1])),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    expect(&mut carl, "all", json!([1])).await;
+    via_a
+        .send(&ServiceMessage::MultiConnectionData {
+            connection_list: vec![id.clone()],
+            payloads: payloads("direct", json!([2])),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    expect(&mut carl, "direct", json!([2])).await;
+    via_a
+        .send(&ServiceMessage::JoinGroupWithAck {
+            connection_id: id.clone(),
+            group_name: "g".into(),
+            ack_id: 7,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_eq!(via_a.expect_ack(7).await?, 1, "found on the other node");
+    via_a
+        .send(&ServiceMessage::JoinGroupWithAck {
+            connection_id: "nobody".into(),
+            group_name: "g".into(),
+            ack_id: 8,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    assert_ne!(via_a.expect_ack(8).await?, 1, "no node has it");
+    via_a
+        .send(&ServiceMessage::GroupBroadcastData {
+            group_name: "g".into(),
+            excluded_list: vec![],
+            payloads: payloads("group", json!([3])),
+            excluded_user_list: vec![],
+            caller_user_id: None,
+            extensions: Extensions::default(),
+        })
+        .await?;
+    expect(&mut carl, "group", json!([3])).await;
+    via_a
+        .send(&ServiceMessage::CloseConnection {
+            connection_id: id.clone(),
+            error_message: None,
+            headers: Default::default(),
+            extensions: Extensions::default(),
+        })
+        .await?;
+    carl.wait_closed(T).await?;
+    Ok(())
 }

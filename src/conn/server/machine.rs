@@ -49,6 +49,10 @@ pub(crate) trait World {
     fn hub_has_clients(&self) -> bool;
     /// Whether the service mode admits a hub server of this kind; the refusal text if not.
     fn admit(&self, carries_clients: bool) -> Result<(), String>;
+    /// Whether this node is part of a cluster: a client missing here may be on another node.
+    fn clustered(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,22 +260,38 @@ impl<W: World> ServerMachine<W> {
                 connection_id,
                 payload,
                 ..
-            } => self.to_client(&connection_id, |_| Some(payload.clone()), &mut out),
+            } => {
+                // The bytes are in the client's own protocol: they go to a client of this node
+                // only (a client's data comes through its own node's server connection).
+                if !self.to_client(&connection_id, |_| Some(payload.clone()), &mut out) {
+                    Metrics::inc(&self.metrics.outbox_dropped);
+                }
+            }
             M::MultiConnectionData {
                 connection_list,
                 payloads,
                 ..
             } => {
-                let msg = SerializedMessage::from_payload_map(&payloads);
+                let msg = Arc::new(SerializedMessage::from_payload_map(&payloads));
                 for id in &connection_list {
-                    self.to_client(id, |p| msg.bytes_for(p).cloned(), &mut out);
+                    if !self.to_client(id, |p| msg.bytes_for(p).cloned(), &mut out) {
+                        // Perhaps on another node: the hub publishes it there.
+                        out.push(Action::Hub(
+                            HubOp::SendConnection(ConnectionId::from(id.as_str()), msg.clone()),
+                            Then::Nothing,
+                        ));
+                    }
                 }
             }
-            M::CloseConnection { connection_id, .. } => {
-                if let Some(conn) = self.own_client(&connection_id) {
-                    out.push(Action::CloseClient(conn));
-                }
-            }
+            M::CloseConnection { connection_id, .. } => match self.world.client(&connection_id) {
+                Lookup::Here(conn) => out.push(Action::CloseClient(conn)),
+                Lookup::OtherHub => Metrics::inc(&self.metrics.server_cross_hub_refused),
+                Lookup::Missing if self.world.clustered() => out.push(Action::Hub(
+                    HubOp::CloseConnection(ConnectionId::from(connection_id.as_str()), None),
+                    Then::Nothing,
+                )),
+                Lookup::Missing => {}
+            },
             M::UserData {
                 user_id, payloads, ..
             } => hub(
@@ -537,22 +557,31 @@ impl<W: World> ServerMachine<W> {
     }
 
     /// Bytes for one client, chosen by its protocol; the first frame a server sends a client is
-    /// its handshake answer, after which the client is ready for multicasts.
+    /// its handshake answer, after which the client is ready for multicasts. `false` when the
+    /// client is not on this node but may be on another node of the cluster.
     fn to_client(
         &self,
         connection_id: &str,
         bytes_for: impl Fn(crate::protocol::HubProtocol) -> Option<Bytes>,
         out: &mut Vec<Action>,
-    ) {
+    ) -> bool {
         let conn = match self.world.client(connection_id) {
             Lookup::Here(conn) => conn,
-            Lookup::OtherHub => return Metrics::inc(&self.metrics.server_cross_hub_refused),
-            Lookup::Missing => return Metrics::inc(&self.metrics.outbox_dropped),
+            Lookup::OtherHub => {
+                Metrics::inc(&self.metrics.server_cross_hub_refused);
+                return true;
+            }
+            Lookup::Missing if self.world.clustered() => return false,
+            Lookup::Missing => {
+                Metrics::inc(&self.metrics.outbox_dropped);
+                return true;
+            }
         };
         match bytes_for(conn.protocol()) {
             Some(bytes) => out.push(Action::Deliver(conn, bytes)),
             None => Metrics::inc(&self.metrics.outbox_dropped),
         }
+        true
     }
 
     /// This hub's client with this id; a client of another hub is counted and not returned.

@@ -86,6 +86,10 @@ impl World for Surroundings {
     fn admit(&self, carries_clients: bool) -> Result<(), String> {
         self.env.policy.snapshot().admit_server(carries_clients)
     }
+
+    fn clustered(&self) -> bool {
+        self.hub.cluster().is_some()
+    }
 }
 
 /// Run a hub-server connection until it ends; a panic inside is caught, logged and counted
@@ -498,6 +502,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
             HubOp::Barrier => hub.barrier().await.map(|()| Queued::Done),
             HubOp::SendAll(msg, excluded) => hub.send_all(msg, excluded).await.map(done),
             HubOp::SendUser(user, msg) => hub.send_user(user, msg).await.map(done),
+            HubOp::SendConnection(id, msg) => hub.send_connection(id, msg).await.map(done),
             HubOp::SendUsers(users, msg) => hub.send_users(users, msg).await.map(done),
             HubOp::SendGroup(group, msg, excluded, excluded_users) => hub
                 .send_group(group, msg, excluded, excluded_users)

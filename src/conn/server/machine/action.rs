@@ -20,6 +20,8 @@ pub(crate) enum HubOp {
     SendAll(Arc<SerializedMessage>, Vec<ConnectionId>),
     /// `send_user`.
     SendUser(UserId, Arc<SerializedMessage>),
+    /// `send_connection` (to a client on another node of the cluster).
+    SendConnection(ConnectionId, Arc<SerializedMessage>),
     /// `send_users`.
     SendUsers(Vec<UserId>, Arc<SerializedMessage>),
     /// `send_group`: group, message, excluded connections, excluded users.
