@@ -256,16 +256,16 @@ impl<W: World> ServerMachine<W> {
         let mut hub = |op, then| out.push(Action::Hub(op, then));
         match msg {
             M::Ping { messages } => return self.ping(&messages, out),
-            // The bytes are in the client's own protocol: they go to a client of this node only
-            // (a client's data comes through its own node's server connection).
             M::ConnectionData {
                 connection_id,
                 payload,
                 ..
-            } if !self.to_client(&connection_id, |_| Some(payload.clone()), &mut out) => {
-                Metrics::inc(&self.metrics.outbox_dropped);
+            } => {
+                // The bytes are in the client's own protocol: they go to a client of this node
+                // only (a client's data comes through its own node's server connection).
+                let here = self.to_client(&connection_id, |_| Some(payload.clone()), &mut out);
+                Metrics::add(&self.metrics.outbox_dropped, u64::from(!here));
             }
-            M::ConnectionData { .. } => {}
             M::MultiConnectionData {
                 connection_list,
                 payloads,
