@@ -680,3 +680,131 @@ async fn a_hub_servers_messages_through_one_node_reach_its_clients_on_another() 
     carl.wait_closed(T).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_results_cross_nodes_both_ways_and_a_missing_client_is_answered()
+-> anyhow::Result<()> {
+    use common::fake_server::FakeServer;
+    use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
+    let engine = LocalEngine::new();
+    let a = node_in(&engine, "a", ServiceMode::Default).await;
+    let b = node_in(&engine, "b", ServiceMode::Default).await;
+    for n in [&a, &b] {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
+            "the nodes see each other",
+        )
+        .await;
+    }
+    // app1 is connected to a only, app2 to b only; xavier connects at b and is routed to app2.
+    let mut app1 = FakeServer::connect(
+        &a.base,
+        common::TEST_KEY,
+        "chat",
+        "app1",
+        ConnectionType::Default,
+    )
+    .await?;
+    let mut app2 = FakeServer::connect(
+        &b.base,
+        common::TEST_KEY,
+        "chat",
+        "app2",
+        ConnectionType::Default,
+    )
+    .await?;
+    let token = client_token(common::TEST_KEY, "chat", Some("xavier"));
+    let base = b.base.clone();
+    let pending =
+        tokio::spawn(async move { TestClient::connect(&base, "chat", &token, "json").await });
+    let (id, ..) = app2.accept_client().await?;
+    let mut xavier = pending.await??;
+
+    // app1 (at a) asks xavier (at b) for a result.
+    app1.send(&ServiceMessage::ClientInvocation {
+        invocation_id: "inv-1".into(),
+        connection_id: id.clone(),
+        caller_server_id: "app1".into(),
+        payloads: vec![(
+            "json".into(),
+            bytes::Bytes::from_static(
+                b"{\"type\":1,\"invocationId\":\"inv-1\",\"target\":\"ask\",\"arguments\":[7]}\x1e",
+            ),
+        )],
+        extensions: Extensions::default(),
+    })
+    .await?;
+    let got = xavier.next_message(T).await?;
+    assert_eq!(
+        (got["target"].clone(), got["invocationId"].clone()),
+        (json!("ask"), json!("inv-1")),
+        "{got}"
+    );
+    // Its router, app2, hears of the invocation so that it can send the answer back.
+    match app2.next().await? {
+        ServiceMessage::ClientInvocation {
+            invocation_id,
+            caller_server_id,
+            ..
+        } => {
+            assert_eq!(
+                (invocation_id.as_str(), caller_server_id.as_str()),
+                ("inv-1", "app1")
+            );
+        }
+        other => panic!("expected the forwarded ClientInvocation at app2, got {other:?}"),
+    }
+    // The answer: app2 completes it for caller app1, which only b's app2 and a's app1 can route.
+    app2.send(&ServiceMessage::ClientCompletion {
+        invocation_id: "inv-1".into(),
+        connection_id: id.clone(),
+        caller_server_id: "app1".into(),
+        protocol: "json".into(),
+        payload: bytes::Bytes::from_static(
+            b"{\"type\":3,\"invocationId\":\"inv-1\",\"result\":42}\x1e",
+        ),
+        extensions: Extensions::default(),
+    })
+    .await?;
+    match app1.next().await? {
+        ServiceMessage::ClientCompletion {
+            invocation_id,
+            payload,
+            ..
+        } => {
+            assert_eq!(invocation_id, "inv-1");
+            assert!(String::from_utf8_lossy(&payload).contains("42"));
+        }
+        other => panic!("expected the ClientCompletion at app1, got {other:?}"),
+    }
+
+    // A client no node has: app1 gets the missing-client ErrorCompletion.
+    app1.send(&ServiceMessage::ClientInvocation {
+        invocation_id: "inv-2".into(),
+        connection_id: "nobody".into(),
+        caller_server_id: "app1".into(),
+        payloads: vec![(
+            "json".into(),
+            bytes::Bytes::from_static(
+                b"{\"type\":1,\"invocationId\":\"inv-2\",\"target\":\"ask\",\"arguments\":[]}\x1e",
+            ),
+        )],
+        extensions: Extensions::default(),
+    })
+    .await?;
+    match app1.next().await? {
+        ServiceMessage::ErrorCompletion {
+            invocation_id,
+            error,
+            ..
+        } => {
+            assert_eq!(invocation_id, "inv-2");
+            assert_eq!(
+                error.as_deref(),
+                Some("The client connection does not exist.")
+            );
+        }
+        other => panic!("expected an ErrorCompletion at app1, got {other:?}"),
+    }
+    Ok(())
+}

@@ -138,6 +138,14 @@ pub(crate) enum HubOp {
         /// User.
         user: String,
     },
+    /// An encoded service frame for a connection of app server `server_id` (a client-result
+    /// completion going back to its caller): the first node with one delivers it.
+    SendToServer {
+        /// The app server's id.
+        server_id: String,
+        /// The encoded frame.
+        frame: Bytes,
+    },
     /// A question every node answers on the asking node's channel.
     Query {
         /// Id on the asking node.
@@ -213,6 +221,12 @@ pub(crate) enum Query {
     GroupMembers {
         /// Group.
         group: String,
+    },
+    /// Deliver a hub server's `ClientInvocation` (the encoded frame) to its client: whether
+    /// the client is here.
+    ClientInvocation {
+        /// The encoded service frame.
+        frame: Bytes,
     },
 }
 

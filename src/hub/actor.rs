@@ -331,13 +331,23 @@ impl Hub {
                 let _ = reply.send(fresh);
             }
             HubCommand::SendToServer { server_id, frame } => {
-                // The first connection of that server with room takes it; none: dropped.
-                let _ = self
-                    .servers
-                    .iter()
-                    .filter(|e| e.handle.server_id() == server_id)
-                    .any(|e| e.handle.try_send_frame(frame.clone()).is_ok());
+                // The first connection of that server with room takes it; none here: perhaps
+                // one on another node (else dropped).
+                if !self.send_to_server(&server_id, &frame) {
+                    self.publish(|| HubOp::SendToServer { server_id, frame });
+                }
             }
+            HubCommand::InvokeElsewhere { frame, reply } => match &self.settings.cluster {
+                Some(cluster) => super::cluster::ask_bool(
+                    cluster,
+                    &self.name,
+                    Query::ClientInvocation { frame },
+                    reply,
+                ),
+                None => {
+                    let _ = reply.send(Ok(false));
+                }
+            },
             HubCommand::SendUsers { users, msg } => {
                 self.send_users(&users, &msg);
                 self.publish(|| HubOp::SendUsers {
@@ -527,6 +537,50 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Whether a connection of app server `server_id` took `frame`.
+    fn send_to_server(&self, server_id: &str, frame: &bytes::Bytes) -> bool {
+        self.servers
+            .iter()
+            .filter(|e| e.handle.server_id() == server_id)
+            .any(|e| e.handle.try_send_frame(frame.clone()).is_ok())
+    }
+
+    /// A hub server's `ClientInvocation` from another node, for a client of this node: as the
+    /// server connection does for its own clients, the client's router (when it is another app
+    /// server) learns of the invocation, and the client gets it. Whether the client is here.
+    fn invoke_here(&self, frame: &bytes::Bytes) -> bool {
+        use crate::protocol::service::{self, ServiceMessage};
+        let Ok(Some((
+            Some(ServiceMessage::ClientInvocation {
+                invocation_id,
+                connection_id,
+                caller_server_id,
+                payloads,
+                ..
+            }),
+            _,
+        ))) = service::decode(frame, usize::MAX)
+        else {
+            return false;
+        };
+        let Some(entry) = self
+            .connections
+            .get(&ConnectionId::from(connection_id.as_str()))
+        else {
+            return false;
+        };
+        let conn = &entry.conn;
+        if let Some(router) = conn.server().filter(|r| r.server_id() != caller_server_id) {
+            conn.track_invocation(invocation_id, caller_server_id);
+            let _ = router.try_send_frame(frame.clone());
+        }
+        let msg = SerializedMessage::from_payload_map(&payloads);
+        let mut t = Tally::default();
+        deliver(conn, &msg, &mut t);
+        self.count(t);
+        true
     }
 
     /// Publish a hub message to the other nodes (in a cluster).
@@ -757,6 +811,9 @@ impl Hub {
                 self.remove_user_from_group(&UserId::from(user), &GroupName::from(group));
             }
             HubOp::UserLeftAll { user } => self.remove_user_from_all_groups(&UserId::from(user)),
+            HubOp::SendToServer { server_id, frame } => {
+                self.send_to_server(&server_id, &frame);
+            }
             HubOp::Query { request, query } => {
                 let answer = self.answer_query(query);
                 if let Some(cluster) = &self.settings.cluster {
@@ -799,6 +856,7 @@ impl Hub {
                 &ExistsQuery::UserInGroup(UserId::from(user), GroupName::from(group)),
                 now,
             )),
+            Query::ClientInvocation { frame } => Answer::Bool(self.invoke_here(&frame)),
             Query::GroupMembers { group } => Answer::Members(
                 self.group_members(&GroupName::from(group))
                     .into_iter()

@@ -59,6 +59,14 @@ pub(super) enum HubCommand {
         /// The encoded frame.
         frame: Bytes,
     },
+    /// Deliver a hub server's `ClientInvocation` (encoded) to a client on another node;
+    /// answers whether some node has the client.
+    InvokeElsewhere {
+        /// The encoded frame.
+        frame: Bytes,
+        /// Whether a node delivered it.
+        reply: Answer<bool>,
+    },
     /// Send to the connections of several users.
     SendUsers {
         /// Recipients.

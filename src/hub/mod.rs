@@ -380,6 +380,13 @@ impl HubHandle {
             .await
     }
 
+    /// Deliver a hub server's `ClientInvocation` (the encoded frame) to a client that is not on
+    /// this node; answers whether another node of the cluster has it (`false` on a single node).
+    pub async fn invoke_elsewhere(&self, frame: Bytes) -> Result<HubReply<bool>, HubGone> {
+        self.queue(|reply| HubCommand::InvokeElsewhere { frame, reply })
+            .await
+    }
+
     /// Broadcast to the hub, except `excluded`.
     pub async fn send_all(
         &self,

@@ -62,6 +62,9 @@ enum Phase {
     Ended,
 }
 
+/// The error a `ClientInvocation` for a missing client is answered with.
+const NO_CLIENT: &str = "The client connection does not exist.";
+
 /// One hub-server connection's state.
 #[derive(Debug)]
 pub(crate) struct ServerMachine<W> {
@@ -487,12 +490,33 @@ impl<W: World> ServerMachine<W> {
                     if let Some(bytes) = msg.bytes_for(conn.protocol()) {
                         out.push(Action::Invoke(conn.clone(), bytes.clone()));
                     }
+                } else if self.world.clustered()
+                    && matches!(self.world.client(&connection_id), Lookup::Missing)
+                {
+                    // Perhaps on another node: it delivers there, or nobody has the client.
+                    let frame = service::encode(&M::ClientInvocation {
+                        invocation_id: invocation_id.clone(),
+                        connection_id: connection_id.clone(),
+                        caller_server_id: caller_server_id.clone(),
+                        payloads,
+                        extensions,
+                    });
+                    out.push(Action::Hub(
+                        HubOp::InvokeElsewhere(frame),
+                        Then::Invocation(Box::new(M::ErrorCompletion {
+                            invocation_id,
+                            connection_id,
+                            caller_server_id,
+                            error: Some(NO_CLIENT.to_owned()),
+                            extensions: Extensions::default(),
+                        })),
+                    ));
                 } else {
                     out.push(Action::Reply(M::ErrorCompletion {
                         invocation_id,
                         connection_id,
                         caller_server_id,
-                        error: Some("The client connection does not exist.".to_owned()),
+                        error: Some(NO_CLIENT.to_owned()),
                         extensions: Extensions::default(),
                     }));
                 }

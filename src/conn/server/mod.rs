@@ -510,6 +510,24 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 .map(done),
             HubOp::SendGroups(groups, msg) => hub.send_groups(groups, msg).await.map(done),
             HubOp::SendToServer(id, frame) => hub.send_to_server(id, frame).await.map(done),
+            HubOp::InvokeElsewhere(frame) => {
+                let reply = match hub.invoke_elsewhere(frame).await {
+                    Ok(reply) => reply,
+                    Err(gone) => return Err(gone),
+                };
+                if let Then::Invocation(error) = then {
+                    let handle = self.handle.clone();
+                    let metrics = self.env.metrics.clone();
+                    tokio::spawn(async move {
+                        if !matches!(reply.await, Ok(true))
+                            && handle.try_send_frame(service::encode(&error)).is_err()
+                        {
+                            Metrics::inc(&metrics.server_outbox_full);
+                        }
+                    });
+                }
+                return Ok(Vec::new());
+            }
             HubOp::AddToGroup(id, g) => hub.add_to_group(id, g).await.map(Queued::Found),
             HubOp::RemoveFromGroup(id, g) => hub.remove_from_group(id, g).await.map(Queued::Found),
             HubOp::RemoveFromAllGroups(id) => {

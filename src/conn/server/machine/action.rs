@@ -35,6 +35,8 @@ pub(crate) enum HubOp {
     SendGroups(Vec<GroupName>, Arc<SerializedMessage>),
     /// `send_to_server`: another server's id and an encoded frame for it.
     SendToServer(String, Bytes),
+    /// `invoke_elsewhere`: an encoded `ClientInvocation` for a client on another node.
+    InvokeElsewhere(Bytes),
     /// `add_to_group` (answers found / not found).
     AddToGroup(ConnectionId, GroupName),
     /// `remove_from_group` (answers found / not found).
@@ -62,7 +64,7 @@ pub(crate) enum HubOp {
 }
 
 /// What becomes of a hub operation's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Then {
     /// Nobody waits for it; the connection ends if the hub is gone.
     Nothing,
@@ -75,6 +77,9 @@ pub(crate) enum Then {
     ServerIds,
     /// Nothing waits for it, and a gone hub does not end the connection.
     Ignore,
+    /// Wait beside the connection for whether some node delivered the invocation; if none did,
+    /// answer the server with this `ErrorCompletion`.
+    Invocation(Box<ServiceMessage>),
 }
 
 /// How the connection ends.
