@@ -147,6 +147,7 @@ impl Switchboard {
         ));
         if let Some(cluster) = &cluster {
             cluster.set_hub_lookup(hubs.weak_lookup());
+            cluster.set_node_gone_hook(hubs.node_gone_hook());
         }
         // Each actor gets what it uses, and nothing else.
         let client_env = Arc::new(ClientEnv {

@@ -808,3 +808,56 @@ async fn client_results_cross_nodes_both_ways_and_a_missing_client_is_answered()
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_servers_learn_the_instance_of_each_client_and_hear_when_another_node_is_gone()
+-> anyhow::Result<()> {
+    use common::fake_server::FakeServer;
+    use switchboard::protocol::service::{ConnectionType, ServiceMessage};
+    let engine = LocalEngine::new();
+    let a = node_in(&engine, "a", ServiceMode::Default).await;
+    let b = node_in(&engine, "b", ServiceMode::Default).await;
+    for n in [&a, &b] {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
+            "the nodes see each other",
+        )
+        .await;
+    }
+    let mut app = FakeServer::connect(
+        &a.base,
+        common::TEST_KEY,
+        "chat",
+        "app",
+        ConnectionType::Default,
+    )
+    .await?;
+    let token = client_token(common::TEST_KEY, "chat", None);
+    let base = a.base.clone();
+    let _pending =
+        tokio::spawn(async move { TestClient::connect(&base, "chat", &token, "json").await });
+    match app.next().await? {
+        ServiceMessage::OpenConnection { headers, .. } => {
+            let instance = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("Asrs-Instance-Id"))
+                .map(|(_, v)| v.clone());
+            assert_eq!(instance, Some(vec!["a".to_owned()]), "{headers:?}");
+        }
+        other => panic!("expected OpenConnection, got {other:?}"),
+    }
+    b.handle.stop().await;
+    loop {
+        match app.next().await? {
+            ServiceMessage::Ping { messages }
+                if messages.first().map(String::as_str) == Some("offline") =>
+            {
+                assert_eq!(messages, vec!["offline".to_owned(), "b".to_owned()]);
+                break;
+            }
+            // The client's handshake data and other pings.
+            _ => {}
+        }
+    }
+    Ok(())
+}

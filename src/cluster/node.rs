@@ -174,7 +174,11 @@ pub struct Cluster {
     nodes: Mutex<HashMap<String, Instant>>,
     up: watch::Sender<bool>,
     lookup: OnceLock<HubLookup>,
+    on_node_gone: OnceLock<NodeGoneHook>,
 }
+
+/// Told the id of a node that left or died (the broker sends hub servers an `offline` ping).
+pub(crate) type NodeGoneHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -227,6 +231,7 @@ impl Cluster {
             nodes: Mutex::new(HashMap::new()),
             up,
             lookup: OnceLock::new(),
+            on_node_gone: OnceLock::new(),
         });
         let own = vec![
             cluster.node_channel(&cluster.settings.node_id),
@@ -248,6 +253,11 @@ impl Cluster {
     /// Where running hubs are found (set once, by the broker that owns the hubs).
     pub(crate) fn set_hub_lookup(&self, lookup: HubLookup) {
         let _ = self.lookup.set(lookup);
+    }
+
+    /// What to do when another node is gone (set once, by the broker).
+    pub(crate) fn set_node_gone_hook(&self, hook: NodeGoneHook) {
+        let _ = self.on_node_gone.set(hook);
     }
 
     /// This node's id.
@@ -550,6 +560,9 @@ impl Cluster {
         Metrics::inc(&self.metrics.cluster_nodes_lost);
         Metrics::set(&self.metrics.cluster_nodes, self.nodes.lock().len() as u64);
         tracing::warn!(node, "cluster node gone");
+        if let Some(hook) = self.on_node_gone.get() {
+            hook(node);
+        }
         let mut pending = self.pending.lock();
         let mut finished = Vec::new();
         for (id, w) in &mut pending.waiting {

@@ -337,6 +337,15 @@ impl Hub {
                     self.publish(|| HubOp::SendToServer { server_id, frame });
                 }
             }
+            HubCommand::NodeGone { node } => {
+                let frame = crate::protocol::service::encode(&crate::protocol::service::ping(&[(
+                    "offline",
+                    node.as_str(),
+                )]));
+                for e in &self.servers {
+                    let _ = e.handle.try_send_frame(frame.clone());
+                }
+            }
             HubCommand::InvokeElsewhere { frame, reply } => match &self.settings.cluster {
                 Some(cluster) => super::cluster::ask_bool(
                     cluster,

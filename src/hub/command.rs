@@ -67,6 +67,11 @@ pub(super) enum HubCommand {
         /// Whether a node delivered it.
         reply: Answer<bool>,
     },
+    /// Another node of the cluster is gone: tell this hub's servers (`["offline", node]`).
+    NodeGone {
+        /// The node's id.
+        node: String,
+    },
     /// Send to the connections of several users.
     SendUsers {
         /// Recipients.

@@ -737,6 +737,22 @@ impl HubRegistry {
         })
     }
 
+    /// A hook for the cluster: another node is gone, so every running hub tells its servers.
+    pub(crate) fn node_gone_hook(&self) -> crate::cluster::node::NodeGoneHook {
+        let shared = Arc::downgrade(&self.shared);
+        Box::new(move |node: &str| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let hubs: Vec<HubHandle> = shared.hubs.read().values().cloned().collect();
+            for hub in hubs {
+                hub.send_detached(HubCommand::NodeGone {
+                    node: node.to_owned(),
+                });
+            }
+        })
+    }
+
     /// Whether `name` (any case) could be used now: it runs, or one more hub may start.
     pub fn has_room_for(&self, name: &str) -> bool {
         let hubs = self.shared.hubs.read();

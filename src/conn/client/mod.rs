@@ -281,13 +281,22 @@ impl Admitted {
                 // The hub server answers the handshake: announce the client, then hand over every
                 // byte it sent, starting with the handshake request.
                 let ok = Box::pin(async {
+                    let mut headers = std::mem::take(&mut ctx.headers);
+                    if let Some(cluster) = ctx.hub.cluster() {
+                        // The service instance holding the client: an `offline` ping for it
+                        // tells the SDK the client is gone.
+                        headers.push((
+                            "Asrs-Instance-Id".to_owned(),
+                            vec![cluster.node_id().to_owned()],
+                        ));
+                    }
                     let open = ServiceMessage::OpenConnection {
                         connection_id: ctx.connection_id.as_str().to_owned(),
                         claims: std::mem::take(&mut ctx.identity.claims)
                             .into_iter()
                             .map(|(k, v)| (dotnet_claim_type(&k).to_owned(), v))
                             .collect(),
-                        headers: std::mem::take(&mut ctx.headers),
+                        headers,
                         query_string: Some(std::mem::take(&mut ctx.query)),
                         extensions: Extensions {
                             protocol: Some(protocol.name().to_owned()),
