@@ -614,6 +614,11 @@ impl Cluster {
             }
         } else if !was && up {
             tracing::info!(engine = %self.engine.describe(), node = %self.settings.node_id, "cluster engine connected");
+            // `Up` means subscribed to every channel asked for, including hubs whose own
+            // subscribe failed while the engine was unreachable.
+            for entry in self.hubs.lock().values() {
+                entry.subscribed.send_replace(true);
+            }
             // Nodes could not be heard while down: give them a full timeout from now.
             let now = Instant::now();
             for seen in self.nodes.lock().values_mut() {
