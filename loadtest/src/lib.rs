@@ -95,6 +95,10 @@ pub struct Common {
     /// Broker base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
     pub url: String,
+    /// Where the receivers connect, when not `--url` (repeatable; with `--workers`, worker `w`
+    /// connects to the `w mod n`-th): the nodes of a cluster, with senders at `--url` (S12).
+    #[arg(long = "receiver-url", global = true)]
+    pub receiver_urls: Vec<String>,
     /// Access key of the broker (tokens are minted with it).
     #[arg(long, default_value = "", global = true)]
     pub key: String,
@@ -143,6 +147,7 @@ impl Common {
     pub fn new(url: &str, key: &str) -> Self {
         Self {
             url: url.to_owned(),
+            receiver_urls: Vec::new(),
             key: key.to_owned(),
             hub: "load".to_owned(),
             protocol: Protocol::Json,
@@ -165,7 +170,7 @@ impl Common {
 
     pub(crate) fn params(&self, extra: serde_json::Value) -> serde_json::Value {
         let mut p = serde_json::json!({
-            "url": self.url, "hub": self.hub,
+            "url": self.url, "receiver_urls": self.receiver_urls, "hub": self.hub,
             "protocol": switchboard::protocol::HubProtocol::from(self.protocol).name(),
             "payload_bytes": self.payload_bytes, "connections": self.connections,
             "rate": self.rate, "duration": self.duration, "parallel": self.parallel,

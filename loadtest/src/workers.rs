@@ -141,6 +141,25 @@ impl Fleet {
         exe: Option<&PathBuf>,
         stats: &Arc<Stats>,
     ) -> Result<Self> {
+        Self::open_at(spec, workers, exe, stats, &[]).await
+    }
+
+    /// [`open`](Self::open), worker `w` connecting to `receiver_urls[w % n]` (all at
+    /// `spec.url` when empty; more than one needs `workers`).
+    pub async fn open_at(
+        spec: PoolSpec,
+        workers: usize,
+        exe: Option<&PathBuf>,
+        stats: &Arc<Stats>,
+        receiver_urls: &[String],
+    ) -> Result<Self> {
+        if receiver_urls.len() > 1 && workers == 0 {
+            anyhow::bail!("several --receiver-url need --workers (one process per node at least)");
+        }
+        let mut spec = spec;
+        if let [one] = receiver_urls {
+            spec.url = one.clone();
+        }
         if workers == 0 {
             let pool = Pool::open(spec, stats.clone()).await?;
             let connected = pool.connected();
@@ -163,6 +182,10 @@ impl Fleet {
                 offset,
                 // Only the very first receiver may be special.
                 first_recv_buffer: spec.first_recv_buffer.filter(|_| w == 0),
+                url: match receiver_urls {
+                    [] => spec.url.clone(),
+                    urls => urls[w % urls.len()].clone(),
+                },
                 ..spec.clone()
             };
             offset += share;

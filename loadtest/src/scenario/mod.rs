@@ -80,7 +80,14 @@ pub(crate) async fn open_fleet(
     spec: PoolSpec,
     stats: &Arc<Stats>,
 ) -> Result<Fleet> {
-    Fleet::open(spec, common.workers, common.worker_exe.as_ref(), stats).await
+    Fleet::open_at(
+        spec,
+        common.workers,
+        common.worker_exe.as_ref(),
+        stats,
+        &common.receiver_urls,
+    )
+    .await
 }
 
 /// A pool spec for `common` on `transport` (SSE is JSON only).
