@@ -28,8 +28,11 @@ async fn node(engine: &LocalEngine, name: &str) -> Node {
 }
 
 async fn node_in(engine: &LocalEngine, name: &str, mode: ServiceMode) -> Node {
+    node_with(engine, name, common::config(mode)).await
+}
+
+async fn node_with(engine: &LocalEngine, name: &str, mut config: switchboard::Config) -> Node {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut config = common::config(mode);
     config.listen = listener.local_addr().expect("addr");
     config.access_keys = vec![common::TEST_KEY.to_owned()];
     config.workers = 1;
@@ -860,4 +863,46 @@ async fn hub_servers_learn_the_instance_of_each_client_and_hear_when_another_nod
         }
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_users_connections_does_not_keep_their_memberships_or_the_hub() {
+    let engine = LocalEngine::new();
+    let mut config = common::config(ServiceMode::Serverless);
+    config.limits.hub_idle_timeout_secs = 1;
+    let a = node_with(&engine, "a", config.clone()).await;
+    let b = node_with(&engine, "b", config).await;
+    for n in [&a, &b] {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
+            "the nodes see each other",
+        )
+        .await;
+    }
+    let v = "api-version=2022-06-01";
+    let r = a
+        .rest
+        .put(&format!("/api/hubs/chat/groups/vip/users/quinn?{v}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Neither node holds a connection of quinn's: the hub retires on both (the engine keeps
+    // the membership) ...
+    for n in [&a, &b] {
+        wait_for(
+            || metric(&n.handle, "switchboard_hubs") == 0,
+            "the idle hub retires",
+        )
+        .await;
+    }
+    // ... and the membership still reaches quinn's first connection.
+    let mut q = client(&b, "chat", Some("quinn"), "json").await;
+    let r = a
+        .rest
+        .post_json(
+            &format!("/api/hubs/chat/groups/vip/:send?{v}"),
+            &msg("g", json!([1])),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    expect(&mut q, "g", json!([1])).await;
 }

@@ -1003,6 +1003,10 @@ impl Hub {
             conns.retain(|c| c.id() != id);
             if conns.is_empty() {
                 self.users.remove(user);
+                if self.settings.cluster.is_some() {
+                    // The engine remembers the user's memberships (see `add_user_to_group`).
+                    self.user_groups.remove(user);
+                }
             }
         }
     }
@@ -1056,6 +1060,11 @@ impl Hub {
     ) {
         for id in self.user_connection_ids(&user) {
             self.join(&id, group.clone());
+        }
+        if self.settings.cluster.is_some() && !self.users.contains_key(&user) {
+            // In a cluster the engine remembers it; this node reads it when the user connects
+            // here (so a hub without the user's connections can still retire).
+            return;
         }
         let (expires, unlimited) = match ttl {
             MembershipTtl::CurrentConnectionsOnly => return,
