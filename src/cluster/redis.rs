@@ -104,8 +104,11 @@ struct Inner {
     config: RedisEngineConfig,
     connection_config: AsyncConnectionConfig,
     /// The connection batches share, opened on demand; the async lock makes concurrent batches
-    /// wait for one connection attempt rather than each opening its own.
-    slot: tokio::sync::Mutex<Slot>,
+    /// wait for one connection attempt rather than each opening its own. Shared with the
+    /// subscribers: when one loses its connection (Redis restarted or unreachable), the batches'
+    /// connection is dropped too, so that the first batch after the subscriber is back does not
+    /// fail on a connection the server closed long ago.
+    slot: Arc<tokio::sync::Mutex<Slot>>,
 }
 
 #[derive(Default)]
@@ -157,7 +160,7 @@ impl RedisEngine {
                 description: redact(url),
                 config,
                 connection_config,
-                slot: tokio::sync::Mutex::new(Slot::default()),
+                slot: Arc::new(tokio::sync::Mutex::new(Slot::default())),
             }),
         };
         let deadline = Instant::now() + engine.inner.config.timeout;
@@ -266,6 +269,7 @@ impl Engine for RedisEngine {
             client: self.inner.client.clone(),
             description: self.inner.description.clone(),
             config: self.inner.config.clone(),
+            batches: Arc::clone(&self.inner.slot),
             wanted: Arc::clone(&wanted),
         };
         tokio::spawn(run_subscriber(link, control_rx, events));
@@ -490,6 +494,8 @@ struct Link {
     client: Client,
     description: String,
     config: RedisEngineConfig,
+    /// The batches' connection (see [`Inner::slot`]).
+    batches: Arc<tokio::sync::Mutex<Slot>>,
     /// The channels asked for, shared with the front: changed there at once, so that messages
     /// of an unsubscribed channel stop before Redis confirms.
     wanted: Arc<Mutex<HashSet<String>>>,
@@ -710,6 +716,7 @@ async fn run_subscriber(
                     End::Closed => return,
                     End::Lost(e) => {
                         tracing::warn!(url = %link.description, error = %e, "Redis subscriber down");
+                        link.batches.lock().await.connection = None;
                         if events.send(SubscriberEvent::Down).await.is_err() {
                             return;
                         }
