@@ -122,8 +122,8 @@ fn decode_one(p: HubProtocol, framed: &Bytes) -> HubMessage {
 /// A decoded message encodes in its own protocol; that encoding decodes back, and encoding the
 /// result gives the same bytes (the encoders may normalise once, e.g. an empty error, never
 /// twice). In the other protocol (payloads transcoded) encoding may fail, but what it writes
-/// decodes, to a message of the same type, target and headers (unless a header is empty, which
-/// MessagePack does not allow).
+/// decodes, to a message of the same type, target and headers (unless a header or stream id is
+/// empty, which MessagePack does not allow).
 fn check_reencoding(p: HubProtocol, msg: &HubMessage) {
     let framed = p
         .encode(msg)
@@ -132,10 +132,10 @@ fn check_reencoding(p: HubProtocol, msg: &HubMessage) {
     let framed_again = p.encode(&again).expect("a re-decoded message encodes");
     assert_eq!(framed, framed_again, "{p:?} encoding is not stable");
 
-    // MessagePack refuses empty header keys and values, JSON accepts them (both as .NET); the
-    // broker never moves a client's message with its headers from one protocol to the other.
+    // MessagePack refuses empty header keys and values and empty stream ids, JSON accepts them
+    // (both as .NET's); the broker never moves a client's message from one protocol to the other.
     let q = other(p);
-    if q == HubProtocol::MessagePack && has_empty_header(msg) {
+    if q == HubProtocol::MessagePack && has_empty_strings(msg) {
         return;
     }
     if let Ok(cross) = q.encode(msg) {
@@ -144,10 +144,11 @@ fn check_reencoding(p: HubProtocol, msg: &HubMessage) {
     }
 }
 
-fn has_empty_header(msg: &HubMessage) -> bool {
-    envelope(msg)
-        .2
-        .is_some_and(|h| h.iter().any(|(k, v)| k.is_empty() || v.is_empty()))
+/// An empty header key or value, or an empty stream id.
+fn has_empty_strings(msg: &HubMessage) -> bool {
+    let (_, _, headers, stream_ids) = envelope(msg);
+    headers.is_some_and(|h| h.iter().any(|(k, v)| k.is_empty() || v.is_empty()))
+        || stream_ids.iter().any(String::is_empty)
 }
 
 /// What survives a change of protocol unchanged: type, target, headers and stream ids.
