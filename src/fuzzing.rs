@@ -160,26 +160,30 @@ fn check_resolved(rules: &UpstreamRules, hub: &str, event: &str) {
     }
 }
 
-/// Whether a placeholder of `template` lands in the URL's scheme, user info, host or port.
+/// Whether a placeholder of `template` lands in the URL's scheme, user info, host or port:
+/// the authority differs between two expansions with different values (compared after
+/// parsing, so that IDNA's rewriting of the host cannot hide a marker).
 fn placeholder_outside_path(template: &str) -> bool {
-    let marked = template
-        .replace("{hub}", "xxhubxx")
-        .replace("{category}", "xxcategoryxx")
-        .replace("{event}", "xxeventxx");
-    let Ok(url) = reqwest::Url::parse(&marked) else {
-        return true;
+    let authority = |value: &str| {
+        let expanded = template
+            .replace("{hub}", value)
+            .replace("{category}", value)
+            .replace("{event}", value);
+        reqwest::Url::parse(&expanded).ok().map(|url| {
+            (
+                url.scheme().to_owned(),
+                url.username().to_owned(),
+                url.password().map(str::to_owned),
+                url.host_str().map(str::to_owned),
+                url.port(),
+            )
+        })
     };
-    let authority = [
-        url.scheme(),
-        url.username(),
-        url.password().unwrap_or_default(),
-        url.host_str().unwrap_or_default(),
-    ];
-    authority.iter().any(|part| {
-        ["xxhubxx", "xxcategoryxx", "xxeventxx"]
-            .iter()
-            .any(|marker| part.contains(marker))
-    })
+    match (authority("aaa"), authority("bbb")) {
+        (Some(a), Some(b)) => a != b,
+        // A template that does not parse with some value has it outside the path.
+        _ => true,
+    }
 }
 
 /// `switchboard.toml`: parsed, validated (without reading the `upstream_settings` file it may
