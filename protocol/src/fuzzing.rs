@@ -122,8 +122,8 @@ fn decode_one(p: HubProtocol, framed: &Bytes) -> HubMessage {
 /// A decoded message encodes in its own protocol; that encoding decodes back, and encoding the
 /// result gives the same bytes (the encoders may normalise once, e.g. an empty error, never
 /// twice). In the other protocol (payloads transcoded) encoding may fail, but what it writes
-/// decodes, to a message of the same type, target and headers (unless a header is empty, which
-/// MessagePack does not allow).
+/// decodes, to a message of the same type, target and headers (unless a header or stream id is
+/// empty, which MessagePack does not allow).
 fn check_reencoding(p: HubProtocol, msg: &HubMessage) {
     let framed = p
         .encode(msg)
@@ -132,10 +132,10 @@ fn check_reencoding(p: HubProtocol, msg: &HubMessage) {
     let framed_again = p.encode(&again).expect("a re-decoded message encodes");
     assert_eq!(framed, framed_again, "{p:?} encoding is not stable");
 
-    // MessagePack refuses empty header keys and values, JSON accepts them (both as .NET); the
-    // broker never moves a client's message with its headers from one protocol to the other.
+    // MessagePack refuses empty header keys and values and empty stream ids, JSON accepts them
+    // (both as .NET's); the broker never moves a client's message from one protocol to the other.
     let q = other(p);
-    if q == HubProtocol::MessagePack && has_empty_header(msg) {
+    if q == HubProtocol::MessagePack && has_empty_strings(msg) {
         return;
     }
     if let Ok(cross) = q.encode(msg) {
@@ -144,10 +144,11 @@ fn check_reencoding(p: HubProtocol, msg: &HubMessage) {
     }
 }
 
-fn has_empty_header(msg: &HubMessage) -> bool {
-    envelope(msg)
-        .2
-        .is_some_and(|h| h.iter().any(|(k, v)| k.is_empty() || v.is_empty()))
+/// An empty header key or value, or an empty stream id.
+fn has_empty_strings(msg: &HubMessage) -> bool {
+    let (_, _, headers, stream_ids) = envelope(msg);
+    headers.is_some_and(|h| h.iter().any(|(k, v)| k.is_empty() || v.is_empty()))
+        || stream_ids.iter().any(String::is_empty)
 }
 
 /// What survives a change of protocol unchanged: type, target, headers and stream ids.
@@ -400,7 +401,8 @@ fn signed_token(selector: u8, header: &[u8], claims: &[u8]) -> String {
 
 /// The negotiate query values (`negotiateVersion`, `useStatefulReconnect`) and, client side, a
 /// negotiate response: what the parser accepts writes back out to text that parses to the same
-/// response (unless it had an empty `url` or `error`, which the writer leaves out).
+/// response (unless it had an empty `url`, `error`, `connectionId` or `connectionToken`, which
+/// the writer leaves out).
 pub fn negotiate(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(version) = negotiate::negotiate_version_from_query(Some(&text)) {
@@ -412,10 +414,13 @@ pub fn negotiate(data: &[u8]) {
         let written = parsed.to_json();
         match negotiate::parse_negotiate_response(&written) {
             Ok(again) => assert_eq!(again.to_json(), written),
-            // As .NET's, the parser takes a present `url` or `error`, even empty, as a redirect
-            // or a failure, and the writer leaves empty strings out.
+            // As .NET's, the parser takes a present `url`, `error`, `connectionId` or
+            // `connectionToken`, even empty, as given, and the writer leaves empty strings out.
             Err(e) => assert!(
-                parsed.url.as_deref() == Some("") || parsed.error.as_deref() == Some(""),
+                parsed.url.as_deref() == Some("")
+                    || parsed.error.as_deref() == Some("")
+                    || parsed.connection_token.as_deref() == Some("")
+                    || parsed.connection_id.as_deref() == Some(""),
                 "{written} does not parse back: {e}"
             ),
         }
