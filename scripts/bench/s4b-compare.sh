@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# scripts/bench/s4b-compare.sh LABEL BROKER_BIN: one S4b run (TCP_NODELAY, JSON, 100 B, 10,000
+# receivers, 8-second steps) of the broker binary BROKER_BIN with this tree's load generator
+# (target/release/switchboard-loadtest), for comparing builds with one generator. Results go to
+# target/bench-s4b/LABEL/ and one line per run to target/bench-s4b/results.txt.
+set -u
+cd "$(dirname "$0")/../.."
+label=$1; bin=$2
+key=bench-key-$$
+port=18471
+base=target/bench-s4b
+out=$base/$label
+mkdir -p $out
+$bin serve --listen 127.0.0.1:$port --access-key $key --mode serverless > $out/broker.log 2>&1 &
+pid=$!
+for i in $(seq 100); do curl -sf http://127.0.0.1:$port/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+target/release/switchboard-loadtest --url http://127.0.0.1:$port --key $key --quiet \
+  --json-out $out/s4b.json --protocol json --payload-bytes 100 --connections 10000 --duration 8 \
+  s4b-max --senders 16 --start-rate 5 --factor 1.5 --max-steps 15 > $out/s4b.txt 2>&1
+kill $pid; wait $pid 2>/dev/null
+python3 -c "
+import json; j=json.load(open('$out/s4b.json'))
+print('$label', round(j['extra']['max_deliveries_per_second']), [(x['step'], x['latency']['p99_us']//1000) for x in j['extra']['steps']])" >> $base/results.txt
