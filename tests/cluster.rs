@@ -571,6 +571,20 @@ async fn a_client_negotiates_at_one_node_and_connects_at_another_once_and_only_a
         .expect("the owner still can");
 }
 
+/// Nodes `a` and `b` in Default mode, seeing each other.
+async fn two_default_nodes(engine: &LocalEngine) -> (Node, Node) {
+    let a = node_in(engine, "a", ServiceMode::Default).await;
+    let b = node_in(engine, "b", ServiceMode::Default).await;
+    for n in [&a, &b] {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
+            "the nodes see each other",
+        )
+        .await;
+    }
+    (a, b)
+}
+
 fn payloads(target: &str, args: Value) -> Vec<(String, bytes::Bytes)> {
     let json = common::json_invocation(None, target, args.clone());
     let mp = switchboard::protocol::encode_invocation_json_args(
@@ -591,15 +605,7 @@ async fn a_hub_servers_messages_through_one_node_reach_its_clients_on_another() 
     use common::fake_server::FakeServer;
     use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
     let engine = LocalEngine::new();
-    let a = node_in(&engine, "a", ServiceMode::Default).await;
-    let b = node_in(&engine, "b", ServiceMode::Default).await;
-    for n in [&a, &b] {
-        wait_for(
-            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
-            "the nodes see each other",
-        )
-        .await;
-    }
+    let (a, b) = two_default_nodes(&engine).await;
     // One app server, a connection to each node (as the SDK's connections land behind a load
     // balancer); a client on b is routed to b's connection.
     let mut via_a = FakeServer::connect(
@@ -690,15 +696,7 @@ async fn client_results_cross_nodes_both_ways_and_a_missing_client_is_answered()
     use common::fake_server::FakeServer;
     use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
     let engine = LocalEngine::new();
-    let a = node_in(&engine, "a", ServiceMode::Default).await;
-    let b = node_in(&engine, "b", ServiceMode::Default).await;
-    for n in [&a, &b] {
-        wait_for(
-            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
-            "the nodes see each other",
-        )
-        .await;
-    }
+    let (a, b) = two_default_nodes(&engine).await;
     // app1 is connected to a only, app2 to b only; xavier connects at b and is routed to app2.
     let mut app1 = FakeServer::connect(
         &a.base,
@@ -818,15 +816,7 @@ async fn hub_servers_learn_the_instance_of_each_client_and_hear_when_another_nod
     use common::fake_server::FakeServer;
     use switchboard::protocol::service::{ConnectionType, ServiceMessage};
     let engine = LocalEngine::new();
-    let a = node_in(&engine, "a", ServiceMode::Default).await;
-    let b = node_in(&engine, "b", ServiceMode::Default).await;
-    for n in [&a, &b] {
-        wait_for(
-            || metric(&n.handle, "switchboard_cluster_nodes") == 1,
-            "the nodes see each other",
-        )
-        .await;
-    }
+    let (a, b) = two_default_nodes(&engine).await;
     let mut app = FakeServer::connect(
         &a.base,
         common::TEST_KEY,
