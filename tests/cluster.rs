@@ -896,3 +896,195 @@ async fn a_node_without_the_users_connections_does_not_keep_their_memberships_or
     assert_eq!(r.status, 202);
     expect(&mut q, "g", json!([1])).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_at_a_node_without_a_hub_server_is_served_by_another_nodes_connection()
+-> anyhow::Result<()> {
+    use common::fake_server::FakeServer;
+    use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
+    let engine = LocalEngine::new();
+    let (a, b) = two_default_nodes(&engine).await;
+    // With no app server anywhere, a client at b is refused as on one node.
+    let token = client_token(common::TEST_KEY, "chat", Some("nobody"));
+    let refused = TestClient::connect(&b.base, "chat", &token, "json").await;
+    assert!(refused.is_err(), "no app server anywhere: refused");
+
+    // app1 is connected to a only; carl connects at b.
+    let mut app = FakeServer::connect(
+        &a.base,
+        common::TEST_KEY,
+        "chat",
+        "app1",
+        ConnectionType::Default,
+    )
+    .await?;
+    let token = client_token(common::TEST_KEY, "chat", Some("carl"));
+    let base = b.base.clone();
+    let pending =
+        tokio::spawn(async move { TestClient::connect(&base, "chat", &token, "json").await });
+    // The hub server sees the service protocol it sees for a's own clients; the instance header
+    // names b.
+    let (id, instance) = match app.next().await? {
+        ServiceMessage::OpenConnection {
+            connection_id,
+            headers,
+            ..
+        } => {
+            let instance = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("Asrs-Instance-Id"))
+                .map(|(_, v)| v.clone());
+            (connection_id, instance)
+        }
+        other => panic!("expected OpenConnection, got {other:?}"),
+    };
+    assert_eq!(instance, Some(vec!["b".to_owned()]));
+    let (data_id, handshake) = app.next_data().await?;
+    assert_eq!(data_id, id);
+    assert!(handshake.ends_with(b"\x1e"), "{handshake:?}");
+    app.data(&id, b"{}\x1e").await?;
+    let mut carl = pending.await??;
+    assert_eq!(carl.connection_id(), id);
+
+    // Client → hub server, and the hub server's answer back, in order.
+    let invocation = common::json_invocation(Some("1"), "hello", json!(["from carl"]));
+    carl.send_raw(&invocation).await?;
+    let (data_id, payload) = app.next_data().await?;
+    assert_eq!(data_id, id);
+    assert_eq!(payload.as_ref(), invocation.as_slice());
+    for i in 0..20 {
+        let reply = common::json_invocation(None, "reply", json!([i]));
+        app.data(&id, &reply).await?;
+    }
+    for i in 0..20 {
+        expect(&mut carl, "reply", json!([i])).await;
+    }
+    // Sends of every kind through a's hub server reach carl at b.
+    app.send(&ServiceMessage::BroadcastData {
+        excluded_list: vec![],
+        payloads: payloads("all", json!([1])),
+        extensions: Extensions::default(),
+    })
+    .await?;
+    expect(&mut carl, "all", json!([1])).await;
+    app.send(&ServiceMessage::JoinGroupWithAck {
+        connection_id: id.clone(),
+        group_name: "g".into(),
+        ack_id: 3,
+        extensions: Extensions::default(),
+    })
+    .await?;
+    assert_eq!(app.expect_ack(3).await?, 1, "found on b");
+    app.send(&ServiceMessage::GroupBroadcastData {
+        group_name: "g".into(),
+        excluded_list: vec![],
+        payloads: payloads("group", json!([2])),
+        excluded_user_list: vec![],
+        caller_user_id: None,
+        extensions: Extensions::default(),
+    })
+    .await?;
+    expect(&mut carl, "group", json!([2])).await;
+    // REST at a reaches carl too.
+    marker(&a, "chat", &mut carl).await;
+
+    // The client leaves: the hub server hears it.
+    carl.close().await;
+    loop {
+        match app.next().await? {
+            ServiceMessage::CloseConnection { connection_id, .. } if connection_id == id => break,
+            ServiceMessage::ConnectionData { .. } => {}
+            other => panic!("expected CloseConnection for {id}, got {other:?}"),
+        }
+    }
+
+    // The hub server goes away: clients routed to it from b are closed as on one node.
+    let token = client_token(common::TEST_KEY, "chat", Some("dave"));
+    let base = b.base.clone();
+    let pending =
+        tokio::spawn(async move { TestClient::connect(&base, "chat", &token, "json").await });
+    app.accept_client().await?;
+    let mut dave = pending.await??;
+    drop(app);
+    let close = dave.next_close(T).await?;
+    assert!(
+        close["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("app server")),
+        "{close}"
+    );
+    // And with it gone, b refuses again.
+    let token = client_token(common::TEST_KEY, "chat", Some("erin"));
+    assert!(
+        TestClient::connect(&b.base, "chat", &token, "json")
+            .await
+            .is_err()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_routed_to_a_node_that_dies_are_closed_and_a_draining_server_takes_no_new_ones()
+-> anyhow::Result<()> {
+    use common::fake_server::FakeServer;
+    use switchboard::protocol::service::{ConnectionType, ServiceMessage};
+    let engine = LocalEngine::new();
+    let (a, b) = two_default_nodes(&engine).await;
+    let c = node_in(&engine, "c", ServiceMode::Default).await;
+    for n in [&a, &b, &c] {
+        wait_for(
+            || metric(&n.handle, "switchboard_cluster_nodes") == 2,
+            "three nodes",
+        )
+        .await;
+    }
+    let mut at_a = FakeServer::connect(
+        &a.base,
+        common::TEST_KEY,
+        "chat",
+        "app",
+        ConnectionType::Default,
+    )
+    .await?;
+    let mut at_c = FakeServer::connect(
+        &c.base,
+        common::TEST_KEY,
+        "chat",
+        "app",
+        ConnectionType::Default,
+    )
+    .await?;
+    // c's connection shuts down (the SDK's "servers shutting down" ping): no new client goes
+    // there; a's takes them.
+    at_c.send(&ServiceMessage::Ping {
+        messages: vec!["shutdown".into(), "fin:0".into()],
+    })
+    .await?;
+    loop {
+        match at_c.next().await? {
+            ServiceMessage::Ping { messages }
+                if messages.first().map(String::as_str) == Some("shutdown") =>
+            {
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut routed = Vec::new();
+    for user in ["u1", "u2", "u3"] {
+        let token = client_token(common::TEST_KEY, "chat", Some(user));
+        let base = b.base.clone();
+        let pending =
+            tokio::spawn(async move { TestClient::connect(&base, "chat", &token, "json").await });
+        at_a.accept_client().await?;
+        routed.push(pending.await??);
+    }
+    // a dies: b closes the clients it routed there.
+    a.handle.stop().await;
+    for client in &mut routed {
+        let close = client.next_close(T).await?;
+        assert!(close["error"].as_str().is_some(), "{close}");
+    }
+    drop(at_c);
+    Ok(())
+}

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::engine::{Command, Engine, EngineError, Reply, Subscriber, SubscriberEvent};
-use super::wire::{self, Answer, Body, Envelope, HubOp, Query};
+use super::wire::{self, Answer, Body, Envelope, HubOp, Query, ServerInfo};
 use crate::hub::HubHandle;
 use crate::telemetry::Metrics;
 
@@ -95,6 +95,8 @@ enum Fold {
     AnyTrue(bool),
     /// Members of every node, merged.
     Members(Vec<(String, Option<String>)>),
+    /// Hub-server connections of every node.
+    Servers(Vec<ServerInfo>),
 }
 
 impl Fold {
@@ -102,6 +104,7 @@ impl Fold {
         match (self, answer) {
             (Self::AnyTrue(acc), Answer::Bool(b)) => *acc |= b,
             (Self::Members(acc), Answer::Members(m)) => acc.extend(m),
+            (Self::Servers(acc), Answer::Servers(s)) => acc.extend(s),
             // A node answering another kind of question: ignored.
             _ => {}
         }
@@ -115,6 +118,7 @@ impl Fold {
                 m.dedup_by(|a, b| a.0 == b.0);
                 Answer::Members(m)
             }
+            Self::Servers(s) => Answer::Servers(s),
         }
     }
 }
@@ -368,6 +372,16 @@ impl Cluster {
     /// Publish a hub operation to the other nodes running `hub` (a hub message: dropped and
     /// counted when the outgoing queue is full).
     pub(crate) fn publish_message(&self, hub: &str, op: HubOp) {
+        self.publish_bounded(self.hub_channel(hub), hub, op);
+    }
+
+    /// Send clients' service frames to hub-server connection `conn` of `node` (see
+    /// [`HubOp::Relay`]); dropped and counted like a hub message when the queue is full.
+    pub(crate) fn relay(&self, node: &str, hub: &str, conn: u64, frames: Vec<Bytes>) {
+        self.publish_bounded(self.node_channel(node), hub, HubOp::Relay { conn, frames });
+    }
+
+    fn publish_bounded(&self, channel: String, hub: &str, op: HubOp) {
         let payload = self.envelope(Body::Hub {
             hub: hub.to_owned(),
             op,
@@ -383,7 +397,6 @@ impl Cluster {
             Metrics::inc(&self.metrics.cluster_publish_dropped);
             return;
         }
-        let channel = self.hub_channel(hub);
         if self
             .outgoing
             .send(Outgoing::Message { channel, payload })
@@ -457,6 +470,7 @@ impl Cluster {
         let mut fold = match &local {
             Answer::Bool(_) => Fold::AnyTrue(false),
             Answer::Members(_) => Fold::Members(Vec::new()),
+            Answer::Servers(_) => Fold::Servers(Vec::new()),
         };
         fold.add(local);
         let request = {
@@ -696,6 +710,8 @@ impl Cluster {
                 | HubOp::SendUsers { .. }
                 | HubOp::SendGroup { .. }
                 | HubOp::SendGroups { .. }
+                | HubOp::ConnectionData { .. }
+                | HubOp::Relay { .. }
         );
         if let Err(cmd) = handle.remote(origin, op) {
             if droppable {
@@ -713,6 +729,7 @@ impl Cluster {
 pub(crate) fn empty_answer(query: &Query) -> Answer {
     match query {
         Query::GroupMembers { .. } => Answer::Members(Vec::new()),
+        Query::Servers => Answer::Servers(Vec::new()),
         _ => Answer::Bool(false),
     }
 }

@@ -146,6 +146,41 @@ pub(crate) enum HubOp {
         /// The encoded frame.
         frame: Bytes,
     },
+    /// A connection of an app server that carries clients (Default or OnDemand) is connected
+    /// to the sending node: nodes without one route clients to it ([`HubOp::Relay`]).
+    ServerUp {
+        /// The connection's id on the sending node.
+        conn: u64,
+        /// The app server's id.
+        server_id: String,
+    },
+    /// The connection is shutting down: it keeps its clients and takes no new ones.
+    ServerDraining {
+        /// The connection's id on the sending node.
+        conn: u64,
+    },
+    /// The connection is gone: the clients routed to it are closed.
+    ServerDown {
+        /// The connection's id on the sending node.
+        conn: u64,
+    },
+    /// Encoded service frames (OpenConnection, ConnectionData, CloseConnection, …) of clients of
+    /// the sending node for the receiving node's hub-server connection `conn`; published on the
+    /// receiving node's channel.
+    Relay {
+        /// The connection's id on the receiving node.
+        conn: u64,
+        /// The frames, in order.
+        frames: Vec<Bytes>,
+    },
+    /// A hub server's `ConnectionData` for a client routed to it from another node: the bytes
+    /// in the client's own protocol (the first is its handshake answer).
+    ConnectionData {
+        /// Connection id.
+        id: String,
+        /// The bytes.
+        payload: Bytes,
+    },
     /// A question every node answers on the asking node's channel.
     Query {
         /// Id on the asking node.
@@ -228,6 +263,21 @@ pub(crate) enum Query {
         /// The encoded service frame.
         frame: Bytes,
     },
+    /// The connections of app servers that carry clients on each node.
+    Servers,
+}
+
+/// A hub-server connection that carries clients, as a node describes its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServerInfo {
+    /// The node it is connected to.
+    pub node: String,
+    /// Its id on that node.
+    pub conn: u64,
+    /// The app server's id.
+    pub server_id: String,
+    /// Shutting down: it takes no new clients.
+    pub draining: bool,
 }
 
 /// One node's answer.
@@ -237,6 +287,8 @@ pub(crate) enum Answer {
     Bool(bool),
     /// Group members: (connection id, user id).
     Members(Vec<(String, Option<String>)>),
+    /// Hub-server connections.
+    Servers(Vec<ServerInfo>),
 }
 
 /// Why bytes from the bus were not a message.

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use self::remote::strings;
 use super::{
     AdmitRequest, ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl,
-    RegistryShared, Scope, SerializedMessage, UserId,
+    Refused, RegistryShared, Scope, SerializedMessage, UserId,
 };
 use crate::close::CloseReason;
 use crate::cluster::wire::{HubOp, Query};
@@ -63,6 +63,8 @@ struct ServerEntry {
     handle: ServerConnHandle,
     clients: usize,
     shutting_down: bool,
+    /// A connection of another node (see [`link`]); `None` for this node's.
+    link: Option<link::Link>,
 }
 
 /// Per-fan-out tallies, added to the metrics once.
@@ -213,10 +215,12 @@ impl Hub {
             .is_some_and(|h| Arc::ptr_eq(&h.clients, &self.client_count))
     }
 
-    /// No connection, no hub server, no remembered membership (groups exist only with
-    /// connections).
+    /// No connection, no hub server of this node, no remembered membership (groups exist only
+    /// with connections; links to other nodes' hub servers are learnt again when needed).
     fn is_idle(&self) -> bool {
-        self.connections.is_empty() && self.servers.is_empty() && self.user_groups.is_empty()
+        self.connections.is_empty()
+            && self.servers.iter().all(|e| e.link.is_some())
+            && self.user_groups.is_empty()
     }
 
     /// When the timer must fire next: the next membership sweep while there are memberships,
@@ -297,16 +301,31 @@ impl Hub {
             }
             HubCommand::RegisterServer { server } => {
                 tracing::info!(hub = %self.name, server = server.server_id(), kind = ?server.connection_type(), "hub server connected");
+                self.announce_server(&server);
                 self.servers.push(ServerEntry {
                     handle: server,
                     clients: 0,
                     shutting_down: false,
+                    link: None,
                 });
             }
             HubCommand::UnregisterServer { id } => self.unregister_server(id),
             HubCommand::ShutdownServer { id } => {
                 if let Some(e) = self.servers.iter_mut().find(|e| e.handle.id() == id) {
                     e.shutting_down = true;
+                    if e.link.is_none() && e.handle.connection_type().carries_clients() {
+                        let conn = id.0;
+                        self.publish(|| HubOp::ServerDraining { conn });
+                    }
+                }
+            }
+            HubCommand::LearnServers { servers } => self.learn_servers(servers),
+            HubCommand::ConnectionData { id, payload } => {
+                if !self.connection_data(&id, payload.clone()) {
+                    self.publish(|| HubOp::ConnectionData {
+                        id: id.as_str().to_owned(),
+                        payload,
+                    });
                 }
             }
             HubCommand::ServerIds { reply } => {
@@ -335,16 +354,17 @@ impl Hub {
             HubCommand::SendToServer { server_id, frame } => {
                 // The first connection of that server with room takes it; none here: perhaps
                 // one on another node (else dropped).
-                if !self.send_to_server(&server_id, &frame) {
+                if !self.send_to_server(&server_id, &frame, false) {
                     self.publish(|| HubOp::SendToServer { server_id, frame });
                 }
             }
             HubCommand::NodeGone { node } => {
+                self.drop_links_to(&node);
                 let frame = crate::protocol::service::encode(&crate::protocol::service::ping(&[(
                     "offline",
                     node.as_str(),
                 )]));
-                for e in &self.servers {
+                for e in self.servers.iter().filter(|e| e.link.is_none()) {
                     let _ = e.handle.try_send_frame(frame.clone());
                 }
             }
@@ -550,12 +570,38 @@ impl Hub {
         }
     }
 
-    /// Whether a connection of app server `server_id` took `frame`.
-    fn send_to_server(&self, server_id: &str, frame: &bytes::Bytes) -> bool {
-        self.servers
+    /// Whether a connection of app server `server_id` took `frame`: one of this node's, or
+    /// (unless `local_only`) a link to another node's.
+    fn send_to_server(&self, server_id: &str, frame: &bytes::Bytes, local_only: bool) -> bool {
+        let mut servers: Vec<&ServerEntry> = self
+            .servers
             .iter()
-            .filter(|e| e.handle.server_id() == server_id)
+            .filter(|e| e.handle.server_id() == server_id && !(local_only && e.link.is_some()))
+            .collect();
+        servers.sort_by_key(|e| e.link.is_some());
+        servers
+            .iter()
             .any(|e| e.handle.try_send_frame(frame.clone()).is_ok())
+    }
+
+    /// A hub server's bytes for a client of this node (routed to it from here or over a
+    /// link): the first is the client's handshake answer, after which it is ready for
+    /// multicasts. Whether the client is here.
+    fn connection_data(&self, id: &ConnectionId, payload: bytes::Bytes) -> bool {
+        let Some(e) = self.connections.get(id) else {
+            return false;
+        };
+        let mut t = Tally::default();
+        match e.conn.outbox().push(payload) {
+            Ok(()) => t.delivered += 1,
+            Err(PushError::Full) => t.overflowed += 1,
+            Err(PushError::Closed) => t.dropped += 1,
+        }
+        if !e.conn.is_ready() {
+            e.conn.mark_ready();
+        }
+        self.count(t);
+        true
     }
 
     fn send_all(&self, msg: &SerializedMessage, excluded: &[ConnectionId]) {
@@ -705,30 +751,46 @@ impl Hub {
     }
 
     /// Decide a client's route, build its handle and register it.
-    fn admit(&mut self, r: AdmitRequest) -> Result<(ConnHandle, ClientRoute), String> {
+    /// A connection of another node is a candidate only when none of this node's can take
+    /// the client.
+    fn admit(&mut self, r: AdmitRequest) -> Result<(ConnHandle, ClientRoute), Refused> {
+        let takes_clients =
+            |e: &ServerEntry| e.handle.connection_type().carries_clients() && !e.shutting_down;
+        let local = self
+            .servers
+            .iter()
+            .any(|e| e.link.is_none() && takes_clients(e));
         let candidates: Vec<Candidate<'_>> = self
             .servers
             .iter()
             .map(|e| Candidate {
                 server_id: e.handle.server_id(),
                 clients: e.clients,
-                routable: e.handle.connection_type().carries_clients() && !e.shutting_down,
+                routable: takes_clients(e) && (e.link.is_none() || !local),
             })
             .collect();
         let any_routable = candidates.iter().any(|c| c.routable);
         let route = match r.policy.admit_client(any_routable) {
             Admission::Accept(route) => route,
-            Admission::Reject(text) => return Err(text),
+            Admission::Reject(text) => {
+                return Err(Refused {
+                    text,
+                    no_server: !any_routable,
+                });
+            }
         };
         let outbox = Outbox::new(r.outbox_max_messages, r.outbox_max_bytes);
         let conn = match route {
             ClientRoute::ToServer => {
                 let index = sticky::choose_server(&candidates, r.sticky_server.as_deref(), r.sticky_mode)
-                    .map_err(|e| match e {
-                        NoServer::NoneConnected => routing::NO_SERVER_DEFAULT_MODE.to_owned(),
-                        NoServer::RequiredServerMissing(name) => format!(
-                            "The app server '{name}' this client negotiated with is not connected, and the client requires it (sticky mode Required)."
-                        ),
+                    .map_err(|e| Refused {
+                        text: match e {
+                            NoServer::NoneConnected => routing::NO_SERVER_DEFAULT_MODE.to_owned(),
+                            NoServer::RequiredServerMissing(name) => format!(
+                                "The app server '{name}' this client negotiated with is not connected, and the client requires it (sticky mode Required)."
+                            ),
+                        },
+                        no_server: true,
                     })?;
                 let entry = &mut self.servers[index];
                 entry.clients += 1;
@@ -745,7 +807,13 @@ impl Hub {
             return;
         };
         let entry = self.servers.remove(pos);
-        tracing::info!(hub = %self.name, server = entry.handle.server_id(), clients = entry.clients, "hub server disconnected");
+        if entry.link.is_none() {
+            tracing::info!(hub = %self.name, server = entry.handle.server_id(), clients = entry.clients, "hub server disconnected");
+            if entry.handle.connection_type().carries_clients() {
+                let conn = id.0;
+                self.publish(|| HubOp::ServerDown { conn });
+            }
+        }
         for e in self.connections.values() {
             if e.conn.server().is_some_and(|s| s.id() == id) {
                 e.conn.close(CloseReason::AppServerGone);
@@ -973,6 +1041,7 @@ fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally) {
     }
 }
 
+mod link;
 mod remote;
 #[cfg(test)]
 mod tests;

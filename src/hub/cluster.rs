@@ -196,11 +196,27 @@ fn ask_bool_with(
         let result = match rx.await {
             Ok(Ok(wire::Answer::Bool(b))) => Ok(b),
             Ok(Ok(wire::Answer::Members(m))) => Ok(!m.is_empty()),
+            Ok(Ok(wire::Answer::Servers(s))) => Ok(!s.is_empty()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Unreachable::Engine("the cluster node stopped".into())),
         };
         let _ = reply.send(result);
     });
+}
+
+/// The hub-server connections of the other nodes (none when they cannot be asked).
+pub(super) async fn ask_servers(cluster: &Arc<Cluster>, hub: &HubName) -> Vec<wire::ServerInfo> {
+    let rx = cluster.query(
+        hub.as_str(),
+        Query::Servers,
+        wire::Answer::Servers(Vec::new()),
+        Vec::new(),
+        |_| None,
+    );
+    match rx.await {
+        Ok(Ok(wire::Answer::Servers(servers))) => servers,
+        _ => Vec::new(),
+    }
 }
 
 /// An existence check this node answered with no: ask the other nodes (and, for a user in a
@@ -300,7 +316,7 @@ pub(super) fn ask_members(
                     user_id: user.map(UserId::from),
                 })
                 .collect()),
-            Ok(Ok(wire::Answer::Bool(_))) => Ok(Vec::new()),
+            Ok(Ok(wire::Answer::Bool(_) | wire::Answer::Servers(_))) => Ok(Vec::new()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Unreachable::Engine("the cluster node stopped".into())),
         };

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{AdmitRequest, Answer, ExistsQuery, Member, MembershipTtl, Scope, SerializedMessage};
+use super::{
+    AdmitRequest, Answer, ExistsQuery, Member, MembershipTtl, Refused, Scope, SerializedMessage,
+};
 use crate::close::CloseReason;
-use crate::cluster::wire::HubOp;
+use crate::cluster::wire::{HubOp, ServerInfo};
 use crate::id::{ConnectionId, GroupName, ServerConnId, UserId};
 use crate::peer::{ConnHandle, ServerConnHandle};
 use crate::routing::ClientRoute;
@@ -29,7 +31,7 @@ pub(super) enum HubCommand {
         /// Who is connecting and with what.
         request: AdmitRequest,
         /// The registered handle and its route, or the handshake error text.
-        reply: oneshot::Sender<Result<(ConnHandle, ClientRoute), String>>,
+        reply: oneshot::Sender<Result<(ConnHandle, ClientRoute), Refused>>,
     },
     /// A hub-server connection completed its handshake.
     RegisterServer {
@@ -224,6 +226,21 @@ pub(super) enum HubCommand {
         reply: Answer<()>,
     },
     /// An operation from another cluster node: applied to this node's connections only.
+    /// Hub-server connections of other nodes, as they answered [`Query::Servers`].
+    ///
+    /// [`Query::Servers`]: crate::cluster::wire::Query::Servers
+    LearnServers {
+        /// The connections.
+        servers: Vec<ServerInfo>,
+    },
+    /// A hub server's bytes for one client, in the client's protocol (its first are the
+    /// handshake answer): to a client of this node, else published.
+    ConnectionData {
+        /// The client.
+        id: ConnectionId,
+        /// The bytes.
+        payload: Bytes,
+    },
     Remote {
         /// The node it came from.
         origin: String,

@@ -88,7 +88,7 @@ pub enum ExistsQuery {
 }
 
 /// What the hub needs to admit a client.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct AdmitRequest {
     /// The connection id.
     pub id: ConnectionId,
@@ -279,18 +279,46 @@ impl HubHandle {
     }
 
     /// Admit a client: decide its route in the mode of `request` (choosing its hub server in
-    /// Default mode), build and register its handle.
+    /// Default mode), build and register its handle. In a cluster, a hub with no hub server
+    /// for the client asks the other nodes for theirs once, and routes the client to one of
+    /// them.
     pub(crate) async fn admit(
         &self,
         request: AdmitRequest,
     ) -> Result<(ConnHandle, ClientRoute), AdmitError> {
-        match self
+        let retry = self.cluster.is_some().then(|| request.clone());
+        let refused = match self
             .ask(|reply| HubCommand::Admit { request, reply })
             .await?
         {
-            Ok(admitted) => Ok(admitted),
-            Err(text) => Err(AdmitError::Refused(text)),
+            Ok(admitted) => return Ok(admitted),
+            Err(refused) => refused,
+        };
+        if let (Some(request), Some(cluster), true) = (retry, &self.cluster, refused.no_server) {
+            let servers = cluster::ask_servers(cluster, &self.name).await;
+            if !servers.is_empty() {
+                self.send(HubCommand::LearnServers { servers }).await?;
+                return match self
+                    .ask(|reply| HubCommand::Admit { request, reply })
+                    .await?
+                {
+                    Ok(admitted) => Ok(admitted),
+                    Err(refused) => Err(AdmitError::Refused(refused.text)),
+                };
+            }
         }
+        Err(AdmitError::Refused(refused.text))
+    }
+
+    /// A hub server's bytes for one client in the client's protocol (see
+    /// [`HubOp::ConnectionData`](crate::cluster::wire::HubOp::ConnectionData)): to the client
+    /// here, or through the cluster to its node.
+    pub(crate) async fn connection_data(
+        &self,
+        id: ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), HubGone> {
+        self.send(HubCommand::ConnectionData { id, payload }).await
     }
 
     /// Register a connection that completed its handshake; it joins its user's groups.
@@ -554,6 +582,15 @@ impl HubHandle {
         })
         .await
     }
+}
+
+/// The hub's refusal of a client.
+#[derive(Clone, Debug)]
+pub(crate) struct Refused {
+    /// The handshake error.
+    pub text: String,
+    /// No hub server could take the client (in a cluster, worth asking the other nodes).
+    pub no_server: bool,
 }
 
 /// Why a client was not admitted.

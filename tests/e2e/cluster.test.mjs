@@ -1,14 +1,15 @@
 // Cluster mode with the official clients: three `switchboard serve --cluster` processes on a
 // redis-server this file starts on a free port; clients (JSON and MessagePack) on nodes 1 and 2,
 // every REST call sent to node 3, which holds none of them. Then node 2 is killed with SIGKILL
-// mid-traffic, and Redis is stopped and started again.
+// mid-traffic, and Redis is stopped and started again. Then three nodes in Default mode with the
+// echo example's hub server connected to one of them: clients at the other two are served by it.
 //
 // Needs `redis-server` on PATH (apt-get install -y redis-server): the suite fails without it.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
-import { startBroker, randomAccessKey, unique, eventually, PROTOCOLS, sleep } from './harness.mjs';
+import { startBroker, startApp, brokerConnectionString, randomAccessKey, unique, eventually, PROTOCOLS, ECHO_TARGETS, sleep } from './harness.mjs';
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -190,5 +191,65 @@ describe('cluster (three nodes on Redis)', () => {
       await sleep(100);
       return gina.received.some((m) => m.target === 'marker');
     }, 'a broadcast at n3 reaches n1 after the restart', 10000);
+  });
+});
+
+describe('cluster in Default mode: a hub server on one node serves clients on the others', () => {
+  const accessKey = randomAccessKey();
+  let redis;
+  let app;
+  const nodes = [];
+
+  before(async () => {
+    redis = new Redis(await freePort());
+    await redis.start();
+    for (const id of ['d1', 'd2', 'd3']) {
+      nodes.push(await startBroker({ mode: 'default', accessKey, extraArgs: ['--cluster', redis.url, '--node-id', id] }));
+    }
+    for (const n of nodes) {
+      await eventually(async () => (await metric(n, 'switchboard_cluster_nodes')) === 2, `${n.base} sees the two other nodes`, 15000);
+    }
+    // The echo app's connections all land on d1.
+    app = await startApp('echo', { connectionString: brokerConnectionString(nodes[0]), serverId: 'echo-d1', connections: 2 });
+  });
+
+  after(async () => {
+    await app?.stop();
+    for (const n of nodes) {
+      if (!n.exit) n.assertHealthy();
+      await n.stop();
+    }
+    await redis?.stop();
+  });
+
+  for (const protocol of PROTOCOLS) {
+    test(`clients at nodes without a hub server invoke it, get results and its broadcasts (${protocol})`, async () => {
+      const [d1, d2, d3] = nodes;
+      const local = await d1.connect('echo', { protocol, userId: 'ann', targets: ECHO_TARGETS, label: 'ann@d1' });
+      const far = await d2.connect('echo', { protocol, userId: 'ben', targets: ECHO_TARGETS, label: 'ben@d2' });
+      const farther = await d3.connect('echo', { protocol: protocol === 'json' ? 'messagepack' : 'json', userId: 'cy', targets: ECHO_TARGETS, label: 'cy@d3' });
+      for (const c of [far, farther]) {
+        assert.deepEqual(await c.conn.invoke('EchoReturn', { from: c.name, n: 1 }), { from: c.name, n: 1 });
+      }
+      // In order, through the hub server and back.
+      for (let i = 0; i < 20; i++) await far.conn.send('Echo', i);
+      for (let i = 0; i < 20; i++) await far.expect('echo', [i]);
+      await farther.conn.send('Broadcast', 'from d3');
+      for (const c of [local, far, farther]) await c.expect('broadcast', ['from d3']);
+      // The hub server sees d2's and d3's clients as its own; REST at d1 reaches them too.
+      await d1.sendToConnection('echo', far.id, 'echo', ['rest via d1']);
+      await far.expect('echo', ['rest via d1']);
+      for (const c of [local, far, farther]) await c.stop();
+    });
+  }
+
+  test('the hub server stops: clients routed to it from other nodes are closed with the reason', async () => {
+    const [, d2] = nodes;
+    const dora = await d2.connect('echo', { protocol: 'json', userId: 'dora', targets: ECHO_TARGETS, label: 'dora@d2' });
+    assert.equal(await dora.conn.invoke('EchoReturn', 'hi'), 'hi');
+    await app.stop();
+    const err = await dora.waitClosed(10000);
+    assert.match(String(err?.message ?? err), /app server/);
+    await assert.rejects(d2.connect('echo', { protocol: 'json', userId: 'eve', targets: ECHO_TARGETS, label: 'eve@d2' }), /app servers are not connected|Default/);
   });
 });

@@ -264,10 +264,15 @@ impl<W: World> ServerMachine<W> {
                 payload,
                 ..
             } => {
-                // The bytes are in the client's own protocol: they go to a client of this node
-                // only (a client's data comes through its own node's server connection).
+                // The bytes are in the client's own protocol. A client of another node was
+                // routed here over a link: its node's hub delivers them.
                 let here = self.to_client(&connection_id, |_| Some(payload.clone()), &mut out);
-                Metrics::add(&self.metrics.outbox_dropped, u64::from(!here));
+                if !here {
+                    out.push(Action::Hub(
+                        HubOp::ConnectionData(ConnectionId::from(connection_id.as_str()), payload),
+                        Then::Nothing,
+                    ));
+                }
             }
             M::MultiConnectionData {
                 connection_list,

@@ -503,6 +503,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
             HubOp::SendAll(msg, excluded) => hub.send_all(msg, excluded).await.map(done),
             HubOp::SendUser(user, msg) => hub.send_user(user, msg).await.map(done),
             HubOp::SendConnection(id, msg) => hub.send_connection(id, msg).await.map(done),
+            HubOp::ConnectionData(id, payload) => hub.connection_data(id, payload).await.map(done),
             HubOp::SendUsers(users, msg) => hub.send_users(users, msg).await.map(done),
             HubOp::SendGroup(group, msg, excluded, excluded_users) => hub
                 .send_group(group, msg, excluded, excluded_users)

@@ -137,7 +137,15 @@ impl Hub {
             }
             HubOp::UserLeftAll { user } => self.remove_user_from_all_groups(&UserId::from(user)),
             HubOp::SendToServer { server_id, frame } => {
-                self.send_to_server(&server_id, &frame);
+                // The node of a linked connection delivers it there itself.
+                self.send_to_server(&server_id, &frame, true);
+            }
+            HubOp::ServerUp { conn, server_id } => self.add_link(origin, conn, server_id, false),
+            HubOp::ServerDraining { conn } => self.link_draining(&origin, conn),
+            HubOp::ServerDown { conn } => self.drop_link(&origin, conn),
+            HubOp::Relay { conn, frames } => self.relay_here(conn, frames),
+            HubOp::ConnectionData { id, payload } => {
+                self.connection_data(&ConnectionId::from(id), payload);
             }
             HubOp::Query { request, query } => {
                 let answer = self.answer_query(query);
@@ -182,6 +190,7 @@ impl Hub {
                 now,
             )),
             Query::ClientInvocation { frame } => Answer::Bool(self.invoke_here(&frame)),
+            Query::Servers => Answer::Servers(self.local_servers()),
             Query::GroupMembers { group } => Answer::Members(
                 self.group_members(&GroupName::from(group))
                     .into_iter()

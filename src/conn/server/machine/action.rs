@@ -22,6 +22,9 @@ pub(crate) enum HubOp {
     SendUser(UserId, Arc<SerializedMessage>),
     /// `send_connection` (to a client on another node of the cluster).
     SendConnection(ConnectionId, Arc<SerializedMessage>),
+    /// `connection_data`: bytes in the client's protocol for a client on another node (routed
+    /// to this connection over a link).
+    ConnectionData(ConnectionId, Bytes),
     /// `send_users`.
     SendUsers(Vec<UserId>, Arc<SerializedMessage>),
     /// `send_group`: group, message, excluded connections, excluded users.
