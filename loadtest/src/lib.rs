@@ -96,7 +96,8 @@ pub struct Common {
     #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
     pub url: String,
     /// Where the receivers connect, when not `--url` (repeatable; with `--workers`, worker `w`
-    /// connects to the `w mod n`-th): the nodes of a cluster, with senders at `--url` (S12).
+    /// connects to the `w mod n`-th; S5 takes one): the nodes of a cluster, with senders and
+    /// REST calls at `--url` (S12).
     #[arg(long = "receiver-url", global = true)]
     pub receiver_urls: Vec<String>,
     /// Access key of the broker (tokens are minted with it).

@@ -18,11 +18,17 @@ use crate::sender::{self, Dest, Plan, Streams, group_name};
 use crate::stats::{Hist, Latency, Report, Stats};
 use crate::{Common, DRAIN, Transport};
 
-/// Opens `n` negotiated WebSocket receivers in this process (connection ids are needed).
+/// Opens `n` negotiated WebSocket receivers in this process (connection ids are needed), at the
+/// one `--receiver-url` if given (another node of a cluster: the REST calls stay at `--url`).
 async fn open_pool(common: &Common, n: usize, stats: &Arc<Stats>) -> Result<Pool> {
     let mut spec = spec_for(common, Transport::Websockets);
     spec.connections = n;
     spec.negotiate = true;
+    match common.receiver_urls.as_slice() {
+        [] => {}
+        [one] => spec.url = one.clone(),
+        _ => anyhow::bail!("s5-groups takes at most one --receiver-url"),
+    }
     Pool::open(spec, stats.clone()).await
 }
 
