@@ -198,6 +198,7 @@ describe('cluster in Default mode: a hub server on one node serves clients on th
   const accessKey = randomAccessKey();
   let redis;
   let app;
+  let chat;
   const nodes = [];
 
   before(async () => {
@@ -211,10 +212,13 @@ describe('cluster in Default mode: a hub server on one node serves clients on th
     }
     // The echo app's connections all land on d1.
     app = await startApp('echo', { connectionString: brokerConnectionString(nodes[0]), serverId: 'echo-d1', connections: 2 });
+    // The chat app's on d2.
+    chat = await startApp('chat', { connectionString: brokerConnectionString(nodes[1]), serverId: 'chat-d2', connections: 2 });
   });
 
   after(async () => {
     await app?.stop();
+    await chat?.stop();
     for (const n of nodes) {
       if (!n.exit) n.assertHealthy();
       await n.stop();
@@ -242,6 +246,32 @@ describe('cluster in Default mode: a hub server on one node serves clients on th
       for (const c of [local, far, farther]) await c.stop();
     });
   }
+
+  test('the chat app on d2 serves rooms, private messages, streams and client results to clients on d1 and d3', async () => {
+    const [d1, , d3] = nodes;
+    const room = unique('room');
+    const targets = ['newMessage', 'joined', 'left', 'roomJoined', 'roomLeft', 'roomMessage', 'privateMessage'];
+    const ann = await d1.connect('chat', { protocol: 'json', userId: 'ann', targets, label: 'ann@d1' });
+    const bob = await d3.connect('chat', { protocol: 'messagepack', userId: 'bob', targets, label: 'bob@d3' });
+    await ann.conn.invoke('JoinRoom', room);
+    await bob.conn.invoke('JoinRoom', room);
+    await bob.conn.invoke('SendToRoom', room, 'bob', 'hi room');
+    await eventually(() => ann.received.some((m) => m.target === 'roomMessage' && m.args[2] === 'hi room'), 'ann@d1 gets the room message');
+    await ann.conn.invoke('SendToUser', 'bob', 'psst');
+    await eventually(() => bob.received.some((m) => m.target === 'privateMessage' && m.args[1] === 'psst'), 'bob@d3 gets the private message');
+    const who = await bob.conn.invoke('WhoAmI');
+    assert.equal(who.userId, 'bob');
+    assert.equal(who.serverId, 'chat-d2');
+    const items = [];
+    await new Promise((resolve, reject) => {
+      bob.conn.stream('Counter', 5, 1).subscribe({ next: (i) => items.push(i), complete: resolve, error: reject });
+    });
+    assert.deepEqual(items, [0, 1, 2, 3, 4]);
+    // A client result: the app on d2 asks ann on d1 and gets her answer.
+    ann.conn.on('answer', (q) => `42: ${q}`);
+    assert.equal(await ann.conn.invoke('AskClient', '?'), '42: ?');
+    for (const c of [ann, bob]) await c.stop();
+  });
 
   test('the hub server stops: clients routed to it from other nodes are closed with the reason', async () => {
     const [, d2] = nodes;
