@@ -576,3 +576,82 @@ async fn the_client_is_shareable() {
     assert_eq!(client.stats().requests, 0);
     let _shared: Arc<UpstreamClient> = Arc::new(client);
 }
+
+/// Reads one HTTP/1.1 request (head and `Content-Length` body) from `s`; `false` at EOF.
+async fn read_request(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap_or(0));
+            if buf.len() >= end + 4 + len {
+                return true;
+            }
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_lost_on_a_kept_alive_connection_the_upstream_closed_is_sent_again() {
+    use tokio::io::AsyncWriteExt;
+    // The upstream answers the first request on a kept-alive connection, then closes that
+    // connection when the next request arrives on it, without answering (as an upstream that
+    // restarts or ends idle connections does, racing the broker's reuse). Every later
+    // connection is answered normally.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = served.clone();
+    let server = tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let closes_second = std::mem::take(&mut first);
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                while read_request(&mut s).await {
+                    n += 1;
+                    if closes_second && n == 2 {
+                        return; // dropped: closed without an answer
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    let conn = alice();
+    let client = UpstreamClient::new(UpstreamOptions {
+        retry_base_ms: 10,
+        ..options()
+    })
+    .unwrap();
+    let url = format!("{base}/events");
+    let connected = UpstreamRequest::connected(url.clone(), &conn);
+    assert_eq!(
+        client.call_event(&connected, &keys()).await.unwrap().status,
+        200
+    );
+    // The second goes out on the kept-alive connection, which closes: sent again on a new one.
+    assert_eq!(
+        client.call_event(&connected, &keys()).await.unwrap().status,
+        200
+    );
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(client.stats().retries, 1);
+    server.abort();
+}

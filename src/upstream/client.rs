@@ -144,6 +144,10 @@ pub enum UpstreamError {
     /// No connection could be made (refused, DNS, TLS handshake, …).
     #[error("cannot connect to upstream: {0}")]
     Connect(String),
+    /// The connection closed before any response: typically a kept-alive connection that the
+    /// upstream closed (a restart, its idle timeout) just as the request went out on it.
+    #[error("upstream closed the connection before answering: {0}")]
+    Closed(String),
     /// Too many requests already wait for this upstream host.
     #[error("upstream overloaded: too many requests waiting for this host")]
     Overloaded,
@@ -332,9 +336,11 @@ impl UpstreamClient {
     }
 
     /// As [`call`](Self::call) for connected/disconnected events: a connection failure
-    /// ([`UpstreamError::Connect`]) is retried up to [`UpstreamOptions::event_retries`] times
-    /// with exponential back-off. HTTP statuses, timeouts and other errors are returned as they
-    /// are.
+    /// ([`UpstreamError::Connect`]) or a connection closed before any response
+    /// ([`UpstreamError::Closed`]) is retried up to [`UpstreamOptions::event_retries`] times
+    /// with exponential back-off (so an event may reach an upstream that closed without
+    /// answering twice; invocations are never retried). HTTP statuses, timeouts and other
+    /// errors are returned as they are.
     pub async fn call_event(
         &self,
         request: &UpstreamRequest,
@@ -343,7 +349,9 @@ impl UpstreamClient {
         let mut retry = 0;
         loop {
             match self.call(request, keys).await {
-                Err(UpstreamError::Connect(_)) if retry < self.inner.options.event_retries => {
+                Err(UpstreamError::Connect(_) | UpstreamError::Closed(_))
+                    if retry < self.inner.options.event_retries =>
+                {
                     retry += 1;
                     bump(&self.inner.counters.retries);
                     tokio::time::sleep(self.inner.options.retry_delay(retry)).await;
@@ -455,9 +463,25 @@ fn classify(err: reqwest::Error) -> UpstreamError {
         UpstreamError::Timeout
     } else if err.is_connect() {
         UpstreamError::Connect(error_chain(&err))
+    } else if closed_before_response(&err) {
+        UpstreamError::Closed(error_chain(&err))
     } else {
         UpstreamError::Other(error_chain(&err))
     }
+}
+
+/// Whether hyper gave up because the connection closed before a response began.
+fn closed_before_response(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The error and its sources, `: `-joined (reqwest's own text alone says only "error sending

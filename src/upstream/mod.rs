@@ -297,9 +297,12 @@ pub fn completion_for(
             CompletionOutcome::Error(TOO_LARGE_ERROR.to_owned())
         }
         Err(UpstreamError::Overloaded) => CompletionOutcome::Error(OVERLOADED_ERROR.to_owned()),
-        Err(UpstreamError::Timeout | UpstreamError::Connect(_) | UpstreamError::Other(_)) => {
-            status_error(500)
-        }
+        Err(
+            UpstreamError::Timeout
+            | UpstreamError::Connect(_)
+            | UpstreamError::Closed(_)
+            | UpstreamError::Other(_),
+        ) => status_error(500),
     };
     let message = HubMessage::Completion(Completion {
         headers: Vec::new(),
