@@ -585,6 +585,18 @@ async fn two_default_nodes(engine: &LocalEngine) -> (Node, Node) {
     (a, b)
 }
 
+/// A scripted hub server of hub `chat` with one Default connection to `node`.
+async fn app(node: &Node, server_id: &str) -> anyhow::Result<common::fake_server::FakeServer> {
+    common::fake_server::FakeServer::connect(
+        &node.base,
+        common::TEST_KEY,
+        "chat",
+        server_id,
+        switchboard::protocol::service::ConnectionType::Default,
+    )
+    .await
+}
+
 fn payloads(target: &str, args: Value) -> Vec<(String, bytes::Bytes)> {
     let json = common::json_invocation(None, target, args.clone());
     let mp = switchboard::protocol::encode_invocation_json_args(
@@ -602,28 +614,13 @@ fn payloads(target: &str, args: Value) -> Vec<(String, bytes::Bytes)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_servers_messages_through_one_node_reach_its_clients_on_another() -> anyhow::Result<()>
 {
-    use common::fake_server::FakeServer;
-    use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
+    use switchboard::protocol::service::{Extensions, ServiceMessage};
     let engine = LocalEngine::new();
     let (a, b) = two_default_nodes(&engine).await;
     // One app server, a connection to each node (as the SDK's connections land behind a load
     // balancer); a client on b is routed to b's connection.
-    let mut via_a = FakeServer::connect(
-        &a.base,
-        common::TEST_KEY,
-        "chat",
-        "app1",
-        ConnectionType::Default,
-    )
-    .await?;
-    let mut via_b = FakeServer::connect(
-        &b.base,
-        common::TEST_KEY,
-        "chat",
-        "app1",
-        ConnectionType::Default,
-    )
-    .await?;
+    let mut via_a = app(&a, "app1").await?;
+    let mut via_b = app(&b, "app1").await?;
     let token = client_token(common::TEST_KEY, "chat", Some("carl"));
     let base = b.base.clone();
     let pending =
@@ -693,27 +690,12 @@ async fn a_hub_servers_messages_through_one_node_reach_its_clients_on_another() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_results_cross_nodes_both_ways_and_a_missing_client_is_answered()
 -> anyhow::Result<()> {
-    use common::fake_server::FakeServer;
-    use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
+    use switchboard::protocol::service::{Extensions, ServiceMessage};
     let engine = LocalEngine::new();
     let (a, b) = two_default_nodes(&engine).await;
     // app1 is connected to a only, app2 to b only; xavier connects at b and is routed to app2.
-    let mut app1 = FakeServer::connect(
-        &a.base,
-        common::TEST_KEY,
-        "chat",
-        "app1",
-        ConnectionType::Default,
-    )
-    .await?;
-    let mut app2 = FakeServer::connect(
-        &b.base,
-        common::TEST_KEY,
-        "chat",
-        "app2",
-        ConnectionType::Default,
-    )
-    .await?;
+    let mut app1 = app(&a, "app1").await?;
+    let mut app2 = app(&b, "app2").await?;
     let token = client_token(common::TEST_KEY, "chat", Some("xavier"));
     let base = b.base.clone();
     let pending =
@@ -813,18 +795,10 @@ async fn client_results_cross_nodes_both_ways_and_a_missing_client_is_answered()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_servers_learn_the_instance_of_each_client_and_hear_when_another_node_is_gone()
 -> anyhow::Result<()> {
-    use common::fake_server::FakeServer;
-    use switchboard::protocol::service::{ConnectionType, ServiceMessage};
+    use switchboard::protocol::service::ServiceMessage;
     let engine = LocalEngine::new();
     let (a, b) = two_default_nodes(&engine).await;
-    let mut app = FakeServer::connect(
-        &a.base,
-        common::TEST_KEY,
-        "chat",
-        "app",
-        ConnectionType::Default,
-    )
-    .await?;
+    let mut app = app(&a, "app").await?;
     let token = client_token(common::TEST_KEY, "chat", None);
     let base = a.base.clone();
     let _pending =
@@ -900,8 +874,7 @@ async fn a_node_without_the_users_connections_does_not_keep_their_memberships_or
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_at_a_node_without_a_hub_server_is_served_by_another_nodes_connection()
 -> anyhow::Result<()> {
-    use common::fake_server::FakeServer;
-    use switchboard::protocol::service::{ConnectionType, Extensions, ServiceMessage};
+    use switchboard::protocol::service::{Extensions, ServiceMessage};
     let engine = LocalEngine::new();
     let (a, b) = two_default_nodes(&engine).await;
     // With no app server anywhere, a client at b is refused as on one node.
@@ -910,14 +883,7 @@ async fn a_client_at_a_node_without_a_hub_server_is_served_by_another_nodes_conn
     assert!(refused.is_err(), "no app server anywhere: refused");
 
     // app1 is connected to a only; carl connects at b.
-    let mut app = FakeServer::connect(
-        &a.base,
-        common::TEST_KEY,
-        "chat",
-        "app1",
-        ConnectionType::Default,
-    )
-    .await?;
+    let mut app = app(&a, "app1").await?;
     let token = client_token(common::TEST_KEY, "chat", Some("carl"));
     let base = b.base.clone();
     let pending =
@@ -1026,8 +992,7 @@ async fn a_client_at_a_node_without_a_hub_server_is_served_by_another_nodes_conn
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_routed_to_a_node_that_dies_are_closed_and_a_draining_server_takes_no_new_ones()
 -> anyhow::Result<()> {
-    use common::fake_server::FakeServer;
-    use switchboard::protocol::service::{ConnectionType, ServiceMessage};
+    use switchboard::protocol::service::ServiceMessage;
     let engine = LocalEngine::new();
     let (a, b) = two_default_nodes(&engine).await;
     let c = node_in(&engine, "c", ServiceMode::Default).await;
@@ -1038,22 +1003,8 @@ async fn clients_routed_to_a_node_that_dies_are_closed_and_a_draining_server_tak
         )
         .await;
     }
-    let mut at_a = FakeServer::connect(
-        &a.base,
-        common::TEST_KEY,
-        "chat",
-        "app",
-        ConnectionType::Default,
-    )
-    .await?;
-    let mut at_c = FakeServer::connect(
-        &c.base,
-        common::TEST_KEY,
-        "chat",
-        "app",
-        ConnectionType::Default,
-    )
-    .await?;
+    let mut at_a = app(&a, "app").await?;
+    let mut at_c = app(&c, "app").await?;
     // c's connection shuts down (the SDK's "servers shutting down" ping): no new client goes
     // there; a's takes them.
     at_c.send(&ServiceMessage::Ping {
