@@ -18,7 +18,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+use actix_web::dev::AppConfig;
+use actix_web::{App, web};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -189,30 +192,48 @@ impl Switchboard {
             n => n,
         };
         let data = web::Data::from(shared.clone());
-        let server = HttpServer::new(move || {
+        let make_app = move || {
             App::new()
                 .app_data(data.clone())
                 .configure(crate::http::configure)
-        })
-        .workers(workers)
-        // actix counts per worker: split limits.max_connections among the workers, plus a small
-        // reserve each for plain HTTP requests, so that a full broker still answers /readyz,
-        // /metrics, the REST API and the 429s (the open-files limit is the real ceiling).
-        .max_connections(per_worker_connections(
-            shared.config.limits.max_connections,
-            workers,
-        ))
-        .backlog(4096)
-        // TCP_NODELAY by default, as Kestrel: with Nagle's algorithm a frame written while the
-        // previous one is unacknowledged waits for the client's delayed ACK, which after any
-        // client message (a keep-alive ping) measured +20 ms on the others' p99 (BENCHMARKS.md).
-        // Saturated broadcast throughput measured the same either way within noise.
-        .tcp_nodelay(shared.config.tcp_nodelay)
-        // The connections are closed by `drain` first; this bounds what is left (REST requests).
-        .shutdown_timeout(shared.config.limits.shutdown_timeout_secs.min(5))
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        };
+        let nodelay = shared.config.tcp_nodelay;
+        let server = actix_server::Server::build()
+            .workers(workers)
+            // actix counts the sockets it serves HTTP on, per worker: a WebSocket leaves it at the
+            // upgrade (its client slot bounds it), SSE and long polling stay. Each worker may
+            // hold its share of limits.max_connections plus a small reserve for plain HTTP
+            // requests, so that a full broker still answers /readyz, /metrics, the REST API and
+            // the 429s (the open-files limit is the real ceiling).
+            .max_concurrent_connections(per_worker_connections(
+                shared.config.limits.max_connections,
+                workers,
+            ))
+            .backlog(4096)
+            // The connections are closed by `drain` first; this bounds what is left (REST
+            // requests).
+            .shutdown_timeout(shared.config.limits.shutdown_timeout_secs.min(5))
+            .disable_signals()
+            .listen("switchboard", listener, move || {
+                let app = IntoServiceFactory::<_, actix_http::Request>::into_factory(make_app())
+                    .map_err(|err| err.error_response());
+                HttpService::build()
+                    // actix-web's defaults.
+                    .keep_alive(KeepAlive::default())
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(local_addr)
+                    // TCP_NODELAY by default, as Kestrel: with Nagle's algorithm a frame
+                    // written while the previous one is unacknowledged waits for the client's
+                    // delayed ACK, which after any client message (a keep-alive ping) measured
+                    // +20 ms on the others' p99 (BENCHMARKS.md). Saturated broadcast throughput
+                    // measured the same either way within noise.
+                    .tcp_nodelay(nodelay)
+                    .upgrade(crate::http::upgrade::service(make_app.clone()))
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })?
+            .run();
         let server_handle = server.handle();
         let join = tokio::spawn(server);
 
@@ -378,7 +399,7 @@ impl BrokerControl {
 /// (health checks, metrics, REST calls, refused negotiations) when every connection slot is held.
 const HTTP_RESERVE_PER_WORKER: usize = 64;
 
-/// Each worker's socket cap (actix-web caps connections per worker): its share of
+/// Each worker's cap on sockets served as HTTP (actix caps them per worker): its share of
 /// `max_connections` (rounded up) plus [`HTTP_RESERVE_PER_WORKER`]. All workers together hold at
 /// most `max_connections + workers × (HTTP_RESERVE_PER_WORKER + 1)` sockets.
 fn per_worker_connections(max_connections: usize, workers: usize) -> usize {

@@ -143,8 +143,8 @@ async fn cors_preflight_echoes_the_origin() {
 async fn websocket_upgrade_refusals() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
     let tok = client_token(&key, "chat", None);
-    let status = |e: tokio_tungstenite::tungstenite::Error| match e {
-        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
+    let status = |e: tungstenite::Error| match e {
+        tungstenite::Error::Http(r) => r.status().as_u16(),
         other => panic!("expected an HTTP refusal, got {other}"),
     };
     // Unknown connection token.

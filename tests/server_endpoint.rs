@@ -328,7 +328,7 @@ async fn server_tokens_are_checked() -> Result<()> {
         req.headers_mut()
             .insert("Authorization", format!("Bearer {token}").parse()?);
         match tokio_tungstenite::connect_async(req).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+            Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
             other => bail!("expected 401, got {other:?}"),
         }
     }

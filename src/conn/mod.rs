@@ -17,6 +17,7 @@ pub(crate) mod stateful;
 pub(crate) mod tenant;
 pub(crate) mod transport;
 pub(crate) mod upstream;
+pub(crate) mod ws;
 
 #[cfg(test)]
 mod tests;

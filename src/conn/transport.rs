@@ -3,8 +3,9 @@
 //! send one frame, close — so lifecycle, routing, groups, limits and errors are identical on
 //! every transport.
 //!
-//! - **WebSockets**: an actix-ws session and message stream; each frame is one WebSocket message
-//!   (text for JSON, binary for MessagePack); WebSocket pings are answered here.
+//! - **WebSockets**: the upgraded socket, owned by the connection's actor ([`WsSocket`]); each
+//!   frame is one WebSocket message (text for JSON, binary for MessagePack); WebSocket pings are
+//!   answered there.
 //! - **Server-Sent Events**: frames become `data:` events on a streaming response fed through a
 //!   bounded [`Pipe`]; client bytes arrive by `POST` ([`HttpConnections`]), through another.
 //! - **Long polling**: frames are appended to the connection's poll buffer, which the next `GET`
@@ -17,16 +18,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_http::ws::ProtocolError;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
 use bytes::{BufMut, Bytes, BytesMut};
-use bytestring::ByteString;
-use futures_util::StreamExt;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::owner::{Owner, Refusal};
 pub(crate) use super::pipe::{Pipe, PipeError, PipeReceiver, PipeSender};
+use super::ws::{Detached, WsEvent, WsSocket};
 use crate::close::{CloseReason, WsClose};
 use crate::id::TransportKind;
 use crate::protocol::HubProtocol;
@@ -40,17 +38,13 @@ pub(crate) enum Inbound {
     /// The client closed the transport properly (a WebSocket close frame).
     Closed,
     /// The transport itself was misused (oversized or malformed frame, a text frame that is not
-    /// UTF-8): close for this reason ([`refusal`]).
+    /// UTF-8): close for this reason.
     Invalid(CloseReason),
 }
 
 /// One connection's transport.
 pub(crate) enum Transport {
-    WebSocket {
-        session: Session,
-        stream: AggregatedMessageStream,
-        max_message_size: usize,
-    },
+    WebSocket(WsSocket),
     ServerSentEvents {
         inbound: PipeReceiver,
         events: PipeSender,
@@ -59,38 +53,11 @@ pub(crate) enum Transport {
         inbound: PipeReceiver,
         poll: Arc<PollState>,
     },
-    /// A WebSocket that reconnected to a stateful connection, possibly on another worker
-    /// thread: its reads are pumped into `inbound` by a task on that thread ([`pump`]).
-    Bridged {
-        session: Session,
-        inbound: mpsc::Receiver<Inbound>,
-    },
 }
 
-/// A reconnecting WebSocket handed to its connection's actor.
-pub(crate) type Resumption = (Session, mpsc::Receiver<Inbound>);
-
-/// Read `stream` and forward what arrives to `tx` until the client leaves or the actor stops
-/// listening (the thread-local half of [`Transport::Bridged`]).
-pub(crate) async fn pump(
-    stream: AggregatedMessageStream,
-    session: Session,
-    tx: mpsc::Sender<Inbound>,
-    max_message_size: usize,
-) {
-    let mut ws = Transport::WebSocket {
-        session,
-        stream,
-        max_message_size,
-    };
-    loop {
-        let inbound = ws.recv().await;
-        let end = !matches!(inbound, Inbound::Data(_));
-        if tx.send(inbound).await.is_err() || end {
-            return;
-        }
-    }
-}
+/// A reconnecting WebSocket on its way to its connection's actor (possibly on another worker
+/// thread).
+pub(crate) type Resumption = Detached;
 
 impl Transport {
     /// Whether the transport carries binary (MessagePack) frames.
@@ -106,27 +73,11 @@ impl Transport {
     /// The next client bytes. Cancel-safe.
     pub(crate) async fn recv(&mut self) -> Inbound {
         match self {
-            Self::WebSocket {
-                session,
-                stream,
-                max_message_size,
-            } => loop {
-                match stream.next().await {
-                    Some(Ok(AggregatedMessage::Text(t))) => return Inbound::Data(t.into_bytes()),
-                    Some(Ok(AggregatedMessage::Binary(b))) => return Inbound::Data(b),
-                    Some(Ok(AggregatedMessage::Ping(p))) => {
-                        if session.pong(&p).await.is_err() {
-                            return Inbound::Gone;
-                        }
-                    }
-                    Some(Ok(AggregatedMessage::Pong(_))) => {}
-                    Some(Ok(AggregatedMessage::Close(_))) => return Inbound::Closed,
-                    None => return Inbound::Gone,
-                    Some(Err(e)) => {
-                        return refusal(&e, *max_message_size)
-                            .map_or(Inbound::Gone, Inbound::Invalid);
-                    }
-                }
+            Self::WebSocket(socket) => match socket.recv().await {
+                WsEvent::Message(data) => Inbound::Data(data),
+                WsEvent::Closed => Inbound::Closed,
+                WsEvent::Gone => Inbound::Gone,
+                WsEvent::Invalid(reason) => Inbound::Invalid(reason),
             },
             // The client dropping its event stream ends the connection at once.
             Self::ServerSentEvents { inbound, events } => tokio::select! {
@@ -137,7 +88,6 @@ impl Transport {
                 data = inbound.recv() => data.map_or(Inbound::Gone, Inbound::Data),
                 _ = poll.terminated() => Inbound::Closed,
             },
-            Self::Bridged { inbound, .. } => inbound.recv().await.unwrap_or(Inbound::Gone),
         }
     }
 
@@ -149,14 +99,16 @@ impl Transport {
         timeout: Duration,
     ) -> Result<(), SendError> {
         let result = match self {
-            Self::WebSocket { session, .. } | Self::Bridged { session, .. } => {
-                if protocol.is_binary() {
-                    tokio::time::timeout(timeout, session.binary(frame)).await
-                } else {
-                    let text = ByteString::try_from(frame).map_err(|_| SendError::Closed)?;
-                    tokio::time::timeout(timeout, session.text(text)).await
+            Self::WebSocket(socket) => {
+                let binary = protocol.is_binary();
+                // A hub server's bytes for a JSON client are not checked elsewhere: a text frame
+                // that is not UTF-8 would make the client fail the connection.
+                if !binary && std::str::from_utf8(&frame).is_err() {
+                    return Err(SendError::Closed);
                 }
-                .map(|r| r.map_err(drop))
+                tokio::time::timeout(timeout, socket.send(binary, &frame))
+                    .await
+                    .map(|r| r.map_err(drop))
             }
             Self::ServerSentEvents { events, .. } => {
                 tokio::time::timeout(timeout, events.0.send(sse_event(&frame)))
@@ -185,55 +137,14 @@ impl Transport {
     /// client that stopped reading must not keep this task alive.
     pub(crate) async fn close(self, close: &WsClose, timeout: Duration) {
         match self {
-            Self::WebSocket { session, .. } | Self::Bridged { session, .. } => {
-                // The client may already be gone.
-                let _ =
-                    tokio::time::timeout(timeout, session.close(Some(close_frame(close)))).await;
+            // The client may already be gone.
+            Self::WebSocket(mut socket) => {
+                socket.close(close, timeout).await;
+                tokio::spawn(socket.linger());
             }
             Self::ServerSentEvents { events, .. } => drop(events),
             Self::LongPolling { poll, .. } => poll.close(),
         }
-    }
-}
-
-/// What a WebSocket read error says about the peer: `None` when the connection itself failed
-/// (nothing more can reach the peer), otherwise why its input is refused: a frame over `max`
-/// bytes (or continuations adding up to more), a text frame that is not UTF-8, or a frame that
-/// breaks RFC 6455. Hub-server sockets use it too.
-pub(crate) fn refusal(err: &ProtocolError, max: usize) -> Option<CloseReason> {
-    let too_big = || {
-        CloseReason::MessageTooLarge(format!("The maximum message size of {max}B was exceeded."))
-    };
-    match err {
-        ProtocolError::Overflow => Some(too_big()),
-        ProtocolError::Io(io) => {
-            let inner = io.get_ref();
-            if inner.is_some_and(|e| e.is::<actix_http::error::PayloadError>()) {
-                // The socket failed.
-                None
-            } else if io.kind() == std::io::ErrorKind::InvalidData {
-                // actix-ws checks text frames (and aggregated continuations) with this kind.
-                Some(CloseReason::InvalidPayload(
-                    "A text frame is not valid UTF-8.".to_owned(),
-                ))
-            } else if inner.is_some_and(|e| e.to_string().contains("continuation size")) {
-                // actix-ws's aggregation of continuation frames past its maximum.
-                Some(too_big())
-            } else {
-                None
-            }
-        }
-        e => Some(CloseReason::ProtocolError(format!(
-            "WebSocket protocol error: {e}"
-        ))),
-    }
-}
-
-/// The actix-ws close frame for `close` (no reason when it has none).
-pub(crate) fn close_frame(close: &WsClose) -> actix_ws::CloseReason {
-    actix_ws::CloseReason {
-        code: CloseCode::from(close.code),
-        description: (!close.reason.is_empty()).then(|| close.reason.clone()),
     }
 }
 
@@ -467,35 +378,6 @@ mod tests {
             &sse_event(b"a\r\nb\nc")[..],
             b"data: a\r\ndata: b\r\ndata: c\r\n\r\n"
         );
-    }
-
-    #[test]
-    fn websocket_read_errors_are_refusals_or_a_lost_socket() {
-        use std::io;
-        let too_big = Some(CloseReason::MessageTooLarge(
-            "The maximum message size of 64B was exceeded.".into(),
-        ));
-        assert_eq!(refusal(&ProtocolError::Overflow, 64), too_big);
-        // actix-ws's continuation aggregation past its maximum.
-        let continuation = io::Error::other("Exceeded maximum continuation size");
-        assert_eq!(refusal(&ProtocolError::Io(continuation), 64), too_big);
-        // actix-ws's UTF-8 check of text frames.
-        let text = io::Error::new(io::ErrorKind::InvalidData, "invalid utf-8 sequence");
-        assert_eq!(
-            refusal(&ProtocolError::Io(text), 64),
-            Some(CloseReason::InvalidPayload(
-                "A text frame is not valid UTF-8.".into()
-            ))
-        );
-        assert!(matches!(
-            refusal(&ProtocolError::BadOpCode, 64),
-            Some(CloseReason::ProtocolError(_))
-        ));
-        // The socket failing is no refusal: nothing can reach the peer any more.
-        let lost = io::Error::other(actix_http::error::PayloadError::Incomplete(None));
-        assert_eq!(refusal(&ProtocolError::Io(lost), 64), None);
-        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(refusal(&ProtocolError::Io(reset), 64), None);
     }
 
     #[tokio::test]

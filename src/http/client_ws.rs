@@ -17,7 +17,8 @@ use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext, Resume};
 use crate::conn::owner::{Owner, Refusal};
-use crate::conn::transport::{Transport, pump};
+use crate::conn::transport::Transport;
+use crate::conn::ws::{Detached, WsSocket};
 use crate::http::state::Broker;
 use crate::id::{ConnectionId, TransportKind};
 use crate::telemetry::Metrics;
@@ -88,7 +89,6 @@ fn is_websocket_upgrade(req: &HttpRequest) -> bool {
 
 async fn connect(
     req: HttpRequest,
-    body: web::Payload,
     shared: web::Data<Broker>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let id = query_value(&req, "id");
@@ -121,7 +121,7 @@ async fn connect(
             }
             Err(Refusal::Foreign) => return Ok(refused(&shared, Refusal::Foreign)),
             Err(Refusal::Unknown) => {
-                return resume_connection(&req, body, &shared, &token, &owner).await;
+                return resume_connection(&req, &shared, &token, &owner).await;
             }
         },
         None => {
@@ -136,7 +136,6 @@ async fn connect(
     let hub_handle = shared.hubs.get_or_create(&hub).map_err(ApiError::from)?;
 
     let max = shared.config.limits.max_message_size;
-    let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
     let ctx = ClientContext {
         env: shared.client_env.clone(),
         hub: hub_handle,
@@ -147,13 +146,11 @@ async fn connect(
         slot,
         resume,
     };
-    let transport = Transport::WebSocket {
-        session,
-        stream,
-        max_message_size: max,
-    };
-    actix_web::rt::spawn(client::run(ctx, transport));
-    Ok(response)
+    // The actor starts once the handshake's answer is written; until then `ctx` holds the slot.
+    super::upgrade::accept(&req, move |upgraded| {
+        let socket = WsSocket::new(upgraded.io, upgraded.read, max);
+        actix_web::rt::spawn(client::run(ctx, Transport::WebSocket(socket)));
+    })
 }
 
 /// A stateful-reconnect client coming back with its token: no negotiate, no handshake; the new
@@ -161,7 +158,6 @@ async fn connect(
 /// may resume it.
 async fn resume_connection(
     req: &HttpRequest,
-    body: web::Payload,
     shared: &Broker,
     token: &str,
     owner: &Owner,
@@ -170,16 +166,14 @@ async fn resume_connection(
         Ok(tx) => tx,
         Err(refusal) => return Ok(refused(shared, refusal)),
     };
-    let max = shared.config.limits.max_message_size;
-    let (response, session, stream) = super::ws_upgrade(req, body, max)?;
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    if resumable.try_send((session.clone(), rx)).is_err() {
-        // The connection ended meanwhile (or is already resuming).
-        let _ = session.close(None).await;
-        return Ok(response);
-    }
-    actix_web::rt::spawn(pump(stream, session, tx, max));
-    Ok(response)
+    super::upgrade::accept(req, move |upgraded| {
+        // The connection's actor may run on another worker thread: the socket moves there.
+        // If the connection ended meanwhile (or is already resuming), dropping the socket
+        // closes it.
+        if let Ok(detached) = Detached::new(upgraded.io, upgraded.read) {
+            let _ = resumable.try_send(detached);
+        }
+    })
 }
 
 /// The connect request's headers as a hub server sees them in OpenConnection: every header but

@@ -23,6 +23,7 @@ pub(crate) mod rest;
 pub(crate) mod server_ws;
 pub(crate) mod state;
 pub(crate) mod throttle;
+pub(crate) mod upgrade;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -191,25 +192,4 @@ pub(crate) fn refuse_if_stopping(shared: &Broker) -> Result<(), ApiError> {
         return Err(ApiError::unavailable());
     }
     Ok(())
-}
-
-/// Upgrade to a WebSocket whose frames (and continuations) are at most `max` bytes.
-pub(crate) fn ws_upgrade(
-    req: &HttpRequest,
-    body: web::Payload,
-    max: usize,
-) -> Result<
-    (
-        HttpResponse,
-        actix_ws::Session,
-        actix_ws::AggregatedMessageStream,
-    ),
-    actix_web::Error,
-> {
-    let (response, session, stream) = actix_ws::handle(req, body)?;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
-    Ok((response, session, stream))
 }

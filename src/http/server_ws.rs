@@ -11,6 +11,7 @@ use super::negotiate::hub_param;
 use super::{ApiError, bearer_token, query_value};
 use crate::auth::{Audience, AuthError};
 use crate::conn::server::{self, ServerContext};
+use crate::conn::ws::WsSocket;
 use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
@@ -23,7 +24,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn connect(
     req: HttpRequest,
-    body: web::Payload,
     shared: web::Data<Broker>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let hub = hub_param(&req)?;
@@ -53,16 +53,14 @@ async fn connect(
     let slot = super::reserve_slot(&shared)?;
     let hub = shared.hubs.get_or_create(&hub).map_err(ApiError::from)?;
     let max = shared.config.limits.max_server_message_size;
-    let (response, session, stream) = super::ws_upgrade(&req, body, max)?;
     let ctx = ServerContext {
         hub,
         env: shared.server_env.clone(),
         server_id,
         slot,
     };
-    actix_web::rt::spawn(server::run(
-        ctx,
-        server::socket::ActixSocket::new(session, stream, max),
-    ));
-    Ok(response)
+    super::upgrade::accept(&req, move |upgraded| {
+        let socket = WsSocket::new(upgraded.io, upgraded.read, max);
+        actix_web::rt::spawn(server::run(ctx, socket));
+    })
 }

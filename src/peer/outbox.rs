@@ -58,14 +58,13 @@ pub struct Outbox {
     frame_cap: usize,
 }
 
-/// Frames a WebSocket writer can have handed over but not yet written: actix-ws's session
-/// channel holds 32.
+/// The outbox's byte bound is divided by this for the coalescing cap ([`frame_cap`]).
 pub const WRITER_SLOTS: usize = 32;
 
 /// The most bytes one drain coalesces into a frame: 1/[`WRITER_SLOTS`] of the outbox's byte
-/// bound, between 8 and 64 KiB. A stalled connection's writer blocks once that many frames wait
-/// in actix-ws's channel, so beyond its outbox it holds about the outbox's bound again, and the
-/// send timeout can see the stall. A single larger message still goes as one frame.
+/// bound, between 8 and 64 KiB. A WebSocket's actor writes one frame at a time straight to its
+/// socket, so beyond its outbox a stalled connection holds one such frame; an SSE stream's pipe
+/// is bounded by the outbox's bytes. A single larger message still goes as one frame.
 pub fn frame_cap(max_bytes: usize) -> usize {
     (max_bytes / WRITER_SLOTS).clamp(8 * 1024, 64 * 1024)
 }

@@ -14,6 +14,7 @@ use crate::close::{CloseReason, WsClose};
 use crate::conn::env::ClientEnv;
 use crate::conn::stateful::{ReplayBuffer, is_tracked};
 use crate::conn::transport::{Resumption, Transport};
+use crate::conn::ws::WsSocket;
 use crate::peer::{ConnHandle, ServerConnHandle};
 use crate::protocol::{self, HubMessage, HubProtocol};
 use crate::telemetry::Metrics;
@@ -182,11 +183,14 @@ impl Stateful {
     pub(super) async fn adopt(
         &mut self,
         transport: &mut Transport,
-        (session, inbound): Resumption,
+        resumption: Resumption,
         protocol: HubProtocol,
         env: &ClientEnv,
     ) -> bool {
-        let old = std::mem::replace(transport, Transport::Bridged { session, inbound });
+        let Ok(socket) = WsSocket::adopt(resumption, env.limits.max_message_size) else {
+            return false;
+        };
+        let old = std::mem::replace(transport, Transport::WebSocket(socket));
         old.close(&WsClose::normal(), env.limits.send_timeout())
             .await;
         let (first, frames) = self.replay.resume();

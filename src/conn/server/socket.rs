@@ -1,9 +1,8 @@
-//! The hub-server connection's socket, whatever carries it: an actix-ws WebSocket for app
-//! servers on the network, or a tungstenite WebSocket over an in-memory stream for a hub served
+//! The hub-server connection's socket, whatever carries it: the upgraded WebSocket of an app
+//! server on the network ([`WsSocket`]), or a tungstenite WebSocket over an in-memory stream for a hub served
 //! in the same process (`SwitchboardHandle::serve_hub`). The I/O loop sees only frames of bytes;
 //! WebSocket pings are answered here. Nothing here parses the service protocol.
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, Session};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::DuplexStream;
@@ -13,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::close::WsClose;
-use crate::conn::transport::{close_frame, refusal};
+use crate::conn::ws::{WsEvent, WsSocket};
 
 /// What arrived on the socket.
 pub(crate) enum Incoming {
@@ -39,53 +38,25 @@ pub(crate) trait ServerSocket {
     async fn close(&mut self, close: &WsClose);
 }
 
-/// An app server on the network, upgraded by actix-web.
-pub(crate) struct ActixSocket {
-    session: Session,
-    stream: AggregatedMessageStream,
-    /// The frame size limit the stream enforces (for the refusal's text).
-    max_frame: usize,
-}
+/// How long the close frame to an app server may wait for room.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl ActixSocket {
-    /// The upgraded WebSocket, whose frames are at most `max_frame` bytes.
-    pub(crate) fn new(session: Session, stream: AggregatedMessageStream, max_frame: usize) -> Self {
-        Self {
-            session,
-            stream,
-            max_frame,
-        }
-    }
-}
-
-impl ServerSocket for ActixSocket {
+/// An app server on the network.
+impl ServerSocket for WsSocket {
     async fn recv(&mut self) -> Incoming {
-        match self.stream.next().await {
-            Some(Ok(AggregatedMessage::Binary(b))) => Incoming::Data(b),
-            Some(Ok(AggregatedMessage::Text(t))) => Incoming::Data(t.into_bytes()),
-            Some(Ok(AggregatedMessage::Ping(p))) => {
-                if self.session.pong(&p).await.is_err() {
-                    Incoming::Gone
-                } else {
-                    Incoming::Control
-                }
-            }
-            Some(Ok(AggregatedMessage::Pong(_))) => Incoming::Control,
-            Some(Err(e)) => match refusal(&e, self.max_frame) {
-                Some(reason) => Incoming::Invalid(reason.websocket_close()),
-                None => Incoming::Gone,
-            },
-            Some(Ok(AggregatedMessage::Close(_))) | None => Incoming::Gone,
+        match Self::recv(self).await {
+            WsEvent::Message(data) => Incoming::Data(data),
+            WsEvent::Closed | WsEvent::Gone => Incoming::Gone,
+            WsEvent::Invalid(reason) => Incoming::Invalid(reason.websocket_close()),
         }
     }
 
     async fn send(&mut self, frame: Bytes) -> Result<(), ()> {
-        self.session.binary(frame).await.map_err(|_| ())
+        Self::send(self, true, &frame).await.map_err(drop)
     }
 
     async fn close(&mut self, close: &WsClose) {
-        // The session may be closed already; either way the socket is done.
-        let _ = self.session.clone().close(Some(close_frame(close))).await;
+        Self::close(self, close, CLOSE_TIMEOUT).await;
     }
 }
 

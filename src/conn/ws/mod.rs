@@ -1,0 +1,433 @@
+//! A WebSocket owned by the task that serves it, after the upgrade (client and hub-server
+//! connections alike).
+//!
+//! actix-http hands the upgraded TCP stream over ([`crate::http::upgrade`]); from then on no
+//! other task and no per-connection buffer sits between the connection's actor and the socket:
+//!
+//! - **Reading** waits for readiness, then reads into a per-thread scratch buffer (the actix
+//!   workers are single-threaded). Only the bytes read are copied into the connection's own
+//!   buffer, which frames are decoded from and which is released once drained: an idle
+//!   connection holds no read buffer. A complete frame's payload is split from that buffer, so
+//!   it is exactly as large as what was read.
+//! - **Writing** puts a frame's header and its payload (the outbox's shared `Bytes`, not a copy)
+//!   in one vectored write, waiting for writability only when the kernel's buffer is full.
+//!   Pongs and the close frame are the only bytes ever queued here, and only until written.
+//! - **Frames** are decoded by actix-http's sans-IO `ws::Codec` (masking, opcodes, reserved bits,
+//!   control-frame rules, continuation order, the per-frame size limit) and headers encoded by
+//!   tungstenite's `FrameHeader`; this module adds only the joining of fragments (bounded by the
+//!   same limit), the UTF-8 check of text messages, answering pings and the close handshake.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_http::ws::{CloseCode, Codec, Frame, Item, OpCode, Parser, ProtocolError};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{Data, OpCode as HeaderOpCode};
+
+use crate::close::{CloseReason, WsClose};
+
+/// The most one read takes from a socket (the size of each worker thread's scratch buffer).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Pongs owed beyond this many bytes are not queued: a peer that pings without reading gets
+/// answers for the pings before (RFC 6455 §5.5.3 lets an endpoint answer only some).
+const MAX_QUEUED_CONTROL: usize = 1024;
+
+/// How long a closing socket keeps reading (and discarding) what the peer still sends, so that
+/// unread input does not turn the close into a reset that loses the close frame.
+const LINGER: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What arrived on a WebSocket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum WsEvent {
+    /// One whole message: a text message is valid UTF-8; fragments are joined.
+    Message(Bytes),
+    /// The peer sent a close frame.
+    Closed,
+    /// The socket ended or failed.
+    Gone,
+    /// The peer broke the protocol (a message over the size limit, a text message that is not
+    /// UTF-8, a frame against RFC 6455): close with this reason.
+    Invalid(CloseReason),
+}
+
+/// A message being received in fragments.
+#[derive(Debug)]
+struct Fragments {
+    text: bool,
+    data: BytesMut,
+}
+
+/// An upgraded WebSocket (the server's end).
+#[derive(Debug)]
+pub(crate) struct WsSocket {
+    io: TcpStream,
+    codec: Codec,
+    /// Bytes read but not yet decoded (an incomplete frame, or frames after one returned).
+    /// Empty, without capacity, between messages.
+    read: BytesMut,
+    /// A fragmented message in progress.
+    fragments: Option<Box<Fragments>>,
+    /// Control frames (pongs, the close frame) not yet written.
+    control: BytesMut,
+    /// Messages are at most this many bytes (one frame, or fragments together).
+    max_message: usize,
+    /// Nothing more is read: a close frame, an error or the end of the stream was seen.
+    ended: bool,
+    /// A frame's write was abandoned half-way (its timeout): the stream is no longer framed.
+    broken: bool,
+}
+
+impl WsSocket {
+    /// The server's end of an upgraded socket, with `read` the bytes that followed the
+    /// handshake request.
+    pub(crate) fn new(io: TcpStream, read: BytesMut, max_message: usize) -> Self {
+        Self {
+            io,
+            codec: Codec::new().max_size(max_message),
+            read,
+            fragments: None,
+            control: BytesMut::new(),
+            max_message,
+            ended: false,
+            broken: false,
+        }
+    }
+
+    /// A socket upgraded on another worker thread: registered with this thread's reactor.
+    pub(crate) fn adopt(detached: Detached, max_message: usize) -> io::Result<Self> {
+        let io = TcpStream::from_std(detached.io)?;
+        Ok(Self::new(io, detached.read, max_message))
+    }
+
+    /// The next message. Pings are answered here. Cancel-safe: nothing read is lost when the
+    /// future is dropped.
+    pub(crate) async fn recv(&mut self) -> WsEvent {
+        loop {
+            if self.ended {
+                return WsEvent::Gone;
+            }
+            if !self.read.is_empty() {
+                match self.codec.decode_frame(&mut self.read) {
+                    Ok(Some(frame)) => {
+                        if self.read.is_empty() {
+                            self.read = BytesMut::new();
+                        }
+                        if let Some(event) = self.on_frame(frame) {
+                            return event;
+                        }
+                        continue;
+                    }
+                    Ok(None) => {
+                        // The codec checks a frame's size once it is whole: refuse one that
+                        // will be too big from its header, before buffering it.
+                        if self
+                            .announced_len()
+                            .is_some_and(|len| len > self.max_message as u64)
+                        {
+                            self.ended = true;
+                            return WsEvent::Invalid(too_big(self.max_message));
+                        }
+                    }
+                    Err(e) => {
+                        self.ended = true;
+                        return WsEvent::Invalid(refusal(&e, self.max_message));
+                    }
+                }
+            }
+            if !self.control.is_empty() && self.try_flush_control().is_err() {
+                self.ended = true;
+                return WsEvent::Gone;
+            }
+            let ready = if self.control.is_empty() {
+                self.io.readable().await
+            } else {
+                tokio::select! {
+                    r = self.io.readable() => r,
+                    w = self.io.writable() => match w {
+                        Ok(()) => continue,
+                        Err(e) => Err(e),
+                    },
+                }
+            };
+            if ready.is_err() {
+                self.ended = true;
+                return WsEvent::Gone;
+            }
+            match self.read_some() {
+                Ok(0) => {
+                    self.ended = true;
+                    return WsEvent::Gone;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    self.ended = true;
+                    return WsEvent::Gone;
+                }
+            }
+        }
+    }
+
+    /// The payload length the header of the incomplete frame in the buffer announces, once
+    /// the header is complete.
+    fn announced_len(&self) -> Option<u64> {
+        let mut cursor = io::Cursor::new(&self.read[..]);
+        FrameHeader::parse(&mut cursor)
+            .ok()
+            .flatten()
+            .map(|(_, len)| len)
+    }
+
+    /// Read what the socket has (without waiting) into the connection's buffer, through the
+    /// thread's scratch buffer.
+    fn read_some(&mut self) -> io::Result<usize> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < READ_CHUNK {
+                scratch.resize(READ_CHUNK, 0);
+            }
+            let n = self.io.try_read(&mut scratch[..])?;
+            self.read.extend_from_slice(&scratch[..n]);
+            Ok(n)
+        })
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Option<WsEvent> {
+        match frame {
+            Frame::Text(bytes) => Some(self.text(bytes)),
+            Frame::Binary(bytes) => Some(WsEvent::Message(bytes)),
+            Frame::Continuation(item) => self.fragment(item),
+            Frame::Ping(payload) => {
+                if self.control.len() + payload.len() + 2 <= MAX_QUEUED_CONTROL {
+                    Parser::write_message(&mut self.control, payload, OpCode::Pong, true, false);
+                }
+                None
+            }
+            Frame::Pong(_) => None,
+            Frame::Close(_) => {
+                self.ended = true;
+                Some(WsEvent::Closed)
+            }
+        }
+    }
+
+    /// A text message, if it is UTF-8.
+    fn text(&mut self, bytes: Bytes) -> WsEvent {
+        if std::str::from_utf8(&bytes).is_ok() {
+            WsEvent::Message(bytes)
+        } else {
+            self.ended = true;
+            WsEvent::Invalid(CloseReason::InvalidPayload(
+                "A text frame is not valid UTF-8.".to_owned(),
+            ))
+        }
+    }
+
+    /// One fragment; the whole message once the last one arrived. The codec has checked their
+    /// order.
+    fn fragment(&mut self, item: Item) -> Option<WsEvent> {
+        let (first, data, last) = match item {
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
+        };
+        if let Some(text) = first {
+            self.fragments = Some(Box::new(Fragments {
+                text,
+                data: BytesMut::new(),
+            }));
+        }
+        let Some(fragments) = self.fragments.as_mut() else {
+            self.ended = true;
+            return Some(WsEvent::Invalid(CloseReason::ProtocolError(
+                "WebSocket protocol error: continuation frame without a start.".to_owned(),
+            )));
+        };
+        if fragments.data.len() + data.len() > self.max_message {
+            self.ended = true;
+            self.fragments = None;
+            return Some(WsEvent::Invalid(too_big(self.max_message)));
+        }
+        fragments.data.extend_from_slice(&data);
+        if !last {
+            return None;
+        }
+        let fragments = self.fragments.take()?;
+        let bytes = fragments.data.freeze();
+        Some(if fragments.text {
+            self.text(bytes)
+        } else {
+            WsEvent::Message(bytes)
+        })
+    }
+
+    /// Write one whole message: a text frame (the caller has made sure it is UTF-8) or a
+    /// binary one. Header and payload go in one vectored write. Dropping the future half-way
+    /// leaves the socket unusable ([`Self::close`] then only ends the stream).
+    pub(crate) async fn send(&mut self, binary: bool, payload: &[u8]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.flush_control().await?;
+        let opcode = if binary { Data::Binary } else { Data::Text };
+        let mut header = [0u8; 14];
+        let header_len = {
+            let mut out = &mut header[..];
+            FrameHeader {
+                opcode: HeaderOpCode::Data(opcode),
+                ..FrameHeader::default()
+            }
+            .format(payload.len() as u64, &mut out)
+            .map_err(io::Error::other)?;
+            14 - out.len()
+        };
+        self.broken = true;
+        self.write_all(&header[..header_len], payload).await?;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// Write `head` then `body` completely, trying first and waiting for room only when the
+    /// kernel's buffer is full.
+    async fn write_all(&self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        let total = head.len() + body.len();
+        let mut written = 0;
+        while written < total {
+            let result = if written < head.len() {
+                self.io
+                    .try_write_vectored(&[IoSlice::new(&head[written..]), IoSlice::new(body)])
+            } else {
+                self.io.try_write(&body[written - head.len()..])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write queued control frames as far as the socket takes them now.
+    fn try_flush_control(&mut self) -> io::Result<()> {
+        while !self.control.is_empty() {
+            match self.io.try_write(&self.control) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.control.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.control = BytesMut::new();
+        Ok(())
+    }
+
+    /// Write every queued control frame.
+    async fn flush_control(&mut self) -> io::Result<()> {
+        loop {
+            self.try_flush_control()?;
+            if self.control.is_empty() {
+                return Ok(());
+            }
+            self.io.writable().await?;
+        }
+    }
+
+    /// End the connection: the close frame `close` (within `timeout`), then the end of the
+    /// stream. Then call [`Self::linger`].
+    pub(crate) async fn close(&mut self, close: &WsClose, timeout: Duration) {
+        if !self.broken {
+            // `WsClose` keeps its reason within a control frame's 123 bytes.
+            let frame = actix_http::ws::CloseReason {
+                code: CloseCode::from(close.code),
+                description: (!close.reason.is_empty()).then(|| close.reason.clone()),
+            };
+            Parser::write_close(&mut self.control, Some(frame), false);
+            let _ = tokio::time::timeout(timeout, self.flush_control()).await;
+        }
+        self.broken = true;
+        let _ = poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+    }
+
+    /// After [`Self::close`]: read and drop whatever the peer still sends until it closes its
+    /// side, for at most [`LINGER`], so that unread input does not turn the close into a reset
+    /// that loses the close frame. Run it on its own task: the connection is over.
+    pub(crate) async fn linger(mut self) {
+        let _ = tokio::time::timeout(LINGER, self.discard()).await;
+    }
+
+    /// Read and drop input until the peer closes its side.
+    async fn discard(&mut self) {
+        self.ended = true;
+        loop {
+            if self.io.readable().await.is_err() {
+                return;
+            }
+            self.read = BytesMut::new();
+            match self.read_some() {
+                Ok(0) => return,
+                Ok(_) => self.read = BytesMut::new(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A socket on its way to another worker thread (a stateful-reconnect client's new socket goes
+/// to its connection's actor): deregistered from the reactor it was accepted on.
+#[derive(Debug)]
+pub(crate) struct Detached {
+    io: std::net::TcpStream,
+    read: BytesMut,
+}
+
+impl Detached {
+    /// Detach `io` (with the bytes read after its handshake) from this thread's reactor.
+    pub(crate) fn new(io: TcpStream, read: BytesMut) -> io::Result<Self> {
+        Ok(Self {
+            io: io.into_std()?,
+            read,
+        })
+    }
+}
+
+/// The codec's decoding as a plain method (its `Decoder` impl, without importing the trait
+/// everywhere).
+trait DecodeFrame {
+    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError>;
+}
+
+impl DecodeFrame for Codec {
+    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        actix_codec::Decoder::decode(self, src)
+    }
+}
+
+fn too_big(max: usize) -> CloseReason {
+    CloseReason::MessageTooLarge(format!("The maximum message size of {max}B was exceeded."))
+}
+
+/// Why the codec refused the input.
+fn refusal(err: &ProtocolError, max: usize) -> CloseReason {
+    match err {
+        ProtocolError::Overflow => too_big(max),
+        e => CloseReason::ProtocolError(format!("WebSocket protocol error: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
