@@ -86,7 +86,10 @@ where
             let app = Rc::new(app);
             Ok(fn_service(move |(req, framed)| {
                 let app = app.clone();
-                async move { upgrade(&*app, req, framed).await }
+                // Boxed: actix-http keeps this future inline in every connection's dispatcher
+                // (sized by its largest state), upgraded or not.
+                Box::pin(async move { upgrade(&*app, req, framed).await })
+                    as Pin<Box<dyn Future<Output = Result<(), actix_web::Error>>>>
             }))
         }
     })
