@@ -148,7 +148,8 @@ async fn connect(
     };
     // The actor starts once the handshake's answer is written; until then `ctx` holds the slot.
     super::upgrade::accept(&req, move |upgraded| {
-        let socket = WsSocket::new(upgraded.io, upgraded.read, max);
+        let metrics = ctx.env.metrics.clone();
+        let socket = WsSocket::new(upgraded.io, upgraded.read, max, metrics);
         actix_web::rt::spawn(client::run(ctx, Transport::WebSocket(socket)));
     })
 }

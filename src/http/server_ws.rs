@@ -60,7 +60,8 @@ async fn connect(
         slot,
     };
     super::upgrade::accept(&req, move |upgraded| {
-        let socket = WsSocket::new(upgraded.io, upgraded.read, max);
+        let metrics = ctx.env.metrics.clone();
+        let socket = WsSocket::new(upgraded.io, upgraded.read, max, metrics);
         actix_web::rt::spawn(server::run(ctx, socket));
     })
 }

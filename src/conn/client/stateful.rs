@@ -187,7 +187,8 @@ impl Stateful {
         protocol: HubProtocol,
         env: &ClientEnv,
     ) -> bool {
-        let Ok(socket) = WsSocket::adopt(resumption, env.limits.max_message_size) else {
+        let metrics = env.metrics.clone();
+        let Ok(socket) = WsSocket::adopt(resumption, env.limits.max_message_size, metrics) else {
             return false;
         };
         let old = std::mem::replace(transport, Transport::WebSocket(socket));

@@ -21,6 +21,7 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::ws::{CloseCode, Codec, Frame, Item, OpCode, Parser, ProtocolError};
@@ -31,12 +32,14 @@ use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Data, OpCode as HeaderOpCode};
 
 use crate::close::{CloseReason, WsClose};
+use crate::telemetry::Metrics;
 
 /// The most one read takes from a socket (the size of each worker thread's scratch buffer).
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Pongs owed beyond this many bytes are not queued: a peer that pings without reading gets
-/// answers for the pings before (RFC 6455 §5.5.3 lets an endpoint answer only some).
+/// Pongs owed beyond this many bytes are not queued (counted in
+/// `switchboard_websocket_pongs_skipped_total`): a peer that pings without reading gets answers
+/// for the pings before (RFC 6455 §5.5.3 lets an endpoint answer only some).
 const MAX_QUEUED_CONTROL: usize = 1024;
 
 /// How long a closing socket keeps reading (and discarding) what the peer still sends, so that
@@ -86,12 +89,18 @@ pub(crate) struct WsSocket {
     ended: bool,
     /// A frame's write was abandoned half-way (its timeout): the stream is no longer framed.
     broken: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl WsSocket {
     /// The server's end of an upgraded socket, with `read` the bytes that followed the
     /// handshake request.
-    pub(crate) fn new(io: TcpStream, read: BytesMut, max_message: usize) -> Self {
+    pub(crate) fn new(
+        io: TcpStream,
+        read: BytesMut,
+        max_message: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             io,
             codec: Codec::new().max_size(max_message),
@@ -101,13 +110,18 @@ impl WsSocket {
             max_message,
             ended: false,
             broken: false,
+            metrics,
         }
     }
 
     /// A socket upgraded on another worker thread: registered with this thread's reactor.
-    pub(crate) fn adopt(detached: Detached, max_message: usize) -> io::Result<Self> {
+    pub(crate) fn adopt(
+        detached: Detached,
+        max_message: usize,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Self> {
         let io = TcpStream::from_std(detached.io)?;
-        Ok(Self::new(io, detached.read, max_message))
+        Ok(Self::new(io, detached.read, max_message, metrics))
     }
 
     /// The next message. Pings are answered here. Cancel-safe: nothing read is lost when the
@@ -211,6 +225,8 @@ impl WsSocket {
             Frame::Ping(payload) => {
                 if self.control.len() + payload.len() + 2 <= MAX_QUEUED_CONTROL {
                     Parser::write_message(&mut self.control, payload, OpCode::Pong, true, false);
+                } else {
+                    Metrics::inc(&self.metrics.pongs_skipped);
                 }
                 None
             }

@@ -22,7 +22,10 @@ async fn pair(max: usize) -> (WsSocket, TcpStream) {
         .await
         .unwrap();
     let (io, _) = listener.accept().await.unwrap();
-    (WsSocket::new(io, BytesMut::new(), max), peer)
+    (
+        WsSocket::new(io, BytesMut::new(), max, Arc::default()),
+        peer,
+    )
 }
 
 /// A client's (masked) frame.
@@ -135,7 +138,7 @@ async fn framing_1_bytes_read_with_the_handshake_come_first() {
         .unwrap();
     let (io, _) = listener.accept().await.unwrap();
     let early = frame(OpCode::Text, true, b"early");
-    let mut socket = WsSocket::new(io, BytesMut::from(&early[..]), 1024);
+    let mut socket = WsSocket::new(io, BytesMut::from(&early[..]), 1024, Arc::default());
     peer.write_all(&frame(OpCode::Text, true, b"late"))
         .await
         .unwrap();
@@ -205,6 +208,12 @@ async fn pings_2_a_flood_of_pings_without_reading_queues_a_bounded_answer() {
     let (_, got) = tokio::join!(writer, recv(&mut socket));
     assert_eq!(got, message(b"end"));
     assert!(socket.control.len() <= MAX_QUEUED_CONTROL);
+    // 1,000 Pongs of 102 bytes decoded between two writes do not fit: the rest are counted.
+    let skipped = socket
+        .metrics
+        .pongs_skipped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..1000).contains(&skipped), "{skipped} skipped");
 }
 
 #[tokio::test]
@@ -460,7 +469,7 @@ async fn a_detached_socket_is_adopted_by_another_runtime() {
             .build()
             .unwrap()
             .block_on(async move {
-                let mut socket = WsSocket::adopt(detached, 1024).unwrap();
+                let mut socket = WsSocket::adopt(detached, 1024, Arc::default()).unwrap();
                 recv(&mut socket).await
             })
     })
