@@ -13,6 +13,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Duration;
 
 use actix_codec::Framed;
 use actix_http::body::{BodySize, to_bytes_limited};
@@ -22,11 +23,19 @@ use actix_service::{IntoServiceFactory, Service, ServiceFactory, fn_factory, fn_
 use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::BytesMut;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 /// The most of an answer to an upgrade request that is not an upgrade (an error's JSON body)
 /// that is written.
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
+
+/// How long writing the answer may take: a client that does not read it loses the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a refusal, how long what the client still sends is read and dropped until it closes,
+/// so that unread input does not turn the close into a reset that loses the answer.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// An upgraded connection: the stream and the bytes that followed the handshake request.
 pub(crate) struct Upgraded {
@@ -112,7 +121,7 @@ where
     let (head, body) = response.into_parts();
     match on_upgrade {
         Some(OnUpgrade(on_upgrade)) if head.status() == StatusCode::SWITCHING_PROTOCOLS => {
-            write(&mut framed, Message::Item((head, BodySize::None))).await?;
+            timed(write(&mut framed, Message::Item((head, BodySize::None)))).await?;
             let parts = framed.into_parts();
             // Keep only what was read, not the dispatcher's buffer.
             let read = if parts.read_buf.is_empty() {
@@ -135,14 +144,31 @@ where
             } else {
                 BodySize::Sized(body.len() as u64)
             };
-            write(&mut framed, Message::Item((head, size))).await?;
-            if !body.is_empty() {
-                write(&mut framed, Message::Chunk(Some(body))).await?;
-            }
-            write(&mut framed, Message::Chunk(None)).await?;
+            timed(async {
+                write(&mut framed, Message::Item((head, size))).await?;
+                if !body.is_empty() {
+                    write(&mut framed, Message::Chunk(Some(body))).await?;
+                }
+                write(&mut framed, Message::Chunk(None)).await
+            })
+            .await?;
+            let mut io = framed.into_parts().io;
+            let _ = io.shutdown().await;
+            let _ = tokio::time::timeout(LINGER, async {
+                let mut scratch = [0u8; 1024];
+                while matches!(io.read(&mut scratch).await, Ok(n) if n > 0) {}
+            })
+            .await;
             Ok(())
         }
     }
+}
+
+/// `write` within [`WRITE_TIMEOUT`].
+async fn timed(write: impl Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// Encode `item` and write it out.
