@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
 use self::socket::{Incoming, ServerSocket};
@@ -146,7 +146,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
 
     // Handshake: the first message must be a HandshakeRequest.
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-    let connection_type = loop {
+    let (connection_type, answer) = loop {
         // Payloads copied out: the handshake is small, and the buffer is not frozen (which
         // would copy it whole on every arrival).
         let actions = match service::decode(&input, max_frame) {
@@ -162,7 +162,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         };
         if !actions.is_empty() {
             match handshake_actions(&mut socket, actions).await {
-                Handshook::Open(connection_type) => break connection_type,
+                Handshook::Open(connection_type, answer) => break (connection_type, answer),
                 Handshook::Close(close) => {
                     socket.close(&close).await;
                     return;
@@ -210,6 +210,14 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         metrics: env.metrics.clone(),
         released: false,
     };
+
+    for frame in answer {
+        if socket.send(frame).await.is_err() {
+            registered.release().await;
+            drop(ctx.slot);
+            return;
+        }
+    }
     #[cfg(test)]
     if ctx.server_id.starts_with(PANIC_AFTER_REGISTRATION) {
         panic!("server test hook: panic after registration");
@@ -272,8 +280,9 @@ fn close_frame(closing: &Closing) -> WsClose {
 
 /// How the handshake ended.
 enum Handshook {
-    /// Accepted, and the answer written.
-    Open(ConnectionType),
+    /// Accepted: the answer (encoded frames) is written once the connection is registered, so
+    /// that a hub server that has its answer is already known to its hub.
+    Open(ConnectionType, Vec<Bytes>),
     /// Refused: close the socket with this frame (even when writing the refusal failed).
     Close(WsClose),
     /// The socket failed.
@@ -282,14 +291,20 @@ enum Handshook {
 
 /// Carry out the handshake's actions.
 async fn handshake_actions<S: ServerSocket>(socket: &mut S, actions: Vec<Action>) -> Handshook {
-    let mut written = true;
+    let mut answer = Vec::new();
     for action in actions {
         match action {
-            Action::Send(msg) => {
-                written = socket.send(service::encode(&msg)).await.is_ok();
+            Action::Send(msg) => answer.push(service::encode(&msg)),
+            Action::Open(connection_type) => return Handshook::Open(connection_type, answer),
+            Action::Close(closing) => {
+                // The refusal's answer first; the close frame follows even if it failed.
+                for frame in answer {
+                    if socket.send(frame).await.is_err() {
+                        break;
+                    }
+                }
+                return Handshook::Close(close_frame(&closing));
             }
-            Action::Open(connection_type) if written => return Handshook::Open(connection_type),
-            Action::Close(closing) => return Handshook::Close(close_frame(&closing)),
             _ => return Handshook::Gone,
         }
     }
