@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_codec::Decoder as _;
 use actix_http::ws::{CloseCode, Codec, Frame, Item, OpCode, Parser, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
@@ -132,7 +133,7 @@ impl WsSocket {
                 return WsEvent::Gone;
             }
             if !self.read.is_empty() {
-                match self.codec.decode_frame(&mut self.read) {
+                match self.codec.decode(&mut self.read) {
                     Ok(Some(frame)) => {
                         if self.read.is_empty() {
                             self.read = BytesMut::new();
@@ -418,18 +419,6 @@ impl Detached {
             io: io.into_std()?,
             read,
         })
-    }
-}
-
-/// The codec's decoding as a plain method (its `Decoder` impl, without importing the trait
-/// everywhere).
-trait DecodeFrame {
-    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError>;
-}
-
-impl DecodeFrame for Codec {
-    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
-        actix_codec::Decoder::decode(self, src)
     }
 }
 
