@@ -15,13 +15,18 @@
 //! ```
 
 use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_http::{HttpService, KeepAlive};
-use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_service::{
+    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt, fn_factory, fn_service,
+    map_config,
+};
 use actix_web::dev::AppConfig;
 use actix_web::{App, web};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +35,7 @@ use crate::cluster::{Cluster, ClusterSettings, Engine};
 use crate::config::{self, Config};
 use crate::conn::env::{ClientEnv, ConnectionSlots, ServerEnv};
 use crate::conn::index::ConnectionIndex;
+use crate::http::io::HttpIo;
 pub use crate::http::state::SettingsPatch;
 use crate::http::state::{Broker, BrokerParts, client_token};
 use crate::hub::{HubRegistry, HubSettings};
@@ -217,21 +223,45 @@ impl Switchboard {
             .listen("switchboard", listener, move || {
                 let app = IntoServiceFactory::<_, actix_http::Request>::into_factory(make_app())
                     .map_err(|err| err.error_response());
-                HttpService::build()
+                let http = HttpService::build()
                     // actix-web's defaults.
                     .keep_alive(KeepAlive::default())
                     .client_request_timeout(Duration::from_secs(5))
                     .client_disconnect_timeout(Duration::from_secs(1))
                     .local_addr(local_addr)
-                    // TCP_NODELAY by default, as Kestrel: with Nagle's algorithm a frame
-                    // written while the previous one is unacknowledged waits for the client's
-                    // delayed ACK, which after any client message (a keep-alive ping) measured
-                    // +20 ms on the others' p99 (BENCHMARKS.md). Saturated broadcast throughput
-                    // measured the same either way within noise.
-                    .tcp_nodelay(nodelay)
+                    // A handler may take the connection's stream (SSE streams, long polls).
+                    .on_connect_ext(|io: &HttpIo, ext: &mut actix_http::Extensions| {
+                        ext.insert(io.takeover());
+                    })
                     .upgrade(crate::http::upgrade::service(make_app.clone()))
-                    .finish(map_config(app, |_| AppConfig::default()))
-                    .tcp()
+                    .finish(map_config(app, |_| AppConfig::default()));
+                fn_factory(move || {
+                    let service = http.new_service(());
+                    async move {
+                        let service = Rc::new(service.await?);
+                        let again = service.clone();
+                        let serve_again: Rc<crate::http::io::ServeFn> =
+                            Rc::new(move |stream: TcpStream| {
+                                let peer = stream.peer_addr().ok();
+                                let serve =
+                                    again.call((HttpIo::new(stream), Protocol::Http1, peer));
+                                actix_web::rt::spawn(serve);
+                            });
+                        crate::http::io::set_worker_service(&serve_again);
+                        Ok::<_, ()>(fn_service(move |io: TcpStream| {
+                            let _keep = &serve_again;
+                            // TCP_NODELAY by default, as Kestrel: with Nagle's algorithm a frame
+                            // written while the previous one is unacknowledged waits for the
+                            // client's delayed ACK, which after any client message (a keep-alive
+                            // ping) measured +20 ms on the others' p99 (BENCHMARKS.md).
+                            // Saturated broadcast throughput measured the same either way within
+                            // noise.
+                            let _ = io.set_nodelay(nodelay);
+                            let peer = io.peer_addr().ok();
+                            service.call((HttpIo::new(io), Protocol::Http1, peer))
+                        }))
+                    }
+                })
             })?
             .run();
         let server_handle = server.handle();

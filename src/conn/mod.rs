@@ -13,6 +13,8 @@ pub(crate) mod owner;
 pub(crate) mod pending;
 pub(crate) mod pipe;
 pub(crate) mod server;
+pub(crate) mod socket;
+pub(crate) mod sse;
 pub(crate) mod stateful;
 pub(crate) mod tenant;
 pub(crate) mod transport;

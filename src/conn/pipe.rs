@@ -1,5 +1,5 @@
 //! A bounded queue of byte chunks between two tasks that holds no heap memory while empty: the
-//! SSE and long-polling transports' inbound and outbound queues (see `transport`).
+//! SSE and long-polling transports' inbound queues (see `transport`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 ///
 /// It replaces a tokio `mpsc` channel for the SSE and long-polling transports: such a channel
 /// allocates its first 32-slot block up front, about 1.5 KB per channel and so per idle
-/// connection. One side closes the pipe when it goes away ([`PipeSender`] and [`PipeReceiver`]
-/// do that on drop): sends fail from then on, and the receiver still gets what was queued.
+/// connection. The receiver closes the pipe when it goes away ([`PipeReceiver`] does that on
+/// drop): sends fail from then on.
 ///
 /// **Bounded in chunks and in bytes.** A send that does not fit waits for room (a chunk larger
 /// than the byte bound fits an empty pipe), and only one send may wait at a time: another one
@@ -27,8 +27,6 @@ pub(crate) struct Pipe {
     readable: Notify,
     /// Something was taken, or the pipe closed.
     writable: Notify,
-    /// The pipe closed.
-    closing: Notify,
     capacity: usize,
     max_bytes: usize,
 }
@@ -68,7 +66,6 @@ impl Pipe {
             state: Mutex::new(PipeState::default()),
             readable: Notify::new(),
             writable: Notify::new(),
-            closing: Notify::new(),
             capacity: capacity.max(1),
             max_bytes,
         }
@@ -137,12 +134,6 @@ impl Pipe {
         }
     }
 
-    /// Close the pipe: pending and later sends fail, the receiver drains what is queued.
-    pub(crate) fn close(&self) {
-        self.state.lock().closed = true;
-        self.wake_all();
-    }
-
     /// Close the pipe and discard what is queued (the receiver went away).
     fn close_and_clear(&self) {
         let items = {
@@ -158,42 +149,6 @@ impl Pipe {
     fn wake_all(&self) {
         self.readable.notify_waiters();
         self.writable.notify_waiters();
-        self.closing.notify_waiters();
-    }
-
-    /// Whether the pipe was closed.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state.lock().closed
-    }
-
-    /// Resolves once the pipe is closed.
-    pub(crate) async fn closed(&self) {
-        loop {
-            let closing = self.closing.notified();
-            tokio::pin!(closing);
-            closing.as_mut().enable();
-            if self.is_closed() {
-                return;
-            }
-            closing.await;
-        }
-    }
-}
-
-/// The sending end of a [`Pipe`]; closes it when dropped.
-#[derive(Debug)]
-pub(crate) struct PipeSender(pub Arc<Pipe>);
-
-impl PipeSender {
-    /// Resolves once the receiver went away.
-    pub(crate) async fn closed(&self) {
-        self.0.closed().await;
-    }
-}
-
-impl Drop for PipeSender {
-    fn drop(&mut self) {
-        self.0.close();
     }
 }
 
@@ -221,11 +176,11 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn pipes_are_bounded_ordered_and_close_from_either_side() {
+    async fn pipes_are_bounded_ordered_and_close_when_the_receiver_goes() {
         let pipe = Arc::new(Pipe::new(2, usize::MAX));
-        let (tx, mut rx) = (PipeSender(pipe.clone()), PipeReceiver(pipe.clone()));
-        tx.0.send(Bytes::from_static(b"a")).await.unwrap();
-        tx.0.send(Bytes::from_static(b"b")).await.unwrap();
+        let mut rx = PipeReceiver(pipe.clone());
+        pipe.send(Bytes::from_static(b"a")).await.unwrap();
+        pipe.send(Bytes::from_static(b"b")).await.unwrap();
         // Full: a third send waits until the receiver takes one.
         let p2 = pipe.clone();
         let third = tokio::spawn(async move { p2.send(Bytes::from_static(b"c")).await });
@@ -233,27 +188,20 @@ mod tests {
         assert!(!third.is_finished());
         assert_eq!(rx.recv().await.as_deref(), Some(&b"a"[..]));
         third.await.unwrap().unwrap();
-        // The sender going away closes the pipe; the receiver still drains it.
-        drop(tx);
         assert_eq!(rx.recv().await.as_deref(), Some(&b"b"[..]));
         assert_eq!(rx.recv().await.as_deref(), Some(&b"c"[..]));
-        assert_eq!(rx.recv().await, None);
-        assert!(pipe.send(Bytes::from_static(b"d")).await.is_err());
 
-        // The receiver going away fails sends, including one waiting for room, and wakes
-        // whoever waits for the close.
+        // The receiver going away fails sends, including one waiting for room.
         let pipe = Arc::new(Pipe::new(1, usize::MAX));
-        let (tx, rx) = (PipeSender(pipe.clone()), PipeReceiver(pipe.clone()));
+        let rx = PipeReceiver(pipe.clone());
         pipe.send(Bytes::from_static(b"x")).await.unwrap();
         let p2 = pipe.clone();
         let waiting = tokio::spawn(async move { p2.send(Bytes::from_static(b"y")).await });
-        let closed = tokio::spawn(async move { tx.closed().await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished() && !closed.is_finished());
+        assert!(!waiting.is_finished());
         drop(rx);
         assert!(waiting.await.unwrap().is_err());
-        closed.await.unwrap();
-        assert!(pipe.is_closed());
+        assert!(pipe.send(Bytes::from_static(b"z")).await.is_err());
     }
 
     #[tokio::test]

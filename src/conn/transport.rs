@@ -6,8 +6,9 @@
 //! - **WebSockets**: the upgraded socket, owned by the connection's actor ([`WsSocket`]); each
 //!   frame is one WebSocket message (text for JSON, binary for MessagePack); WebSocket pings are
 //!   answered there.
-//! - **Server-Sent Events**: frames become `data:` events on a streaming response fed through a
-//!   bounded [`Pipe`]; client bytes arrive by `POST` ([`HttpConnections`]), through another.
+//! - **Server-Sent Events**: frames become `data:` events written by the connection's actor on
+//!   the stream's socket, taken from actix-http once the answer's head is out ([`SseSocket`]);
+//!   client bytes arrive by `POST` ([`HttpConnections`]), through a bounded [`Pipe`].
 //! - **Long polling**: frames are appended to the connection's poll buffer, which the next `GET`
 //!   takes whole (one response carries everything queued); client bytes arrive by `POST`. The
 //!   buffer is bounded by `limits.outbox_max_bytes`: a client that stops polling is closed like a
@@ -23,7 +24,8 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::owner::{Owner, Refusal};
-pub(crate) use super::pipe::{Pipe, PipeError, PipeReceiver, PipeSender};
+pub(crate) use super::pipe::{Pipe, PipeError, PipeReceiver};
+use super::sse::SseSocket;
 use super::ws::{Detached, WsEvent, WsSocket};
 use crate::close::{CloseReason, WsClose};
 use crate::id::TransportKind;
@@ -47,7 +49,7 @@ pub(crate) enum Transport {
     WebSocket(WsSocket),
     ServerSentEvents {
         inbound: PipeReceiver,
-        events: PipeSender,
+        events: SseSocket,
     },
     LongPolling {
         inbound: PipeReceiver,
@@ -82,7 +84,7 @@ impl Transport {
             // The client dropping its event stream ends the connection at once.
             Self::ServerSentEvents { inbound, events } => tokio::select! {
                 data = inbound.recv() => data.map_or(Inbound::Gone, Inbound::Data),
-                () = events.closed() => Inbound::Gone,
+                () = events.gone() => Inbound::Gone,
             },
             Self::LongPolling { inbound, poll } => tokio::select! {
                 data = inbound.recv() => data.map_or(Inbound::Gone, Inbound::Data),
@@ -111,7 +113,7 @@ impl Transport {
                     .map(|r| r.map_err(drop))
             }
             Self::ServerSentEvents { events, .. } => {
-                tokio::time::timeout(timeout, events.0.send(sse_event(&frame)))
+                tokio::time::timeout(timeout, events.send(&frame))
                     .await
                     .map(|r| r.map_err(drop))
             }
@@ -142,7 +144,10 @@ impl Transport {
                 socket.close(close, timeout).await;
                 tokio::spawn(socket.linger());
             }
-            Self::ServerSentEvents { events, .. } => drop(events),
+            Self::ServerSentEvents { mut events, .. } => {
+                events.close(timeout).await;
+                tokio::spawn(events.linger());
+            }
             Self::LongPolling { poll, .. } => poll.close(),
         }
     }
@@ -243,8 +248,27 @@ impl PollState {
         !s.polling && s.last_poll.elapsed() >= idle
     }
 
-    /// Wait for data (at most `timeout`); a newer poll supersedes this one.
+    /// Whether a poll now would answer at once (something is queued, or the connection is over).
+    pub(crate) fn is_ready(&self) -> bool {
+        let s = self.inner.lock();
+        !s.buf.is_empty() || s.closed
+    }
+
+    /// Wait for data (at most `timeout`); a newer poll supersedes this one. Dropped before it
+    /// ends (the client left), the poll counts as ended then: the disconnect timeout runs from
+    /// there.
     pub(crate) async fn poll(&self, timeout: Duration) -> PollOutcome {
+        /// Marks the poll ended however its future ends.
+        struct Polling<'a>(&'a PollState, u64);
+        impl Drop for Polling<'_> {
+            fn drop(&mut self) {
+                let mut s = self.0.inner.lock();
+                if s.generation == self.1 {
+                    s.polling = false;
+                    s.last_poll = Instant::now();
+                }
+            }
+        }
         let generation = {
             let mut s = self.inner.lock();
             s.generation += 1;
@@ -252,40 +276,35 @@ impl PollState {
             s.last_poll = Instant::now();
             s.generation
         };
+        let _polling = Polling(self, generation);
         // Wake an older poll so that it ends with 204.
         self.notify.notify_waiters();
         let deadline = tokio::time::Instant::now() + timeout;
-        let outcome = loop {
+        loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut s = self.inner.lock();
                 if s.generation != generation {
-                    break PollOutcome::Done;
+                    return PollOutcome::Done;
                 }
                 if !s.buf.is_empty() {
                     let data = s.buf.split().freeze();
                     if s.buf.capacity() > 64 * 1024 {
                         s.buf = BytesMut::new();
                     }
-                    break PollOutcome::Data(data);
+                    return PollOutcome::Data(data);
                 }
                 if s.closed {
-                    break PollOutcome::Done;
+                    return PollOutcome::Done;
                 }
             }
             tokio::select! {
                 _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => break PollOutcome::Timeout,
+                _ = tokio::time::sleep_until(deadline) => return PollOutcome::Timeout,
             }
-        };
-        let mut s = self.inner.lock();
-        if s.generation == generation {
-            s.polling = false;
-            s.last_poll = Instant::now();
         }
-        outcome
     }
 
     /// End the connection from the client's side (DELETE).

@@ -26,6 +26,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use tokio::net::TcpStream;
 
 use super::client_ws::{
     forwarded_headers, forwarded_query, not_supported, plain, refused, unknown_connection,
@@ -35,9 +36,11 @@ use super::negotiate::hub_param;
 use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
 use crate::conn::owner::{Owner, Refusal};
+use crate::conn::sse::SseSocket;
 use crate::conn::transport::{
-    HttpEntry, Pipe, PipeError, PipeReceiver, PipeSender, PollOutcome, PollState, Transport,
+    HttpEntry, Pipe, PipeError, PipeReceiver, PollOutcome, PollState, Transport,
 };
+use crate::http::io::Takeover;
 use crate::http::state::Broker;
 use crate::id::TransportKind;
 use crate::telemetry::Metrics;
@@ -48,8 +51,12 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(90);
 /// `limits.max_message_size`: one POST of the largest size; a second POST arriving while one
 /// waits for room is 429).
 const INBOUND_CAPACITY: usize = 16;
-/// SSE events queued between the actor and the response stream.
-const SSE_CAPACITY: usize = 16;
+/// How long actix-http may take to write out what it has before a handler takes the socket (an
+/// SSE answer's head, a previous answer before a poll is parked).
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a parked poll's answer may take to write: a client that does not read it loses the
+/// connection.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn is_event_stream(req: &HttpRequest) -> bool {
     req.headers()
@@ -90,7 +97,7 @@ pub(crate) async fn get(
     match shared.http.get_for(&token, &owner) {
         Err(Refusal::Unknown) => {}
         Err(Refusal::Foreign) => return Ok(refused(&shared, Refusal::Foreign)),
-        Ok(entry) => return Ok(serve_existing(entry, kind, &token, &shared).await),
+        Ok(entry) => return Ok(serve_existing(&req, entry, kind, token, &shared).await),
     }
 
     // A new connection: claim the negotiated id.
@@ -150,8 +157,16 @@ pub(crate) async fn get(
     };
     match kind {
         TransportKind::ServerSentEvents => {
-            let pipe = Arc::new(Pipe::new(SSE_CAPACITY, limits.outbox_max_bytes));
-            let (events, rx) = (PipeSender(pipe.clone()), PipeReceiver(pipe));
+            // Served by the actor on the socket itself once the answer's head is out.
+            let Some(takeover) = Takeover::of(&req) else {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Error.Internal",
+                    "Server-Sent Events need an HTTP/1 connection.",
+                )
+                .into());
+            };
+            let chunked = req.version() >= actix_web::http::Version::HTTP_11;
             shared.http.insert(
                 token.clone(),
                 HttpEntry {
@@ -161,19 +176,32 @@ pub(crate) async fn get(
                     owner,
                 },
             );
-            spawn(
-                Transport::ServerSentEvents { inbound, events },
-                shared.clone(),
-                token,
-            );
+            // Until the actor has the socket, the entry goes with this answer (the client may
+            // leave before the head is out).
+            let unserved = Unserved(Some((shared.clone(), token)));
+            let start = async move {
+                let mut unserved = unserved;
+                if let Ok(Some(io)) = tokio::time::timeout(TAKEOVER_TIMEOUT, takeover.take()).await
+                    && let Some((shared, token)) = unserved.0.take()
+                {
+                    let events = SseSocket::new(io, chunked);
+                    spawn(
+                        Transport::ServerSentEvents { inbound, events },
+                        shared,
+                        token,
+                    );
+                }
+            };
+            // The stream's first comment, written by actix-http with the head; the stream ends
+            // there for actix-http, which lets the socket go.
             let first = futures_util::stream::once(async {
                 Ok::<_, actix_web::Error>(Bytes::from_static(b":\r\n"))
             });
-            let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
-            });
-            let mut resp = HttpResponse::Ok();
-            resp.content_type("text/event-stream")
+            let handover = futures_util::stream::once(start)
+                .filter_map(|()| std::future::ready(None::<Result<Bytes, actix_web::Error>>));
+            let mut builder = HttpResponse::Ok();
+            builder
+                .content_type("text/event-stream")
                 .insert_header((
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("no-cache,no-store"),
@@ -184,7 +212,10 @@ pub(crate) async fn get(
                     HeaderValue::from_static("identity"),
                 ))
                 .insert_header(("X-Accel-Buffering", HeaderValue::from_static("no")));
-            Ok(resp.streaming(first.chain(rest)))
+            let mut resp = builder.streaming(first.chain(handover));
+            // HTTP/1.0 has no chunks: the stream ends with the connection.
+            resp.head_mut().no_chunking(!chunked);
+            Ok(resp)
         }
         _ => {
             let poll = Arc::new(PollState::new(shared.config.limits.outbox_max_bytes));
@@ -213,30 +244,31 @@ pub(crate) async fn get(
 /// A `GET` for a connection that already has its transport: a long poll, or a refusal (a second
 /// SSE stream, a change of transport).
 async fn serve_existing(
+    req: &HttpRequest,
     entry: HttpEntry,
     kind: TransportKind,
-    token: &str,
-    shared: &Broker,
+    token: String,
+    shared: &web::Data<Broker>,
 ) -> HttpResponse {
     match (entry.kind, kind, entry.poll) {
         (TransportKind::LongPolling, TransportKind::LongPolling, Some(poll)) => {
-            let outcome = poll.poll(POLL_TIMEOUT).await;
-            if outcome == PollOutcome::Done && poll.is_finished() && !poll.is_terminated() {
-                // The client has been told the connection is over.
-                shared.http.remove(token);
-            }
-            let mut resp = match outcome {
-                PollOutcome::Data(data) => {
-                    let mut r = HttpResponse::Ok();
-                    r.content_type("application/octet-stream");
-                    no_cache(&mut r);
-                    return r.body(data);
+            // A poll that will wait is parked: its task takes the socket from actix-http.
+            if !poll.is_ready()
+                && let Some(takeover) = parkable(req)
+            {
+                // Taken once actix-http has written out what it has; a client that does not
+                // read that in time waits for its poll here instead.
+                if let Ok(Some(io)) = tokio::time::timeout(TAKEOVER_TIMEOUT, takeover.take()).await
+                {
+                    let origin = req.headers().get(header::ORIGIN).cloned();
+                    let shared = shared.clone().into_inner();
+                    actix_web::rt::spawn(park(io, poll, token, shared, origin));
+                    // Goes nowhere: actix-http no longer has the socket.
+                    return HttpResponse::NoContent().finish();
                 }
-                PollOutcome::Timeout => HttpResponse::Ok(),
-                PollOutcome::Done => HttpResponse::NoContent(),
-            };
-            no_cache(&mut resp);
-            resp.content_type("application/octet-stream").finish()
+            }
+            let outcome = poll.poll(POLL_TIMEOUT).await;
+            poll_answer(outcome, &poll, &token, shared)
         }
         (TransportKind::ServerSentEvents, TransportKind::ServerSentEvents, _) => {
             HttpResponse::Conflict().finish()
@@ -245,6 +277,88 @@ async fn serve_existing(
             StatusCode::BAD_REQUEST,
             "Cannot change transports mid-connection",
         ),
+    }
+}
+
+/// The answer to a poll that ended with `outcome`.
+fn poll_answer(
+    outcome: PollOutcome,
+    poll: &PollState,
+    token: &str,
+    shared: &Broker,
+) -> HttpResponse {
+    if outcome == PollOutcome::Done && poll.is_finished() && !poll.is_terminated() {
+        // The client has been told the connection is over.
+        shared.http.remove(token);
+    }
+    let mut resp = match outcome {
+        PollOutcome::Data(data) => {
+            let mut r = HttpResponse::Ok();
+            r.content_type("application/octet-stream");
+            no_cache(&mut r);
+            return r.body(data);
+        }
+        PollOutcome::Timeout => HttpResponse::Ok(),
+        PollOutcome::Done => HttpResponse::NoContent(),
+    };
+    no_cache(&mut resp);
+    resp.content_type("application/octet-stream").finish()
+}
+
+/// An SSE connection's entry, forgotten when this is dropped before its actor started.
+struct Unserved(Option<(Arc<Broker>, String)>);
+
+impl Drop for Unserved {
+    fn drop(&mut self) {
+        if let Some((shared, token)) = self.0.take() {
+            shared.http.remove(&token);
+        }
+    }
+}
+
+/// The connection of `req`, if a poll may be answered outside actix-http and the connection
+/// then kept for the next request: HTTP/1.1 without `Connection: close`.
+fn parkable(req: &HttpRequest) -> Option<Takeover> {
+    let closes = req
+        .headers()
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+    if req.version() != actix_web::http::Version::HTTP_11 || closes {
+        return None;
+    }
+    Takeover::of(req)
+}
+
+/// A parked poll: wait for data (or the poll timeout, or the end of the connection) while
+/// holding only the socket, answer, and give the socket back to actix-http for the client's next
+/// request. A client that leaves ends the poll; one that sends its next request before the answer
+/// gets the answer at once.
+async fn park(
+    io: TcpStream,
+    poll: Arc<PollState>,
+    token: String,
+    shared: Arc<Broker>,
+    origin: Option<HeaderValue>,
+) {
+    let mut probe = [0u8; 1];
+    let outcome = tokio::select! {
+        outcome = poll.poll(POLL_TIMEOUT) => outcome,
+        sent = io.peek(&mut probe) => match sent {
+            Ok(n) if n > 0 => poll.poll(Duration::ZERO).await,
+            // The client left.
+            _ => return,
+        },
+    };
+    let mut answer = poll_answer(outcome, &poll, &token, &shared);
+    drop(poll);
+    if let Some(origin) = origin {
+        super::allow_origin(answer.headers_mut(), origin);
+    }
+    let written =
+        tokio::time::timeout(ANSWER_TIMEOUT, crate::http::io::write_response(&io, answer)).await;
+    if matches!(written, Ok(Ok(()))) {
+        crate::http::io::serve(io);
     }
 }
 

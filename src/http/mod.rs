@@ -18,6 +18,7 @@ pub(crate) mod client_ws;
 pub(crate) mod edge;
 pub(crate) mod error;
 pub(crate) mod health;
+pub(crate) mod io;
 pub(crate) mod negotiate;
 pub(crate) mod rest;
 pub(crate) mod server_ws;
@@ -92,12 +93,7 @@ async fn cors(
     };
     if let Some(origin) = origin {
         let h = res.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        allow_origin(h, origin);
         if preflight {
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -118,6 +114,17 @@ async fn cors(
         }
     }
     Ok(res)
+}
+
+/// Let `origin` read the answer (with credentials): what [`cors`] adds to every answer to a
+/// request with an `Origin`, and what an answer written outside actix-web adds itself.
+pub(crate) fn allow_origin(h: &mut header::HeaderMap, origin: HeaderValue) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// The bearer token of a request: the `Authorization: Bearer` header, else (when

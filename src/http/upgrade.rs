@@ -26,6 +26,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use super::io::HttpIo;
+
 /// The most of an answer to an upgrade request that is not an upgrade (an error's JSON body)
 /// that is written.
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
@@ -67,7 +69,7 @@ pub(crate) fn accept(
 pub(crate) fn service<F, T>(
     make_app: F,
 ) -> impl ServiceFactory<
-    (Request, Framed<TcpStream, Codec>),
+    (Request, Framed<HttpIo, Codec>),
     Config = (),
     Response = (),
     Error = actix_web::Error,
@@ -108,7 +110,7 @@ where
 async fn upgrade<S>(
     app: &S,
     req: Request,
-    mut framed: Framed<TcpStream, Codec>,
+    mut framed: Framed<HttpIo, Codec>,
 ) -> Result<(), actix_web::Error>
 where
     S: Service<Request, Response = ServiceResponse, Error = actix_web::Error>,
@@ -129,7 +131,9 @@ where
             } else {
                 BytesMut::from(&parts.read_buf[..])
             };
-            on_upgrade(Upgraded { io: parts.io, read });
+            if let Some(io) = parts.io.into_stream() {
+                on_upgrade(Upgraded { io, read });
+            }
             Ok(())
         }
         _ => {
@@ -173,7 +177,7 @@ async fn timed(write: impl Future<Output = std::io::Result<()>>) -> std::io::Res
 
 /// Encode `item` and write it out.
 async fn write(
-    framed: &mut Framed<TcpStream, Codec>,
+    framed: &mut Framed<HttpIo, Codec>,
     item: Message<(Response<()>, BodySize)>,
 ) -> std::io::Result<()> {
     Pin::new(&mut *framed).write(item)?;

@@ -17,9 +17,8 @@
 //!   tungstenite's `FrameHeader`; this module adds only the joining of fragments (bounded by the
 //!   same limit), the UTF-8 check of text messages, answering pings and the close handshake.
 
-use std::cell::RefCell;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,24 +31,14 @@ use tokio::net::TcpStream;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Data, OpCode as HeaderOpCode};
 
+use super::socket;
 use crate::close::{CloseReason, WsClose};
 use crate::telemetry::Metrics;
-
-/// The most one read takes from a socket (the size of each worker thread's scratch buffer).
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Pongs owed beyond this many bytes are not queued (counted in
 /// `switchboard_websocket_pongs_skipped_total`): a peer that pings without reading gets answers
 /// for the pings before (RFC 6455 §5.5.3 lets an endpoint answer only some).
 const MAX_QUEUED_CONTROL: usize = 1024;
-
-/// How long a closing socket keeps reading (and discarding) what the peer still sends, so that
-/// unread input does not turn the close into a reset that loses the close frame.
-const LINGER: Duration = Duration::from_secs(1);
-
-thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// What arrived on a WebSocket.
 #[derive(Debug, PartialEq, Eq)]
@@ -204,18 +193,9 @@ impl WsSocket {
             .map(|(_, len)| len)
     }
 
-    /// Read what the socket has (without waiting) into the connection's buffer, through the
-    /// thread's scratch buffer.
+    /// Read what the socket has (without waiting) into the connection's buffer.
     fn read_some(&mut self) -> io::Result<usize> {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            if scratch.len() < READ_CHUNK {
-                scratch.resize(READ_CHUNK, 0);
-            }
-            let n = self.io.try_read(&mut scratch[..])?;
-            self.read.extend_from_slice(&scratch[..n]);
-            Ok(n)
-        })
+        socket::read_some(&self.io, Some(&mut self.read))
     }
 
     fn on_frame(&mut self, frame: Frame) -> Option<WsEvent> {
@@ -311,30 +291,8 @@ impl WsSocket {
             14 - out.len()
         };
         self.broken = true;
-        self.write_all(&header[..header_len], payload).await?;
+        socket::write_all(&self.io, &[&header[..header_len], payload]).await?;
         self.broken = false;
-        Ok(())
-    }
-
-    /// Write `head` then `body` completely, trying first and waiting for room only when the
-    /// kernel's buffer is full.
-    async fn write_all(&self, head: &[u8], body: &[u8]) -> io::Result<()> {
-        let total = head.len() + body.len();
-        let mut written = 0;
-        while written < total {
-            let result = if written < head.len() {
-                self.io
-                    .try_write_vectored(&[IoSlice::new(&head[written..]), IoSlice::new(body)])
-            } else {
-                self.io.try_write(&body[written - head.len()..])
-            };
-            match result {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.writable().await?,
-                Err(e) => return Err(e),
-            }
-        }
         Ok(())
     }
 
@@ -380,27 +338,10 @@ impl WsSocket {
     }
 
     /// After [`Self::close`]: read and drop whatever the peer still sends until it closes its
-    /// side, for at most [`LINGER`], so that unread input does not turn the close into a reset
+    /// side, for at most [`socket::LINGER`], so that unread input does not turn the close into a reset
     /// that loses the close frame. Run it on its own task: the connection is over.
-    pub(crate) async fn linger(mut self) {
-        let _ = tokio::time::timeout(LINGER, self.discard()).await;
-    }
-
-    /// Read and drop input until the peer closes its side.
-    async fn discard(&mut self) {
-        self.ended = true;
-        loop {
-            if self.io.readable().await.is_err() {
-                return;
-            }
-            self.read = BytesMut::new();
-            match self.read_some() {
-                Ok(0) => return,
-                Ok(_) => self.read = BytesMut::new(),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
+    pub(crate) async fn linger(self) {
+        let _ = tokio::time::timeout(socket::LINGER, socket::discard(&self.io)).await;
     }
 }
 
