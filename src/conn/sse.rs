@@ -39,7 +39,10 @@ impl SseSocket {
     /// nothing on an event stream: whatever it sends is dropped. Cancel-safe.
     pub(crate) async fn gone(&mut self) {
         while !self.ended {
-            if self.io.readable().await.is_err() {
+            if std::future::poll_fn(|cx| self.io.poll_read_ready(cx))
+                .await
+                .is_err()
+            {
                 self.ended = true;
                 break;
             }

@@ -12,13 +12,18 @@
 //! in-order, no-gap delivery SignalR clients assume.
 //!
 //! The queue is a `VecDeque` behind a mutex that is held only to push or swap, never across an
-//! `.await`. An empty outbox holds no heap memory: the deque is released after a large drain.
+//! `.await`; the connection's task waits for it through an atomic flag and waker (no lock, and
+//! nothing to undo when its `select!` drops the wait after writing). An empty outbox holds no heap
+//! memory: the deque is released after a large drain.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use crate::close::CloseReason;
 
@@ -51,7 +56,10 @@ struct State {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    notify: Notify,
+    /// Something was queued or a close requested since the connection's task last looked.
+    signal: AtomicBool,
+    /// The connection's task, waiting for [`Self::ready`] (there is one consumer).
+    waker: AtomicWaker,
     max_messages: usize,
     max_bytes: usize,
     /// The most bytes one drain coalesces (see [`frame_cap`]).
@@ -83,7 +91,8 @@ impl Outbox {
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            notify: Notify::new(),
+            signal: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             max_messages,
             max_bytes,
             frame_cap: frame_cap(max_bytes),
@@ -105,7 +114,7 @@ impl Outbox {
                 flush: false,
             });
             drop(s);
-            self.notify.notify_one();
+            self.signal_ready();
             return Err(PushError::Full);
         }
         s.bytes += frame.len();
@@ -113,7 +122,7 @@ impl Outbox {
         s.queue.push_back(frame);
         drop(s);
         if was_empty {
-            self.notify.notify_one();
+            self.signal_ready();
         }
         Ok(())
     }
@@ -129,12 +138,32 @@ impl Outbox {
             s.close = Some(request);
         }
         drop(s);
-        self.notify.notify_one();
+        self.signal_ready();
     }
 
-    /// Wait until something was queued or a close was requested.
+    /// Wake the connection's task (or let its next [`Self::ready`] return at once).
+    fn signal_ready(&self) {
+        self.signal.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Wait until something was queued or a close was requested. For the connection's own
+    /// task only (one consumer); cancel-safe, and cheap to drop.
     pub async fn ready(&self) {
-        self.notify.notified().await;
+        poll_fn(|cx| self.poll_ready(cx)).await;
+    }
+
+    /// [`Self::ready`] as a poll: lock-free, nothing to undo when the caller stops waiting.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.signal.swap(false, Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Move queued frames into `buf` (concatenated: SignalR framing lets one transport frame
@@ -176,7 +205,7 @@ impl Outbox {
         let close = if more { None } else { s.close.clone() };
         drop(s);
         if more {
-            self.notify.notify_one();
+            self.signal_ready();
         }
         Drained { frames, close }
     }

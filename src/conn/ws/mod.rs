@@ -154,7 +154,9 @@ impl WsSocket {
                 return WsEvent::Gone;
             }
             let ready = if self.control.is_empty() {
-                self.io.readable().await
+                // Not `readable()`: that future enters the socket's waiter list and leaves it
+                // again when dropped, which the actor does after every message it writes.
+                poll_fn(|cx| self.io.poll_read_ready(cx)).await
             } else {
                 tokio::select! {
                     r = self.io.readable() => r,
