@@ -7,9 +7,11 @@
 #      (Switchboard: `switchboard-loadtest s1-hold`; Nchan: `switchboard-peers nchan-hold`).
 #   2. one message per write: BCAST_CONNS subscribers, RATE broadcasts/s of PAYLOAD bytes for
 #      BCAST_SECS; the server's CPU per delivery over the publishing window and the delivery
-#      latency p50/p99 (Switchboard: `switchboard-loadtest s4-broadcast`, CPU and deliveries from
-#      /proc and /metrics once every receiver is connected; Nchan: `switchboard-peers
-#      nchan-broadcast --rate`).
+#      latency p50/p99, with the same receivers for both (`switchboard-peers
+#      switchboard-broadcast` / `nchan-broadcast --rate`: plain WebSocket subscribers, latency
+#      from the µs timestamp in each payload, CPU from /proc over the publishing window and the
+#      drain; "reach" is the time one broadcast took to reach every subscriber, median and p99
+#      over the broadcasts).
 # Then, for the two Switchboard builds only, SSE and long-polling idle memory at SSE_CONNS.
 # One line per measurement goes to RESULTS/results.txt; every JSON report stays in RESULTS.
 #
@@ -90,13 +92,6 @@ start() { # system tag
   sleep 0.5
 }
 
-ticks() { # pids...: utime + stime in clock ticks, summed
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat))); done
-  echo $t
-}
-counter() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-
 hold() { # system round transport conns
   local sys=$1 r=$2 transport=$3 conns=$4 tag=$1-hold-$3-$2
   start "$sys" "$tag"
@@ -125,45 +120,28 @@ broadcast() { # system round
   local sys=$1 r=$2 tag=$1-bcast-$2
   start "$sys" "$tag"
   local j=$RESULTS/$tag.json
+  # The same receivers for every system (switchboard-peers' plain WebSocket subscribers; for
+  # Switchboard they speak the JSON hub protocol), so that the servers alone are compared.
   if [[ $sys == nchan ]]; then
     "$PEERS" nchan-broadcast --url "http://127.0.0.1:$PORT" --connections "$BCAST_CONNS" \
       --duration "$BCAST_SECS" --payload-bytes "$PAYLOAD" --rate "$RATE" \
       --server-children-of "$PID" --quiet --json-out "$j" >/dev/null
-    stop
-    python3 - "$j" "$r" <<'EOF' | tee -a "$out"
-import json, sys
-j = json.load(open(sys.argv[1]))
-s = j
-l = s.get("latency") or {}
-print("bcast nchan round=%s received=%s lost=%s us/delivery=%.2f p50=%.1fms p99=%.1fms" % (
-    sys.argv[2], s.get("received"), s.get("lost"),
-    s.get("extra", {}).get("server_cpu_us_per_delivery", float("nan")),
-    l.get("p50_us", 0) / 1000, l.get("p99_us", 0) / 1000))
-EOF
-    return
+  else
+    "$PEERS" switchboard-broadcast --url "http://127.0.0.1:$PORT" --key "$KEY" \
+      --connections "$BCAST_CONNS" --duration "$BCAST_SECS" --payload-bytes "$PAYLOAD" \
+      --rate "$RATE" --server-pid "$PID" --quiet --json-out "$j" >/dev/null
   fi
-  "$LT" --url "http://127.0.0.1:$PORT" --key "$KEY" --quiet --json-out "$j" --protocol json \
-    --payload-bytes "$PAYLOAD" --connections "$BCAST_CONNS" --duration "$BCAST_SECS" --rate "$RATE" \
-    s4-broadcast --senders 16 >"$RESULTS/logs/$tag.gen.log" 2>&1 &
-  local gen=$!
-  for _ in $(seq 600); do
-    n=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^switchboard_connections / {s+=$NF} END {print s+0}')
-    [[ ${n:-0} -ge $BCAST_CONNS ]] && break
-    sleep 0.1
-  done
-  local t0 d0 t1 d1
-  t0=$(ticks "$PID"); d0=$(counter switchboard_messages_delivered_total)
-  wait $gen
-  t1=$(ticks "$PID"); d1=$(counter switchboard_messages_delivered_total)
   stop
-  python3 - "$j" "$sys" "$r" "$t0" "$t1" "$d0" "$d1" <<'EOF' | tee -a "$out"
-import json, os, sys
-j = json.load(open(sys.argv[1])); l = j["latency"]
-cpu = (int(sys.argv[5]) - int(sys.argv[4])) / os.sysconf("SC_CLK_TCK")
-d = int(sys.argv[7]) - int(sys.argv[6])
-print("bcast %s round=%s received=%d lost=%d us/delivery=%.2f p50=%.1fms p99=%.1fms" % (
-    sys.argv[2], sys.argv[3], j["received"], j["lost"], cpu * 1e6 / max(d, 1),
-    l["p50_us"] / 1000, l["p99_us"] / 1000))
+  python3 - "$j" "$sys" "$r" <<'EOF' | tee -a "$out"
+import json, sys
+s = json.load(open(sys.argv[1]))
+l = s.get("latency") or {}
+x = s.get("extra", {})
+print("bcast %s round=%s received=%s lost=%s us/delivery=%.2f p50=%.1fms p99=%.1fms reach_p50=%.1fms reach_p99=%.1fms" % (
+    sys.argv[2], sys.argv[3], s.get("received"), s.get("lost"),
+    x.get("server_cpu_us_per_delivery", float("nan")),
+    l.get("p50_us", 0) / 1000, l.get("p99_us", 0) / 1000,
+    x.get("broadcast_reach_p50_us", 0) / 1000, x.get("broadcast_reach_p99_us", 0) / 1000))
 EOF
 }
 

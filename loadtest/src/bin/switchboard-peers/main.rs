@@ -9,6 +9,8 @@
 //!   flight), or with `--max` rising steps until one fails (a drop, loss, duplicates, p99 ≥ 1 s,
 //!   or the publisher fell behind); the subscribers stay connected across steps; latency from the
 //!   µs timestamp in the payload, HDR p50/p99/p99.9; loss, duplicates and order per subscriber.
+//! - `switchboard-broadcast`: the same against Switchboard with the same receivers (plain
+//!   WebSockets speaking the JSON hub protocol), so that the servers alone are compared.
 //! - `sb-broadcast`: the same steps against Switchboard through `switchboard-loadtest
 //!   s4-broadcast`, judged by the same rule.
 //! - `raw-echo`, `raw-fanout`: plain TCP echo and fan-out ceilings.
@@ -59,6 +61,9 @@ pub(crate) struct PeerArgs {
     /// Also report the children of this pid (nginx's workers under its master).
     #[arg(long)]
     pub(crate) server_children_of: Option<u32>,
+    /// Switchboard's access key (tokens for its subscribers and its REST API).
+    #[arg(long)]
+    pub(crate) key: Option<String>,
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub(crate) json_out: Option<PathBuf>,
@@ -108,6 +113,15 @@ enum Cmd {
     SocketioHold(PeerArgs),
     /// Broadcast through socket.io (POST /broadcast → io.emit) to `--connections` clients.
     SocketioBroadcast {
+        #[command(flatten)]
+        peer: PeerArgs,
+        #[command(flatten)]
+        broadcast: BroadcastArgs,
+    },
+    /// Broadcast through Switchboard's REST API to `--connections` plain WebSocket clients
+    /// (JSON hub protocol, no negotiate): the servers compared with the same receivers. Needs
+    /// `--key`; the hub is `--channel` with every other character than letters and digits `_`.
+    SwitchboardBroadcast {
         #[command(flatten)]
         peer: PeerArgs,
         #[command(flatten)]
@@ -186,6 +200,7 @@ fn main() -> Result<()> {
         Cmd::SocketioHold(a) => hold(Peer::SocketIo, a),
         Cmd::NchanBroadcast { peer, broadcast: b } => broadcast(Peer::Nchan, peer, b),
         Cmd::SocketioBroadcast { peer, broadcast: b } => broadcast(Peer::SocketIo, peer, b),
+        Cmd::SwitchboardBroadcast { peer, broadcast: b } => broadcast(Peer::Switchboard, peer, b),
         Cmd::SbBroadcast(a) => {
             let run = steps::sb_broadcast(a)?;
             print!("{}", run.summary());

@@ -4,7 +4,12 @@
 //! publisher POSTs the message body to `http://HOST/pub?id=CHANNEL`. socket.io: engine.io v4
 //! straight over WebSocket (`/socket.io/?EIO=4&transport=websocket`), the client joins the main
 //! namespace (`40`) and answers the server's pings; messages are `42["msg","<payload>"]`, published
-//! with `POST /broadcast` on `bench/peers/socketio/server.js`.
+//! with `POST /broadcast` on `bench/peers/socketio/server.js`. Switchboard, for comparing the
+//! servers alone (the same receiver code as the peers', not `switchboard-loadtest`'s SignalR
+//! clients): `ws://HOST/client/?hub=HUB&access_token=…` without negotiate, the JSON hub protocol's
+//! handshake, a Ping every 10 s (the broker drops a client silent for 30 s); each broadcast is an
+//! Invocation `{"type":1,"target":"msg","arguments":["<payload>"]}` (several may share a frame),
+//! published with the REST API's `POST /api/hubs/HUB/:send`.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +41,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 const STEP_PAUSE: Duration = Duration::from_secs(1);
 /// WebSocket read buffer per subscriber (as `switchboard-loadtest`'s client).
 const READ_BUFFER: usize = 4096;
+/// Broadcasts per step whose time to reach every subscriber is tracked.
+const REACH_SLOTS: usize = 1 << 16;
 /// The socket.io event the server emits.
 const EVENT: &str = "msg";
 
@@ -46,6 +53,8 @@ pub(crate) enum Peer {
     Nchan,
     /// socket.io (Node).
     SocketIo,
+    /// Switchboard (Serverless mode: REST in, WebSocket clients out).
+    Switchboard,
 }
 
 impl Peer {
@@ -54,6 +63,7 @@ impl Peer {
         match self {
             Self::Nchan => "nchan",
             Self::SocketIo => "socketio",
+            Self::Switchboard => "switchboard",
         }
     }
 
@@ -62,6 +72,7 @@ impl Peer {
         match self {
             Self::Nchan => "http://127.0.0.1:8081",
             Self::SocketIo => "http://127.0.0.1:3000",
+            Self::Switchboard => "http://127.0.0.1:8080",
         }
     }
 }
@@ -72,19 +83,49 @@ pub(crate) struct Target {
     peer: Peer,
     ws_url: String,
     publish_url: String,
+    /// The publisher's bearer token (Switchboard's REST API).
+    publish_token: Option<String>,
+}
+
+/// Switchboard's hub for `channel`: hub names are letters, digits and underscores.
+fn hub_of(channel: &str) -> String {
+    channel
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 impl Target {
-    /// The endpoints of `peer` at `base_url`, on `channel` (Nchan only).
-    pub(crate) fn new(peer: Peer, base_url: &str, channel: &str) -> Self {
+    /// The endpoints of `peer` at `base_url`, on `channel` (Nchan; Switchboard's hub), with
+    /// `key` Switchboard's access key.
+    pub(crate) fn new(peer: Peer, base_url: &str, channel: &str, key: Option<&str>) -> Self {
         let base = base_url.trim_end_matches('/');
         let ws = base.replacen("http", "ws", 1);
+        if peer == Peer::Switchboard {
+            let hub = hub_of(channel);
+            let sb = switchboard_loadtest::client::Target::new(
+                base,
+                key.unwrap_or_default(),
+                &hub,
+                switchboard::protocol::HubProtocol::Json,
+            );
+            let path = format!("/api/hubs/{hub}/:send");
+            return Self {
+                peer,
+                ws_url: format!(
+                    "{ws}/client/?hub={hub}&access_token={}",
+                    sb.client_token(None)
+                ),
+                publish_url: sb.rest_url(&path),
+                publish_token: Some(sb.rest_token(&path)),
+            };
+        }
         let (ws_url, publish_url) = match peer {
             Peer::Nchan => (
                 format!("{ws}/sub?id={channel}"),
                 format!("{base}/pub?id={channel}"),
             ),
-            Peer::SocketIo => (
+            Peer::SocketIo | Peer::Switchboard => (
                 format!("{ws}/socket.io/?EIO=4&transport=websocket"),
                 format!("{base}/broadcast"),
             ),
@@ -93,8 +134,43 @@ impl Target {
             peer,
             ws_url,
             publish_url,
+            publish_token: None,
         }
     }
+
+    /// The request that publishes `payload`.
+    fn publish(&self, http: &reqwest::Client, payload: String) -> reqwest::RequestBuilder {
+        match &self.publish_token {
+            Some(token) => http
+                .post(&self.publish_url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                // The payload is `sender:seq:µs:padding` (digits, colons and `x`): no escaping.
+                .body(format!(
+                    r#"{{"target":"{EVENT}","arguments":["{payload}"]}}"#
+                )),
+            None => http
+                .post(&self.publish_url)
+                .header("content-type", "text/plain")
+                .body(payload),
+        }
+    }
+}
+
+/// The JSON hub protocol's handshake request, and the Ping a Switchboard subscriber sends.
+const SB_HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\u{1e}";
+const SB_PING: &str = "{\"type\":6}\u{1e}";
+/// How often a Switchboard subscriber pings.
+const SB_PING_EVERY: Duration = Duration::from_secs(10);
+
+/// The messages of one text frame from `peer`: a Switchboard frame may carry several records
+/// (each ending with 0x1E); any other peer's frame is one message.
+fn messages(peer: Peer, text: &str) -> impl Iterator<Item = &str> {
+    let (whole, records) = match peer {
+        Peer::Switchboard => (None, Some(text.split('\u{1e}').filter(|r| !r.is_empty()))),
+        _ => (Some(text), None),
+    };
+    whole.into_iter().chain(records.into_iter().flatten())
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -121,6 +197,13 @@ async fn connect(t: &Target) -> Result<Ws> {
         tokio_tungstenite::connect_async_with_config(t.ws_url.as_str(), Some(config), false)
             .await
             .context("websocket connect")?;
+    if t.peer == Peer::Switchboard {
+        ws.send(Message::text(SB_HANDSHAKE)).await?;
+        let answer = next_text(&mut ws).await?;
+        if !answer.starts_with("{}\u{1e}") {
+            bail!("handshake refused: {answer:?}");
+        }
+    }
     if t.peer == Peer::SocketIo {
         let open = next_text(&mut ws).await?;
         // The open packet carries the session's timers; the server pings every pingInterval
@@ -161,10 +244,27 @@ pub(crate) enum Incoming<'a> {
     Bad,
 }
 
-/// Classifies one text frame from `peer`.
+/// Classifies one message (see [`messages`]) from `peer`.
 pub(crate) fn classify(peer: Peer, text: &str) -> Incoming<'_> {
     match peer {
         Peer::Nchan => Incoming::Payload(Cow::Borrowed(text)),
+        // What the broker writes for a REST broadcast, scanned rather than parsed (the other
+        // peers' receivers parse nothing either).
+        Peer::Switchboard => match text.strip_prefix("{\"type\":") {
+            Some(rest) if rest.starts_with("1,") => {
+                let args = format!("\"target\":\"{EVENT}\",\"arguments\":[\"");
+                match rest[2..]
+                    .strip_prefix(args.as_str())
+                    .and_then(|a| a.strip_suffix("\"]}"))
+                {
+                    Some(p) => Incoming::Payload(Cow::Borrowed(p)),
+                    None => Incoming::Bad,
+                }
+            }
+            Some(rest) if rest.starts_with('6') => Incoming::Ignore,
+            Some(rest) if rest.starts_with('7') => Incoming::Closed,
+            _ => Incoming::Bad,
+        },
         Peer::SocketIo => match eio::parse(text) {
             Ok(Packet::Ping(d)) => Incoming::Reply(eio::pong(d)),
             Ok(Packet::Close) => Incoming::Closed,
@@ -189,6 +289,9 @@ struct Subscribers {
     conn: Arc<Stats>,
     /// The stats of the current broadcast step (received, latency, bad frames).
     current: Arc<RwLock<Arc<Stats>>>,
+    /// Per broadcast of the current step (by sequence number, the first [`REACH_SLOTS`]): the
+    /// latest latency of any subscriber, i.e. how long it took to reach them all.
+    reach: Arc<Vec<AtomicU64>>,
     /// One sequence check per connected subscriber.
     trackers: Arc<Mutex<Vec<Arc<Mutex<SeqCheck>>>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -202,6 +305,8 @@ impl Subscribers {
     async fn open(target: &Target, n: usize, parallel: usize, quiet: bool) -> Result<Self> {
         let conn = Arc::new(Stats::new());
         let current = Arc::new(RwLock::new(Arc::new(Stats::new())));
+        let reach: Arc<Vec<AtomicU64>> =
+            Arc::new((0..REACH_SLOTS).map(|_| AtomicU64::new(0)).collect());
         let trackers = Arc::new(Mutex::new(Vec::with_capacity(n)));
         let (done, _) = watch::channel(false);
         let target = Arc::new(target.clone());
@@ -212,6 +317,7 @@ impl Subscribers {
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
             let permit = sem.clone().acquire_owned().await?;
+            let reach = reach.clone();
             let (target, conn, current, trackers, settled) = (
                 target.clone(),
                 conn.clone(),
@@ -248,34 +354,52 @@ impl Subscribers {
                                 t.on_message(sender, seq);
                             }
                             stats.received.fetch_add(1, Ordering::Relaxed);
-                            stats.record_us(i, now.saturating_sub(ts));
+                            let latency = now.saturating_sub(ts);
+                            stats.record_us(i, latency);
+                            if let Some(slot) = reach.get(seq as usize) {
+                                slot.fetch_max(latency, Ordering::Relaxed);
+                            }
                         }
                         None => {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 };
-                let ok = loop {
+                let pings = target.peer == Peer::Switchboard;
+                let mut ping = tokio::time::interval_at(
+                    tokio::time::Instant::now() + SB_PING_EVERY,
+                    SB_PING_EVERY,
+                );
+                let ok = 'run: loop {
                     tokio::select! {
                         m = ws.next() => match m {
-                            Some(Ok(Message::Text(t))) => match classify(target.peer, t.as_str()) {
-                                Incoming::Payload(p) => on_payload(&p),
-                                Incoming::Reply(r) => {
-                                    if ws.send(Message::text(r)).await.is_err() {
-                                        break false;
+                            Some(Ok(Message::Text(t))) => {
+                                for m in messages(target.peer, t.as_str()) {
+                                    match classify(target.peer, m) {
+                                        Incoming::Payload(p) => on_payload(&p),
+                                        Incoming::Reply(r) => {
+                                            if ws.send(Message::text(r)).await.is_err() {
+                                                break 'run false;
+                                            }
+                                        }
+                                        Incoming::Closed => break 'run false,
+                                        Incoming::Ignore => {}
+                                        Incoming::Bad => {
+                                            if let Ok(s) = current.read() {
+                                                s.errors.fetch_add(1, Ordering::Relaxed);
+                                            }
+                                        }
                                     }
                                 }
-                                Incoming::Closed => break false,
-                                Incoming::Ignore => {}
-                                Incoming::Bad => {
-                                    if let Ok(s) = current.read() {
-                                        s.errors.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                            },
+                            }
                             Some(Ok(Message::Close(_)) | Err(_)) | None => break false,
                             Some(Ok(_)) => {}
                         },
+                        _ = ping.tick(), if pings => {
+                            if ws.send(Message::text(SB_PING)).await.is_err() {
+                                break false;
+                            }
+                        }
                         _ = done.changed() => break true,
                     }
                 };
@@ -295,6 +419,7 @@ impl Subscribers {
         Ok(Self {
             conn,
             current,
+            reach,
             trackers,
             tasks,
             done,
@@ -351,7 +476,7 @@ pub(crate) async fn hold(peer: Peer, a: &PeerArgs) -> Result<Report> {
         .url
         .clone()
         .unwrap_or_else(|| peer.default_url().to_owned());
-    let target = Target::new(peer, &url, &a.channel);
+    let target = Target::new(peer, &url, &a.channel, a.key.as_deref());
     procfs::check_nofile(a.connections as u64 + 64);
     let pids = server_pids(a);
     let rss_before = procfs::rss_sum_kib(&pids);
@@ -410,7 +535,7 @@ async fn pace(start: tokio::time::Instant, k: u64, rate: f64) {
 #[allow(clippy::too_many_arguments)]
 async fn publish(
     http: &reqwest::Client,
-    url: &str,
+    target: &Target,
     sender: u64,
     rate: f64,
     duration: Duration,
@@ -434,10 +559,7 @@ async fn publish(
         let Ok(permit) = sem.clone().acquire_owned().await else {
             break;
         };
-        let req = http
-            .post(url)
-            .header("content-type", "text/plain")
-            .body(payload::encode(sender, seq, now_us(), pad));
+        let req = target.publish(http, payload::encode(sender, seq, now_us(), pad));
         let (stats, failed, q) = (stats.clone(), failed.clone(), seq);
         tasks.spawn(async move {
             let ok = match req.send().await {
@@ -487,20 +609,14 @@ async fn step(
     if let Ok(mut c) = subs.current.write() {
         *c = stats.clone();
     }
+    for slot in subs.reach.iter() {
+        slot.store(0, Ordering::Relaxed);
+    }
     let checks = subs.trackers();
     let up = subs.up();
     let cpu_before = procfs::cpu_sum_us(pids);
-    let (issued, failed, secs) = publish(
-        http,
-        &target.publish_url,
-        sender,
-        rate,
-        duration,
-        pad,
-        inflight,
-        &stats,
-    )
-    .await;
+    let (issued, failed, secs) =
+        publish(http, target, sender, rate, duration, pad, inflight, &stats).await;
     let seq = issued - failed.len() as u64;
     let expected = seq * checks.len() as u64;
     let until = Instant::now() + DRAIN;
@@ -530,6 +646,19 @@ async fn step(
     r.latency = Latency::of(&stats.histogram());
     r.extra
         .insert("target_broadcasts_per_second".into(), rate.into());
+    // How long each broadcast took to reach every subscriber: median and p99 over broadcasts.
+    let mut reach: Vec<u64> = (0..issued.min(REACH_SLOTS as u64))
+        .filter(|q| !failed.contains(q))
+        .map(|q| subs.reach[q as usize].load(Ordering::Relaxed))
+        .collect();
+    reach.sort_unstable();
+    if !reach.is_empty() {
+        let at = |q: f64| reach[((reach.len() - 1) as f64 * q).round() as usize];
+        r.extra
+            .insert("broadcast_reach_p50_us".into(), at(0.5).into());
+        r.extra
+            .insert("broadcast_reach_p99_us".into(), at(0.99).into());
+    }
     // Messages that arrived after one published later (possible with several publishes in flight).
     r.extra.insert("reordered".into(), d.reordered.into());
     r.extra
@@ -570,7 +699,7 @@ pub(crate) async fn broadcast(
         .url
         .clone()
         .unwrap_or_else(|| peer.default_url().to_owned());
-    let target = Target::new(peer, &url, &a.channel);
+    let target = Target::new(peer, &url, &a.channel, a.key.as_deref());
     procfs::check_nofile(a.connections as u64 + 64);
     if !b.max && b.rate <= 0.0 {
         bail!("give --rate (broadcasts/s) or --max");
@@ -684,10 +813,10 @@ mod tests {
 
     #[test]
     fn targets_of_each_peer() {
-        let n = Target::new(Peer::Nchan, "http://127.0.0.1:8081/", "c1");
+        let n = Target::new(Peer::Nchan, "http://127.0.0.1:8081/", "c1", None);
         assert_eq!(n.ws_url, "ws://127.0.0.1:8081/sub?id=c1");
         assert_eq!(n.publish_url, "http://127.0.0.1:8081/pub?id=c1");
-        let s = Target::new(Peer::SocketIo, "http://127.0.0.1:3000", "ignored");
+        let s = Target::new(Peer::SocketIo, "http://127.0.0.1:3000", "ignored", None);
         assert_eq!(
             s.ws_url,
             "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
@@ -723,6 +852,31 @@ mod tests {
             Incoming::Ignore
         );
         assert_eq!(classify(Peer::SocketIo, r#"42["msg",3]"#), Incoming::Bad);
+        let frame = format!(
+            "{{\"type\":1,\"target\":\"msg\",\"arguments\":[\"{p}\"]}}\u{1e}{{\"type\":6}}\u{1e}"
+        );
+        let got: Vec<_> = messages(Peer::Switchboard, &frame)
+            .map(|m| classify(Peer::Switchboard, m))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Incoming::Payload(Cow::Borrowed("0:1:2:xx")),
+                Incoming::Ignore
+            ]
+        );
+        assert_eq!(
+            classify(Peer::Switchboard, r#"{"type":7,"error":"x"}"#),
+            Incoming::Closed
+        );
+        assert_eq!(
+            classify(
+                Peer::Switchboard,
+                r#"{"type":1,"target":"other","arguments":[]}"#
+            ),
+            Incoming::Bad
+        );
+        assert_eq!(messages(Peer::Nchan, "a\u{1e}b").count(), 1);
         assert_eq!(classify(Peer::SocketIo, "9"), Incoming::Bad);
     }
 }
