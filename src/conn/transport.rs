@@ -105,18 +105,16 @@ impl Transport {
                 let binary = protocol.is_binary();
                 // A hub server's bytes for a JSON client are not checked elsewhere: a text frame
                 // that is not UTF-8 would make the client fail the connection.
-                if !binary && std::str::from_utf8(&frame).is_err() {
+                if !binary && !is_utf8(&frame) {
                     return Err(SendError::Closed);
                 }
-                tokio::time::timeout(timeout, socket.send(binary, &frame))
+                within(timeout, socket.send(binary, &frame))
                     .await
                     .map(|r| r.map_err(drop))
             }
-            Self::ServerSentEvents { events, .. } => {
-                tokio::time::timeout(timeout, events.send(&frame))
-                    .await
-                    .map(|r| r.map_err(drop))
-            }
+            Self::ServerSentEvents { events, .. } => within(timeout, events.send(&frame))
+                .await
+                .map(|r| r.map_err(drop)),
             Self::LongPolling { poll, .. } => return poll.push(&frame),
         };
         match result {
@@ -151,6 +149,43 @@ impl Transport {
             Self::LongPolling { poll, .. } => poll.close(),
         }
     }
+}
+
+thread_local! {
+    /// The last text frame this thread found to be UTF-8. Held (not just its address), so that
+    /// its memory cannot be reused for other bytes while it is the comparison.
+    static VALID_TEXT: std::cell::RefCell<Bytes> = const { std::cell::RefCell::new(Bytes::new()) };
+}
+
+/// Whether `frame` is UTF-8. A broadcast's frame is the same shared bytes for every recipient,
+/// and a worker thread writes it to its connections one after the other: it is checked once.
+fn is_utf8(frame: &Bytes) -> bool {
+    VALID_TEXT.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.as_ptr() == frame.as_ptr() && last.len() == frame.len() {
+            return true;
+        }
+        let valid = std::str::from_utf8(frame).is_ok();
+        if valid {
+            *last = frame.clone();
+        }
+        valid
+    })
+}
+
+/// `write` within `timeout`, the timer set up only if the socket cannot take it at once (the
+/// common case costs no clock read and no timer).
+async fn within<F: Future>(
+    timeout: Duration,
+    write: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut write = std::pin::pin!(write);
+    if let std::task::Poll::Ready(done) =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await
+    {
+        return Ok(done);
+    }
+    tokio::time::timeout(timeout, write).await
 }
 
 /// Why [`Transport::send`] failed.
@@ -397,6 +432,23 @@ mod tests {
             &sse_event(b"a\r\nb\nc")[..],
             b"data: a\r\ndata: b\r\ndata: c\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn text_frames_are_checked_once_per_shared_bytes() {
+        let frame = Bytes::from(b"{\"type\":6}\x1e".to_vec());
+        assert!(is_utf8(&frame));
+        assert!(is_utf8(&frame.clone()), "the same shared bytes");
+        // Other bytes of the same length are checked, whatever came before.
+        let bad = Bytes::from(vec![0xff; frame.len()]);
+        assert!(!is_utf8(&bad));
+        assert!(!is_utf8(&bad.clone()));
+        assert!(is_utf8(&frame));
+        // A slice of a checked frame (the same address, another length) is checked again.
+        assert!(is_utf8(&frame.slice(0..3)));
+        let mixed = Bytes::from(vec![b'a', 0xff]);
+        assert!(is_utf8(&mixed.slice(0..1)));
+        assert!(!is_utf8(&mixed));
     }
 
     #[tokio::test]

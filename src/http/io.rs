@@ -12,12 +12,11 @@
 //! is served by a new dispatcher, on the worker thread the stream is registered with.
 
 use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::io;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
-
-use std::fmt::Write as _;
 
 use actix_web::http::{StatusCode, header};
 use bytes::{BufMut as _, BytesMut};

@@ -59,7 +59,7 @@ impl Relay<'_> {
             loop {
                 tokio::select! {
                     biased;
-                    Some(resumption) = next_resumption(&mut self.stateful) => {
+                    Some(resumption) = next_resumption(&mut self.stateful), if self.stateful.is_some() => {
                         if let Some(st) = &mut self.stateful
                             && !Box::pin(st.adopt(transport, resumption, self.protocol, self.env)).await
                         {

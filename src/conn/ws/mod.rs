@@ -279,7 +279,9 @@ impl WsSocket {
         if self.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        self.flush_control().await?;
+        if !self.control.is_empty() {
+            self.flush_control().await?;
+        }
         let opcode = if binary { Data::Binary } else { Data::Text };
         let mut header = [0u8; 14];
         let header_len = {
