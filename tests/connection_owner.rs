@@ -15,7 +15,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    JSON_HANDSHAKE, Reply, Rest, client_token, client_token_with, negotiate, send_within, start, ws,
+    JSON_HANDSHAKE, Reply, Rest, client_token, client_token_with, json_records, negotiate,
+    send_within, start, ws,
 };
 use serde_json::{Value, json};
 use switchboard::telemetry::names;
@@ -126,15 +127,6 @@ fn takeovers_refused(sb: &SwitchboardHandle) -> u64 {
         .expect("the takeover counter exists")
 }
 
-/// The JSON records (0x1E-terminated) of `bytes`.
-fn records(bytes: &[u8]) -> Vec<Value> {
-    bytes
-        .split(|b| *b == 0x1e)
-        .filter(|r| !r.is_empty())
-        .map(|r| serde_json::from_slice(r).expect("a JSON record"))
-        .collect()
-}
-
 /// A blocking invocation of a target no upstream handles: it is answered by a Completion error.
 fn blocking(id: &str) -> Vec<u8> {
     common::json_invocation(Some(id), "Nowhere", json!([]))
@@ -145,7 +137,7 @@ async fn next_records(http: &reqwest::Client, url: &str, token: &str) -> Vec<Val
     let a = poll(http, url, token).await;
     assert_eq!(a.status, 200, "poll: {}", a.text());
     assert!(!a.body.is_empty(), "the poll timed out without data");
-    records(&a.body)
+    json_records(&a.body)
 }
 
 #[tokio::test]
@@ -322,7 +314,11 @@ async fn another_user_cannot_take_over_an_sse_connection_negotiated_with_version
                 .strip_prefix(b"data: ")
                 .unwrap_or_else(|| panic!("not a data event: {event:?}"))
                 .to_vec();
-            got.extend(records(&data).into_iter().filter(|m| m["type"] != json!(6)));
+            got.extend(
+                json_records(&data)
+                    .into_iter()
+                    .filter(|m| m["type"] != json!(6)),
+            );
         }
     }
     assert_eq!(got[0], json!({}), "the handshake answer");

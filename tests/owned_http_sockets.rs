@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use common::{JSON_HANDSHAKE, Rest, client_token, negotiate, start, start_with};
+use common::{JSON_HANDSHAKE, Rest, client_token, json_records, negotiate, start, start_with};
 use serde_json::{Value, json};
 use switchboard::{Config, ServiceMode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -184,14 +184,6 @@ impl LongPoll {
     }
 }
 
-fn records(bytes: &[u8]) -> Vec<Value> {
-    bytes
-        .split(|b| *b == 0x1e)
-        .filter(|r| !r.is_empty())
-        .map(|r| serde_json::from_slice(r).expect("a JSON record"))
-        .collect()
-}
-
 fn note(n: i64) -> Value {
     json!({ "type": 1, "target": "note", "arguments": [n] })
 }
@@ -213,7 +205,7 @@ async fn a_parked_poll_is_answered_in_full_and_its_connection_serves_the_next_re
         rest.broadcast("park", "note", json!([round])).await;
         let a = conn.answer().await;
         assert_eq!(a.status, 200, "round {round}");
-        assert_eq!(records(&a.body), [note(round)], "round {round}");
+        assert_eq!(json_records(&a.body), [note(round)], "round {round}");
         assert_eq!(
             a.header("content-length"),
             Some(a.body.len().to_string().as_str())
@@ -241,7 +233,7 @@ async fn a_parked_poll_is_answered_in_full_and_its_connection_serves_the_next_re
     assert_eq!((early.status, early.body.len()), (200, 0));
     rest.broadcast("park", "note", json!([4])).await;
     let late = conn.answer().await;
-    assert_eq!(records(&late.body), [note(4)]);
+    assert_eq!(json_records(&late.body), [note(4)]);
 
     // The connection still serves other requests.
     conn.send(&lp.post(b"{\"type\":6}\x1e")).await;

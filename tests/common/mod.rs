@@ -67,6 +67,15 @@ pub async fn start_with(mut config: Config) -> (SwitchboardHandle, String, Strin
     (handle, base, key)
 }
 
+/// The JSON records (each ending with 0x1E) of `bytes`.
+pub fn json_records(bytes: &[u8]) -> Vec<Value> {
+    bytes
+        .split(|b| *b == 0x1e)
+        .filter(|r| !r.is_empty())
+        .map(|r| serde_json::from_slice(r).expect("a JSON record"))
+        .collect()
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     SystemTime::now()
