@@ -48,6 +48,9 @@ impl Relay<'_> {
         let abandoned_after = self.env.limits.negotiate_timeout();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The tick only acknowledges a stateful client's messages and notices a long-polling
+        // client that stopped polling: any other relayed client has no timer.
+        let ticks = self.stateful.is_some() || !transport.sends_pings();
         let exit = 'relay: {
             if !input.is_empty()
                 && let Err(exit) = self
@@ -84,7 +87,7 @@ impl Relay<'_> {
                             break 'relay reason;
                         }
                     }
-                    _ = tick.tick() => {
+                    _ = tick.tick(), if ticks => {
                         // A long-polling client that stopped polling is gone.
                         if transport.is_abandoned(abandoned_after) {
                             break 'relay CloseReason::Abandoned;

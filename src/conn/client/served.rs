@@ -41,8 +41,12 @@ pub(super) struct Actor<'a> {
 impl Actor<'_> {
     pub(super) async fn serve(&mut self, transport: &mut Transport, mut input: BytesMut) -> Exit {
         let limits = &self.env.limits;
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The next look at the timers (see `ServedState::next_check`): every second for a
+        // stateful client (its acknowledgements) and a long-polling one (abandonment), else when
+        // a keep-alive Ping or the client timeout is due, not every second.
+        let every_second = self.stateful.is_some() || !transport.sends_pings();
+        let check = tokio::time::sleep(ServedState::CHECK_EVERY);
+        tokio::pin!(check);
         let mut out = BytesMut::new();
         // How far `input` was searched for the end of a message (never twice the same bytes).
         let mut scan = RecordScan::default();
@@ -101,7 +105,7 @@ impl Actor<'_> {
                         return exit;
                     }
                 }
-                _ = tick.tick() => {
+                () = &mut check => {
                     let now = Instant::now();
                     let abandoned = transport.is_abandoned(limits.negotiate_timeout());
                     let ping = match self.state.on_tick(now, limits, abandoned, transport.sends_pings()) {
@@ -126,6 +130,12 @@ impl Actor<'_> {
                         }
                         self.state.sent(now);
                     }
+                    let next = if every_second {
+                        now + ServedState::CHECK_EVERY
+                    } else {
+                        self.state.next_check(now, limits, transport.sends_pings())
+                    };
+                    check.as_mut().reset(next.into());
                 }
             }
         }

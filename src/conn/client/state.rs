@@ -153,7 +153,36 @@ impl ServedState {
         }
     }
 
-    /// The one-second tick at `now`: the client timeout (once armed), a long-polling client
+    /// The shortest time between two looks at the timers ([`Self::on_tick`]).
+    pub(super) const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// When [`Self::on_tick`] next has something to do, for a client that is neither stateful
+    /// nor long-polling: a keep-alive Ping falls due (on transports that send them) or the
+    /// client timeout (once armed) expires; never sooner than [`Self::CHECK_EVERY`] after
+    /// `now`. Sends and receipts in between only move those instants later, so looking then is
+    /// as exact as looking every second.
+    pub(super) fn next_check(
+        &self,
+        now: Instant,
+        limits: &LimitsConfig,
+        sends_pings: bool,
+    ) -> Instant {
+        let ping = sends_pings.then(|| self.last_sent + limits.keep_alive_interval());
+        let timeout = self
+            .timeout_armed
+            .then(|| self.last_received + limits.client_timeout());
+        // Not armed yet: its first Ping (no sooner than now) arms it, and the timeout then
+        // expires no sooner than a client timeout from now; look again by then.
+        let unarmed = (!self.timeout_armed).then(|| now + limits.client_timeout());
+        [ping, timeout, unarmed]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + limits.client_timeout())
+            .max(now + Self::CHECK_EVERY)
+    }
+
+    /// The look at the timers at `now`: the client timeout (once armed), a long-polling client
     /// that stopped polling (`abandoned`), then whether a keep-alive Ping is due (only on
     /// transports that send them).
     pub(super) fn on_tick(

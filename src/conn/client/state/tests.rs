@@ -106,6 +106,44 @@ fn a_keep_alive_ping_is_due_after_the_interval_without_sends() {
 }
 
 #[test]
+fn the_timers_are_looked_at_when_a_ping_or_the_client_timeout_is_due() {
+    let t0 = Instant::now();
+    let limits = limits();
+    let (ka, ct) = (limits.keep_alive_interval(), limits.client_timeout());
+    let mut state = ServedState::new(ClientRoute::Serverless, t0);
+    // The first Ping to send; the timeout is not armed.
+    assert_eq!(state.next_check(t0, &limits, true), t0 + ka);
+    // Sends move the Ping later; a look before it is due finds nothing to do and looks again
+    // when it is.
+    state.sent(t0 + Duration::from_secs(10));
+    let look = t0 + ka;
+    assert_eq!(
+        state.on_tick(look, &limits, false, true),
+        Tick::Live { ping: false }
+    );
+    assert_eq!(
+        state.next_check(look, &limits, true),
+        t0 + Duration::from_secs(10) + ka
+    );
+    // Without pings, an unarmed client timeout needs a look no later than a client timeout on.
+    assert_eq!(state.next_check(t0, &limits, false), t0 + ct);
+    // Armed: whichever comes first.
+    state.on_message(HubMessage::Ping, None, &serverless(), HUB);
+    state.received(t0);
+    assert_eq!(state.next_check(t0, &limits, false), t0 + ct);
+    assert_eq!(
+        state.next_check(t0, &limits, true),
+        (t0 + Duration::from_secs(10) + ka).min(t0 + ct)
+    );
+    // Never sooner than a second on, even when something is overdue.
+    let late = t0 + ct + ka;
+    assert_eq!(
+        state.next_check(late, &limits, true),
+        late + ServedState::CHECK_EVERY
+    );
+}
+
+#[test]
 fn an_abandoned_poll_closes_after_the_client_timeout_check() {
     let t0 = Instant::now();
     let limits = limits();
