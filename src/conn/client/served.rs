@@ -1,6 +1,7 @@
 //! Serving a client the broker answers itself (Serverless mode, or Classic mode without a hub
-//! server): the [`Actor`] loop over inbound frames, the outbox and a one-second tick, carrying out
-//! what each message asks (upstream call, error Completion, close).
+//! server): the [`Actor`] loop over inbound frames, the outbox and its timers (looked at when a
+//! Ping or the client timeout is due), carrying out what each message asks (upstream call, error
+//! Completion, close).
 //!
 //! It must not relay to a hub server (that is [`Relay`](super::relay::Relay)) and must not hold
 //! a buffer past a burst: an idle connection keeps none.
