@@ -4,11 +4,14 @@
 //! too), CORS on answers written outside actix-web, clients that leave, and HTTP/1.0.
 
 mod common;
+#[path = "common/raw_http.rs"]
+mod raw_http;
 
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use common::{JSON_HANDSHAKE, Rest, client_token, json_records, negotiate, start, start_with};
+use raw_http::RawResponse;
 use serde_json::{Value, json};
 use switchboard::{Config, ServiceMode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -16,23 +19,6 @@ use tokio::net::TcpStream;
 
 /// A guard against hanging on any one answer (not a measurement).
 const WAIT: Duration = Duration::from_secs(10);
-
-/// One answer read off the wire.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// A keep-alive HTTP/1.1 connection that reads answers one after another (bytes of the next
 /// answer read with one are kept for it).
@@ -70,45 +56,10 @@ impl Conn {
     }
 
     /// The next answer: its head, and its body by `Content-Length`.
-    async fn answer(&mut self) -> Answer {
-        tokio::time::timeout(WAIT, self.answer_inner())
+    async fn answer(&mut self) -> RawResponse {
+        raw_http::read_next_response(&mut self.stream, &mut self.buf, WAIT)
             .await
-            .expect("no answer in time")
             .expect("an answer")
-    }
-
-    async fn answer_inner(&mut self) -> Result<Answer> {
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        self.buf.drain(..head_end);
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .context("status line")?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map_or(Ok(0), |(_, v)| v.parse())?;
-        while self.buf.len() < len {
-            self.fill().await?;
-        }
-        let body = self.buf.drain(..len).collect();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
     }
 
     /// Whether nothing arrives within `quiet` (the broker holds the answer back).

@@ -58,28 +58,47 @@ pub async fn send(stream: &mut TcpStream, bytes: &[u8]) -> Result<()> {
 /// Read one answer (head and `Content-Length` body), failing when none is complete within
 /// `guard` (a guard against hanging, not a measurement).
 pub async fn read_response(stream: &mut TcpStream, guard: Duration) -> Result<RawResponse> {
-    tokio::time::timeout(guard, read_response_inner(stream))
+    read_next_response(stream, &mut Vec::new(), guard).await
+}
+
+/// [`read_response`] on a keep-alive connection: `buf` holds bytes already read, and what is
+/// read beyond this answer stays in it for the next.
+pub async fn read_next_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    guard: Duration,
+) -> Result<RawResponse> {
+    tokio::time::timeout(guard, read_response_inner(stream, buf))
         .await
         .with_context(|| format!("no answer within {guard:?}"))?
 }
 
-async fn read_response_inner(stream: &mut TcpStream) -> Result<RawResponse> {
-    let mut buf = Vec::new();
+/// Read more of `stream` into `buf`; the end of the stream is an error (`what` was expected).
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, what: &str) -> Result<()> {
+    let mut chunk = [0u8; 4096];
+    let n = stream
+        .read(&mut chunk)
+        .await
+        .with_context(|| format!("read {what}"))?;
+    if n == 0 {
+        bail!(
+            "connection closed before a complete {what} (got {:?})",
+            String::from_utf8_lossy(buf)
+        );
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+async fn read_response_inner(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<RawResponse> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.context("read head")?;
-        if n == 0 {
-            bail!(
-                "connection closed before a complete answer (got {:?})",
-                String::from_utf8_lossy(&buf)
-            );
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        fill(stream, buf, "head").await?;
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    buf.drain(..head_end);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or("");
     let status: u16 = status_line
@@ -97,16 +116,10 @@ async fn read_response_inner(stream: &mut TcpStream) -> Result<RawResponse> {
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.context("read body")?;
-        if n == 0 {
-            bail!("connection closed inside the body");
-        }
-        body.extend_from_slice(&chunk[..n]);
+    while buf.len() < len {
+        fill(stream, buf, "body").await?;
     }
-    body.truncate(len);
+    let body = buf.drain(..len).collect();
     Ok(RawResponse {
         status,
         headers,
