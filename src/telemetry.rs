@@ -86,6 +86,8 @@ counters! {
     send_timeouts => "switchboard_send_timeouts_total", "counter", "Connections closed because a write to them did not finish within limits.send_timeout_secs (the peer stopped reading).";
     /// Socket writes performed by connection actors.
     socket_writes => "switchboard_socket_writes_total", "counter", "WebSocket frames written to clients (each may carry several messages).";
+    /// Messages a hub wrote straight to a lent WebSocket (no task woken).
+    direct_writes => "switchboard_direct_writes_total", "counter", "Messages a hub wrote straight to an idle WebSocket client's socket instead of queueing them for its connection task (counted in socket_writes as well).";
     /// Pongs not sent: the peer pinged faster than it read the answers.
     pongs_skipped => "switchboard_websocket_pongs_skipped_total", "counter", "WebSocket Pongs not sent because the peer sent Pings faster than it read the answers (at most 1 KiB of control frames waits per connection).";
     /// Connections closed for a protocol error.

@@ -454,6 +454,33 @@ async fn an_oversized_frame_before_the_handshake_cancels_it_with_1009() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_to_idle_websockets_are_written_by_the_hub_whole_and_in_order() {
+    let (sb, base, key) = start(ServiceMode::Serverless).await;
+    let (mut a, _) = connect_json(&base, &key, "chat", None).await;
+    let (mut b, _) = connect_json(&base, &key, "chat", None).await;
+    let rest = Rest::new(&base, &key);
+    // One at a time, as a chat sends: the hub's inbox holds nothing else, the clients' tasks
+    // wait with their sockets lent.
+    for i in 0..20 {
+        rest.broadcast("chat", "m", json!([i])).await;
+    }
+    for ws in [&mut a, &mut b] {
+        let mut pending = Vec::new();
+        for i in 0..20 {
+            let v = next_json(ws, &mut pending).await;
+            assert_eq!(
+                (v["target"].as_str(), &v["arguments"]),
+                (Some("m"), &json!([i]))
+            );
+        }
+    }
+    let direct = sb.metrics().get(names::direct_writes).unwrap_or(0);
+    assert!(direct > 0, "no broadcast was written directly");
+    assert!(sb.metrics().get(names::socket_writes).unwrap_or(0) >= direct);
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_cut_off_without_harming_others() {
     let mut c = config(ServiceMode::Serverless);
     c.limits.outbox_max_bytes = 256 * 1024;

@@ -124,6 +124,21 @@ impl Transport {
         }
     }
 
+    /// A WebSocket client that is not stateful: let `conn`'s outbox write to the socket while
+    /// the actor waits (see [`WsSocket::lend_to`]). Other transports keep every write.
+    pub(crate) fn lend_to(&mut self, conn: &crate::peer::ConnHandle, protocol: HubProtocol) {
+        if let Self::WebSocket(socket) = self {
+            socket.lend_to(conn.clone(), protocol.is_binary());
+        }
+    }
+
+    /// The actor is about to wait with nothing to write: lend the socket, if it may.
+    pub(crate) fn lend(&mut self) {
+        if let Self::WebSocket(socket) = self {
+            socket.lend();
+        }
+    }
+
     /// Whether the client stopped coming back (long polling without a poll for `idle`).
     pub(crate) fn is_abandoned(&self, idle: Duration) -> bool {
         match self {
@@ -159,7 +174,7 @@ thread_local! {
 
 /// Whether `frame` is UTF-8. A broadcast's frame is the same shared bytes for every recipient,
 /// and a worker thread writes it to its connections one after the other: it is checked once.
-fn is_utf8(frame: &Bytes) -> bool {
+pub(super) fn is_utf8(frame: &Bytes) -> bool {
     VALID_TEXT.with(|last| {
         let mut last = last.borrow_mut();
         if last.as_ptr() == frame.as_ptr() && last.len() == frame.len() {

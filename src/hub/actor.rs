@@ -33,9 +33,10 @@ use crate::close::CloseReason;
 use crate::cluster::wire::{HubOp, Query};
 use crate::id::ConnectionId;
 use crate::peer::ServerConnHandle;
-use crate::peer::{ConnHandle, PushError};
+use crate::peer::{ConnHandle, PushError, Pushed};
 use crate::supervise::{self, ActorKind};
 use crate::telemetry::Metrics;
+use indexmap::IndexMap;
 
 /// How long a membership without ttl is remembered at most (Azure: one year).
 const UNLIMITED_MEMBERSHIP: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -71,6 +72,8 @@ struct Tally {
     delivered: u64,
     overflowed: u64,
     dropped: u64,
+    /// Delivered by a direct write to the connection's socket.
+    written: u64,
 }
 
 /// One hub's state and inbox.
@@ -80,9 +83,12 @@ pub(super) struct Hub {
     rx: mpsc::Receiver<HubCommand>,
     settings: HubSettings,
     metrics: Arc<Metrics>,
-    connections: HashMap<ConnectionId, Entry>,
+    /// In the order they connected (a removal moves the last into its place): a fan-out walks
+    /// their memory in the order it was allocated, not at random.
+    connections: IndexMap<ConnectionId, Entry>,
     users: HashMap<UserId, Vec<ConnHandle>>,
-    groups: HashMap<GroupName, HashMap<ConnectionId, ConnHandle>>,
+    /// Members in the order they joined, as `connections`.
+    groups: HashMap<GroupName, IndexMap<ConnectionId, ConnHandle>>,
     user_groups: HashMap<UserId, HashMap<GroupName, Membership>>,
     servers: Vec<ServerEntry>,
     client_count: Arc<AtomicUsize>,
@@ -94,6 +100,10 @@ pub(super) struct Hub {
     idle_since: Option<Instant>,
     /// When expired memberships are swept next (while there are any).
     next_sweep: Instant,
+    /// No other command waits in the inbox: a fan-out writes straight to the sockets its
+    /// connections lent (one system call each, no task woken). Under load it queues instead,
+    /// so that each connection's task coalesces what arrives meanwhile.
+    direct: bool,
 }
 
 /// What the actor does after a command or a timer.
@@ -119,11 +129,12 @@ impl Hub {
             registry,
             idle_since: None,
             next_sweep: Instant::now(),
+            direct: false,
             name,
             rx,
             settings,
             metrics,
-            connections: HashMap::new(),
+            connections: IndexMap::new(),
             users: HashMap::new(),
             groups: HashMap::new(),
             user_groups: HashMap::new(),
@@ -153,6 +164,7 @@ impl Hub {
             let next = tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.guarded(|hub| {
+                        hub.direct = hub.rx.is_empty();
                         hub.handle(cmd);
                         Next::Continue
                     }),
@@ -592,7 +604,7 @@ impl Hub {
         let mut t = Tally::default();
         for (id, e) in &self.connections {
             if !excluded.contains(id) {
-                deliver(&e.conn, msg, &mut t);
+                deliver(&e.conn, msg, &mut t, self.direct);
             }
         }
         self.count(t);
@@ -603,7 +615,7 @@ impl Hub {
         let mut t = Tally::default();
         let found = match self.connections.get(id) {
             Some(e) => {
-                deliver(&e.conn, msg, &mut t);
+                deliver(&e.conn, msg, &mut t, self.direct);
                 true
             }
             None => false,
@@ -616,7 +628,7 @@ impl Hub {
         let mut t = Tally::default();
         for user in users {
             for conn in self.users.get(user).into_iter().flatten() {
-                deliver(conn, msg, &mut t);
+                deliver(conn, msg, &mut t, self.direct);
             }
         }
         self.count(t);
@@ -634,7 +646,7 @@ impl Hub {
             let user_excluded = !excluded_users.is_empty()
                 && conn.user().is_some_and(|u| excluded_users.contains(u));
             if !excluded.contains(id) && !user_excluded {
-                deliver(conn, msg, &mut t);
+                deliver(conn, msg, &mut t, self.direct);
             }
         }
         self.count(t);
@@ -646,7 +658,7 @@ impl Hub {
         for group in groups {
             for (id, conn) in self.groups.get(group).into_iter().flatten() {
                 if seen.insert(id.clone()) {
-                    deliver(conn, msg, &mut t);
+                    deliver(conn, msg, &mut t, self.direct);
                 }
             }
         }
@@ -732,6 +744,8 @@ impl Hub {
         Metrics::add(&self.metrics.messages_delivered, t.delivered);
         Metrics::add(&self.metrics.outbox_overflow, t.overflowed);
         Metrics::add(&self.metrics.outbox_dropped, t.dropped + t.overflowed);
+        Metrics::add(&self.metrics.socket_writes, t.written);
+        Metrics::add(&self.metrics.direct_writes, t.written);
     }
 
     fn connect(&mut self, conn: ConnHandle) {
@@ -764,7 +778,7 @@ impl Hub {
     }
 
     fn disconnect(&mut self, id: &ConnectionId) {
-        let Some(entry) = self.connections.remove(id) else {
+        let Some(entry) = self.connections.swap_remove(id) else {
             return;
         };
         self.client_count.fetch_sub(1, Ordering::Relaxed);
@@ -817,7 +831,7 @@ impl Hub {
 
     fn remove_group_member(&mut self, group: &GroupName, id: &ConnectionId) {
         if let Some(members) = self.groups.get_mut(group) {
-            members.remove(id);
+            members.swap_remove(id);
             if members.is_empty() {
                 self.groups.remove(group);
             }
@@ -938,15 +952,23 @@ fn expiry(now: Instant, ttl: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// Hand `msg` to one connection: queued, or (`direct`) written to its socket if it is lent.
 #[inline]
-fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally) {
+fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally, direct: bool) {
     if !conn.is_ready() {
         // Nothing may reach a client before its handshake answer.
         return;
     }
     match msg.bytes_for(conn.protocol()) {
-        Some(bytes) => match conn.outbox().push(bytes.clone()) {
-            Ok(()) => t.delivered += 1,
+        Some(bytes) => match if direct {
+            conn.outbox().push_or_write(bytes.clone())
+        } else {
+            conn.outbox().push(bytes.clone()).map(|()| Pushed::Queued)
+        } {
+            Ok(pushed) => {
+                t.delivered += 1;
+                t.written += u64::from(pushed == Pushed::Written);
+            }
             Err(PushError::Full) => t.overflowed += 1,
             Err(PushError::Closed) => t.dropped += 1,
         },

@@ -13,7 +13,7 @@ pub mod server;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use self::outbox::{CloseRequest, Outbox, PushError};
+pub use self::outbox::{CloseRequest, DirectWrite, Outbox, PushError, Pushed, Written};
 pub use self::server::{ServerConnHandle, ServerGone, ServerOutbox, ServerOutboxBounds};
 use crate::close::CloseReason;
 use crate::id::{ConnectionId, UserId};

@@ -15,9 +15,22 @@
 //! `.await`; the connection's task waits for it through an atomic flag and waker (no lock, and
 //! nothing to undo when its `select!` drops the wait after writing). An empty outbox holds no heap
 //! memory: the deque is released after a large drain.
+//!
+//! **Direct writes.** A connection whose task has nothing to write and waits lends its socket to
+//! the outbox ([`Outbox::lend`], through a [`DirectWrite`] it installed). While lent, a producer
+//! that is not under load ([`Outbox::push_or_write`]: the hub, when its inbox holds nothing more)
+//! writes a frame straight to the socket, under the outbox's lock, without waking the task: the
+//! one-message-per-write path costs one system call and no task switch. The kernel buffer taking
+//! only part of it leaves the rest *owed*: the socket is no longer lent, the task is woken and
+//! writes the owed bytes before anything else ([`Outbox::reclaim`]). A full socket (nothing
+//! written) ends the loan too, and the frame is queued as usual. Under load, producers queue and
+//! the task coalesces as before. The task takes the socket back before any write of its own
+//! ([`Outbox::reclaim`], and every drain), so writes never interleave, and a frame is written
+//! directly only when nothing is queued, so order is kept.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
@@ -45,11 +58,43 @@ pub struct CloseRequest {
     pub flush: bool,
 }
 
+/// A socket its connection's task can lend to the outbox (see the module docs).
+pub trait DirectWrite: Send + Sync + std::fmt::Debug {
+    /// Write `frame` as one message now, without waiting: wholly, in part, or not at all.
+    fn write_now(&self, frame: &Bytes) -> Written;
+}
+
+/// How far a [`DirectWrite::write_now`] got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// The whole message.
+    All,
+    /// Part of it: these bytes (as they go on the wire) must follow before anything else.
+    Part(Bytes),
+    /// Nothing (the socket is full or failed, or the frame is not the socket's to write).
+    Nothing,
+}
+
+/// What [`Outbox::push_or_write`] did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued for the connection's task.
+    Queued,
+    /// Written to the socket (all of it, or the rest is owed by the task).
+    Written,
+}
+
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Bytes>,
     bytes: usize,
     close: Option<CloseRequest>,
+    /// The socket the task lends while it waits, installed once.
+    sink: Option<Arc<dyn DirectWrite>>,
+    /// The socket is lent now: a push may write to it.
+    lent: bool,
+    /// The rest of a frame written in part directly: the task writes it first.
+    owed: Option<Bytes>,
 }
 
 /// A bounded queue of encoded frames for one connection.
@@ -102,9 +147,38 @@ impl Outbox {
     /// Queue a frame without waiting. On overflow the connection is set to close (see the
     /// module docs) and `Full` is returned once; later pushes return `Closed`.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        self.push_inner(frame, false).map(drop)
+    }
+
+    /// [`Self::push`], but write the frame straight to the socket if its task lent it and
+    /// nothing is queued (see the module docs). For a producer that is not under load: a
+    /// direct write costs the producer's thread a system call, and nothing is coalesced.
+    pub fn push_or_write(&self, frame: Bytes) -> Result<Pushed, PushError> {
+        self.push_inner(frame, true)
+    }
+
+    fn push_inner(&self, frame: Bytes, direct: bool) -> Result<Pushed, PushError> {
         let mut s = self.state.lock();
         if s.close.is_some() {
             return Err(PushError::Closed);
+        }
+        if direct
+            && s.lent
+            && s.queue.is_empty()
+            && let Some(sink) = &s.sink
+        {
+            match sink.write_now(&frame) {
+                Written::All => return Ok(Pushed::Written),
+                Written::Part(rest) => {
+                    s.lent = false;
+                    s.owed = Some(rest);
+                    drop(s);
+                    self.signal_ready();
+                    return Ok(Pushed::Written);
+                }
+                // The task takes over: it waits for room and writes what is queued.
+                Written::Nothing => s.lent = false,
+            }
         }
         if s.queue.len() >= self.max_messages || s.bytes + frame.len() > self.max_bytes {
             s.queue = VecDeque::new();
@@ -124,7 +198,42 @@ impl Outbox {
         if was_empty {
             self.signal_ready();
         }
-        Ok(())
+        Ok(Pushed::Queued)
+    }
+
+    /// Install the socket the connection's task will lend (once, before lending).
+    pub fn install_sink(&self, sink: Arc<dyn DirectWrite>) {
+        self.state.lock().sink = Some(sink);
+    }
+
+    /// Lend the socket: the task has nothing to write and waits. Bytes a direct write owes are
+    /// returned instead (the task writes them first, then lends again); refused (`Ok(false)`)
+    /// while frames are queued or a close was requested.
+    pub fn lend(&self) -> Result<bool, Bytes> {
+        let mut s = self.state.lock();
+        if let Some(owed) = s.owed.take() {
+            s.lent = false;
+            return Err(owed);
+        }
+        s.lent = s.sink.is_some() && s.queue.is_empty() && s.close.is_none();
+        Ok(s.lent)
+    }
+
+    /// Take the socket back before the task writes: the bytes a direct write left owed, which
+    /// go first.
+    pub fn reclaim(&self) -> Option<Bytes> {
+        let mut s = self.state.lock();
+        s.lent = false;
+        s.owed.take()
+    }
+
+    /// Take the socket back for good (the connection ends): the sink is dropped, and the owed
+    /// bytes returned.
+    pub fn remove_sink(&self) -> Option<Bytes> {
+        let mut s = self.state.lock();
+        s.lent = false;
+        s.sink = None;
+        s.owed.take()
     }
 
     /// Ask for the connection to close. The first request wins.
@@ -172,6 +281,8 @@ impl Outbox {
     /// case copies nothing. If frames remain, [`Self::ready`] fires again at once.
     pub fn drain_into(&self, buf: &mut BytesMut, single: &mut Option<Bytes>) -> Drained {
         let mut s = self.state.lock();
+        // The task writes what it takes: the socket is not lent meanwhile.
+        s.lent = false;
         let alone = match (s.queue.front(), s.queue.get(1)) {
             (Some(_), None) => true,
             (Some(a), Some(b)) => a.len() + b.len() > self.frame_cap,
@@ -337,9 +448,175 @@ mod tests {
         );
     }
 
+    /// A socket that records what it was given and writes as told.
+    #[derive(Debug, Default)]
+    struct FakeSink {
+        written: Mutex<Vec<Bytes>>,
+        /// What the next writes do (`All` once this runs out).
+        script: Mutex<VecDeque<Written>>,
+    }
+
+    impl DirectWrite for FakeSink {
+        fn write_now(&self, frame: &Bytes) -> Written {
+            let outcome = self.script.lock().pop_front().unwrap_or(Written::All);
+            if outcome != Written::Nothing {
+                self.written.lock().push(frame.clone());
+            }
+            outcome
+        }
+    }
+
+    fn lent(max_messages: usize) -> (Outbox, Arc<FakeSink>) {
+        let o = Outbox::new(max_messages, 1 << 20);
+        let sink = Arc::new(FakeSink::default());
+        o.install_sink(sink.clone());
+        assert_eq!(o.lend(), Ok(true));
+        (o, sink)
+    }
+
+    #[test]
+    fn a_lent_socket_is_written_directly_only_by_producers_that_ask() {
+        let (o, sink) = lent(10);
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"a")),
+            Ok(Pushed::Written)
+        );
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"b")),
+            Ok(Pushed::Written)
+        );
+        assert_eq!(*sink.written.lock(), [&b"a"[..], b"b"]);
+        assert!(o.is_empty(), "nothing queued, the task is not woken");
+        assert!(!o.signal.load(Ordering::Acquire));
+        // A producer under load queues: the task coalesces.
+        assert_eq!(o.push(Bytes::from_static(b"c")), Ok(()));
+        assert_eq!(o.len(), 1);
+        assert!(o.signal.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn nothing_is_written_directly_past_a_queued_frame_or_while_not_lent() {
+        let (o, sink) = lent(10);
+        o.push(Bytes::from_static(b"queued")).unwrap();
+        // Written directly now, it would overtake the queued frame.
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"next")),
+            Ok(Pushed::Queued)
+        );
+        assert!(sink.written.lock().is_empty());
+        // The task drains: the socket is its own until it lends it again.
+        let (mut buf, mut single) = (BytesMut::new(), None);
+        assert_eq!(o.drain_into(&mut buf, &mut single).frames, 2);
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"x")),
+            Ok(Pushed::Queued)
+        );
+        assert!(sink.written.lock().is_empty());
+        assert_eq!(o.lend(), Ok(false), "not lent while a frame is queued");
+        o.drain_into(&mut buf, &mut single);
+        assert_eq!(o.lend(), Ok(true));
+        // Taken back before the task writes a frame of its own (a Ping).
+        assert_eq!(o.reclaim(), None);
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"y")),
+            Ok(Pushed::Queued)
+        );
+        assert!(sink.written.lock().is_empty());
+    }
+
+    #[test]
+    fn a_part_written_frame_leaves_the_rest_owed_to_the_task_first() {
+        let (o, sink) = lent(10);
+        sink.script
+            .lock()
+            .push_back(Written::Part(Bytes::from_static(b"rest")));
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"whole")),
+            Ok(Pushed::Written)
+        );
+        assert!(
+            o.signal.load(Ordering::Acquire),
+            "the task is woken to write the rest"
+        );
+        // The loan ended: what follows is queued behind the owed bytes.
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"after")),
+            Ok(Pushed::Queued)
+        );
+        assert_eq!(sink.written.lock().len(), 1);
+        // The task gets the owed bytes before it may lend again, and only once.
+        assert_eq!(o.lend(), Err(Bytes::from_static(b"rest")));
+        assert_eq!(o.reclaim(), None);
+        assert_eq!(o.lend(), Ok(false), "a frame is still queued");
+        let (mut buf, mut single) = (BytesMut::new(), None);
+        o.drain_into(&mut buf, &mut single);
+        assert_eq!(single.as_deref(), Some(&b"after"[..]));
+        // Owed bytes are returned however the socket is taken back.
+        assert_eq!(o.lend(), Ok(true));
+        sink.script
+            .lock()
+            .push_back(Written::Part(Bytes::from_static(b"r2")));
+        o.push_or_write(Bytes::from_static(b"w2")).unwrap();
+        assert_eq!(o.reclaim(), Some(Bytes::from_static(b"r2")));
+        assert_eq!(o.lend(), Ok(true));
+        sink.script
+            .lock()
+            .push_back(Written::Part(Bytes::from_static(b"r3")));
+        o.push_or_write(Bytes::from_static(b"w3")).unwrap();
+        assert_eq!(o.remove_sink(), Some(Bytes::from_static(b"r3")));
+    }
+
+    #[test]
+    fn a_full_socket_ends_the_loan_and_the_frame_is_queued() {
+        let (o, sink) = lent(1);
+        sink.script.lock().push_back(Written::Nothing);
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"a")),
+            Ok(Pushed::Queued)
+        );
+        assert_eq!(o.len(), 1);
+        assert!(o.signal.load(Ordering::Acquire));
+        // The outbox's bounds hold as for any queued frame.
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"b")),
+            Err(PushError::Full)
+        );
+        assert!(sink.written.lock().is_empty());
+    }
+
+    #[test]
+    fn nothing_is_written_after_a_close_or_without_a_sink() {
+        let (o, sink) = lent(10);
+        o.request_close(CloseRequest {
+            reason: CloseReason::ByAppServer,
+            flush: true,
+        });
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"a")),
+            Err(PushError::Closed)
+        );
+        assert_eq!(o.lend(), Ok(false));
+        assert!(sink.written.lock().is_empty());
+        let o = Outbox::new(10, 100);
+        assert_eq!(o.lend(), Ok(false), "nothing to lend");
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"a")),
+            Ok(Pushed::Queued)
+        );
+        // A removed sink is never written to again.
+        let (o, sink) = lent(10);
+        assert_eq!(o.remove_sink(), None);
+        assert_eq!(o.lend(), Ok(false));
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"a")),
+            Ok(Pushed::Queued)
+        );
+        assert!(sink.written.lock().is_empty());
+    }
+
     #[tokio::test]
     async fn ready_fires_after_push() {
-        let o = std::sync::Arc::new(Outbox::new(10, 100));
+        let o = Arc::new(Outbox::new(10, 100));
         let o2 = o.clone();
         let waiter = tokio::spawn(async move { o2.ready().await });
         tokio::task::yield_now().await;

@@ -51,6 +51,9 @@ impl Relay<'_> {
         // The tick only acknowledges a stateful client's messages and notices a long-polling
         // client that stopped polling: any other relayed client has no timer.
         let ticks = self.stateful.is_some() || !transport.sends_pings();
+        if self.stateful.is_none() {
+            transport.lend_to(self.conn, self.protocol);
+        }
         let exit = 'relay: {
             if !input.is_empty()
                 && let Err(exit) = self
@@ -60,6 +63,8 @@ impl Relay<'_> {
                 break 'relay exit;
             }
             loop {
+                // Waiting with nothing to write: the hub may write straight to the socket.
+                transport.lend();
                 tokio::select! {
                     biased;
                     Some(resumption) = next_resumption(&mut self.stateful), if self.stateful.is_some() => {

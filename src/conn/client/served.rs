@@ -52,11 +52,17 @@ impl Actor<'_> {
         // How far `input` was searched for the end of a message (never twice the same bytes).
         let mut scan = RecordScan::default();
 
+        if self.stateful.is_none() {
+            transport.lend_to(self.conn, self.protocol);
+        }
+
         // Bytes that arrived with the handshake are ordinary messages.
         if let Some(exit) = self.process_input(&mut input, &mut scan) {
             return exit;
         }
         loop {
+            // Waiting with nothing to write: the hub may write straight to the socket.
+            transport.lend();
             tokio::select! {
                 biased;
                 Some(resumption) = next_resumption(&mut self.stateful), if self.stateful.is_some() => {

@@ -12,6 +12,11 @@
 //! - **Writing** puts a frame's header and its payload (the outbox's shared `Bytes`, not a copy)
 //!   in one vectored write, waiting for writability only when the kernel's buffer is full.
 //!   Pongs and the close frame are the only bytes ever queued here, and only until written.
+//! - **Lending**: a client connection that is not stateful lends the socket to its outbox while
+//!   its actor waits ([`WsSocket::lend`]); a hub that is not under load then writes a broadcast
+//!   straight to it ([`crate::peer::outbox`]'s direct writes, through [`WsStream`]). Before any
+//!   write of its own the socket takes itself back, and bytes a direct write could only write in
+//!   part go first (queued like a control frame).
 //! - **Frames** are decoded by actix-http's sans-IO `ws::Codec` (masking, opcodes, reserved bits,
 //!   control-frame rules, continuation order, the per-frame size limit) and headers encoded by
 //!   tungstenite's `FrameHeader`; this module adds only the joining of fragments (bounded by the
@@ -21,6 +26,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_codec::Decoder as _;
@@ -33,11 +39,13 @@ use tungstenite::protocol::frame::coding::{Data, OpCode as HeaderOpCode};
 
 use super::socket;
 use crate::close::{CloseReason, WsClose};
+use crate::peer::{ConnHandle, DirectWrite, Written};
 use crate::telemetry::Metrics;
 
-/// Pongs owed beyond this many bytes are not queued (counted in
-/// `switchboard_websocket_pongs_skipped_total`): a peer that pings without reading gets answers
-/// for the pings before (RFC 6455 §5.5.3 lets an endpoint answer only some).
+/// Pongs beyond this many queued control bytes (bytes a direct write owes count too) are not
+/// queued (counted in `switchboard_websocket_pongs_skipped_total`): a peer that pings without
+/// reading gets answers for the pings before (RFC 6455 §5.5.3 lets an endpoint answer only
+/// some).
 const MAX_QUEUED_CONTROL: usize = 1024;
 
 /// What arrived on a WebSocket.
@@ -64,7 +72,8 @@ struct Fragments {
 /// An upgraded WebSocket (the server's end).
 #[derive(Debug)]
 pub(crate) struct WsSocket {
-    io: TcpStream,
+    /// Shared only with the connection's outbox, which writes to it while it is lent.
+    io: Arc<WsStream>,
     codec: Codec,
     /// Bytes read but not yet decoded (an incomplete frame, or frames after one returned).
     /// Empty, without capacity, between messages.
@@ -80,6 +89,10 @@ pub(crate) struct WsSocket {
     /// A frame's write was abandoned half-way (its timeout): the stream is no longer framed.
     broken: bool,
     metrics: Arc<Metrics>,
+    /// The connection whose outbox the socket is lent to while the actor waits.
+    lender: Option<ConnHandle>,
+    /// The socket may be lent now (the outbox may have written to it, or owe bytes).
+    lent: bool,
 }
 
 impl WsSocket {
@@ -92,7 +105,10 @@ impl WsSocket {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            io,
+            io: Arc::new(WsStream {
+                tcp: io,
+                binary: AtomicBool::new(false),
+            }),
             codec: Codec::new().max_size(max_message),
             read,
             fragments: None,
@@ -101,7 +117,53 @@ impl WsSocket {
             ended: false,
             broken: false,
             metrics,
+            lender: None,
+            lent: false,
         }
+    }
+
+    /// Let `conn`'s outbox write its frames (text, or binary for `binary`) straight to this
+    /// socket while the actor waits ([`Self::lend`]). Not for a stateful client: its frames are
+    /// numbered and kept by its actor.
+    pub(crate) fn lend_to(&mut self, conn: ConnHandle, binary: bool) {
+        self.io.binary.store(binary, Ordering::Relaxed);
+        conn.outbox().install_sink(self.io.clone());
+        self.lender = Some(conn);
+    }
+
+    /// The actor has nothing to write and is about to wait: lend the socket (if [`Self::lend_to`]
+    /// was called) unless control frames or owed bytes are still to be written.
+    pub(crate) fn lend(&mut self) {
+        let Some(conn) = &self.lender else { return };
+        if !self.control.is_empty() || self.broken || self.ended {
+            self.reclaim();
+            return;
+        }
+        match conn.outbox().lend() {
+            Ok(lent) => self.lent = lent,
+            Err(owed) => {
+                self.lent = false;
+                self.owe(&owed);
+            }
+        }
+    }
+
+    /// Take the socket back before writing: bytes a direct write owes go first.
+    fn reclaim(&mut self) {
+        if !std::mem::take(&mut self.lent) {
+            return;
+        }
+        if let Some(owed) = self.lender.as_ref().and_then(|c| c.outbox().reclaim()) {
+            self.owe(&owed);
+        }
+    }
+
+    /// Bytes a direct write left: written before the queued control frames.
+    fn owe(&mut self, owed: &[u8]) {
+        let mut control = BytesMut::with_capacity(owed.len() + self.control.len());
+        control.extend_from_slice(owed);
+        control.extend_from_slice(&self.control);
+        self.control = control;
     }
 
     /// A socket upgraded on another worker thread: registered with this thread's reactor.
@@ -206,6 +268,7 @@ impl WsSocket {
             Frame::Binary(bytes) => Some(WsEvent::Message(bytes)),
             Frame::Continuation(item) => self.fragment(item),
             Frame::Ping(payload) => {
+                self.reclaim();
                 if self.control.len() + payload.len() + 2 <= MAX_QUEUED_CONTROL {
                     Parser::write_message(&mut self.control, payload, OpCode::Pong, true, false);
                 } else {
@@ -279,21 +342,11 @@ impl WsSocket {
         if self.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        self.reclaim();
         if !self.control.is_empty() {
             self.flush_control().await?;
         }
-        let opcode = if binary { Data::Binary } else { Data::Text };
-        let mut header = [0u8; 14];
-        let header_len = {
-            let mut out = &mut header[..];
-            FrameHeader {
-                opcode: HeaderOpCode::Data(opcode),
-                ..FrameHeader::default()
-            }
-            .format(payload.len() as u64, &mut out)
-            .map_err(io::Error::other)?;
-            14 - out.len()
-        };
+        let (header, header_len) = frame_header(binary, payload.len())?;
         self.broken = true;
         socket::write_all(&self.io, &[&header[..header_len], payload]).await?;
         self.broken = false;
@@ -328,6 +381,7 @@ impl WsSocket {
     /// End the connection: the close frame `close` (within `timeout`), then the end of the
     /// stream. Then call [`Self::linger`].
     pub(crate) async fn close(&mut self, close: &WsClose, timeout: Duration) {
+        self.take_back();
         if !self.broken {
             // `WsClose` keeps its reason within a control frame's 123 bytes.
             let frame = actix_http::ws::CloseReason {
@@ -338,7 +392,20 @@ impl WsSocket {
             let _ = tokio::time::timeout(timeout, self.flush_control()).await;
         }
         self.broken = true;
-        let _ = poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+        // The outbox's writer is gone (`take_back`): the stream is this socket's alone.
+        if let Some(io) = Arc::get_mut(&mut self.io) {
+            let _ = poll_fn(|cx| Pin::new(&mut io.tcp).poll_shutdown(cx)).await;
+        }
+    }
+
+    /// Take the socket back for good: the outbox drops its writer; owed bytes go first.
+    fn take_back(&mut self) {
+        if let Some(conn) = self.lender.take()
+            && let Some(owed) = conn.outbox().remove_sink()
+        {
+            self.owe(&owed);
+        }
+        self.lent = false;
     }
 
     /// After [`Self::close`]: read and drop whatever the peer still sends until it closes its
@@ -347,6 +414,81 @@ impl WsSocket {
     pub(crate) async fn linger(self) {
         let _ = tokio::time::timeout(socket::LINGER, socket::discard(&self.io)).await;
     }
+}
+
+impl Drop for WsSocket {
+    fn drop(&mut self) {
+        // The outbox outlives the socket: it must not keep the stream open.
+        if let Some(conn) = self.lender.take() {
+            conn.outbox().remove_sink();
+        }
+    }
+}
+
+/// The stream of a [`WsSocket`], and the outbox's writer while the socket is lent.
+#[derive(Debug)]
+struct WsStream {
+    tcp: TcpStream,
+    /// The lent socket's messages are binary (MessagePack) frames, else text.
+    binary: AtomicBool,
+}
+
+impl std::ops::Deref for WsStream {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        &self.tcp
+    }
+}
+
+impl DirectWrite for WsStream {
+    /// One whole message per frame, header and payload in one vectored write. The system call
+    /// goes straight to the socket, not through the reactor's readiness (another thread's
+    /// cache lines); a full socket leaves the reactor's state as it was, and the actor, taking
+    /// over, finds the socket full itself.
+    fn write_now(&self, frame: &Bytes) -> Written {
+        let binary = self.binary.load(Ordering::Relaxed);
+        // As `Transport::send`: a text frame that is not UTF-8 is refused by the actor.
+        if !binary && !super::transport::is_utf8(frame) {
+            return Written::Nothing;
+        }
+        let Ok((header, header_len)) = frame_header(binary, frame.len()) else {
+            return Written::Nothing;
+        };
+        let header = &header[..header_len];
+        let parts = [io::IoSlice::new(header), io::IoSlice::new(frame)];
+        // No SIGPIPE for a peer that is gone, whatever the embedding program does with it.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let flags = libc::MSG_NOSIGNAL;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let flags = 0;
+        match socket2::SockRef::from(&self.tcp).send_vectored_with_flags(&parts, flags) {
+            Ok(n) if n == header_len + frame.len() => Written::All,
+            Ok(n) if n >= header_len => Written::Part(frame.slice(n - header_len..)),
+            Ok(n) if n > 0 => {
+                let mut rest = BytesMut::with_capacity(header_len - n + frame.len());
+                rest.extend_from_slice(&header[n..]);
+                rest.extend_from_slice(frame);
+                Written::Part(rest.freeze())
+            }
+            _ => Written::Nothing,
+        }
+    }
+}
+
+/// A server's (unmasked) header for one whole text or binary message of `len` bytes.
+fn frame_header(binary: bool, len: usize) -> io::Result<([u8; 14], usize)> {
+    let opcode = if binary { Data::Binary } else { Data::Text };
+    let mut header = [0u8; 14];
+    let mut out = &mut header[..];
+    FrameHeader {
+        opcode: HeaderOpCode::Data(opcode),
+        ..FrameHeader::default()
+    }
+    .format(len as u64, &mut out)
+    .map_err(io::Error::other)?;
+    let written = 14 - out.len();
+    Ok((header, written))
 }
 
 /// A socket on its way to another worker thread (a stateful-reconnect client's new socket goes

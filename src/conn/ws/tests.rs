@@ -15,13 +15,19 @@ use super::*;
 
 const T: Duration = Duration::from_secs(5);
 
-/// The server's socket (messages of at most `max` bytes) and its peer.
-async fn pair(max: usize) -> (WsSocket, TcpStream) {
+/// The server's end of a TCP connection and its peer.
+async fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer = TcpStream::connect(listener.local_addr().unwrap())
         .await
         .unwrap();
     let (io, _) = listener.accept().await.unwrap();
+    (io, peer)
+}
+
+/// The server's socket (messages of at most `max` bytes) and its peer.
+async fn pair(max: usize) -> (WsSocket, TcpStream) {
+    let (io, peer) = tcp_pair().await;
     (
         WsSocket::new(io, BytesMut::new(), max, Arc::default()),
         peer,
@@ -209,10 +215,7 @@ async fn pings_2_a_flood_of_pings_without_reading_queues_a_bounded_answer() {
     assert_eq!(got, message(b"end"));
     assert!(socket.control.len() <= MAX_QUEUED_CONTROL);
     // 1,000 Pongs of 102 bytes decoded between two writes do not fit: the rest are counted.
-    let skipped = socket
-        .metrics
-        .pongs_skipped
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let skipped = socket.metrics.pongs_skipped.load(Ordering::Relaxed);
     assert!((1..1000).contains(&skipped), "{skipped} skipped");
 }
 
@@ -458,11 +461,11 @@ async fn a_write_abandoned_half_way_leaves_the_socket_unusable() {
 
 #[tokio::test]
 async fn a_detached_socket_is_adopted_by_another_runtime() {
-    let (socket, mut peer) = pair(1024).await;
+    let (io, mut peer) = tcp_pair().await;
     peer.write_all(&frame(OpCode::Text, true, b"moved"))
         .await
         .unwrap();
-    let detached = Detached::new(socket.io, BytesMut::new()).unwrap();
+    let detached = Detached::new(io, BytesMut::new()).unwrap();
     let got = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -476,4 +479,139 @@ async fn a_detached_socket_is_adopted_by_another_runtime() {
     .join()
     .unwrap();
     assert_eq!(got, message(b"moved"));
+}
+
+/// The next frame the peer reads, `buf` keeping what follows it.
+async fn next_frame(peer: &mut TcpStream, buf: &mut BytesMut) -> (bool, OpCode, Vec<u8>) {
+    loop {
+        if let Some((fin, op, payload)) = Parser::parse(buf, false, usize::MAX).unwrap() {
+            return (fin, op, payload.map(|p| p.to_vec()).unwrap_or_default());
+        }
+        let read = tokio::time::timeout(T, peer.read_buf(buf))
+            .await
+            .expect("a frame within 5 s")
+            .unwrap();
+        assert!(read > 0, "the socket closed");
+    }
+}
+
+/// The actor's loop for a lent socket, as `served`'s: lend while waiting, take the socket back
+/// to write what the outbox queued, answer pings. Runs until the peer goes.
+async fn serve_lent(socket: &mut WsSocket, conn: &ConnHandle) {
+    let mut out = BytesMut::new();
+    loop {
+        socket.lend();
+        tokio::select! {
+            () = conn.outbox().ready() => {
+                let mut single = None;
+                conn.outbox().drain_into(&mut out, &mut single);
+                let frame = single.or_else(|| (!out.is_empty()).then(|| out.split().freeze()));
+                if let Some(frame) = frame {
+                    socket.send(false, &frame).await.unwrap();
+                }
+            }
+            event = socket.recv() => match event {
+                WsEvent::Gone | WsEvent::Closed => return,
+                other => panic!("unexpected {other:?}"),
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lent_socket_keeps_frames_whole_and_in_order_through_a_full_buffer() {
+    let (mut socket, mut peer) = pair(1024).await;
+    let conn = ConnHandle::new(
+        "c".into(),
+        None,
+        crate::protocol::HubProtocol::Json,
+        crate::peer::Outbox::new(1000, 64 << 20),
+    );
+    socket.lend_to(conn.clone(), false);
+    socket.lend();
+    // 64 KiB text messages while the peer does not read: the first are written by the
+    // producer, one of them only in part, the rest queued for the actor.
+    let messages: Vec<Bytes> = (0..96)
+        .map(|i| Bytes::from(format!("{i:04}").repeat(16 * 1024)))
+        .collect();
+    let (mut written, mut queued) = (0, 0);
+    for m in &messages {
+        match conn.outbox().push_or_write(m.clone()).unwrap() {
+            crate::peer::Pushed::Written => written += 1,
+            crate::peer::Pushed::Queued => queued += 1,
+        }
+    }
+    assert!(
+        written > 0 && queued > 0,
+        "the kernel's buffers fill part-way: {written} written directly, {queued} queued"
+    );
+    // A ping while bytes are owed: its pong must not split a message.
+    peer.write_all(&frame(OpCode::Ping, true, b"p"))
+        .await
+        .unwrap();
+    let expected: Vec<u8> = messages.concat();
+    let mut buf = BytesMut::new();
+    let reader = async {
+        let mut got = Vec::new();
+        let mut pongs = 0;
+        while got.len() < expected.len() {
+            let (fin, op, payload) = next_frame(&mut peer, &mut buf).await;
+            assert!(fin);
+            match op {
+                OpCode::Text => got.extend_from_slice(&payload),
+                OpCode::Pong => pongs += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (got, pongs)
+    };
+    let (got, _pongs) = tokio::select! {
+        r = reader => r,
+        () = serve_lent(&mut socket, &conn) => panic!("the peer is still there"),
+    };
+    assert!(
+        got == expected,
+        "the messages arrived out of order or changed"
+    );
+    // Direct writes go on once the actor lends the socket again.
+    assert_eq!(conn.outbox().len(), 0);
+    socket.lend();
+    assert_eq!(
+        conn.outbox().push_or_write(Bytes::from_static(b"again")),
+        Ok(crate::peer::Pushed::Written)
+    );
+    loop {
+        let (_, op, payload) = next_frame(&mut peer, &mut buf).await;
+        if op == OpCode::Text {
+            assert_eq!(payload, b"again");
+            break;
+        }
+        assert_eq!(op, OpCode::Pong);
+    }
+}
+
+#[tokio::test]
+async fn a_closed_socket_is_no_longer_lent() {
+    let (mut socket, mut peer) = pair(1024).await;
+    let conn = ConnHandle::new(
+        "c".into(),
+        None,
+        crate::protocol::HubProtocol::Json,
+        crate::peer::Outbox::new(10, 1 << 20),
+    );
+    socket.lend_to(conn.clone(), false);
+    socket.lend();
+    socket.close(&WsClose::normal(), T).await;
+    assert_eq!(
+        conn.outbox().push_or_write(Bytes::from_static(b"late")),
+        Ok(crate::peer::Pushed::Queued)
+    );
+    let frames = read_frames(&mut peer, 1).await;
+    assert_eq!(frames[0].1, OpCode::Close, "nothing after the close frame");
+    let mut rest = Vec::new();
+    tokio::time::timeout(T, peer.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty(), "no frame after the close: {rest:?}");
 }

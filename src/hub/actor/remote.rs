@@ -43,7 +43,7 @@ impl Hub {
         }
         let msg = SerializedMessage::from_payload_map(&payloads);
         let mut t = Tally::default();
-        deliver(conn, &msg, &mut t);
+        deliver(conn, &msg, &mut t, self.direct);
         self.count(t);
         true
     }
