@@ -100,10 +100,12 @@ pub(super) struct Hub {
     idle_since: Option<Instant>,
     /// When expired memberships are swept next (while there are any).
     next_sweep: Instant,
-    /// No other command waits in the inbox: a fan-out writes straight to the sockets its
-    /// connections lent (one system call each, no task woken). Under load it queues instead,
-    /// so that each connection's task coalesces what arrives meanwhile.
+    /// No other command waits in the inbox and the direct-writing budget allows it: a fan-out
+    /// writes straight to the sockets its connections lent (one system call each, no task
+    /// woken). Under load it queues instead, so that each connection's task coalesces what
+    /// arrives meanwhile (see [`direct`]).
     direct: bool,
+    direct_budget: direct::DirectBudget,
 }
 
 /// What the actor does after a command or a timer.
@@ -130,6 +132,7 @@ impl Hub {
             idle_since: None,
             next_sweep: Instant::now(),
             direct: false,
+            direct_budget: direct::DirectBudget::new(Instant::now()),
             name,
             rx,
             settings,
@@ -164,8 +167,13 @@ impl Hub {
             let next = tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.guarded(|hub| {
-                        hub.direct = hub.rx.is_empty();
+                        let backlog = !hub.rx.is_empty();
+                        hub.direct = hub.direct_budget.allows(Instant::now(), backlog);
+                        let started = hub.direct.then(Instant::now);
                         hub.handle(cmd);
+                        if let Some(started) = started {
+                            hub.direct_budget.spend(started.elapsed());
+                        }
                         Next::Continue
                     }),
                     None => Next::Stop,
@@ -976,6 +984,7 @@ fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally, direct: bo
     }
 }
 
+mod direct;
 mod link;
 mod remote;
 mod servers;
