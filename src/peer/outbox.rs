@@ -18,8 +18,8 @@
 //!
 //! **Direct writes.** A connection whose task has nothing to write and waits lends its socket to
 //! the outbox ([`Outbox::lend`], through a [`DirectWrite`] it installed). While lent, a producer
-//! that is not under load ([`Outbox::push_or_write`]: the hub, when its inbox holds nothing more)
-//! writes a frame straight to the socket, under the outbox's lock, without waking the task: the
+//! that is not under load ([`Outbox::push_or_write`]: a hub, when it decides so, see
+//! `hub/actor/direct.rs`) writes a frame straight to the socket, under the outbox's lock, without waking the task: the
 //! one-message-per-write path costs one system call and no task switch. The kernel buffer taking
 //! only part of it leaves the rest *owed*: the socket is no longer lent, the task is woken and
 //! writes the owed bytes before anything else ([`Outbox::reclaim`]). A full socket (nothing
