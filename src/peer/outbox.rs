@@ -466,6 +466,10 @@ mod tests {
         }
     }
 
+    fn offer(o: &Outbox, frame: &'static [u8]) -> Result<Pushed, PushError> {
+        o.push_or_write(Bytes::from_static(frame))
+    }
+
     fn lent(max_messages: usize) -> (Outbox, Arc<FakeSink>) {
         let o = Outbox::new(max_messages, 1 << 20);
         let sink = Arc::new(FakeSink::default());
@@ -477,14 +481,8 @@ mod tests {
     #[test]
     fn a_lent_socket_is_written_directly_only_by_producers_that_ask() {
         let (o, sink) = lent(10);
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"a")),
-            Ok(Pushed::Written)
-        );
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"b")),
-            Ok(Pushed::Written)
-        );
+        assert_eq!(offer(&o, b"a"), Ok(Pushed::Written));
+        assert_eq!(offer(&o, b"b"), Ok(Pushed::Written));
         assert_eq!(*sink.written.lock(), [&b"a"[..], b"b"]);
         assert!(o.is_empty(), "nothing queued, the task is not woken");
         assert!(!o.signal.load(Ordering::Acquire));
@@ -499,28 +497,19 @@ mod tests {
         let (o, sink) = lent(10);
         o.push(Bytes::from_static(b"queued")).unwrap();
         // Written directly now, it would overtake the queued frame.
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"next")),
-            Ok(Pushed::Queued)
-        );
+        assert_eq!(offer(&o, b"next"), Ok(Pushed::Queued));
         assert!(sink.written.lock().is_empty());
         // The task drains: the socket is its own until it lends it again.
         let (mut buf, mut single) = (BytesMut::new(), None);
         assert_eq!(o.drain_into(&mut buf, &mut single).frames, 2);
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"x")),
-            Ok(Pushed::Queued)
-        );
+        assert_eq!(offer(&o, b"x"), Ok(Pushed::Queued));
         assert!(sink.written.lock().is_empty());
         assert_eq!(o.lend(), Ok(false), "not lent while a frame is queued");
         o.drain_into(&mut buf, &mut single);
         assert_eq!(o.lend(), Ok(true));
         // Taken back before the task writes a frame of its own (a Ping).
         assert_eq!(o.reclaim(), None);
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"y")),
-            Ok(Pushed::Queued)
-        );
+        assert_eq!(offer(&o, b"y"), Ok(Pushed::Queued));
         assert!(sink.written.lock().is_empty());
     }
 
@@ -530,19 +519,13 @@ mod tests {
         sink.script
             .lock()
             .push_back(Written::Part(Bytes::from_static(b"rest")));
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"whole")),
-            Ok(Pushed::Written)
-        );
+        assert_eq!(offer(&o, b"whole"), Ok(Pushed::Written));
         assert!(
             o.signal.load(Ordering::Acquire),
             "the task is woken to write the rest"
         );
         // The loan ended: what follows is queued behind the owed bytes.
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"after")),
-            Ok(Pushed::Queued)
-        );
+        assert_eq!(offer(&o, b"after"), Ok(Pushed::Queued));
         assert_eq!(sink.written.lock().len(), 1);
         // The task gets the owed bytes before it may lend again, and only once.
         assert_eq!(o.lend(), Err(Bytes::from_static(b"rest")));
@@ -556,13 +539,13 @@ mod tests {
         sink.script
             .lock()
             .push_back(Written::Part(Bytes::from_static(b"r2")));
-        o.push_or_write(Bytes::from_static(b"w2")).unwrap();
+        offer(&o, b"w2").unwrap();
         assert_eq!(o.reclaim(), Some(Bytes::from_static(b"r2")));
         assert_eq!(o.lend(), Ok(true));
         sink.script
             .lock()
             .push_back(Written::Part(Bytes::from_static(b"r3")));
-        o.push_or_write(Bytes::from_static(b"w3")).unwrap();
+        offer(&o, b"w3").unwrap();
         assert_eq!(o.remove_sink(), Some(Bytes::from_static(b"r3")));
     }
 
@@ -570,17 +553,11 @@ mod tests {
     fn a_full_socket_ends_the_loan_and_the_frame_is_queued() {
         let (o, sink) = lent(1);
         sink.script.lock().push_back(Written::Nothing);
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"a")),
-            Ok(Pushed::Queued)
-        );
+        assert_eq!(offer(&o, b"a"), Ok(Pushed::Queued));
         assert_eq!(o.len(), 1);
         assert!(o.signal.load(Ordering::Acquire));
         // The outbox's bounds hold as for any queued frame.
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"b")),
-            Err(PushError::Full)
-        );
+        assert_eq!(offer(&o, b"b"), Err(PushError::Full));
         assert!(sink.written.lock().is_empty());
     }
 
@@ -591,26 +568,17 @@ mod tests {
             reason: CloseReason::ByAppServer,
             flush: true,
         });
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"a")),
-            Err(PushError::Closed)
-        );
+        assert_eq!(offer(&o, b"a"), Err(PushError::Closed));
         assert_eq!(o.lend(), Ok(false));
         assert!(sink.written.lock().is_empty());
         let o = Outbox::new(10, 100);
         assert_eq!(o.lend(), Ok(false), "nothing to lend");
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"a")),
-            Ok(Pushed::Queued)
-        );
+        assert_eq!(offer(&o, b"a"), Ok(Pushed::Queued));
         // A removed sink is never written to again.
         let (o, sink) = lent(10);
         assert_eq!(o.remove_sink(), None);
         assert_eq!(o.lend(), Ok(false));
-        assert_eq!(
-            o.push_or_write(Bytes::from_static(b"a")),
-            Ok(Pushed::Queued)
-        );
+        assert_eq!(offer(&o, b"a"), Ok(Pushed::Queued));
         assert!(sink.written.lock().is_empty());
     }
 

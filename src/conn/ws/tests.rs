@@ -495,6 +495,21 @@ async fn next_frame(peer: &mut TcpStream, buf: &mut BytesMut) -> (bool, OpCode, 
     }
 }
 
+/// A JSON client's socket lent to its outbox (of the given bounds), its peer, and the
+/// connection.
+async fn lent_pair(max_messages: usize, max_bytes: usize) -> (WsSocket, TcpStream, ConnHandle) {
+    let (mut socket, peer) = pair(1024).await;
+    let conn = ConnHandle::new(
+        "c".into(),
+        None,
+        crate::protocol::HubProtocol::Json,
+        crate::peer::Outbox::new(max_messages, max_bytes),
+    );
+    socket.lend_to(conn.clone(), false);
+    socket.lend();
+    (socket, peer, conn)
+}
+
 /// The actor's loop for a lent socket, as `served`'s: lend while waiting, take the socket back
 /// to write what the outbox queued, answer pings. Runs until the peer goes.
 async fn serve_lent(socket: &mut WsSocket, conn: &ConnHandle) {
@@ -520,15 +535,7 @@ async fn serve_lent(socket: &mut WsSocket, conn: &ConnHandle) {
 
 #[tokio::test]
 async fn a_lent_socket_keeps_frames_whole_and_in_order_through_a_full_buffer() {
-    let (mut socket, mut peer) = pair(1024).await;
-    let conn = ConnHandle::new(
-        "c".into(),
-        None,
-        crate::protocol::HubProtocol::Json,
-        crate::peer::Outbox::new(1000, 64 << 20),
-    );
-    socket.lend_to(conn.clone(), false);
-    socket.lend();
+    let (mut socket, mut peer, conn) = lent_pair(1000, 64 << 20).await;
     // 64 KiB text messages while the peer does not read: the first are written by the
     // producer, one of them only in part, the rest queued for the actor.
     let messages: Vec<Bytes> = (0..96)
@@ -592,15 +599,7 @@ async fn a_lent_socket_keeps_frames_whole_and_in_order_through_a_full_buffer() {
 
 #[tokio::test]
 async fn a_closed_socket_is_no_longer_lent() {
-    let (mut socket, mut peer) = pair(1024).await;
-    let conn = ConnHandle::new(
-        "c".into(),
-        None,
-        crate::protocol::HubProtocol::Json,
-        crate::peer::Outbox::new(10, 1 << 20),
-    );
-    socket.lend_to(conn.clone(), false);
-    socket.lend();
+    let (mut socket, mut peer, conn) = lent_pair(10, 1 << 20).await;
     socket.close(&WsClose::normal(), T).await;
     assert_eq!(
         conn.outbox().push_or_write(Bytes::from_static(b"late")),

@@ -107,7 +107,10 @@ mod tests {
             spent <= elapsed * SHARE + BURST.as_millis() as f64 + 45.0,
             "{direct} of {all} direct: {spent} ms of {elapsed} ms"
         );
-        assert!(direct * 3 >= all, "and the rest of the share is still used: {direct} of {all}");
+        assert!(
+            direct * 3 >= all,
+            "and the rest of the share is still used: {direct} of {all}"
+        );
         // A quiet spell earns back at most the burst allowance.
         t += Duration::from_secs(60);
         assert!(b.allows(t, false));
@@ -123,7 +126,10 @@ mod tests {
         assert!(b.allows(t0, false));
         assert!(!b.allows(t0 + MS, true), "another command is waiting");
         assert!(!b.allows(t0 + 2 * MS, false), "just after a backlog");
-        assert!(!b.allows(t0 + CALM, true), "a backlog again restarts the wait");
+        assert!(
+            !b.allows(t0 + CALM, true),
+            "a backlog again restarts the wait"
+        );
         assert!(!b.allows(t0 + CALM + CALM / 2, false));
         assert!(b.allows(t0 + CALM * 2 + MS, false), "calm for CALM");
     }
