@@ -81,6 +81,14 @@ struct ServeArgs {
     /// This node's id in the cluster [default: host name and a random suffix].
     #[arg(long = "node-id", env = "SWITCHBOARD_NODE_ID")]
     node_id: Option<String>,
+    /// A browser origin whose pages may call the broker, like https://app.example.com
+    /// (repeatable; env: comma-separated) [default: * (any)].
+    #[arg(
+        long = "cors-allowed-origin",
+        env = "SWITCHBOARD_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -188,6 +196,9 @@ impl ServeArgs {
         }
         if let Some(id) = &self.node_id {
             config.cluster.node_id = id.clone();
+        }
+        if !self.cors_allowed_origins.is_empty() {
+            config.cors.allowed_origins = self.cors_allowed_origins.clone();
         }
         config.validate()?;
         Ok(config)

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::id::TransportKind;
 use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 
+mod cors;
+pub use cors::CorsConfig;
+
 /// How a hub serves its clients (`spec/service-protocol.md` §6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,6 +109,8 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Cluster mode: several nodes on one Redis serve one set of hubs. Off without `redis_url`.
     pub cluster: ClusterConfig,
+    /// Which browser origins may read the broker's answers.
+    pub cors: CorsConfig,
 }
 
 impl Default for Config {
@@ -129,6 +134,7 @@ impl Default for Config {
             upstream_options: UpstreamOptions::default(),
             throttle: ThrottleConfig::default(),
             cluster: ClusterConfig::default(),
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -520,6 +526,7 @@ impl Config {
     /// Check values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate()?;
+        self.cors.validate()?;
         let l = &self.limits;
         for (i, key) in self.access_keys.iter().enumerate() {
             if key.trim().is_empty() {

@@ -140,6 +140,77 @@ async fn cors_preflight_echoes_the_origin() {
 }
 
 #[tokio::test]
+async fn with_an_origin_list_only_listed_origins_get_cors_headers() {
+    let mut c = config(ServiceMode::Serverless);
+    c.cors.allowed_origins = vec!["https://app.example".into(), "http://localhost:3000".into()];
+    let (sb, base, key) = start_with(c).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(
+            reqwest::Method::OPTIONS,
+            format!("{base}/client/negotiate?hub=chat"),
+        )
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+    };
+    // Listed (scheme and host in any case): echoed, with credentials.
+    let r = preflight("HTTPS://app.example").await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "HTTPS://app.example"
+    );
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    // Not listed: no CORS header at all, so a browser keeps the answer from the page.
+    for origin in [
+        "https://evil.example",
+        "https://app.example:8443",
+        "http://app.example",
+    ] {
+        let r = preflight(origin).await.unwrap();
+        let h = r.headers();
+        assert!(
+            !h.contains_key("access-control-allow-origin")
+                && !h.contains_key("access-control-allow-credentials")
+                && !h.contains_key("access-control-allow-methods"),
+            "{origin}: {h:?}"
+        );
+    }
+    // The same for the answers themselves: negotiate and the REST API.
+    for (origin, allowed) in [
+        ("http://localhost:3000", true),
+        ("https://evil.example", false),
+    ] {
+        let r = http
+            .post(format!("{base}/client/negotiate?hub=chat"))
+            .header("Origin", origin)
+            .bearer_auth(client_token(&key, "chat", None))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the request itself is served: {origin}");
+        assert_eq!(
+            r.headers().get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+        let r = http
+            .get(format!("{base}/api/health?api-version=2022-06-01"))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
 async fn websocket_upgrade_refusals() {
     let (sb, base, key) = start(ServiceMode::Serverless).await;
     let tok = client_token(&key, "chat", None);

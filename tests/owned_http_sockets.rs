@@ -193,6 +193,47 @@ async fn a_parked_poll_is_answered_in_full_and_its_connection_serves_the_next_re
 }
 
 #[tokio::test]
+async fn a_parked_poll_answers_an_origin_not_listed_without_cors_headers() {
+    let (sb, base, key) = start_with(Config {
+        mode: ServiceMode::Serverless,
+        cors: switchboard::config::CorsConfig {
+            allowed_origins: vec!["https://app.example".into()],
+        },
+        ..Config::default()
+    })
+    .await;
+    let rest = Rest::new(&base, &key);
+    let token = client_token(&key, "park", None);
+    for (origin, allowed) in [
+        ("https://app.example", true),
+        ("https://evil.example", false),
+    ] {
+        let (mut lp, _) = LongPoll::negotiate(&base, "park", &token).await;
+        lp.origin = Some(origin);
+        let mut conn = Conn::open(&base).await;
+        lp.connect(&mut conn).await;
+        conn.send(&lp.poll()).await;
+        assert!(
+            conn.is_quiet_for(Duration::from_millis(300)).await,
+            "parked"
+        );
+        rest.broadcast("park", "note", json!([1])).await;
+        let a = conn.answer().await;
+        assert_eq!(json_records(&a.body), [note(1)], "{origin}");
+        assert_eq!(
+            a.header("access-control-allow-origin"),
+            allowed.then_some(origin),
+            "{origin}"
+        );
+        assert_eq!(
+            a.header("access-control-allow-credentials").is_some(),
+            allowed
+        );
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_that_leaves_a_parked_poll_is_disconnected() {
     let (sb, base, key) = start_with(Config {
         mode: ServiceMode::Serverless,

@@ -10,7 +10,8 @@
 //! | `GET`/`PATCH /admin/settings` | [`admin`] |
 //!
 //! Browser clients send credentialed, preflighted requests, so every response to a request
-//! with an `Origin` carries CORS headers echoing that origin, and `OPTIONS` is answered here.
+//! with an allowed `Origin` (`[cors] allowed_origins`, any by default) carries CORS headers
+//! echoing that origin, and `OPTIONS` is answered here.
 
 pub(crate) mod admin;
 pub(crate) mod client_http;
@@ -65,13 +66,14 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     ))
 }
 
-/// CORS for browsers: echo the origin with credentials, answer preflights; and, first of all,
-/// the request head limits ([`edge::check_head`]).
+/// CORS for browsers: echo an allowed origin with credentials (others get no CORS headers, so
+/// the browser keeps the answer from the page), answer preflights; and, first of all, the
+/// request head limits ([`edge::check_head`]).
 async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let origin = req.headers().get(header::ORIGIN).cloned();
+    let origin = allowed_origin(req.request());
     let requested_headers = req
         .headers()
         .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
@@ -116,8 +118,19 @@ async fn cors(
     Ok(res)
 }
 
+/// The request's `Origin`, if the broker's `[cors]` setting lets that origin read answers.
+pub(crate) fn allowed_origin(req: &HttpRequest) -> Option<HeaderValue> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    let allowed = match req.app_data::<web::Data<Broker>>() {
+        Some(broker) => broker.config.cors.allows(origin.as_bytes()),
+        // Not served by the broker's app (no state): nothing to decide with, allow nothing.
+        None => false,
+    };
+    allowed.then(|| origin.clone())
+}
+
 /// Let `origin` read the answer (with credentials): what [`cors`] adds to every answer to a
-/// request with an `Origin`, and what an answer written outside actix-web adds itself.
+/// request with an allowed `Origin`, and what an answer written outside actix-web adds itself.
 pub(crate) fn allow_origin(h: &mut header::HeaderMap, origin: HeaderValue) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     h.insert(
