@@ -260,7 +260,7 @@ async fn serve_existing(
                 // read that in time waits for its poll here instead.
                 if let Ok(Some(io)) = tokio::time::timeout(TAKEOVER_TIMEOUT, takeover.take()).await
                 {
-                    let origin = super::allowed_origin(&req);
+                    let origin = super::allowed_origin(req);
                     let shared = shared.clone().into_inner();
                     actix_web::rt::spawn(park(io, poll, token, shared, origin));
                     // Goes nowhere: actix-http no longer has the socket.
