@@ -608,9 +608,14 @@ async fn a_failing_upstream_refuses_the_handshake_with_the_reason() -> Result<()
             "upstream request failed",
         ),
     ];
+    // Each URL carries a key in its query, as an Azure Functions upstream does: it must not
+    // reach the client in the refusal.
     let mut upstream: Vec<UpstreamRule> = cases
         .iter()
-        .map(|(hub, base, _)| rule(base, hub, "connections", "*"))
+        .map(|(hub, base, _)| UpstreamRule {
+            url_template: format!("{base}/{{hub}}/{{category}}/{{event}}?code=fn-secret-key"),
+            ..rule(base, hub, "connections", "*")
+        })
         .collect();
     upstream.push(rule(&good.base, "*", "*", "*"));
     let (sb, base, key) = start_with(Config {
@@ -636,6 +641,7 @@ async fn a_failing_upstream_refuses_the_handshake_with_the_reason() -> Result<()
                 && text.contains(reason),
             "hub {hub}: {text}"
         );
+        assert!(!text.contains("fn-secret-key"), "hub {hub}: {text}");
         // Another hub's client is not affected.
         let mut ok =
             TestClient::connect(&base, "calc", &client_token(&key, "calc", None), "json").await?;

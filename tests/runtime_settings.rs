@@ -190,11 +190,14 @@ fn admin_cli_and_sighup_reload() -> Result<()> {
     let result = (|| -> Result<()> {
         assert_eq!(run(&[])?["mode"], "serverless");
         assert_eq!(run(&["--mode", "classic"])?["mode"], "classic");
-        let with_upstream = run(&["--set-upstream", "http://127.0.0.1:9/{hub}"])?;
+        let with_upstream = run(&["--set-upstream", "http://127.0.0.1:9/{hub}?code=fn-key-1"])?;
+        // Applied, and shown without its query values (a Functions key).
         assert_eq!(
             with_upstream["upstream"][0]["url_template"],
-            "http://127.0.0.1:9/{hub}"
+            "http://127.0.0.1:9/{hub}?code=***"
         );
+        assert!(!with_upstream.to_string().contains("fn-key-1"));
+        assert!(!run(&[])?.to_string().contains("fn-key-1"));
         assert_eq!(run(&["--clear-upstream"])?["upstream"], json!([]));
         // Edit the file and send SIGHUP: the file's mode is applied.
         std::fs::write(

@@ -169,7 +169,13 @@ impl Broker {
         serde_json::json!({
             "mode": self.mode().as_str(),
             "accessKeys": { "count": self.keys().all().len() },
-            "upstream": self.upstream_rules().rules(),
+            // Query values may be keys (Functions' `code=`): never shown.
+            "upstream": self
+                .upstream_rules()
+                .rules()
+                .iter()
+                .map(crate::upstream::UpstreamRule::redacted)
+                .collect::<Vec<_>>(),
         })
     }
 

@@ -459,6 +459,9 @@ async fn read_capped(
 }
 
 fn classify(err: reqwest::Error) -> UpstreamError {
+    // reqwest names the URL in its errors, and an upstream URL's query may hold a key (Azure
+    // Functions' `code=`): these texts reach logs and a refused client's handshake error.
+    let err = err.without_url();
     if err.is_timeout() {
         UpstreamError::Timeout
     } else if err.is_connect() {

@@ -65,6 +65,15 @@ pub struct UpstreamRule {
 }
 
 impl UpstreamRule {
+    /// The rule as it may be shown (the admin API): every query value of its URL replaced by
+    /// `***`, since a query may carry a key (Azure Functions' `code=`).
+    pub fn redacted(&self) -> Self {
+        Self {
+            url_template: redact_query(&self.url_template),
+            ..self.clone()
+        }
+    }
+
     /// A rule sending every event of every hub to `url_template` (all patterns `*`).
     pub fn from_template(url_template: &str) -> Self {
         Self {
@@ -429,6 +438,25 @@ fn check_auth(value: &Value, path: &str) -> Result<(), String> {
         )),
         Some(_) => Err(format!("{path}.Type must be a string")),
     }
+}
+
+/// `url` with every query value replaced by `***` (names kept, a bare item replaced whole; a
+/// fragment dropped).
+pub fn redact_query(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or(url);
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}=***"),
+            None if pair.is_empty() => String::new(),
+            // A bare item may be the key itself.
+            None => "***".to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 #[cfg(test)]

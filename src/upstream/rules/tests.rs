@@ -428,3 +428,25 @@ fn emulator_settings_from_a_file() {
     assert!(err.starts_with(&path.display().to_string()), "{err}");
     let _ = std::fs::remove_dir(&dir); // best effort; a leftover empty temp dir is harmless
 }
+
+#[test]
+fn shown_rules_hide_query_values() {
+    assert_eq!(
+        redact_query("https://f.example/api/{hub}?code=S3CR3T&x=1&flag"),
+        "https://f.example/api/{hub}?code=***&x=***&***"
+    );
+    assert_eq!(
+        redact_query("http://u.example/{event}"),
+        "http://u.example/{event}"
+    );
+    assert_eq!(
+        redact_query("http://u.example/?code=k#frag"),
+        "http://u.example/?code=***"
+    );
+    let rule = UpstreamRule::from_template("http://u.example/{hub}?code=k");
+    assert_eq!(
+        rule.redacted().url_template,
+        "http://u.example/{hub}?code=***"
+    );
+    assert_eq!(rule.redacted().hub_pattern, rule.hub_pattern);
+}
