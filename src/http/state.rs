@@ -174,7 +174,7 @@ impl Broker {
                 .upstream_rules()
                 .rules()
                 .iter()
-                .map(crate::upstream::UpstreamRule::redacted)
+                .map(UpstreamRule::redacted)
                 .collect::<Vec<_>>(),
         })
     }

@@ -442,7 +442,7 @@ fn check_auth(value: &Value, path: &str) -> Result<(), String> {
 
 /// `url` with every query value replaced by `***` (names kept, a bare item replaced whole; a
 /// fragment dropped).
-pub fn redact_query(url: &str) -> String {
+pub(crate) fn redact_query(url: &str) -> String {
     let url = url.split('#').next().unwrap_or(url);
     let Some((base, query)) = url.split_once('?') else {
         return url.to_owned();
