@@ -62,6 +62,14 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     access_keys: Vec<String>,
+    /// A file holding the access key (first line), and the secondary key (second line): keys
+    /// stay out of process listings and are never printed. Re-read on SIGHUP.
+    #[arg(
+        long = "access-key-file",
+        env = "SWITCHBOARD_ACCESS_KEY_FILE",
+        conflicts_with = "access_keys"
+    )]
+    access_key_file: Option<PathBuf>,
     /// Public base URL clients use, if not http://<listen>.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_ENDPOINT")]
     public_endpoint: Option<String>,
@@ -175,6 +183,9 @@ impl ServeArgs {
         if !self.access_keys.is_empty() {
             config.access_keys = self.access_keys.clone();
         }
+        if let Some(path) = &self.access_key_file {
+            config.access_keys = read_key_file(path)?;
+        }
         if let Some(endpoint) = &self.public_endpoint {
             config.public_endpoint = endpoint.clone();
         }
@@ -202,6 +213,30 @@ impl ServeArgs {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// The keys in an access-key file: its non-empty lines (trimmed), one or two.
+fn read_key_file(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
+    let error = |message: String| ConfigError {
+        key: "access_key_file".into(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match keys.len() {
+        1 | 2 => Ok(keys),
+        0 => Err(error(format!("{} holds no key", path.display()))),
+        n => Err(error(format!(
+            "{} holds {n} keys: one or two (primary, secondary) lines",
+            path.display()
+        ))),
     }
 }
 
@@ -393,7 +428,19 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         #[cfg(not(unix))]
         let hup: Option<()> = None;
         println!("Listening on http://{}", handle.local_addr());
-        println!("Connection string: {}", handle.connection_string());
+        match &args.access_key_file {
+            // The key stays in its file.
+            Some(path) => println!(
+                "Connection string: {};AccessKey=<the first line of {}>;Version=1.0;",
+                handle
+                    .connection_string()
+                    .split(";AccessKey=")
+                    .next()
+                    .unwrap_or_default(),
+                path.display()
+            ),
+            None => println!("Connection string: {}", handle.connection_string()),
+        }
         println!("Mode: {mode}");
         if let Some((id, engine)) = &node {
             println!("Cluster: node {id} on {engine}");
@@ -436,8 +483,8 @@ async fn reload_on_sighup(
     args: ServeArgs,
 ) {
     while hup.recv().await.is_some() {
-        if args.config.config.is_none() {
-            tracing::warn!("SIGHUP ignored: no --config file to reload");
+        if args.config.config.is_none() && args.access_key_file.is_none() {
+            tracing::warn!("SIGHUP ignored: no --config or --access-key-file to reload");
             continue;
         }
         let patch = args

@@ -1,4 +1,5 @@
-//! The `switchboard` binary: configuration errors, `token`, and the start banner.
+//! The `switchboard` binary: configuration errors, `token`, the start banner and access-key
+//! files.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,6 +13,7 @@ fn run(args: &[&str]) -> std::process::Output {
         .env_remove("SWITCHBOARD_LISTEN")
         .env_remove("SWITCHBOARD_MODE")
         .env_remove("SWITCHBOARD_ACCESS_KEY")
+        .env_remove("SWITCHBOARD_ACCESS_KEY_FILE")
         .output()
         .unwrap()
 }
@@ -159,4 +161,103 @@ fn serve_prints_the_address_and_connection_string() {
         .unwrap();
     assert_eq!(key.len(), 44, "{key}");
     assert_eq!(mode, "Mode: serverless");
+}
+
+/// `switchboard admin` against `url` with `key`: whether the broker accepted the key.
+fn admin_accepts(url: &str, key: &str) -> bool {
+    run(&["admin", "--url", url, "--access-key", key])
+        .status
+        .success()
+}
+
+#[test]
+fn an_access_key_file_is_used_never_printed_and_reread_on_sighup() {
+    let first = "file-key-0123456789abcdefghijklmnopqrstuv";
+    let second = "file-key-second-0123456789abcdefghijklmn";
+    let file = temp_file("keyfile", &format!("{first}\n\n"));
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--mode", "serverless"])
+        .arg("--access-key-file")
+        .arg(&file)
+        .env_remove("SWITCHBOARD_ACCESS_KEY")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines.next().unwrap().unwrap();
+    let connection = lines.next().unwrap().unwrap();
+    let url = listening.strip_prefix("Listening on ").unwrap().to_owned();
+    let result = std::panic::catch_unwind(|| {
+        assert!(!connection.contains(first), "{connection}");
+        assert!(
+            connection.contains(&format!("AccessKey=<the first line of {}>", file.display())),
+            "{connection}"
+        );
+        assert!(admin_accepts(&url, first), "the file's key is the broker's");
+        assert!(!admin_accepts(&url, second));
+        // Rotate: a second line adds the secondary key, SIGHUP applies the file.
+        std::fs::write(&file, format!("{second}\n{first}\n")).unwrap();
+        let hup = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        let mut accepted = false;
+        for _ in 0..50 {
+            if admin_accepts(&url, second) {
+                accepted = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(accepted, "the rotated key is accepted after SIGHUP");
+        assert!(admin_accepts(&url, first), "the secondary key too");
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&file);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn a_bad_access_key_file_is_one_line_naming_it() {
+    let empty = temp_file("empty-keys", "\n  \n");
+    let three = temp_file("three-keys", "a-key-of-some-length-1\nb\nc\n");
+    for (path, says) in [
+        (empty.clone(), "holds no key"),
+        (three.clone(), "holds 3 keys"),
+        (std::path::PathBuf::from("/nonexistent/keys"), "cannot read"),
+    ] {
+        // `token` loads every option `serve` does.
+        let out = run(&[
+            "token",
+            "--hub",
+            "chat",
+            "--access-key-file",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(64), "{path:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("access_key_file") && err.contains(says) && err.lines().count() == 1,
+            "{path:?}: {err}"
+        );
+    }
+    // Given both ways, the command refuses at once.
+    let out = run(&[
+        "token",
+        "--hub",
+        "chat",
+        "--access-key",
+        "k",
+        "--access-key-file",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_file(&empty);
+    let _ = std::fs::remove_file(&three);
 }
