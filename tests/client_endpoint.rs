@@ -176,6 +176,12 @@ async fn with_an_origin_list_only_listed_origins_get_cors_headers() {
                 && !h.contains_key("access-control-allow-methods"),
             "{origin}: {h:?}"
         );
+        // The answer depends on the Origin: a cache in front must know.
+        assert_eq!(
+            h.get("vary").map(|v| v.as_bytes()),
+            Some(&b"Origin"[..]),
+            "{origin}"
+        );
     }
     // The same for the answers themselves: negotiate and the REST API.
     for (origin, allowed) in [

@@ -74,6 +74,8 @@ async fn cors(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let origin = allowed_origin(req.request());
+    // With an origin list the answer depends on the Origin header, allowed or not.
+    let any_origin = req.headers().contains_key(header::ORIGIN);
     let requested_headers = req
         .headers()
         .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
@@ -93,6 +95,10 @@ async fn cors(
     } else {
         next.call(req).await?.map_into_left_body()
     };
+    if origin.is_none() && any_origin {
+        res.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
     if let Some(origin) = origin {
         let h = res.headers_mut();
         allow_origin(h, origin);
