@@ -27,13 +27,13 @@ use tokio::sync::mpsc;
 use self::remote::strings;
 use super::{
     ExistsQuery, GroupName, HubCommand, HubName, HubSettings, Member, MembershipTtl,
-    RegistryShared, Scope, SerializedMessage, UserId,
+    RegistryShared, Scope, UserId,
 };
 use crate::close::CloseReason;
 use crate::cluster::wire::{HubOp, Query};
 use crate::id::ConnectionId;
+use crate::peer::ConnHandle;
 use crate::peer::ServerConnHandle;
-use crate::peer::{ConnHandle, PushError, Pushed};
 use crate::supervise::{self, ActorKind};
 use crate::telemetry::Metrics;
 use indexmap::IndexMap;
@@ -64,16 +64,6 @@ struct ServerEntry {
     shutting_down: bool,
     /// A connection of another node (see [`link`]); `None` for this node's.
     link: Option<link::Link>,
-}
-
-/// Per-fan-out tallies, added to the metrics once.
-#[derive(Default)]
-struct Tally {
-    delivered: u64,
-    overflowed: u64,
-    dropped: u64,
-    /// Delivered by a direct write to the connection's socket.
-    written: u64,
 }
 
 /// One hub's state and inbox.
@@ -588,91 +578,6 @@ impl Hub {
         }
     }
 
-    /// A hub server's bytes for a client of this node (routed to it from here or over a
-    /// link): the first is the client's handshake answer, after which it is ready for
-    /// multicasts. Whether the client is here.
-    fn connection_data(&self, id: &ConnectionId, payload: bytes::Bytes) -> bool {
-        let Some(e) = self.connections.get(id) else {
-            return false;
-        };
-        let mut t = Tally::default();
-        match e.conn.outbox().push(payload) {
-            Ok(()) => t.delivered += 1,
-            Err(PushError::Full) => t.overflowed += 1,
-            Err(PushError::Closed) => t.dropped += 1,
-        }
-        if !e.conn.is_ready() {
-            e.conn.mark_ready();
-        }
-        self.count(t);
-        true
-    }
-
-    fn send_all(&self, msg: &SerializedMessage, excluded: &[ConnectionId]) {
-        let mut t = Tally::default();
-        for (id, e) in &self.connections {
-            if !excluded.contains(id) {
-                deliver(&e.conn, msg, &mut t, self.direct);
-            }
-        }
-        self.count(t);
-    }
-
-    /// Whether the connection is here.
-    fn send_connection(&self, id: &ConnectionId, msg: &SerializedMessage) -> bool {
-        let mut t = Tally::default();
-        let found = match self.connections.get(id) {
-            Some(e) => {
-                deliver(&e.conn, msg, &mut t, self.direct);
-                true
-            }
-            None => false,
-        };
-        self.count(t);
-        found
-    }
-
-    fn send_users(&self, users: &[UserId], msg: &SerializedMessage) {
-        let mut t = Tally::default();
-        for user in users {
-            for conn in self.users.get(user).into_iter().flatten() {
-                deliver(conn, msg, &mut t, self.direct);
-            }
-        }
-        self.count(t);
-    }
-
-    fn send_group(
-        &self,
-        group: &GroupName,
-        msg: &SerializedMessage,
-        excluded: &[ConnectionId],
-        excluded_users: &[UserId],
-    ) {
-        let mut t = Tally::default();
-        for (id, conn) in self.groups.get(group).into_iter().flatten() {
-            let user_excluded = !excluded_users.is_empty()
-                && conn.user().is_some_and(|u| excluded_users.contains(u));
-            if !excluded.contains(id) && !user_excluded {
-                deliver(conn, msg, &mut t, self.direct);
-            }
-        }
-        self.count(t);
-    }
-
-    fn send_groups(&self, groups: &[GroupName], msg: &SerializedMessage) {
-        let mut t = Tally::default();
-        let mut seen = std::collections::HashSet::new();
-        for group in groups {
-            for (id, conn) in self.groups.get(group).into_iter().flatten() {
-                if seen.insert(id.clone()) {
-                    deliver(conn, msg, &mut t, self.direct);
-                }
-            }
-        }
-        self.count(t);
-    }
-
     /// Whether the connection existed.
     fn remove_from_all_groups(&mut self, id: &ConnectionId) -> bool {
         let groups = match self.connections.get_mut(id) {
@@ -746,14 +651,6 @@ impl Hub {
                 conn.close(reason.clone());
             }
         }
-    }
-
-    fn count(&self, t: Tally) {
-        Metrics::add(&self.metrics.messages_delivered, t.delivered);
-        Metrics::add(&self.metrics.outbox_overflow, t.overflowed);
-        Metrics::add(&self.metrics.outbox_dropped, t.dropped + t.overflowed);
-        Metrics::add(&self.metrics.socket_writes, t.written);
-        Metrics::add(&self.metrics.direct_writes, t.written);
     }
 
     fn connect(&mut self, conn: ConnHandle) {
@@ -960,31 +857,8 @@ fn expiry(now: Instant, ttl: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// Hand `msg` to one connection: queued, or (`direct`) written to its socket if it is lent.
-#[inline]
-fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally, direct: bool) {
-    if !conn.is_ready() {
-        // Nothing may reach a client before its handshake answer.
-        return;
-    }
-    match msg.bytes_for(conn.protocol()) {
-        Some(bytes) => match if direct {
-            conn.outbox().push_or_write(bytes.clone())
-        } else {
-            conn.outbox().push(bytes.clone()).map(|()| Pushed::Queued)
-        } {
-            Ok(pushed) => {
-                t.delivered += 1;
-                t.written += u64::from(pushed == Pushed::Written);
-            }
-            Err(PushError::Full) => t.overflowed += 1,
-            Err(PushError::Closed) => t.dropped += 1,
-        },
-        None => t.dropped += 1,
-    }
-}
-
 mod direct;
+mod fanout;
 mod link;
 mod remote;
 mod servers;

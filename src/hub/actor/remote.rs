@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Hub, Tally, deliver};
+use super::Hub;
+use super::fanout::{Tally, deliver};
 use crate::close::CloseReason;
 use crate::cluster::wire::{HubOp, Query, WireScope};
 use crate::hub::{ExistsQuery, GroupName, HubName, Scope, SerializedMessage, UserId};
