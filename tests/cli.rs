@@ -127,16 +127,30 @@ fn token_prints_a_url_and_a_valid_client_token() {
     assert_eq!(out.status.code(), Some(64));
 }
 
-#[test]
-fn serve_prints_the_address_and_connection_string() {
+/// `switchboard serve` on a free port in Serverless mode with `extra` options, and its output.
+fn spawn_serve(
+    extra: &[&std::ffi::OsStr],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--mode", "serverless"])
+        .args(extra)
         .env_remove("SWITCHBOARD_ACCESS_KEY")
+        .env_remove("SWITCHBOARD_ACCESS_KEY_FILE")
+        .env_remove("SWITCHBOARD_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[test]
+fn serve_prints_the_address_and_connection_string() {
+    let (mut child, mut lines) = spawn_serve(&[]);
     let listening = lines.next().unwrap().unwrap();
     let connection = lines.next().unwrap().unwrap();
     let mode = lines.next().unwrap().unwrap();
@@ -175,17 +189,7 @@ fn an_access_key_file_is_used_never_printed_and_reread_on_sighup() {
     let first = "file-key-0123456789abcdefghijklmnopqrstuv";
     let second = "file-key-second-0123456789abcdefghijklmn";
     let file = temp_file("keyfile", &format!("{first}\n\n"));
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--mode", "serverless"])
-        .arg("--access-key-file")
-        .arg(&file)
-        .env_remove("SWITCHBOARD_ACCESS_KEY")
-        .env_remove("SWITCHBOARD_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_serve(&["--access-key-file".as_ref(), file.as_os_str()]);
     let listening = lines.next().unwrap().unwrap();
     let connection = lines.next().unwrap().unwrap();
     let url = listening.strip_prefix("Listening on ").unwrap().to_owned();
