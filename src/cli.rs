@@ -97,6 +97,13 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     cors_allowed_origins: Vec<String>,
+    /// Serve HTTPS and WSS with this certificate: a PEM file, the server's certificate first,
+    /// then its intermediates. Re-read on SIGHUP.
+    #[arg(long = "tls-cert", env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM). Re-read on SIGHUP.
+    #[arg(long = "tls-key", env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +145,10 @@ struct AdminArgs {
     /// Remove every upstream rule.
     #[arg(long, conflicts_with = "set_upstreams")]
     clear_upstream: bool,
+    /// A PEM file of CA certificates to trust for an https:// broker, besides the system's
+    /// (SSL_CERT_FILE and SSL_CERT_DIR apply too).
+    #[arg(long = "ca-file", value_name = "FILE", env = "SWITCHBOARD_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -210,6 +221,10 @@ impl ServeArgs {
         }
         if !self.cors_allowed_origins.is_empty() {
             config.cors.allowed_origins = self.cors_allowed_origins.clone();
+        }
+        if self.tls_cert.is_some() {
+            config.tls.cert_file = self.tls_cert.clone();
+            config.tls.key_file = self.tls_key.clone();
         }
         config.validate()?;
         Ok(config)
@@ -321,8 +336,18 @@ fn admin(args: &AdminArgs) -> i32 {
     let Some(runtime) = runtime() else {
         return 1;
     };
+    let roots = match &args.ca_file {
+        Some(path) => match ca_certificates(path) {
+            Ok(roots) => roots,
+            Err(e) => {
+                eprintln!("switchboard: --ca-file: {e}");
+                return EXIT_CONFIG;
+            }
+        },
+        None => Vec::new(),
+    };
     let result: Result<(u16, String), reqwest::Error> = runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder().tls_certs_merge(roots).build()?;
         let url = format!("{base}/admin/settings");
         let request = if patch.is_empty() {
             client.get(url)
@@ -388,6 +413,17 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
     0
 }
 
+/// The CA certificates of a PEM file, for reqwest.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 /// A single-threaded tokio runtime (the HTTP workers bring their own threads).
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
@@ -412,6 +448,7 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         let listen = config.listen;
         let mode = config.mode;
         let generated_key = config.access_keys.is_empty();
+        let tls = config.tls.enabled();
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let board = Switchboard::new(config)
@@ -427,7 +464,8 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         #[cfg(not(unix))]
         let hup: Option<()> = None;
-        println!("Listening on http://{}", handle.local_addr());
+        let scheme = if tls { "https" } else { "http" };
+        println!("Listening on {scheme}://{}", handle.local_addr());
         match &args.access_key_file {
             // The key stays in its file.
             Some(path) => println!(
@@ -475,7 +513,8 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
 }
 
 /// On SIGHUP, read the configuration again and apply what can change at runtime: the mode,
-/// the access keys (when the file names any) and the upstream rules. A bad file changes nothing.
+/// the access keys (when the file names any), the upstream rules and the TLS certificate. A bad
+/// file changes nothing.
 #[cfg(unix)]
 async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
@@ -483,15 +522,22 @@ async fn reload_on_sighup(
     args: ServeArgs,
 ) {
     while hup.recv().await.is_some() {
-        if args.config.config.is_none() && args.access_key_file.is_none() {
-            tracing::warn!("SIGHUP ignored: no --config or --access-key-file to reload");
+        if args.config.config.is_none() && args.access_key_file.is_none() && args.tls_cert.is_none()
+        {
+            tracing::warn!(
+                "SIGHUP ignored: no --config, --access-key-file or --tls-cert to reload"
+            );
             continue;
         }
-        let patch = args
-            .load()
-            .and_then(|config| switchboard::switchboard::SettingsPatch::from_config(&config));
-        let result = match patch {
-            Ok(patch) => control.apply(patch).await,
+        let result = match args.load() {
+            Ok(config) => match switchboard::switchboard::SettingsPatch::from_config(&config) {
+                // The certificate first: a bad one leaves the settings as they were too.
+                Ok(patch) => match control.reload_tls(&config.tls) {
+                    Ok(()) => control.apply(patch).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match result {

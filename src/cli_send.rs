@@ -61,6 +61,10 @@ pub(crate) struct SendArgs {
     /// Connection id left out of a broadcast or group send (repeatable).
     #[arg(long = "exclude", value_name = "ID", allow_hyphen_values = true)]
     pub(crate) exclude: Vec<String>,
+    /// A PEM file of CA certificates to trust for an https:// broker, besides the system's
+    /// (SSL_CERT_FILE and SSL_CERT_DIR apply too).
+    #[arg(long = "ca-file", value_name = "FILE", env = "SWITCHBOARD_CA_FILE")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
 }
 
 /// Who the send goes to.
@@ -120,7 +124,11 @@ pub(crate) async fn run(args: SendArgs) -> i32 {
         Ok(v) => v,
         Err(e) => return usage(&format!("--args must be a JSON array: {e}")),
     };
-    let client = match ManagementClient::new(cs) {
+    let options = switchboard_sdk::management::ManagementOptions {
+        ca_file: args.ca_file.clone(),
+        ..Default::default()
+    };
+    let client = match ManagementClient::with_options(cs, options) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("switchboard: {e}");
@@ -219,6 +227,7 @@ mod tests {
             group: group.map(str::to_owned),
             connection: connection.map(str::to_owned),
             exclude: Vec::new(),
+            ca_file: None,
         }
     }
 

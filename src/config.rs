@@ -17,7 +17,9 @@ use crate::id::TransportKind;
 use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 
 mod cors;
+mod tls;
 pub use cors::CorsConfig;
+pub use tls::TlsConfig;
 
 /// How a hub serves its clients (`spec/service-protocol.md` §6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,6 +113,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Which browser origins may read the broker's answers.
     pub cors: CorsConfig,
+    /// HTTPS and WSS on the listener.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -135,6 +139,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             cluster: ClusterConfig::default(),
             cors: CorsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -489,7 +494,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             key: key.into(),
             message: message.into(),
@@ -527,6 +532,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate()?;
         self.cors.validate()?;
+        self.tls.validate()?;
         let l = &self.limits;
         for (i, key) in self.access_keys.iter().enumerate() {
             if key.trim().is_empty() {
@@ -765,10 +771,11 @@ impl Config {
         UpstreamRules::new(&self.upstream_rule_list()?).map_err(|m| ConfigError::new("upstream", m))
     }
 
-    /// The public endpoint, defaulting to `http://<listen>`.
+    /// The public endpoint, defaulting to `http://<listen>` (`https://` with TLS on).
     pub fn public_endpoint_or(&self, bound: SocketAddr) -> String {
         if self.public_endpoint.is_empty() {
-            format!("http://{bound}")
+            let scheme = if self.tls.enabled() { "https" } else { "http" };
+            format!("{scheme}://{bound}")
         } else {
             self.public_endpoint.trim_end_matches('/').to_owned()
         }

@@ -73,6 +73,7 @@ pub mod routing;
 pub(crate) mod supervise;
 pub mod switchboard;
 pub mod telemetry;
+pub(crate) mod tls;
 pub mod upstream;
 
 /// The wire protocols (sans-IO): hub protocols, service protocol, negotiate, tokens, ids.

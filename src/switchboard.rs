@@ -26,6 +26,7 @@ use actix_service::{
 };
 use actix_web::dev::AppConfig;
 use actix_web::{App, web};
+use futures_util::future::Either;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -35,6 +36,7 @@ use crate::cluster::{Cluster, ClusterSettings, Engine};
 use crate::config::{self, Config};
 use crate::conn::env::{ClientEnv, ConnectionSlots, ServerEnv};
 use crate::conn::index::ConnectionIndex;
+use crate::conn::stream::Stream;
 use crate::http::io::HttpIo;
 pub use crate::http::state::SettingsPatch;
 use crate::http::state::{Broker, BrokerParts, client_token};
@@ -42,6 +44,7 @@ use crate::hub::{HubRegistry, HubSettings};
 use crate::keyring::KeyRing;
 use crate::policy::Policy;
 use crate::telemetry::Metrics;
+use crate::tls::TlsListener;
 use crate::upstream::{UpstreamClient, UpstreamRules};
 
 /// A configured, not yet started broker.
@@ -52,6 +55,7 @@ pub struct Switchboard {
     upstream_rules: UpstreamRules,
     upstream_client: UpstreamClient,
     cluster: Option<(ClusterSettings, Arc<dyn Engine>)>,
+    tls: Option<Arc<TlsListener>>,
 }
 
 impl Switchboard {
@@ -71,12 +75,16 @@ impl Switchboard {
             .map_err(|e| invalid(e.to_string()))?;
         let upstream_client =
             UpstreamClient::new(config.upstream_options.clone()).map_err(invalid)?;
+        let tls = TlsListener::load(&config.tls)
+            .map_err(|e| invalid(e.to_string()))?
+            .map(Arc::new);
         Ok(Self {
             config,
             keys,
             upstream_rules,
             upstream_client,
             cluster: None,
+            tls,
         })
     }
 
@@ -191,6 +199,7 @@ impl Switchboard {
             shutdown,
             servers_stop,
             cluster,
+            tls: self.tls.clone(),
         }));
 
         let workers = match shared.config.workers {
@@ -204,6 +213,8 @@ impl Switchboard {
                 .configure(crate::http::configure)
         };
         let nodelay = shared.config.tcp_nodelay;
+        let tls = self.tls;
+        let tls_metrics = shared.metrics.clone();
         let server = actix_server::Server::build()
             .workers(workers)
             // actix counts the sockets it serves HTTP on, per worker: a WebSocket leaves it at the
@@ -235,13 +246,17 @@ impl Switchboard {
                     })
                     .upgrade(crate::http::upgrade::service(make_app.clone()))
                     .finish(map_config(app, |_| AppConfig::default()));
+                let tls = tls.clone();
+                let tls_metrics = tls_metrics.clone();
                 fn_factory(move || {
                     let service = http.new_service(());
+                    let tls = tls.clone();
+                    let tls_metrics = tls_metrics.clone();
                     async move {
                         let service = Rc::new(service.await?);
                         let again = service.clone();
                         let serve_again: Rc<crate::http::io::ServeFn> =
-                            Rc::new(move |stream: TcpStream| {
+                            Rc::new(move |stream: Stream| {
                                 let peer = stream.peer_addr().ok();
                                 let serve =
                                     again.call((HttpIo::new(stream), Protocol::Http1, peer));
@@ -258,7 +273,27 @@ impl Switchboard {
                             // noise.
                             let _ = io.set_nodelay(nodelay);
                             let peer = io.peer_addr().ok();
-                            service.call((HttpIo::new(io), Protocol::Http1, peer))
+                            let Some(tls) = tls.clone() else {
+                                let io = HttpIo::new(Stream::plain(io));
+                                return Either::Left(service.call((io, Protocol::Http1, peer)));
+                            };
+                            // Boxed: the handshake's state is not kept in every connection's
+                            // future.
+                            let service = service.clone();
+                            let metrics = tls_metrics.clone();
+                            Either::Right(Box::pin(async move {
+                                match tls.accept(io).await {
+                                    Ok(stream) => {
+                                        let io = HttpIo::new(stream);
+                                        service.call((io, Protocol::Http1, peer)).await
+                                    }
+                                    Err(e) => {
+                                        Metrics::inc(&metrics.tls_handshake_failures);
+                                        tracing::debug!(?peer, error = %e, "TLS handshake failed");
+                                        Ok(())
+                                    }
+                                }
+                            }))
                         }))
                     }
                 })
@@ -412,6 +447,20 @@ impl BrokerControl {
     /// The runtime settings as the admin endpoint shows them (keys only counted).
     pub fn settings(&self) -> serde_json::Value {
         self.0.settings_view()
+    }
+
+    /// Read the TLS certificate and key again (the files `tls` names): new connections are
+    /// served with them, those already up keep theirs. Nothing changes when a file is bad, or
+    /// when the broker serves plain HTTP (TLS is decided at start).
+    pub fn reload_tls(&self, tls: &config::TlsConfig) -> Result<(), config::ConfigError> {
+        match &self.0.tls {
+            Some(listener) => listener.reload(tls),
+            None if !tls.enabled() => Ok(()),
+            None => Err(config::ConfigError::new(
+                "tls.cert_file",
+                "TLS cannot be turned on while the broker runs (restart it)",
+            )),
+        }
     }
 
     /// A graceful stop of every connection, bounded by `limits.shutdown_timeout_secs`: new

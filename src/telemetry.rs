@@ -88,6 +88,8 @@ counters! {
     socket_writes => "switchboard_socket_writes_total", "counter", "WebSocket frames written to clients (each may carry several messages).";
     /// Messages a hub wrote straight to a lent WebSocket (no task woken).
     direct_writes => "switchboard_direct_writes_total", "counter", "Messages a hub wrote straight to an idle WebSocket client's socket instead of queueing them for its connection task (counted in socket_writes as well).";
+    /// TLS handshakes that failed or timed out (the connection is closed).
+    tls_handshake_failures => "switchboard_tls_handshake_failures_total", "counter", "Connections closed during their TLS handshake: a protocol error, a certificate the client refused, plain HTTP on the TLS port, or no handshake within 10 s.";
     /// Pongs not sent: the peer pinged faster than it read the answers.
     pongs_skipped => "switchboard_websocket_pongs_skipped_total", "counter", "WebSocket Pongs not sent because the peer sent Pings faster than it read the answers (at most 1 KiB of control frames waits per connection).";
     /// Connections closed for a protocol error.

@@ -1,5 +1,7 @@
-//! The `switchboard` binary: configuration errors, `token`, the start banner and access-key
-//! files.
+//! The `switchboard` binary: configuration errors, `token`, the start banner, access-key
+//! files and TLS.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -264,4 +266,95 @@ fn a_bad_access_key_file_is_one_line_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_file(&empty);
     let _ = std::fs::remove_file(&three);
+}
+
+/// `switchboard admin` against `url`, trusting `ca_file` if given: whether it succeeded.
+fn admin_over_tls(url: &str, key: &str, ca_file: Option<&std::path::Path>) -> bool {
+    let mut command = Command::new(BIN);
+    command
+        .args(["admin", "--url", url, "--access-key", key])
+        .env_remove("SWITCHBOARD_CA_FILE");
+    if let Some(ca_file) = ca_file {
+        command.arg("--ca-file").arg(ca_file);
+    }
+    command.output().unwrap().status.success()
+}
+
+#[test]
+fn tls_serve_announces_https_serves_admin_and_send_and_reloads_its_certificate_on_sighup() {
+    use common::tls::{TestCa, temp_dir};
+    let dir = temp_dir("sb-cli-tls");
+    let first = TestCa::new("first CA");
+    let second = TestCa::new("second CA");
+    let first_pem = first.write_pem(&dir, "first-ca.pem");
+    let second_pem = second.write_pem(&dir, "second-ca.pem");
+    let issued = first.issue(&dir, "server");
+    let key = "tls-cli-key-0123456789abcdefghijklmnopqrstu";
+    let (mut child, mut lines) = spawn_serve(&[
+        "--access-key".as_ref(),
+        key.as_ref(),
+        "--tls-cert".as_ref(),
+        issued.cert.as_os_str(),
+        "--tls-key".as_ref(),
+        issued.key.as_os_str(),
+    ]);
+    let listening = lines.next().unwrap().unwrap();
+    let connection = lines.next().unwrap().unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let url = listening
+            .strip_prefix("Listening on ")
+            .unwrap_or_else(|| panic!("{listening}"));
+        assert!(url.starts_with("https://127.0.0.1:"), "{listening}");
+        let cs = connection.strip_prefix("Connection string: ").unwrap();
+        assert!(cs.starts_with("Endpoint=https://127.0.0.1;"), "{cs}");
+
+        assert!(admin_over_tls(url, key, Some(&first_pem)));
+        assert!(
+            !admin_over_tls(url, key, None),
+            "a certificate of an unknown CA is refused"
+        );
+        let sent = Command::new(BIN)
+            .args([
+                "send",
+                "--connection-string",
+                cs,
+                "--hub",
+                "chat",
+                "--target",
+                "news",
+            ])
+            .arg("--ca-file")
+            .arg(&first_pem)
+            .output()
+            .unwrap();
+        assert!(
+            sent.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+
+        // The second CA's certificate in the same files; SIGHUP makes it the one presented.
+        second.issue(&dir, "server");
+        let hup = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        let mut reloaded = false;
+        for _ in 0..50 {
+            if admin_over_tls(url, key, Some(&second_pem)) {
+                reloaded = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(reloaded, "the new certificate is presented after SIGHUP");
+        assert!(!admin_over_tls(url, key, Some(&first_pem)));
+    }));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

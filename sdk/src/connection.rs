@@ -43,8 +43,9 @@ type LocalWs = WebSocketStream<DuplexStream>;
 
 /// An open, handshaken server connection and the bytes that followed the HandshakeResponse.
 enum Connected {
-    Net(NetWs, Bytes),
-    Local(LocalWs, Bytes),
+    // Boxed, both: the sockets are large (a TLS session's buffers; a duplex stream's).
+    Net(Box<NetWs>, Bytes),
+    Local(Box<LocalWs>, Bytes),
 }
 
 /// How often the fin Ping is repeated while waiting for `finack` (the SDK's 5 s).
@@ -189,12 +190,12 @@ pub(crate) async fn run(shared: Arc<ServerShared>, slot: usize) {
                 tracing::debug!(slot, hub = %shared.hub_name, "server connection established");
                 let end = match connected {
                     Connected::Net(ws, leftover) => {
-                        Session::new(shared.clone(), slot, ws)
+                        Session::new(shared.clone(), slot, *ws)
                             .run(leftover, &mut shutdown)
                             .await
                     }
                     Connected::Local(ws, leftover) => {
-                        Session::new(shared.clone(), slot, ws)
+                        Session::new(shared.clone(), slot, *ws)
                             .run(leftover, &mut shutdown)
                             .await
                     }
@@ -251,7 +252,7 @@ async fn connect(shared: &ServerShared) -> Result<Connected, ConnectError> {
         let (ws, leftover) = tokio::time::timeout(options.handshake_timeout, open)
             .await
             .map_err(|_| ConnectError::Timeout)??;
-        return Ok(Connected::Local(ws, leftover));
+        return Ok(Connected::Local(Box::new(ws), leftover));
     }
     let cid = random_guid();
     let url = shared
@@ -274,15 +275,22 @@ async fn connect(shared: &ServerShared) -> Result<Connected, ConnectError> {
     headers.insert("X-ASRS-Server-Id", header(&shared.server_id)?);
     headers.insert("Asrs-User-Agent", header(USER_AGENT)?);
 
+    let connector =
+        crate::tls::ws_connector(options.ca_file.as_deref()).map_err(ConnectError::Request)?;
     let open = async {
-        let (ws, _response) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+        let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            connector,
+        )
+        .await?;
         handshake(ws, options).await
     };
     let (ws, leftover) = tokio::time::timeout(options.handshake_timeout, open)
         .await
         .map_err(|_| ConnectError::Timeout)??;
-    Ok(Connected::Net(ws, leftover))
+    Ok(Connected::Net(Box::new(ws), leftover))
 }
 
 /// Sends the HandshakeRequest and waits for the HandshakeResponse. Returns the socket and any

@@ -72,6 +72,7 @@ mod client;
 mod codec;
 mod connection;
 mod dispatch;
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -82,6 +82,9 @@ pub struct HubServerOptions {
     /// `["shutdown","finack"]` (30 s, the SDK's default shutdown timeout). The fin Ping is sent
     /// again every 5 s meanwhile.
     pub shutdown_timeout: Duration,
+    /// A PEM file of CA certificates trusted for a `wss://` service besides the system's (whose
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` apply without it); read at every connect.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for HubServerOptions {
@@ -109,6 +112,7 @@ impl Default for HubServerOptions {
             client_inbox_capacity: 64,
             stream_buffer_capacity: 64,
             shutdown_timeout: Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }
@@ -146,6 +150,13 @@ impl HubServerBuilder {
     /// Replaces every option.
     pub fn options(mut self, options: HubServerOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Trust the CA certificates of the PEM file at `path` for a `wss://` service, besides the
+    /// system's authorities ([`HubServerOptions::ca_file`]).
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.options.ca_file = Some(path.into());
         self
     }
 

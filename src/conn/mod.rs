@@ -16,6 +16,7 @@ pub(crate) mod server;
 pub(crate) mod socket;
 pub(crate) mod sse;
 pub(crate) mod stateful;
+pub(crate) mod stream;
 pub(crate) mod tenant;
 pub(crate) mod transport;
 pub(crate) mod upstream;

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
+use super::stream::Stream;
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 /// The most one read takes from a socket (the size of each worker thread's scratch buffer).
 const READ_CHUNK: usize = 64 * 1024;
@@ -22,7 +22,7 @@ thread_local! {
 
 /// Read what `io` has (without waiting) through the thread's scratch buffer; the bytes read are
 /// appended to `into`, or dropped without it. `Ok(0)` is the end of the stream.
-pub(crate) fn read_some(io: &TcpStream, into: Option<&mut BytesMut>) -> io::Result<usize> {
+pub(crate) fn read_some(io: &Stream, into: Option<&mut BytesMut>) -> io::Result<usize> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         if scratch.len() < READ_CHUNK {
@@ -37,8 +37,9 @@ pub(crate) fn read_some(io: &TcpStream, into: Option<&mut BytesMut>) -> io::Resu
 }
 
 /// Write `parts` completely, in order: vectored writes, waiting for room only when the
-/// kernel's buffer is full. Dropped half-way, an unknown prefix has been written.
-pub(crate) async fn write_all(io: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+/// kernel's buffer is full; under TLS, until the last ciphertext is on the socket. Dropped
+/// half-way, an unknown prefix has been written.
+pub(crate) async fn write_all(io: &Stream, parts: &[&[u8]]) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut written = 0;
     while written < total {
@@ -64,12 +65,15 @@ pub(crate) async fn write_all(io: &TcpStream, parts: &[&[u8]]) -> io::Result<()>
             Err(e) => return Err(e),
         }
     }
+    if io.wants_write() {
+        io.flush().await?;
+    }
     Ok(())
 }
 
 /// Read and drop input until the peer closes its side (or fails). Run it under a timeout
 /// ([`LINGER`]).
-pub(crate) async fn discard(io: &TcpStream) {
+pub(crate) async fn discard(io: &Stream) {
     loop {
         if io.readable().await.is_err() {
             return;
@@ -86,6 +90,7 @@ pub(crate) async fn discard(io: &TcpStream) {
 #[cfg(test)]
 mod tests {
     use tokio::io::AsyncReadExt as _;
+    use tokio::net::TcpStream;
 
     use super::*;
 
@@ -95,7 +100,7 @@ mod tests {
         let mut peer = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let (io, _) = listener.accept().await.unwrap();
+        let io = Stream::plain(listener.accept().await.unwrap().0);
         // Larger than the socket buffers: the writer has to wait for the reader.
         let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
         let parts: [&[u8]; 6] = [b"a", &big, b"", b"bc", &big[..1000], b"d"];

@@ -8,15 +8,14 @@
 use std::io::{self, Write as _};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use super::socket;
+use super::stream::Stream;
 use super::transport::sse_event;
 
 /// The server's end of an SSE stream, after the answer's head.
 #[derive(Debug)]
 pub(crate) struct SseSocket {
-    io: TcpStream,
+    io: Stream,
     /// The body is chunked (HTTP/1.1); otherwise it ends with the connection (HTTP/1.0).
     chunked: bool,
     /// The client closed its side, or the socket failed.
@@ -26,7 +25,7 @@ pub(crate) struct SseSocket {
 }
 
 impl SseSocket {
-    pub(crate) fn new(io: TcpStream, chunked: bool) -> Self {
+    pub(crate) fn new(io: Stream, chunked: bool) -> Self {
         Self {
             io,
             chunked,
@@ -98,10 +97,7 @@ impl SseSocket {
                 tokio::time::timeout(timeout, socket::write_all(&self.io, &[b"0\r\n\r\n"])).await;
         }
         self.broken = true;
-        let _ = std::future::poll_fn(|cx| {
-            tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut self.io), cx)
-        })
-        .await;
+        let _ = tokio::time::timeout(timeout, self.io.shutdown()).await;
     }
 
     /// After [`Self::close`]: read and drop what the client still sends until it closes, for at

@@ -26,7 +26,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use tokio::net::TcpStream;
 
 use super::client_ws::{
     forwarded_headers, forwarded_query, not_supported, plain, refused, unknown_connection,
@@ -37,6 +36,7 @@ use super::{ApiError, authenticate_client, query_value};
 use crate::conn::client::{self, ClientContext};
 use crate::conn::owner::{Owner, Refusal};
 use crate::conn::sse::SseSocket;
+use crate::conn::stream::Stream;
 use crate::conn::transport::{
     HttpEntry, Pipe, PipeError, PipeReceiver, PollOutcome, PollState, Transport,
 };
@@ -335,17 +335,16 @@ fn parkable(req: &HttpRequest) -> Option<Takeover> {
 /// request. A client that leaves ends the poll; one that sends its next request before the answer
 /// gets the answer at once.
 async fn park(
-    io: TcpStream,
+    io: Stream,
     poll: Arc<PollState>,
     token: String,
     shared: Arc<Broker>,
     origin: Option<HeaderValue>,
 ) {
-    let mut probe = [0u8; 1];
     let outcome = tokio::select! {
         outcome = poll.poll(POLL_TIMEOUT) => outcome,
-        sent = io.peek(&mut probe) => match sent {
-            Ok(n) if n > 0 => poll.poll(Duration::ZERO).await,
+        sent = io.wait_input() => match sent {
+            Ok(true) => poll.poll(Duration::ZERO).await,
             // The client left.
             _ => return,
         },

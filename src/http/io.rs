@@ -21,7 +21,8 @@ use std::task::{Context, Poll, Waker};
 use actix_web::http::{StatusCode, header};
 use bytes::{BufMut as _, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::conn::stream::Stream;
 
 /// The stream of one HTTP/1 connection, shared between actix-http and a handler that may take
 /// it.
@@ -32,7 +33,7 @@ pub(crate) struct HttpIo {
 
 #[derive(Debug, Default)]
 struct Slot {
-    stream: RefCell<Option<TcpStream>>,
+    stream: RefCell<Option<Stream>>,
     /// How many times the dispatcher flushed. It flushes the stream only once its write buffer
     /// is written out whole, so a flush after a point means that everything encoded before it
     /// is on the socket.
@@ -47,7 +48,7 @@ struct Slot {
 pub(crate) struct Takeover(Rc<Slot>);
 
 impl HttpIo {
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: Stream) -> Self {
         Self {
             slot: Rc::new(Slot {
                 stream: RefCell::new(Some(stream)),
@@ -62,11 +63,11 @@ impl HttpIo {
     }
 
     /// The stream, unless a handler took it.
-    pub(crate) fn into_stream(self) -> Option<TcpStream> {
+    pub(crate) fn into_stream(self) -> Option<Stream> {
         self.slot.stream.borrow_mut().take()
     }
 
-    fn with<R>(&self, taken: R, f: impl FnOnce(Pin<&mut TcpStream>) -> R) -> R {
+    fn with<R>(&self, taken: R, f: impl FnOnce(Pin<&mut Stream>) -> R) -> R {
         match self.slot.stream.borrow_mut().as_mut() {
             Some(stream) => f(Pin::new(stream)),
             None => taken,
@@ -84,7 +85,7 @@ impl Takeover {
     /// take the stream. The caller's answer must not be complete yet (the dispatcher encodes
     /// nothing more of it meanwhile); whatever it answers afterwards goes nowhere. `None` when
     /// the stream was taken already. Dropped while waiting (the client left), nothing is taken.
-    pub(crate) async fn take(&self) -> Option<TcpStream> {
+    pub(crate) async fn take(&self) -> Option<Stream> {
         let seen = self.0.flushes.get();
         std::future::poll_fn(|cx| {
             if self.0.flushes.get() != seen {
@@ -98,7 +99,10 @@ impl Takeover {
             }
         })
         .await;
-        self.0.stream.borrow_mut().take()
+        let stream = self.0.stream.borrow_mut().take()?;
+        // Under TLS, the last of the answer may still be ciphertext in the session.
+        stream.flush().await.ok()?;
+        Some(stream)
     }
 }
 
@@ -155,7 +159,7 @@ impl AsyncWrite for HttpIo {
 /// next request (the taker checked that the request allows it: HTTP/1.1, no
 /// `Connection: close`). Head and body go in one write.
 pub(crate) async fn write_response(
-    io: &TcpStream,
+    io: &Stream,
     response: actix_web::HttpResponse,
 ) -> io::Result<()> {
     let (head, body) = response.into_parts();
@@ -192,7 +196,7 @@ pub(crate) async fn write_response(
 }
 
 /// A function that serves a stream's requests.
-pub(crate) type ServeFn = dyn Fn(TcpStream);
+pub(crate) type ServeFn = dyn Fn(Stream);
 
 thread_local! {
     /// This worker thread's HTTP/1 service, for streams given back (see [`serve`]). Weak: the
@@ -210,7 +214,7 @@ pub(crate) fn set_worker_service(serve: &Rc<ServeFn>) {
 /// Serve `stream`'s next requests with a new dispatcher on this worker thread (it must be the
 /// thread `stream` was accepted on). Without a service here (not a worker thread) the stream
 /// is closed.
-pub(crate) fn serve(stream: TcpStream) {
+pub(crate) fn serve(stream: Stream) {
     let serve = SERVE.with(|s| s.borrow().as_ref().and_then(Weak::upgrade));
     if let Some(serve) = serve {
         serve(stream);

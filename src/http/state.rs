@@ -55,6 +55,8 @@ pub(crate) struct Broker {
     servers_stop: watch::Sender<bool>,
     /// The cluster this node belongs to, if any.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The listener's TLS settings, when it serves TLS.
+    pub(crate) tls: Option<Arc<crate::tls::TlsListener>>,
 }
 
 /// The parts a [`Broker`] is built from (see [`Switchboard::start`](crate::Switchboard::start)).
@@ -71,6 +73,7 @@ pub(crate) struct BrokerParts {
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) servers_stop: watch::Sender<bool>,
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    pub(crate) tls: Option<Arc<crate::tls::TlsListener>>,
 }
 
 impl Broker {
@@ -100,6 +103,7 @@ impl Broker {
             shutdown: p.shutdown,
             servers_stop: p.servers_stop,
             cluster: p.cluster,
+            tls: p.tls,
         }
     }
 }

@@ -24,9 +24,9 @@ use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 use super::io::HttpIo;
+use crate::conn::stream::Stream;
 
 /// The most of an answer to an upgrade request that is not an upgrade (an error's JSON body)
 /// that is written.
@@ -41,7 +41,7 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// An upgraded connection: the stream and the bytes that followed the handshake request.
 pub(crate) struct Upgraded {
-    pub io: TcpStream,
+    pub io: Stream,
     pub read: BytesMut,
 }
 

@@ -17,6 +17,7 @@
 pub mod fake_server;
 pub mod management;
 pub mod redis_server;
+pub mod tls;
 pub mod ws;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

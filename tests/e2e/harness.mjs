@@ -105,7 +105,7 @@ export function randomAccessKey() {
 /**
  * Starts `switchboard serve --listen 127.0.0.1:0 --mode serverless --access-key KEY`
  * (`mode: null`: no --mode flag; `extraArgs` are appended).
- * Resolves with a Broker once the stdout line `Listening on http://127.0.0.1:<port>`
+ * Resolves with a Broker once the stdout line `Listening on http(s)://127.0.0.1:<port>`
  * appeared. Rejects (and kills the child) after `startTimeoutMs` or if it exits.
  */
 export async function startBroker({ mode = 'serverless', accessKey = randomAccessKey(), extraArgs = [], startTimeoutMs = 15000 } = {}) {
@@ -122,6 +122,16 @@ export async function startBroker({ mode = 'serverless', accessKey = randomAcces
   const broker = new Broker(child, accessKey, `${bin} ${args.join(' ')}`);
   await broker._waitListening(startTimeoutMs);
   return broker;
+}
+
+/**
+ * A Broker for a broker this process did not start (another process's, e.g. a test's child
+ * that runs clients with other trust settings): REST calls and clients against `base`.
+ */
+export function remoteBroker(base, accessKey) {
+  return Object.assign(Object.create(Broker.prototype), {
+    base, accessKey, connections: new Set(), stdoutLines: [], stderrText: '',
+  });
 }
 
 const liveChildren = new Set();
@@ -186,9 +196,9 @@ export class Broker {
         try { this.child.kill('SIGKILL'); } catch { /* ignore */ }
         reject(new Error(`broker did not start: ${why}\ncommand: ${this.commandLine}\nstdout:\n${this.stdoutLines.join('\n')}\nstderr (tail):\n${this.stderrTail()}`));
       };
-      const timer = setTimeout(() => fail(`no "Listening on http://127.0.0.1:<port>" line on stdout within ${ms} ms`), ms);
+      const timer = setTimeout(() => fail(`no "Listening on http(s)://127.0.0.1:<port>" line on stdout within ${ms} ms`), ms);
       const check = (line) => {
-        const m = /Listening on (http:\/\/127\.0\.0\.1:(\d+))\/?\s*$/.exec(line);
+        const m = /Listening on (https?:\/\/127\.0\.0\.1:(\d+))\/?\s*$/.exec(line);
         if (m) {
           clearTimeout(timer);
           this._onLine = undefined;

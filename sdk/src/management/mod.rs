@@ -130,6 +130,9 @@ pub struct ManagementOptions {
     pub connection_count: usize,
     /// How long a persistent operation waits for a Weak connection to be up (15 s).
     pub connect_timeout: Duration,
+    /// A PEM file of CA certificates trusted for an `https://`/`wss://` service besides the
+    /// system's (whose `SSL_CERT_FILE` and `SSL_CERT_DIR` apply without it).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ManagementOptions {
@@ -142,6 +145,7 @@ impl Default for ManagementOptions {
             max_concurrent_requests: 16,
             connection_count: 1,
             connect_timeout: Duration::from_secs(15),
+            ca_file: None,
         }
     }
 }
@@ -246,12 +250,14 @@ impl ManagementClient {
             options.token_lifetime,
             options.request_timeout,
             options.health_timeout,
+            options.ca_file.as_deref(),
         )?;
         let pool = (options.transport == Transport::Persistent).then(|| {
             Pool::new(
                 connection_string.clone(),
                 options.connection_count,
                 options.connect_timeout,
+                options.ca_file.clone(),
             )
         });
         Ok(Self {

@@ -20,6 +20,7 @@ pub(super) struct Pool {
     connection_string: ConnectionString,
     connection_count: usize,
     connect_timeout: Duration,
+    ca_file: Option<std::path::PathBuf>,
     servers: Mutex<HashMap<String, HubServer>>,
 }
 
@@ -28,11 +29,13 @@ impl Pool {
         connection_string: ConnectionString,
         connection_count: usize,
         connect_timeout: Duration,
+        ca_file: Option<std::path::PathBuf>,
     ) -> Self {
         Self {
             connection_string,
             connection_count: connection_count.max(1),
             connect_timeout,
+            ca_file,
             servers: Mutex::new(HashMap::new()),
         }
     }
@@ -59,6 +62,9 @@ impl Pool {
                     .connection_count(self.connection_count);
                     if let Some(app) = application.filter(|a| !a.is_empty()) {
                         builder = builder.application_name(app);
+                    }
+                    if let Some(path) = &self.ca_file {
+                        builder = builder.ca_file(path.clone());
                     }
                     let server = builder.start()?;
                     servers.insert(key, server.clone());

@@ -148,8 +148,11 @@ impl RestTransport {
         token_lifetime: Duration,
         request_timeout: Duration,
         health_timeout: Duration,
+        ca_file: Option<&std::path::Path>,
     ) -> Result<Self, ManagementError> {
+        let roots = crate::tls::reqwest_roots(ca_file).map_err(ManagementError::InvalidArgument)?;
         let http = reqwest::Client::builder()
+            .tls_certs_merge(roots)
             .timeout(request_timeout)
             .user_agent(concat!(
                 "switchboard-management/",

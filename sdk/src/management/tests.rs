@@ -22,6 +22,7 @@ fn rest() -> RestTransport {
         Duration::from_secs(60),
         Duration::from_secs(5),
         Duration::from_secs(1),
+        None,
     )
     .expect("HTTP client")
 }
@@ -65,6 +66,7 @@ fn server_endpoint_is_the_base_and_the_audience_keeps_the_endpoint_host() {
         Duration::from_secs(60),
         Duration::from_secs(5),
         Duration::from_secs(1),
+        None,
     )
     .unwrap();
     let (url, aud) = rest.url_and_audience(&HubAddress::new("h", None), "/users/u/:send", &[]);

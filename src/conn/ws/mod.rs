@@ -24,7 +24,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -32,12 +31,11 @@ use std::time::Duration;
 use actix_codec::Decoder as _;
 use actix_http::ws::{CloseCode, Codec, Frame, Item, OpCode, Parser, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Data, OpCode as HeaderOpCode};
 
 use super::socket;
+use super::stream::{DetachedStream, Stream};
 use crate::close::{CloseReason, WsClose};
 use crate::peer::{ConnHandle, DirectWrite, Written};
 use crate::telemetry::Metrics;
@@ -99,14 +97,14 @@ impl WsSocket {
     /// The server's end of an upgraded socket, with `read` the bytes that followed the
     /// handshake request.
     pub(crate) fn new(
-        io: TcpStream,
+        io: Stream,
         read: BytesMut,
         max_message: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             io: Arc::new(WsStream {
-                tcp: io,
+                stream: io,
                 binary: AtomicBool::new(false),
             }),
             codec: Codec::new().max_size(max_message),
@@ -126,6 +124,10 @@ impl WsSocket {
     /// socket while the actor waits ([`Self::lend`]). Not for a stateful client: its frames are
     /// numbered and kept by its actor.
     pub(crate) fn lend_to(&mut self, conn: ConnHandle, binary: bool) {
+        // Under TLS every frame is encrypted by the connection's own task.
+        if self.io.is_tls() {
+            return;
+        }
         self.io.binary.store(binary, Ordering::Relaxed);
         conn.outbox().install_sink(self.io.clone());
         self.lender = Some(conn);
@@ -172,7 +174,7 @@ impl WsSocket {
         max_message: usize,
         metrics: Arc<Metrics>,
     ) -> io::Result<Self> {
-        let io = TcpStream::from_std(detached.io)?;
+        let io = Stream::attach(detached.io)?;
         Ok(Self::new(io, detached.read, max_message, metrics))
     }
 
@@ -211,11 +213,11 @@ impl WsSocket {
                     }
                 }
             }
-            if !self.control.is_empty() && self.try_flush_control().is_err() {
+            if self.writes_pending() && self.try_flush_control().is_err() {
                 self.ended = true;
                 return WsEvent::Gone;
             }
-            let ready = if self.control.is_empty() {
+            let ready = if !self.writes_pending() {
                 // Not `readable()`: that future enters the socket's waiter list and leaves it
                 // again when dropped, which the actor does after every message it writes.
                 poll_fn(|cx| self.io.poll_read_ready(cx)).await
@@ -343,7 +345,7 @@ impl WsSocket {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         self.reclaim();
-        if !self.control.is_empty() {
+        if self.writes_pending() {
             self.flush_control().await?;
         }
         let (header, header_len) = frame_header(binary, payload.len())?;
@@ -351,6 +353,11 @@ impl WsSocket {
         socket::write_all(&self.io, &[&header[..header_len], payload]).await?;
         self.broken = false;
         Ok(())
+    }
+
+    /// Control frames are queued, or (under TLS) ciphertext the socket has not taken yet.
+    fn writes_pending(&self) -> bool {
+        !self.control.is_empty() || self.io.wants_write()
     }
 
     /// Write queued control frames as far as the socket takes them now.
@@ -364,14 +371,17 @@ impl WsSocket {
             }
         }
         self.control = BytesMut::new();
-        Ok(())
+        match self.io.try_flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Write every queued control frame.
     async fn flush_control(&mut self) -> io::Result<()> {
         loop {
             self.try_flush_control()?;
-            if self.control.is_empty() {
+            if !self.writes_pending() {
                 return Ok(());
             }
             self.io.writable().await?;
@@ -393,8 +403,8 @@ impl WsSocket {
         }
         self.broken = true;
         // The outbox's writer is gone (`take_back`): the stream is this socket's alone.
-        if let Some(io) = Arc::get_mut(&mut self.io) {
-            let _ = poll_fn(|cx| Pin::new(&mut io.tcp).poll_shutdown(cx)).await;
+        if Arc::get_mut(&mut self.io).is_some() {
+            let _ = tokio::time::timeout(timeout, self.io.shutdown()).await;
         }
     }
 
@@ -428,16 +438,16 @@ impl Drop for WsSocket {
 /// The stream of a [`WsSocket`], and the outbox's writer while the socket is lent.
 #[derive(Debug)]
 struct WsStream {
-    tcp: TcpStream,
+    stream: Stream,
     /// The lent socket's messages are binary (MessagePack) frames, else text.
     binary: AtomicBool,
 }
 
 impl std::ops::Deref for WsStream {
-    type Target = TcpStream;
+    type Target = Stream;
 
-    fn deref(&self) -> &TcpStream {
-        &self.tcp
+    fn deref(&self) -> &Stream {
+        &self.stream
     }
 }
 
@@ -462,7 +472,7 @@ impl DirectWrite for WsStream {
         let flags = libc::MSG_NOSIGNAL;
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let flags = 0;
-        match socket2::SockRef::from(&self.tcp).send_vectored_with_flags(&parts, flags) {
+        match socket2::SockRef::from(self.stream.tcp()).send_vectored_with_flags(&parts, flags) {
             Ok(n) if n == header_len + frame.len() => Written::All,
             Ok(n) if n >= header_len => Written::Part(frame.slice(n - header_len..)),
             Ok(n) if n > 0 => {
@@ -495,15 +505,15 @@ fn frame_header(binary: bool, len: usize) -> io::Result<([u8; 14], usize)> {
 /// to its connection's actor): deregistered from the reactor it was accepted on.
 #[derive(Debug)]
 pub(crate) struct Detached {
-    io: std::net::TcpStream,
+    io: DetachedStream,
     read: BytesMut,
 }
 
 impl Detached {
     /// Detach `io` (with the bytes read after its handshake) from this thread's reactor.
-    pub(crate) fn new(io: TcpStream, read: BytesMut) -> io::Result<Self> {
+    pub(crate) fn new(io: Stream, read: BytesMut) -> io::Result<Self> {
         Ok(Self {
-            io: io.into_std()?,
+            io: io.detach()?,
             read,
         })
     }

@@ -29,7 +29,7 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
 async fn pair(max: usize) -> (WsSocket, TcpStream) {
     let (io, peer) = tcp_pair().await;
     (
-        WsSocket::new(io, BytesMut::new(), max, Arc::default()),
+        WsSocket::new(Stream::plain(io), BytesMut::new(), max, Arc::default()),
         peer,
     )
 }
@@ -144,7 +144,12 @@ async fn framing_1_bytes_read_with_the_handshake_come_first() {
         .unwrap();
     let (io, _) = listener.accept().await.unwrap();
     let early = frame(OpCode::Text, true, b"early");
-    let mut socket = WsSocket::new(io, BytesMut::from(&early[..]), 1024, Arc::default());
+    let mut socket = WsSocket::new(
+        Stream::plain(io),
+        BytesMut::from(&early[..]),
+        1024,
+        Arc::default(),
+    );
     peer.write_all(&frame(OpCode::Text, true, b"late"))
         .await
         .unwrap();
@@ -465,7 +470,7 @@ async fn a_detached_socket_is_adopted_by_another_runtime() {
     peer.write_all(&frame(OpCode::Text, true, b"moved"))
         .await
         .unwrap();
-    let detached = Detached::new(io, BytesMut::new()).unwrap();
+    let detached = Detached::new(Stream::plain(io), BytesMut::new()).unwrap();
     let got = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
