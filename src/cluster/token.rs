@@ -12,7 +12,7 @@
 //! the cluster is the engine's part (`SET NX` on the connection id).
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac as _};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
 use crate::conn::owner::Owner;

@@ -50,7 +50,7 @@ mod rules;
 mod tests;
 
 use bytes::{Bytes, BytesMut};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol, Invocation};
