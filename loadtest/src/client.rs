@@ -353,10 +353,15 @@ async fn open_ws(
     let ws = match recv_buffer {
         None => {
             // TCP_NODELAY, as browsers and Node's `ws` set on WebSockets.
-            tokio_tungstenite::connect_async_with_config(req, Some(config), true)
-                .await
-                .context("websocket connect")?
-                .0
+            tokio_tungstenite::connect_async_tls_with_config(
+                req,
+                Some(config),
+                true,
+                crate::tls::connector(),
+            )
+            .await
+            .context("websocket connect")?
+            .0
         }
         Some(size) => {
             let url = reqwest::Url::parse(&target.url).context("broker URL")?;
@@ -374,10 +379,11 @@ async fn open_ws(
             socket.set_recv_buffer_size(size as u32)?;
             let stream = socket.connect(addr).await.context("tcp connect")?;
             stream.set_nodelay(true)?;
-            tokio_tungstenite::client_async_with_config(
+            tokio_tungstenite::client_async_tls_with_config(
                 req,
-                MaybeTlsStream::Plain(stream),
+                stream,
                 Some(config),
+                crate::tls::connector(),
             )
             .await
             .context("websocket connect")?

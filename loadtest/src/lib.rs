@@ -31,6 +31,7 @@ pub mod pool;
 pub mod scenario;
 pub mod sender;
 pub mod stats;
+pub mod tls;
 pub mod upstream;
 pub mod workers;
 
@@ -103,6 +104,10 @@ pub struct Common {
     /// Access key of the broker (tokens are minted with it).
     #[arg(long, default_value = "", global = true)]
     pub key: String,
+    /// A PEM file of CA certificates to trust for an https:// broker, besides the system's
+    /// (SSL_CERT_FILE and SSL_CERT_DIR apply too).
+    #[arg(long = "ca-file", value_name = "FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// Hub to use.
     #[arg(long, default_value = "load", global = true)]
     pub hub: String,
@@ -150,6 +155,7 @@ impl Common {
             url: url.to_owned(),
             receiver_urls: Vec::new(),
             key: key.to_owned(),
+            ca_file: None,
             hub: "load".to_owned(),
             protocol: Protocol::Json,
             payload_bytes: 100,

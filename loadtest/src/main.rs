@@ -22,6 +22,7 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    switchboard_loadtest::tls::init(cli.common.ca_file.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -288,6 +288,7 @@ impl Pool {
         let http = if needs_http {
             Some(
                 reqwest::Client::builder()
+                    .tls_certs_merge(crate::tls::reqwest_roots())
                     .pool_max_idle_per_host(spec.connections + spec.parallel)
                     .build()?,
             )

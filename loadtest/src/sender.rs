@@ -92,6 +92,7 @@ pub struct Phase {
 /// A keep-alive HTTP client for `n` concurrent senders.
 pub fn http_client(n: usize) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
+        .tls_certs_merge(crate::tls::reqwest_roots())
         .pool_max_idle_per_host(n.max(1))
         .build()?)
 }

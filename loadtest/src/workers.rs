@@ -61,6 +61,12 @@ struct Remote {
 impl Remote {
     fn spawn(exe: &PathBuf, spec: &PoolSpec) -> Result<Self> {
         let mut child = Command::new(exe)
+            .args(
+                crate::tls::ca_file()
+                    .map(|path| [std::ffi::OsStr::new("--ca-file"), path.as_os_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("worker")
             .arg("--spec")
             .arg(serde_json::to_string(spec)?)
