@@ -101,6 +101,14 @@ struct ServeArgs {
     /// then its intermediates. Re-read on SIGHUP.
     #[arg(long = "tls-cert", env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// Serve /admin and /metrics (and /healthz, /readyz) on this second address, plain HTTP,
+    /// and not on --listen (e.g. 127.0.0.1:9090).
+    #[arg(long = "admin-listen", env = "SWITCHBOARD_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// A file holding the key admin tokens are signed with (one line): access keys then no
+    /// longer open /admin, and this key opens nothing else.
+    #[arg(long = "admin-key-file", env = "SWITCHBOARD_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
     /// The certificate's private key (PEM). Re-read on SIGHUP.
     #[arg(long = "tls-key", env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
@@ -221,6 +229,25 @@ impl ServeArgs {
         }
         if !self.cors_allowed_origins.is_empty() {
             config.cors.allowed_origins = self.cors_allowed_origins.clone();
+        }
+        if let Some(admin) = &self.admin_listen {
+            config.admin_listen = Some(admin.parse().map_err(|e| ConfigError {
+                key: "admin_listen".into(),
+                message: format!("'{admin}' is not an address like 127.0.0.1:9090: {e}"),
+            })?);
+        }
+        if let Some(path) = &self.admin_key_file {
+            let keys = read_key_file(path).map_err(|e| ConfigError {
+                key: "admin_key_file".into(),
+                message: e.message,
+            })?;
+            if keys.len() != 1 {
+                return Err(ConfigError {
+                    key: "admin_key_file".into(),
+                    message: format!("{} holds {} keys: one line", path.display(), keys.len()),
+                });
+            }
+            config.admin_key = keys.into_iter().next();
         }
         if self.tls_cert.is_some() {
             config.tls.cert_file = self.tls_cert.clone();
@@ -451,8 +478,18 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         let tls = config.tls.enabled();
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let board = Switchboard::new(config)
-            .map_err(|e| e.to_string())?
+        let admin_listener = match config.admin_listen {
+            Some(admin) => Some(
+                std::net::TcpListener::bind(admin)
+                    .map_err(|e| format!("cannot listen on {admin} (admin_listen): {e}"))?,
+            ),
+            None => None,
+        };
+        let mut board = Switchboard::new(config).map_err(|e| e.to_string())?;
+        if let Some(admin) = admin_listener {
+            board = board.admin_listener(admin);
+        }
+        let board = board
             .join_configured_cluster()
             .await
             .map_err(|e| e.to_string())?;
@@ -480,6 +517,9 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
             None => println!("Connection string: {}", handle.connection_string()),
         }
         println!("Mode: {mode}");
+        if let Some(admin) = handle.admin_addr() {
+            println!("Admin and metrics: http://{admin}");
+        }
         if let Some((id, engine)) = &node {
             println!("Cluster: node {id} on {engine}");
         }

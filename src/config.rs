@@ -17,8 +17,12 @@ use crate::id::TransportKind;
 use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 
 mod cors;
+mod network;
 mod tls;
 pub use cors::CorsConfig;
+pub use network::{
+    Cidr, DefaultAction, NetworkConfig, NetworkPolicy, NetworkRule, RequestKind, parse_address,
+};
 pub use tls::TlsConfig;
 
 /// How a hub serves its clients (`spec/service-protocol.md` §6).
@@ -89,6 +93,12 @@ pub struct Config {
     /// The public base URL clients and SDKs use (`Endpoint=` of the connection string).
     /// Empty: `http://` plus the listen address.
     pub public_endpoint: String,
+    /// A second listener, plain HTTP, for `/admin` and `/metrics` (and `/healthz`, `/readyz`),
+    /// e.g. `127.0.0.1:9090`: the public listener then serves neither. Unset: both on `listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// The key `/admin` tokens are signed with instead of the access keys: with it, an access key
+    /// no longer opens the admin API, and this key opens nothing else.
+    pub admin_key: Option<String>,
     /// Number of HTTP worker threads; 0 = one per core.
     pub workers: usize,
     /// Set `TCP_NODELAY` on accepted sockets (the default). Off, Nagle's algorithm merges frames
@@ -115,12 +125,16 @@ pub struct Config {
     pub cors: CorsConfig,
     /// HTTPS and WSS on the listener.
     pub tls: TlsConfig,
+    /// Which client addresses may make which kinds of request.
+    pub network: NetworkConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
+            admin_key: None,
             mode: ServiceMode::Default,
             access_keys: Vec::new(),
             public_endpoint: String::new(),
@@ -140,6 +154,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             cors: CorsConfig::default(),
             tls: TlsConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -533,6 +548,7 @@ impl Config {
         self.cluster.validate()?;
         self.cors.validate()?;
         self.tls.validate()?;
+        self.network.validate()?;
         let l = &self.limits;
         for (i, key) in self.access_keys.iter().enumerate() {
             if key.trim().is_empty() {
@@ -547,6 +563,23 @@ impl Config {
                     "must not contain ';' (it would break the connection string)",
                 ));
             }
+        }
+        if let Some(key) = &self.admin_key
+            && (key.trim().is_empty() || key.contains(';'))
+        {
+            return Err(ConfigError::new(
+                "admin_key",
+                "must not be empty or contain ';'",
+            ));
+        }
+        if self
+            .admin_listen
+            .is_some_and(|admin| admin == self.listen && admin.port() != 0)
+        {
+            return Err(ConfigError::new(
+                "admin_listen",
+                "must differ from listen (it is a second listener)",
+            ));
         }
         if !self.public_endpoint.is_empty() {
             let ok = (self.public_endpoint.starts_with("http://")

@@ -56,6 +56,7 @@ pub struct Switchboard {
     upstream_client: UpstreamClient,
     cluster: Option<(ClusterSettings, Arc<dyn Engine>)>,
     tls: Option<Arc<TlsListener>>,
+    admin_listener: Option<TcpListener>,
 }
 
 impl Switchboard {
@@ -85,6 +86,7 @@ impl Switchboard {
             upstream_client,
             cluster: None,
             tls,
+            admin_listener: None,
         })
     }
 
@@ -116,6 +118,14 @@ impl Switchboard {
         Ok(self.with_cluster(settings, Arc::new(engine)))
     }
 
+    /// Serve `/admin` and `/metrics` (with `/healthz` and `/readyz`) on `listener`, plain HTTP,
+    /// and not on the public listener (`admin_listen`).
+    #[must_use]
+    pub fn admin_listener(mut self, listener: TcpListener) -> Self {
+        self.admin_listener = Some(listener);
+        self
+    }
+
     /// The cluster node's id and engine, once joined.
     pub fn cluster_node(&self) -> Option<(String, String)> {
         self.cluster
@@ -138,6 +148,10 @@ impl Switchboard {
             ));
         }
         let local_addr = listener.local_addr()?;
+        let admin_addr = match &self.admin_listener {
+            Some(admin) => Some(admin.local_addr()?),
+            None => None,
+        };
         let limits = self.config.limits.clone();
         let metrics = Arc::new(Metrics::default());
         let keys = Arc::new(KeyRing::new(self.keys));
@@ -207,10 +221,12 @@ impl Switchboard {
             n => n,
         };
         let data = web::Data::from(shared.clone());
+        let admin_data = data.clone();
+        let admin_apart = admin_addr.is_some();
         let make_app = move || {
             App::new()
                 .app_data(data.clone())
-                .configure(crate::http::configure)
+                .configure(|cfg| crate::http::configure(cfg, admin_apart))
         };
         let nodelay = shared.config.tcp_nodelay;
         let tls = self.tls;
@@ -297,8 +313,24 @@ impl Switchboard {
                         }))
                     }
                 })
-            })?
-            .run();
+            })?;
+        let server = match self.admin_listener {
+            Some(admin) => server.listen("switchboard-admin", admin, move || {
+                let app = App::new()
+                    .app_data(admin_data.clone())
+                    .configure(crate::http::configure_admin);
+                let app = IntoServiceFactory::<_, actix_http::Request>::into_factory(app)
+                    .map_err(|err| err.error_response());
+                HttpService::build()
+                    .keep_alive(KeepAlive::default())
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })?,
+            None => server,
+        }
+        .run();
         let server_handle = server.handle();
         let join = tokio::spawn(server);
 
@@ -314,6 +346,7 @@ impl Switchboard {
 
         Ok(SwitchboardHandle {
             local_addr,
+            admin_addr,
             shared,
             server: server_handle,
             join,
@@ -326,6 +359,7 @@ impl Switchboard {
 #[derive(Debug)]
 pub struct SwitchboardHandle {
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shared: Arc<Broker>,
     server: actix_web::dev::ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -336,6 +370,11 @@ impl SwitchboardHandle {
     /// The address the broker listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the admin listener, if there is one ([`Switchboard::admin_listener`]).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Base URL, e.g. `http://127.0.0.1:8080`.

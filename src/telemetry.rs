@@ -88,6 +88,16 @@ counters! {
     socket_writes => "switchboard_socket_writes_total", "counter", "WebSocket frames written to clients (each may carry several messages).";
     /// Messages a hub wrote straight to a lent WebSocket (no task woken).
     direct_writes => "switchboard_direct_writes_total", "counter", "Messages a hub wrote straight to an idle WebSocket client's socket instead of queueing them for its connection task (counted in socket_writes as well).";
+    /// Requests refused by the network rules, by kind.
+    network_denied_client => "switchboard_network_denied_total" {"kind=\"ClientConnection\""}, "counter", "Requests refused with 403 by the network rules ([network]), by request kind.";
+    /// Requests refused by the network rules, by kind.
+    network_denied_server => "switchboard_network_denied_total" {"kind=\"ServerConnection\""}, "counter", "Requests refused with 403 by the network rules ([network]), by request kind.";
+    /// Requests refused by the network rules, by kind.
+    network_denied_rest => "switchboard_network_denied_total" {"kind=\"RESTAPI\""}, "counter", "Requests refused with 403 by the network rules ([network]), by request kind.";
+    /// Requests refused by the network rules, by kind.
+    network_denied_admin => "switchboard_network_denied_total" {"kind=\"Admin\""}, "counter", "Requests refused with 403 by the network rules ([network]), by request kind.";
+    /// Requests refused by the network rules, by kind.
+    network_denied_metrics => "switchboard_network_denied_total" {"kind=\"Metrics\""}, "counter", "Requests refused with 403 by the network rules ([network]), by request kind.";
     /// TLS handshakes that failed or timed out (the connection is closed).
     tls_handshake_failures => "switchboard_tls_handshake_failures_total", "counter", "Connections closed during their TLS handshake: a protocol error, a certificate the client refused, plain HTTP on the TLS port, or no handshake within 10 s.";
     /// Pongs not sent: the peer pinged faster than it read the answers.
@@ -172,6 +182,18 @@ counters! {
 }
 
 impl Metrics {
+    /// The counter of requests of `kind` refused by the network rules.
+    pub fn network_denied(&self, kind: crate::config::RequestKind) -> &AtomicU64 {
+        use crate::config::RequestKind;
+        match kind {
+            RequestKind::ClientConnection => &self.network_denied_client,
+            RequestKind::ServerConnection => &self.network_denied_server,
+            RequestKind::RestApi => &self.network_denied_rest,
+            RequestKind::Admin => &self.network_denied_admin,
+            RequestKind::Metrics => &self.network_denied_metrics,
+        }
+    }
+
     /// Add `n` to a counter.
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {

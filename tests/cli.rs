@@ -358,3 +358,51 @@ fn tls_serve_announces_https_serves_admin_and_send_and_reloads_its_certificate_o
         std::panic::resume_unwind(panic);
     }
 }
+
+#[test]
+fn an_admin_port_and_key_file_keep_the_admin_api_apart() {
+    let access = "access-key-0123456789abcdefghijklmnopqrstuvw";
+    let admin_key = "admin-key-0123456789abcdefghijklmnopqrstuvwx";
+    let file = temp_file("adminkey", &format!("{admin_key}\n"));
+    let (mut child, mut lines) = spawn_serve(&[
+        "--access-key".as_ref(),
+        access.as_ref(),
+        "--admin-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--admin-key-file".as_ref(),
+        file.as_os_str(),
+    ]);
+    let listening = lines.next().unwrap().unwrap();
+    let banner: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+    let result = std::panic::catch_unwind(|| {
+        let public = listening.strip_prefix("Listening on ").unwrap();
+        let admin = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("Admin and metrics: "))
+            .unwrap_or_else(|| panic!("no admin line in {banner:?}"));
+        assert_ne!(admin, public);
+        assert!(!banner.iter().any(|l| l.contains(admin_key)), "{banner:?}");
+        assert!(admin_accepts(admin, admin_key));
+        assert!(
+            !admin_accepts(admin, access),
+            "an access key does not open /admin"
+        );
+        assert!(
+            !admin_accepts(public, admin_key),
+            "no /admin on the public port"
+        );
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&file);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    // A key file with two keys is refused, naming it.
+    let two = temp_file("adminkey2", "one-key\nanother-key\n");
+    let out = run(&["serve", "--admin-key-file", two.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&two);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("admin_key_file"), "{stderr}");
+}

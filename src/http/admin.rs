@@ -1,8 +1,8 @@
 //! `GET` / `PATCH /admin/settings`: read and change the runtime settings (service mode, access
 //! keys) without a restart.
 //!
-//! Authenticated like the REST API: a bearer JWT signed with an access key, whose audience path
-//! is `/admin/settings` (or `/admin`). `PATCH` takes `{"mode": "...", "accessKeys": [...]}` (any
+//! Authenticated like the REST API: a bearer JWT signed with an access key (with `admin_key`
+//! set, with that key only), whose audience path is `/admin/settings` (or `/admin`). `PATCH` takes `{"mode": "...", "accessKeys": [...]}` (any
 //! subset); it is validated as a whole and answered with the settings now in force. Keys are
 //! never shown, only their count. The token is checked before the body is read; the body is at
 //! most 256 KiB (413) and must arrive within `limits.body_timeout_secs` (408).
@@ -28,14 +28,20 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 fn authorize(req: &HttpRequest, shared: &Broker) -> Result<(), ApiError> {
     let result = match bearer_token(req, false) {
         None => Err(AuthError::Missing),
-        Some(token) => shared
-            .keys()
-            .validate(
+        // With an admin key, only it opens the admin API.
+        Some(token) => match &shared.admin_keys {
+            Some(admin) => admin.validate(
                 &token,
                 Audience::Admin,
                 shared.config.limits.token_clock_skew_secs,
-            )
-            .map(|_| ()),
+            ),
+            None => shared.keys().validate(
+                &token,
+                Audience::Admin,
+                shared.config.limits.token_clock_skew_secs,
+            ),
+        }
+        .map(|_| ()),
     };
     result.map_err(|e| {
         Metrics::inc(&shared.metrics.auth_failures);

@@ -11,6 +11,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(ok));
     cfg.route("/healthz", web::head().to(ok));
     cfg.route("/readyz", web::get().to(ready));
+}
+
+/// Register `/metrics` (on the admin listener when there is one).
+pub(crate) fn configure_metrics(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics));
 }
 

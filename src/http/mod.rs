@@ -21,6 +21,7 @@ pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod io;
 pub(crate) mod negotiate;
+pub(crate) mod network;
 pub(crate) mod rest;
 pub(crate) mod server_ws;
 pub(crate) mod state;
@@ -39,18 +40,38 @@ use crate::auth::{Audience, AuthError, Identity};
 use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
-/// Register every route (the `App::configure` callback).
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+/// Register the public listener's routes (the `App::configure` callback); with `admin_apart`,
+/// `/admin` and `/metrics` are the admin listener's only ([`configure_admin`]).
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, admin_apart: bool) {
     cfg.service(
         web::scope("")
             .wrap(from_fn(edge::hold_unread_body))
+            // Inside CORS: a browser's page can read the 403.
+            .wrap(from_fn(network::network))
             .wrap(from_fn(cors))
             .configure(negotiate::configure)
             .configure(client_ws::configure)
             .configure(server_ws::configure)
             .configure(health::configure)
-            .configure(admin::configure)
+            .configure(|cfg| {
+                if !admin_apart {
+                    health::configure_metrics(cfg);
+                    admin::configure(cfg);
+                }
+            })
             .configure(rest::configure)
+            .default_service(web::to(not_found)),
+    );
+}
+
+/// The admin listener's routes (`admin_listen`): `/admin`, `/metrics`, `/healthz`, `/readyz`.
+pub(crate) fn configure_admin(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(from_fn(edge::hold_unread_body))
+            .configure(health::configure)
+            .configure(health::configure_metrics)
+            .configure(admin::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -57,6 +57,10 @@ pub(crate) struct Broker {
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The listener's TLS settings, when it serves TLS.
     pub(crate) tls: Option<Arc<crate::tls::TlsListener>>,
+    /// `[network]`, compiled.
+    pub(crate) network: config::NetworkPolicy,
+    /// `admin_key`: what admin tokens are signed with instead of the access keys.
+    pub(crate) admin_keys: Option<AccessKeys>,
 }
 
 /// The parts a [`Broker`] is built from (see [`Switchboard::start`](crate::Switchboard::start)).
@@ -79,6 +83,12 @@ pub(crate) struct BrokerParts {
 impl Broker {
     /// Assemble the state.
     pub(crate) fn new(p: BrokerParts) -> Self {
+        let network = super::network::policy(&p.config);
+        let admin_keys = p
+            .config
+            .admin_key
+            .clone()
+            .map(|key| AccessKeys::new(vec![key]));
         let limits = &p.config.limits;
         Self {
             pending: PendingConnections::new(
@@ -104,6 +114,8 @@ impl Broker {
             servers_stop: p.servers_stop,
             cluster: p.cluster,
             tls: p.tls,
+            network,
+            admin_keys,
         }
     }
 }

@@ -2,11 +2,9 @@
 //! address a client request belongs to, and the 429 answers (Azure's error body, counted in
 //! `switchboard_throttled_total{by=...}`).
 //!
-//! The client address is the socket's peer address; with `throttle.trust_forwarded_for` it is
-//! the last entry of the last `X-Forwarded-For` header (what the reverse proxy in front
-//! appended), falling back to the peer address when that entry is missing or not an address.
-
-use std::net::{IpAddr, SocketAddr};
+//! The client address is [`super::network::client_ip`]'s: the socket's peer address, or from
+//! a trusted proxy (`network.trusted_proxies`) the client it forwarded for; without trusted
+//! proxies, `throttle.trust_forwarded_for` takes the last `X-Forwarded-For` entry from any peer.
 
 use actix_web::HttpRequest;
 
@@ -25,34 +23,8 @@ fn tenant_of(req: &HttpRequest, shared: &Broker, identity: &Identity) -> Tenant 
     shared.tenants.tenant(
         identity.user_id.as_deref(),
         signature,
-        client_ip(req, shared.config.throttle.trust_forwarded_for),
+        super::network::client_ip(req, shared),
     )
-}
-
-/// The client address of `req` (see the module documentation).
-pub(crate) fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let forwarded = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .last()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(parse_address);
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    req.peer_addr().map(|a| a.ip())
-}
-
-/// An address as proxies write it: `192.0.2.1`, `2001:db8::1`, with or without a port
-/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
-fn parse_address(text: &str) -> Option<IpAddr> {
-    let text = text.trim();
-    text.parse::<IpAddr>()
-        .ok()
-        .or_else(|| text.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// The 429 for a refusal, counted.
@@ -102,36 +74,4 @@ pub(crate) fn reserve_client_slot(
         .connect(&tenant)
         .map_err(|r| refused(shared, r))?;
     Ok(slot.with_lease(lease))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_addresses_with_and_without_ports() {
-        assert_eq!(parse_address(" 192.0.2.1"), "192.0.2.1".parse().ok());
-        assert_eq!(parse_address("192.0.2.1:4711"), "192.0.2.1".parse().ok());
-        assert_eq!(parse_address("2001:db8::1"), "2001:db8::1".parse().ok());
-        assert_eq!(
-            parse_address("[2001:db8::1]:4711"),
-            "2001:db8::1".parse().ok()
-        );
-        assert_eq!(parse_address("unknown"), None);
-    }
-
-    #[test]
-    fn the_peer_address_unless_forwarded_for_is_trusted() {
-        let req = actix_web::test::TestRequest::default()
-            .peer_addr("127.0.0.1:5000".parse().unwrap())
-            .insert_header(("x-forwarded-for", "10.9.9.9, 10.0.0.7"))
-            .to_http_request();
-        assert_eq!(client_ip(&req, false), "127.0.0.1".parse().ok());
-        assert_eq!(client_ip(&req, true), "10.0.0.7".parse().ok());
-        let bogus = actix_web::test::TestRequest::default()
-            .peer_addr("127.0.0.1:5000".parse().unwrap())
-            .insert_header(("x-forwarded-for", "nonsense"))
-            .to_http_request();
-        assert_eq!(client_ip(&bogus, true), "127.0.0.1".parse().ok());
-    }
 }
