@@ -364,7 +364,7 @@ fn admin(args: &AdminArgs) -> i32 {
         return 1;
     };
     let roots = match &args.ca_file {
-        Some(path) => match ca_certificates(path) {
+        Some(path) => match switchboard_sdk::tls::reqwest_roots(Some(path)) {
             Ok(roots) => roots,
             Err(e) => {
                 eprintln!("switchboard: --ca-file: {e}");
@@ -438,17 +438,6 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
         println!("Token: {token}");
     }
     0
-}
-
-/// The CA certificates of a PEM file, for reqwest.
-fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(certs)
 }
 
 /// A single-threaded tokio runtime (the HTTP workers bring their own threads).

@@ -119,7 +119,8 @@ impl Switchboard {
     }
 
     /// Serve `/admin` and `/metrics` (with `/healthz` and `/readyz`) on `listener`, plain HTTP,
-    /// and not on the public listener (`admin_listen`).
+    /// and not on the public listener. Without it, [`start`](Self::start) binds the
+    /// configuration's `admin_listen`, if any.
     #[must_use]
     pub fn admin_listener(mut self, listener: TcpListener) -> Self {
         self.admin_listener = Some(listener);
@@ -148,7 +149,13 @@ impl Switchboard {
             ));
         }
         let local_addr = listener.local_addr()?;
-        let admin_addr = match &self.admin_listener {
+        // `admin_listen` without a listener given: bound here.
+        let admin_listener = match (self.admin_listener, self.config.admin_listen) {
+            (Some(admin), _) => Some(admin),
+            (None, Some(addr)) => Some(TcpListener::bind(addr)?),
+            (None, None) => None,
+        };
+        let admin_addr = match &admin_listener {
             Some(admin) => Some(admin.local_addr()?),
             None => None,
         };
@@ -314,7 +321,7 @@ impl Switchboard {
                     }
                 })
             })?;
-        let server = match self.admin_listener {
+        let server = match admin_listener {
             Some(admin) => server.listen("switchboard-admin", admin, move || {
                 let app = App::new()
                     .app_data(admin_data.clone())

@@ -124,3 +124,18 @@ async fn with_an_admin_key_only_it_opens_the_admin_api_and_nothing_else() {
     assert_eq!(status(rest(&key)).await.0, 202);
     handle.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listen_in_the_configuration_is_bound_by_start() {
+    let mut config = common::config(ServiceMode::Serverless);
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, base, _key) = common::start_with(config).await;
+    let admin = handle.admin_addr().expect("the admin listener was bound");
+    let http = reqwest::Client::new();
+    assert_eq!(
+        status(http.get(format!("http://{admin}/metrics"))).await.0,
+        200
+    );
+    assert_eq!(status(http.get(format!("{base}/metrics"))).await.0, 404);
+    handle.stop().await;
+}

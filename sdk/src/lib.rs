@@ -72,7 +72,7 @@ mod client;
 mod codec;
 mod connection;
 mod dispatch;
-mod tls;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,11 @@
 //! Trust for `https://` and `wss://` endpoints: the system's certificate authorities (read as
 //! OpenSSL does, so `SSL_CERT_FILE` and `SSL_CERT_DIR` apply) plus, optionally, the CA
 //! certificates of one PEM file — for a service whose certificate a private CA signed.
+//!
+//! [`HubServerOptions::ca_file`](crate::HubServerOptions::ca_file) and
+//! [`ManagementOptions::ca_file`](crate::management::ManagementOptions::ca_file) use these; the
+//! functions are public for tools built on the SDK (the `switchboard` command line, the load
+//! generator) that open their own connections.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +14,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
 /// The certificates of the PEM file at `path`; at least one.
-pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?;
@@ -21,7 +26,7 @@ pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 
 /// The TLS connector for a server connection's WebSocket: `None` (the system's authorities,
 /// tokio-tungstenite's default) without a CA file.
-pub(crate) fn ws_connector(
+pub fn ws_connector(
     ca_file: Option<&Path>,
 ) -> Result<Option<tokio_tungstenite::Connector>, String> {
     let Some(path) = ca_file else {
@@ -46,7 +51,7 @@ pub(crate) fn ws_connector(
 }
 
 /// The CA file's certificates for reqwest (added to the system's authorities).
-pub(crate) fn reqwest_roots(ca_file: Option<&Path>) -> Result<Vec<reqwest::Certificate>, String> {
+pub fn reqwest_roots(ca_file: Option<&Path>) -> Result<Vec<reqwest::Certificate>, String> {
     let Some(path) = ca_file else {
         return Ok(Vec::new());
     };
