@@ -352,7 +352,7 @@ export class Broker {
    * `${base}/client/?hub=${hub}`. `token` overrides the minted client token
    * (`token: null` = no accessTokenFactory at all).
    */
-  buildClient(hub, { protocol = 'json', userId, token, tokenOptions = {}, transport, label } = {}) {
+  buildClient(hub, { protocol = 'json', userId, token, tokenOptions = {}, transport, label, headers } = {}) {
     const tok = token === undefined ? this.clientToken(hub, { userId, ...tokenOptions }) : token;
     const logs = [];
     const name = label ?? `${protocol}${userId ? `:${userId}` : ''}@${hub}`;
@@ -365,6 +365,8 @@ export class Broker {
     const options = {};
     if (tok !== null) options.accessTokenFactory = () => tok;
     if (transport !== undefined) options.transport = transport;
+    // Extra request headers (negotiate, the transports), e.g. the Origin a browser would send.
+    if (headers !== undefined) options.headers = headers;
     let builder = new signalR.HubConnectionBuilder()
       .withUrl(`${this.base}/client/?hub=${encodeURIComponent(hub)}`, options)
       .configureLogging(logger);
