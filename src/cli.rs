@@ -70,6 +70,9 @@ struct ServeArgs {
         conflicts_with = "access_keys"
     )]
     access_key_file: Option<PathBuf>,
+    /// Accept access keys (and an admin key) shorter than 32 characters: for tests only.
+    #[arg(long = "insecure-short-key", env = "SWITCHBOARD_INSECURE_SHORT_KEY")]
+    insecure_short_key: bool,
     /// Public base URL clients use, if not http://<listen>.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_ENDPOINT")]
     public_endpoint: Option<String>,
@@ -249,6 +252,14 @@ impl ServeArgs {
             }
             config.admin_key = keys.into_iter().next();
         }
+        if !self.insecure_short_key {
+            for (i, key) in config.access_keys.iter().enumerate() {
+                long_enough(&format!("access_keys[{i}]"), key)?;
+            }
+            if let Some(key) = &config.admin_key {
+                long_enough("admin_key", key)?;
+            }
+        }
         if self.tls_cert.is_some() {
             config.tls.cert_file = self.tls_cert.clone();
             config.tls.key_file = self.tls_key.clone();
@@ -256,6 +267,25 @@ impl ServeArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The fewest characters an access key may have without `--insecure-short-key` (a generated
+/// key has 44: 32 random bytes in base64).
+const MIN_KEY_CHARS: usize = 32;
+
+/// Refuse a key too short to resist guessing.
+fn long_enough(name: &str, key: &str) -> Result<(), ConfigError> {
+    let chars = key.chars().count();
+    if chars >= MIN_KEY_CHARS {
+        return Ok(());
+    }
+    Err(ConfigError {
+        key: name.to_owned(),
+        message: format!(
+            "is {chars} characters long: a key needs at least {MIN_KEY_CHARS} (leave the keys out \
+             to get a generated one of 44; --insecure-short-key allows short keys, for tests)"
+        ),
+    })
 }
 
 /// The keys in an access-key file: its non-empty lines (trimmed), one or two.
@@ -440,6 +470,15 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
     0
 }
 
+/// `connection_string` with `<what>` in place of its access key.
+fn with_key_placeholder(connection_string: &str, what: &str) -> String {
+    let endpoint = connection_string
+        .split(";AccessKey=")
+        .next()
+        .unwrap_or_default();
+    format!("{endpoint};AccessKey=<{what}>;Version=1.0;")
+}
+
 /// A single-threaded tokio runtime (the HTTP workers bring their own threads).
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
@@ -492,19 +531,17 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         let hup: Option<()> = None;
         let scheme = if tls { "https" } else { "http" };
         println!("Listening on {scheme}://{}", handle.local_addr());
-        match &args.access_key_file {
-            // The key stays in its file.
-            Some(path) => println!(
-                "Connection string: {};AccessKey=<the first line of {}>;Version=1.0;",
-                handle
-                    .connection_string()
-                    .split(";AccessKey=")
-                    .next()
-                    .unwrap_or_default(),
-                path.display()
+        // The key is printed only when it was generated: a key given stays where it was given.
+        let connection_string = handle.connection_string();
+        let shown = match &args.access_key_file {
+            _ if generated_key => connection_string,
+            Some(path) => with_key_placeholder(
+                &connection_string,
+                &format!("the first line of {}", path.display()),
             ),
-            None => println!("Connection string: {}", handle.connection_string()),
-        }
+            None => with_key_placeholder(&connection_string, "the access key you gave"),
+        };
+        println!("Connection string: {shown}");
         println!("Mode: {mode}");
         if let Some(admin) = handle.admin_addr() {
             println!("Admin and metrics: http://{admin}");

@@ -20,6 +20,9 @@ fn run(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The key of the `token` tests.
+const TOKEN_KEY: &str = "token-test-key-0123456789abcdefghijklmnop";
+
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("switchboard-cli-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
@@ -85,7 +88,7 @@ fn token_prints_a_url_and_a_valid_client_token() {
         "--ttl",
         "10m",
         "--access-key",
-        "k1",
+        TOKEN_KEY,
         "--listen",
         "127.0.0.1:9000",
     ]);
@@ -97,7 +100,7 @@ fn token_prints_a_url_and_a_valid_client_token() {
         Some("URL: http://127.0.0.1:9000/client/?hub=chat")
     );
     let token = lines.next().unwrap().strip_prefix("Token: ").unwrap();
-    let keys = switchboard::auth::AccessKeys::new(vec!["k1".into()]);
+    let keys = switchboard::auth::AccessKeys::new(vec![TOKEN_KEY.into()]);
     let id = keys
         .validate(
             token,
@@ -108,7 +111,14 @@ fn token_prints_a_url_and_a_valid_client_token() {
     assert_eq!(id.user_id.as_deref(), Some("ann"));
     assert!(id.expires_at <= switchboard::auth::unix_now() + 600);
 
-    let out = run(&["token", "--hub", "chat", "--rest", "--access-key", "k1"]);
+    let out = run(&[
+        "token",
+        "--hub",
+        "chat",
+        "--rest",
+        "--access-key",
+        TOKEN_KEY,
+    ]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout
         .lines()
@@ -305,8 +315,17 @@ fn tls_serve_announces_https_serves_admin_and_send_and_reloads_its_certificate_o
             .strip_prefix("Listening on ")
             .unwrap_or_else(|| panic!("{listening}"));
         assert!(url.starts_with("https://127.0.0.1:"), "{listening}");
-        let cs = connection.strip_prefix("Connection string: ").unwrap();
-        assert!(cs.starts_with("Endpoint=https://127.0.0.1;"), "{cs}");
+        let printed = connection.strip_prefix("Connection string: ").unwrap();
+        assert!(
+            printed.starts_with("Endpoint=https://127.0.0.1;"),
+            "{printed}"
+        );
+        assert!(
+            !printed.contains(key),
+            "a key given is not printed: {printed}"
+        );
+        let port = url.rsplit(':').next().unwrap();
+        let cs = &format!("Endpoint=https://127.0.0.1;Port={port};AccessKey={key};Version=1.0;");
 
         assert!(admin_over_tls(url, key, Some(&first_pem)));
         assert!(
@@ -405,4 +424,45 @@ fn an_admin_port_and_key_file_keep_the_admin_api_apart() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("admin_key_file"), "{stderr}");
+}
+
+#[test]
+fn short_keys_are_refused_unless_insecure_short_key_and_a_given_key_is_not_printed() {
+    let out = run(&["token", "--hub", "chat", "--access-key", "k1"]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("access_keys[0]") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+    let out = run(&[
+        "token",
+        "--hub",
+        "chat",
+        "--access-key",
+        "k1",
+        "--insecure-short-key",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = temp_file("short-admin", "admin-k\n");
+    let out = run(&["serve", "--admin-key-file", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin_key"));
+
+    let key = "given-key-0123456789abcdefghijklmnopqrstuvwxyz";
+    let (mut child, mut lines) = spawn_serve(&["--access-key".as_ref(), key.as_ref()]);
+    let _listening = lines.next().unwrap().unwrap();
+    let connection = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!connection.contains(key), "{connection}");
+    assert!(
+        connection.ends_with(";AccessKey=<the access key you gave>;Version=1.0;"),
+        "{connection}"
+    );
 }

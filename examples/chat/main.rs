@@ -5,10 +5,10 @@
 //! Run a broker in Default mode, then this example with the printed connection string:
 //!
 //! ```sh
-//! cargo run --release -- serve --access-key my-key-please-change
-//! # Connection string: Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-key-please-change;Version=1.0;
+//! cargo run --release -- serve --access-key my-access-key-please-change-0123456789
+//! # Connection string: Endpoint=http://127.0.0.1;Port=8080;AccessKey=<the access key you gave>;Version=1.0;
 //! cargo run --example chat -- \
-//!     --connection-string "Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-key-please-change;Version=1.0;" \
+//!     --connection-string "Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-access-key-please-change-0123456789;Version=1.0;" \
 //!     --listen 127.0.0.1:5000
 //! # Chat page on http://127.0.0.1:5000/
 //! # chat hub server connected (<server id>)

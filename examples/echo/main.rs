@@ -16,10 +16,10 @@
 //! Run it against a broker in Default mode:
 //!
 //! ```sh
-//! cargo run --release -- serve --access-key my-key-please-change
-//! # Connection string: Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-key-please-change;Version=1.0;
+//! cargo run --release -- serve --access-key my-access-key-please-change-0123456789
+//! # Connection string: Endpoint=http://127.0.0.1;Port=8080;AccessKey=<the access key you gave>;Version=1.0;
 //! cargo run --example echo -- \
-//!     --connection-string "Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-key-please-change;Version=1.0;" \
+//!     --connection-string "Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-access-key-please-change-0123456789;Version=1.0;" \
 //!     --listen 127.0.0.1:5000
 //! # Negotiate on http://127.0.0.1:5000/echo
 //! # echo hub server connected (<server id>)

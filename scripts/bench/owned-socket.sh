@@ -37,7 +37,7 @@ PARTS=${PARTS:-"idle bcast fallback"}
 RESULTS=${RESULTS:-$ROOT/target/bench-owned/$(date -u +%Y%m%dT%H%M%SZ)}
 LT=$ROOT/target/release/switchboard-loadtest
 PEERS=$ROOT/target/release/switchboard-peers
-KEY=owned-bench-key-$$
+KEY=owned-bench-key-$$-0123456789abcdef0123456789
 PORT=18473
 NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 

@@ -58,7 +58,7 @@ SB_PORT=${SB_PORT:-18291}
 NCHAN_PORT=${NCHAN_PORT:-8081}
 SOCKETIO_PORT=${SOCKETIO_PORT:-3000}
 RESULTS=${RESULTS:-$ROOT/target/bench-peers/$(date -u +%Y%m%dT%H%M%SZ)}
-KEY=peers-bench-key-$$
+KEY=peers-bench-key-$$-0123456789abcdef0123456789
 NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 
 LT=$ROOT/target/release/switchboard-loadtest

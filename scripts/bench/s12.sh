@@ -20,7 +20,7 @@ ROUNDS=${ROUNDS:-2}; RATE=${RATE:-10}; S6_RATE=${S6_RATE:-2000}; CHURN_RATE=${CH
 DEATHS=${DEATHS:-3}
 out=target/bench-s12; mkdir -p $out
 res=$out/results.txt
-key=bench-key-s12-$$
+key=bench-key-s12-$$-0123456789abcdef0123456789
 bin=target/release/switchboard
 rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pids=()

@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}; RATE=${RATE:-5000}; DURATION=${DURATION:-10}; CONNS=${CONNS:-1000}
 out=target/bench-s3relay; mkdir -p $out
-key=bench-key-relay-$$
+key=bench-key-relay-$$-0123456789abcdef0123456789
 rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }

@@ -9,7 +9,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 label=$1; bin=$2; rate=$3
-key=bench-key-$$
+key=bench-key-$$-0123456789abcdef0123456789
 port=18472
 base=target/bench-s4cpu
 out=$base/$label-$rate

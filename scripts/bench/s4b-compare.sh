@@ -6,7 +6,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 label=$1; bin=$2
-key=bench-key-$$
+key=bench-key-$$-0123456789abcdef0123456789
 port=18471
 base=target/bench-s4b
 out=$base/$label

@@ -540,10 +540,17 @@ export const CHAT_TARGETS = ['newMessage', 'joined', 'left', 'roomJoined', 'room
 /** Client methods the echo example calls. */
 export const ECHO_TARGETS = ['echo', 'broadcast'];
 
-/** The connection string the broker printed (`Connection string: ...`). */
+/**
+ * The connection string of the broker: the one it printed (`Connection string: ...`) with the
+ * key given to it in place of the `<the access key you gave>` it prints for a key it did not
+ * generate.
+ */
 export function brokerConnectionString(broker) {
   const line = broker.stdoutLines.find((l) => l.startsWith('Connection string: '));
-  if (line) return line.slice('Connection string: '.length).trim();
+  if (line) {
+    return line.slice('Connection string: '.length).trim()
+      .replace('AccessKey=<the access key you gave>;', `AccessKey=${broker.accessKey};`);
+  }
   // printed right after the listen line; fall back to the documented shape
   return `Endpoint=http://127.0.0.1;Port=${broker.port};AccessKey=${broker.accessKey};Version=1.0;`;
 }
