@@ -104,6 +104,9 @@ struct ServeArgs {
     /// then its intermediates. Re-read on SIGHUP.
     #[arg(long = "tls-cert", env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM). Re-read on SIGHUP.
+    #[arg(long = "tls-key", env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve /admin and /metrics (and /healthz, /readyz) on this second address, plain HTTP,
     /// and not on --listen (e.g. 127.0.0.1:9090).
     #[arg(long = "admin-listen", env = "SWITCHBOARD_ADMIN_LISTEN")]
@@ -112,9 +115,6 @@ struct ServeArgs {
     /// longer open /admin, and this key opens nothing else.
     #[arg(long = "admin-key-file", env = "SWITCHBOARD_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
-    /// The certificate's private key (PEM). Re-read on SIGHUP.
-    #[arg(long = "tls-key", env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
