@@ -115,6 +115,19 @@ struct ServeArgs {
     /// longer open /admin, and this key opens nothing else.
     #[arg(long = "admin-key-file", env = "SWITCHBOARD_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
+    /// Log lines as text or json (one object per line; resource logs in Azure's shape)
+    /// [default: text].
+    #[arg(long = "log-format", env = "SWITCHBOARD_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// A resource-log category's level, like connectivity=info (repeatable; env:
+    /// comma-separated). Categories: connectivity, messaging, http; levels: off, error,
+    /// warning, info, debug [default: connectivity=warning, others off].
+    #[arg(
+        long = "log-level",
+        env = "SWITCHBOARD_LOG_LEVEL",
+        value_delimiter = ','
+    )]
+    log_levels: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +173,32 @@ struct AdminArgs {
     /// (SSL_CERT_FILE and SSL_CERT_DIR apply too).
     #[arg(long = "ca-file", value_name = "FILE", env = "SWITCHBOARD_CA_FILE")]
     ca_file: Option<PathBuf>,
+}
+
+/// Apply one `--log-level category=level`.
+fn set_log_level(config: &mut Config, setting: &str) -> Result<(), ConfigError> {
+    let error = |message: String| ConfigError {
+        key: "--log-level".into(),
+        message,
+    };
+    let (category, level) = setting.split_once('=').ok_or_else(|| {
+        error(format!(
+            "'{setting}' is not like connectivity=info (category=level)"
+        ))
+    })?;
+    let level = level.trim().parse().map_err(error)?;
+    let slot = match category.trim().to_ascii_lowercase().as_str() {
+        "connectivity" => &mut config.logs.connectivity,
+        "messaging" => &mut config.logs.messaging,
+        "http" => &mut config.logs.http,
+        other => {
+            return Err(error(format!(
+                "unknown category '{other}' (use connectivity, messaging or http)"
+            )));
+        }
+    };
+    *slot = level;
+    Ok(())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -232,6 +271,15 @@ impl ServeArgs {
         }
         if !self.cors_allowed_origins.is_empty() {
             config.cors.allowed_origins = self.cors_allowed_origins.clone();
+        }
+        if let Some(format) = &self.log_format {
+            config.logs.format = format.parse().map_err(|message| ConfigError {
+                key: "logs.format".into(),
+                message,
+            })?;
+        }
+        for setting in &self.log_levels {
+            set_log_level(&mut config, setting)?;
         }
         if let Some(admin) = &self.admin_listen {
             config.admin_listen = Some(admin.parse().map_err(|e| ConfigError {
@@ -494,7 +542,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn serve(config: Config, args: &ServeArgs) -> i32 {
-    telemetry::init_tracing();
+    telemetry::init_tracing(config.logs.format);
     let Some(runtime) = runtime() else {
         return 1;
     };

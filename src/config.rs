@@ -18,11 +18,13 @@ use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 mod cluster;
 mod cors;
 mod limits;
+mod logs;
 mod network;
 mod tls;
 pub use cluster::ClusterConfig;
 pub use cors::CorsConfig;
 pub use limits::LimitsConfig;
+pub use logs::{LogFormat, LogLevel, LogsConfig};
 pub use network::{
     Cidr, DefaultAction, NetworkConfig, NetworkPolicy, NetworkRule, RequestKind, parse_address,
 };
@@ -130,6 +132,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Which client addresses may make which kinds of request.
     pub network: NetworkConfig,
+    /// Resource logs: format and each category's level.
+    pub logs: LogsConfig,
 }
 
 impl Default for Config {
@@ -158,6 +162,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             tls: TlsConfig::default(),
             network: NetworkConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -266,6 +271,7 @@ impl Config {
         self.cors.validate()?;
         self.tls.validate()?;
         self.network.validate()?;
+        self.logs.validate()?;
         let l = &self.limits;
         for (i, key) in self.access_keys.iter().enumerate() {
             if key.trim().is_empty() {

@@ -60,6 +60,7 @@ pub mod cluster;
 pub mod config;
 pub(crate) mod conn;
 mod embed;
+pub mod events;
 /// Entry points for the fuzz targets (`fuzz/`) and their corpus replay; not a stable API.
 #[doc(hidden)]
 pub mod fuzzing;

@@ -54,6 +54,8 @@ impl LocalService for LocalBroker {
             hub,
             server_id: server_id.to_owned(),
             slot,
+            // In process: no address.
+            ip: None,
         };
         let max = broker.config.limits.max_server_message_size;
         tokio::spawn(async move {

@@ -37,6 +37,7 @@ use crate::config::{self, Config};
 use crate::conn::env::{ClientEnv, ConnectionSlots, ServerEnv};
 use crate::conn::index::ConnectionIndex;
 use crate::conn::stream::Stream;
+use crate::events::Events;
 use crate::http::io::HttpIo;
 pub use crate::http::state::SettingsPatch;
 use crate::http::state::{Broker, BrokerParts, client_token};
@@ -165,6 +166,12 @@ impl Switchboard {
         let policy = Arc::new(Policy::new(self.config.mode, self.upstream_rules));
         let connections = Arc::new(ConnectionIndex::default());
         let shutdown = watch::channel(false).0;
+        let events = Arc::new(Events::new(
+            &self.config.logs,
+            self.cluster
+                .as_ref()
+                .map_or("local", |(settings, _)| settings.node_id.as_str()),
+        ));
         let servers_stop = watch::channel(false).0;
         let cluster = match self.cluster {
             Some((settings, engine)) => Some(Cluster::start(settings, engine, metrics.clone())),
@@ -199,6 +206,7 @@ impl Switchboard {
             upstream_queue: self.config.upstream_options.max_queue_per_connection,
             upstream_tasks: TaskTracker::new(),
             upstream_queue_bytes: self.config.upstream_options.max_queue_bytes_per_connection,
+            events: events.clone(),
         });
         let server_env = Arc::new(ServerEnv {
             limits: limits.clone(),
@@ -206,6 +214,7 @@ impl Switchboard {
             policy: policy.clone(),
             connections,
             shutdown: servers_stop.subscribe(),
+            events: events.clone(),
         });
         let shared = Arc::new(Broker::new(BrokerParts {
             public_endpoint: self.config.public_endpoint_or(local_addr),
@@ -221,6 +230,7 @@ impl Switchboard {
             servers_stop,
             cluster,
             tls: self.tls.clone(),
+            events,
         }));
 
         let workers = match shared.config.workers {
@@ -450,6 +460,12 @@ impl SwitchboardHandle {
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// The resource logs and the live trace: change a category's level, or watch events as
+    /// they happen ([`Events::watch`]).
+    pub fn events(&self) -> &Arc<Events> {
+        &self.shared.events
     }
 
     /// Mint a client access token for `hub` (and `user`), valid `lifetime`.

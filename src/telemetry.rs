@@ -221,15 +221,19 @@ impl Metrics {
     }
 }
 
-/// Install the tracing subscriber (log filter from `RUST_LOG`, default `info`), on stderr.
-pub fn init_tracing() {
+/// Install the tracing subscriber (log filter from `RUST_LOG`, default `info`), on stderr: text
+/// lines, or one JSON object per line with [`LogFormat::Json`](crate::config::LogFormat).
+pub fn init_tracing(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second call (tests, embedding) keeps the first subscriber; that is fine.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second call (tests, embedding) keeps the first subscriber; that is fine.
+    let _ = match format {
+        crate::config::LogFormat::Text => builder.try_init(),
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 #[cfg(test)]

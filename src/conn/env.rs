@@ -15,6 +15,7 @@ use super::owner::{Owner, Refusal};
 use super::tenant::TenantLease;
 use super::transport::Resumption;
 use crate::config::LimitsConfig;
+use crate::events::Events;
 use crate::keyring::KeyRing;
 use crate::policy::Policy;
 use crate::telemetry::Metrics;
@@ -45,6 +46,8 @@ pub(crate) struct ClientEnv {
     /// Bytes of queued upstream calls per connection
     /// (`upstream_options.max_queue_bytes_per_connection`).
     pub upstream_queue_bytes: usize,
+    /// Resource logs and the live trace.
+    pub events: Arc<Events>,
 }
 
 /// A hub-server connection actor's environment.
@@ -61,6 +64,8 @@ pub(crate) struct ServerEnv {
     /// Turns `true` when the broker closes its hub-server connections: the last step of a
     /// graceful stop, after the clients have gone (their closes must still reach the servers).
     pub shutdown: watch::Receiver<bool>,
+    /// Resource logs and the live trace.
+    pub events: Arc<Events>,
 }
 
 /// Stateful-reconnect connections by connection token: where a reconnecting WebSocket goes, and

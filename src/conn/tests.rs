@@ -52,6 +52,7 @@ fn client_env(metrics: &Arc<Metrics>) -> Arc<ClientEnv> {
         keys: Arc::new(KeyRing::new(AccessKeys::new(vec!["k".into()]))),
         upstream_queue: 16,
         upstream_queue_bytes: 1 << 20,
+        events: Arc::new(crate::events::Events::disabled()),
         upstream_tasks: tokio_util::task::TaskTracker::new(),
     })
 }
@@ -77,6 +78,7 @@ async fn long_polling_client(
         identity: Identity::default(),
         headers: Vec::new(),
         query: String::new(),
+        ip: None,
         slot,
         resume: None,
     };
@@ -180,6 +182,7 @@ async fn a_server_actor_that_panics_releases_its_slot_and_leaves_its_hub() {
         policy: Arc::new(Policy::new(ServiceMode::Default, UpstreamRules::default())),
         connections: Arc::new(ConnectionIndex::default()),
         shutdown,
+        events: Arc::new(crate::events::Events::disabled()),
     });
     let registry = hubs(&metrics);
     let hub = registry.get_or_create("chat").unwrap();
@@ -202,6 +205,7 @@ async fn a_server_actor_that_panics_releases_its_slot_and_leaves_its_hub() {
         hub: hub.clone(),
         server_id: format!("{PANIC_AFTER_REGISTRATION}1"),
         slot: slots.try_reserve().unwrap(),
+        ip: None,
     };
 
     server::run(ctx, ChannelSocket { incoming, outgoing }).await;

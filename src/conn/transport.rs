@@ -67,6 +67,15 @@ impl Transport {
         !matches!(self, Self::ServerSentEvents { .. })
     }
 
+    /// Which transport it is.
+    pub(crate) fn kind(&self) -> TransportKind {
+        match self {
+            Self::WebSocket(_) => TransportKind::WebSockets,
+            Self::ServerSentEvents { .. } => TransportKind::ServerSentEvents,
+            Self::LongPolling { .. } => TransportKind::LongPolling,
+        }
+    }
+
     /// Whether the server sends keep-alive Pings (long polling has inherent keep-alive).
     pub(crate) fn sends_pings(&self) -> bool {
         !matches!(self, Self::LongPolling { .. })

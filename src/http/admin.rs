@@ -25,8 +25,14 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/settings", web::patch().to(patch));
 }
 
-fn authorize(req: &HttpRequest, shared: &Broker) -> Result<(), ApiError> {
-    let result = match bearer_token(req, false) {
+/// Check an admin request's token (with `allow_query`, also `access_token` in the query); a
+/// refusal is counted and answered 401.
+pub(crate) fn authorize(
+    req: &HttpRequest,
+    shared: &Broker,
+    allow_query: bool,
+) -> Result<(), ApiError> {
+    let result = match bearer_token(req, allow_query) {
         None => Err(AuthError::Missing),
         // With an admin key, only it opens the admin API.
         Some(token) => match &shared.admin_keys {
@@ -50,7 +56,7 @@ fn authorize(req: &HttpRequest, shared: &Broker) -> Result<(), ApiError> {
 }
 
 async fn get(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &shared)?;
+    authorize(&req, &shared, false)?;
     Ok(HttpResponse::Ok().json(shared.settings_view()))
 }
 
@@ -60,7 +66,7 @@ async fn patch(
     shared: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
     // The token first: nothing of the body is read for a caller without one.
-    authorize(&req, &shared)?;
+    authorize(&req, &shared, false)?;
     let timeout = shared.config.limits.body_timeout();
     let body = read_body(&mut payload, MAX_BODY_BYTES, 0, timeout)
         .await

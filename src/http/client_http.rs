@@ -128,6 +128,7 @@ pub(crate) async fn get(
         identity,
         headers: forwarded_headers(&req),
         query: forwarded_query(&req),
+        ip: super::network::client_ip(&req, &shared),
         slot,
         resume: None,
     };

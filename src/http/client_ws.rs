@@ -143,6 +143,7 @@ async fn connect(
         identity,
         headers: forwarded_headers(&req),
         query: forwarded_query(&req),
+        ip: super::network::client_ip(&req, &shared),
         slot,
         resume,
     };

@@ -8,6 +8,7 @@
 //! | `/api/...`, `/api/v1/...` | [`rest`] |
 //! | `/api/health`, `/healthz`, `/readyz`, `/metrics` | [`health`] |
 //! | `GET`/`PATCH /admin/settings` | [`admin`] |
+//! | `GET`/`PATCH /admin/logs`, `GET /admin/trace` | [`logs`] |
 //!
 //! Browser clients send credentialed, preflighted requests, so every response to a request
 //! with an allowed `Origin` (`[cors] allowed_origins`, any by default) carries CORS headers
@@ -20,6 +21,7 @@ pub(crate) mod edge;
 pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod io;
+pub(crate) mod logs;
 pub(crate) mod negotiate;
 pub(crate) mod network;
 pub(crate) mod rest;
@@ -37,6 +39,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub(crate) use self::error::ApiError;
 use crate::auth::{Audience, AuthError, Identity};
+use crate::events::ConnectionType;
 use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
@@ -49,6 +52,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, admin_apart: bool) {
             // Inside CORS: a browser's page can read the 403.
             .wrap(from_fn(network::network))
             .wrap(from_fn(cors))
+            .wrap(from_fn(logs::log_request))
             .configure(negotiate::configure)
             .configure(client_ws::configure)
             .configure(server_ws::configure)
@@ -57,6 +61,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, admin_apart: bool) {
                 if !admin_apart {
                     health::configure_metrics(cfg);
                     admin::configure(cfg);
+                    logs::configure(cfg);
                 }
             })
             .configure(rest::configure)
@@ -69,9 +74,11 @@ pub(crate) fn configure_admin(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
             .wrap(from_fn(edge::hold_unread_body))
+            .wrap(from_fn(logs::log_request))
             .configure(health::configure)
             .configure(health::configure_metrics)
             .configure(admin::configure)
+            .configure(logs::configure)
             .default_service(web::to(not_found)),
     );
 }
@@ -219,7 +226,9 @@ pub(crate) fn authenticate_client(
     };
     result.map_err(|e| {
         Metrics::inc(&shared.metrics.auth_failures);
-        ApiError::from(e)
+        let error = ApiError::from(e);
+        logs::auth_failed(shared, req, ConnectionType::Client, hub, &error);
+        error
     })
 }
 

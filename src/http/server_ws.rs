@@ -12,6 +12,7 @@ use super::{ApiError, bearer_token, query_value};
 use crate::auth::{Audience, AuthError};
 use crate::conn::server::{self, ServerContext};
 use crate::conn::ws::WsSocket;
+use crate::events::ConnectionType;
 use crate::http::state::Broker;
 use crate::telemetry::Metrics;
 
@@ -37,7 +38,9 @@ async fn connect(
     }
     .map_err(|e| {
         Metrics::inc(&shared.metrics.auth_failures);
-        ApiError::from(e)
+        let error = ApiError::from(e);
+        super::logs::auth_failed(&shared, &req, ConnectionType::Server, &hub, &error);
+        error
     })?;
     let server_id = req
         .headers()
@@ -58,6 +61,7 @@ async fn connect(
         env: shared.server_env.clone(),
         server_id,
         slot,
+        ip: super::network::client_ip(&req, &shared),
     };
     super::upgrade::accept(&req, move |upgraded| {
         let metrics = ctx.env.metrics.clone();

@@ -16,6 +16,7 @@ use crate::conn::env::{ClientEnv, ConnectionSlots, ServerEnv};
 use crate::conn::pending::PendingConnections;
 use crate::conn::tenant::TenantLimits;
 use crate::conn::transport::HttpConnections;
+use crate::events::Events;
 use crate::hub::{HubRegistry, Scope};
 use crate::keyring::KeyRing;
 use crate::policy::Policy;
@@ -61,6 +62,8 @@ pub(crate) struct Broker {
     pub(crate) network: config::NetworkPolicy,
     /// `admin_key`: what admin tokens are signed with instead of the access keys.
     pub(crate) admin_keys: Option<AccessKeys>,
+    /// Resource logs and the live trace.
+    pub(crate) events: Arc<Events>,
 }
 
 /// The parts a [`Broker`] is built from (see [`Switchboard::start`](crate::Switchboard::start)).
@@ -78,6 +81,7 @@ pub(crate) struct BrokerParts {
     pub(crate) servers_stop: watch::Sender<bool>,
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(crate) tls: Option<Arc<crate::tls::TlsListener>>,
+    pub(crate) events: Arc<Events>,
 }
 
 impl Broker {
@@ -116,6 +120,7 @@ impl Broker {
             tls: p.tls,
             network,
             admin_keys,
+            events: p.events,
         }
     }
 }

@@ -57,7 +57,13 @@ pub(crate) fn admit_negotiation(
         .tenants
         .check_connections(&tenant)
         .and_then(|()| shared.tenants.negotiate(&tenant))
-        .map_err(|r| refused(shared, r))
+        .map_err(|r| logged(shared, req, identity, refused(shared, r)))
+}
+
+/// `error` (a 429), in the resource logs.
+fn logged(shared: &Broker, req: &HttpRequest, identity: &Identity, error: ApiError) -> ApiError {
+    super::logs::throttled(shared, req, identity.user_id.as_deref(), &error);
+    error
 }
 
 /// Reserve a slot for a new client connection, holding the tenant's share of the per-tenant
@@ -67,11 +73,17 @@ pub(crate) fn reserve_client_slot(
     req: &HttpRequest,
     identity: &Identity,
 ) -> Result<ConnectionSlot, ApiError> {
-    let slot = super::reserve_slot(shared)?;
+    let slot = super::reserve_slot(shared).map_err(|e| {
+        if e.status == actix_web::http::StatusCode::TOO_MANY_REQUESTS {
+            logged(shared, req, identity, e)
+        } else {
+            e
+        }
+    })?;
     let tenant = tenant_of(req, shared, identity);
     let lease = shared
         .tenants
         .connect(&tenant)
-        .map_err(|r| refused(shared, r))?;
+        .map_err(|r| logged(shared, req, identity, refused(shared, r)))?;
     Ok(slot.with_lease(lease))
 }

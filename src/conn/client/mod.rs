@@ -42,6 +42,7 @@ use crate::telemetry::Metrics;
 use crate::upstream::UpstreamConnection;
 use tokio::sync::mpsc;
 
+mod log;
 mod open;
 mod relay;
 mod served;
@@ -85,6 +86,9 @@ pub(crate) struct ClientContext {
     pub headers: Vec<(String, Vec<String>)>,
     /// The connect request's query, with `?` (for the hub server's OpenConnection).
     pub query: String,
+    /// The client's address (as the network rules and per-tenant limits see it), for the
+    /// resource logs.
+    pub ip: Option<std::net::IpAddr>,
     /// The connection's slot in the process-wide limit, released when the actor ends.
     pub slot: ConnectionSlot,
     /// Stateful reconnect was negotiated: the connection token and where a reconnecting
@@ -316,6 +320,7 @@ impl Admitted {
                 if ok {
                     let mut relay = Relay {
                         env,
+                        hub: ctx.hub.name().as_str(),
                         conn,
                         server: &server,
                         protocol,
@@ -390,6 +395,7 @@ impl Admitted {
             mut registration,
             ..
         } = self;
+        let kind = transport.kind();
         registration.leave_hub().await;
         for (invocation_id, caller_server_id) in conn.take_pending_invocations() {
             let error = ServiceMessage::ErrorCompletion {
@@ -429,6 +435,7 @@ impl Admitted {
             .close(&exit.websocket_close(), env.limits.send_timeout())
             .await;
         tracing::debug!(connection = %ctx.connection_id, reason = %exit, "client disconnected");
+        log::ended(&ctx, kind, &exit);
         drop(ctx.slot);
     }
 }

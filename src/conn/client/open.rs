@@ -42,7 +42,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
             Request::Complete(req, consumed) => break (req, input.split_to(consumed).freeze()),
             Request::Incomplete => {}
             Request::Fail(text, close) => {
-                fail_handshake(&env, transport, &text, None, &close).await;
+                fail_handshake(&ctx, transport, &text, None, &close).await;
                 return None;
             }
         }
@@ -53,13 +53,13 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
                 Inbound::Invalid(reason) => {
                     Metrics::inc(&env.metrics.protocol_errors);
                     let (text, close) = refused_before_handshake(&reason);
-                    fail_handshake(&env, transport, text, None, &close).await;
+                    fail_handshake(&ctx, transport, text, None, &close).await;
                     return None;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
                 let normal = WsClose::normal();
-                fail_handshake(&env, transport, handshake::HANDSHAKE_CANCELED, None, &normal).await;
+                fail_handshake(&ctx, transport, handshake::HANDSHAKE_CANCELED, None, &normal).await;
                 return None;
             }
         }
@@ -69,7 +69,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let protocol = match choose_protocol(&request, transport.binary_supported()) {
         Ok(p) => p,
         Err((text, frame_kind)) => {
-            fail_handshake(&env, transport, &text, frame_kind, &WsClose::normal()).await;
+            fail_handshake(&ctx, transport, &text, frame_kind, &WsClose::normal()).await;
             return None;
         }
     };
@@ -86,7 +86,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let policy = env.policy.snapshot();
     let serverless = policy.is_serverless();
     if serverless && let Err(text) = upstream::send_connected(&env, &upstream_info).await {
-        fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
+        fail_handshake(&ctx, transport, &text, Some(protocol), &WsClose::normal()).await;
         return None;
     }
 
@@ -116,14 +116,14 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(admitted) => admitted,
         Err(AdmitError::Refused(text)) => {
-            fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
+            fail_handshake(&ctx, transport, &text, Some(protocol), &WsClose::normal()).await;
             return None;
         }
         Err(AdmitError::Gone(_)) => {
             // The hub failed (or the broker is stopping) while the client shook hands: a fresh
             // hub serves it when it connects again.
             let text = CloseReason::HubFailed.message().unwrap_or_default();
-            fail_handshake(&env, transport, &text, Some(protocol), &WsClose::normal()).await;
+            fail_handshake(&ctx, transport, &text, Some(protocol), &WsClose::normal()).await;
             return None;
         }
     };
@@ -131,6 +131,13 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     // In a cluster, the user's remembered group memberships are in the engine.
     ctx.hub.apply_remembered(&conn).await;
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");
+    let server = conn.server().filter(|_| route == ClientRoute::ToServer);
+    super::log::started(
+        &ctx,
+        transport.kind(),
+        protocol,
+        server.map(|s| s.server_id()),
+    );
     if route != ClientRoute::ToServer || conn.server().is_none() {
         // Kept for a hub server's OpenConnection only (the upstream has its own copy).
         ctx.headers = Vec::new();

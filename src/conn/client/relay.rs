@@ -33,6 +33,8 @@ pub(super) fn handshake_v1(protocol: HubProtocol) -> Bytes {
 /// the duplicates a reconnect brings (see [`Stateful`]).
 pub(super) struct Relay<'a> {
     pub(super) env: &'a ClientEnv,
+    /// The hub's name (for the resource logs).
+    pub(super) hub: &'a str,
     pub(super) conn: &'a ConnHandle,
     pub(super) server: &'a ServerConnHandle,
     pub(super) protocol: HubProtocol,
@@ -171,6 +173,13 @@ impl Relay<'_> {
                 keep.freeze()
             }
         };
+        super::log::forwarded(
+            &self.env.events,
+            self.hub,
+            self.conn.id().as_str(),
+            self.server.server_id(),
+            bytes.len(),
+        );
         // Waiting here is the backpressure from a slow hub server.
         self.server
             .send_data(self.conn.id(), bytes)

@@ -174,6 +174,14 @@ impl Actor<'_> {
             match next_input(self.protocol, input, max, scan) {
                 Next::Message(msg) => {
                     received += 1;
+                    if let Some(msg) = &msg {
+                        super::log::message(
+                            &self.env.events,
+                            self.hub_name,
+                            self.conn.id().as_str(),
+                            msg,
+                        );
+                    }
                     if let Some(msg) = msg
                         && let Some(step) = self.state.on_message(
                             msg,

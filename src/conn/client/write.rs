@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::RETAINED_INPUT_CAPACITY;
+use super::{ClientContext, RETAINED_INPUT_CAPACITY};
 use crate::close::{CloseReason, WsClose};
 use crate::conn::env::ClientEnv;
 use crate::conn::transport::{SendError, Transport};
@@ -17,14 +17,16 @@ use crate::telemetry::Metrics;
 /// Answer the handshake with an error and close the transport with `close` (a WebSocket's
 /// close frame).
 pub(super) async fn fail_handshake(
-    env: &ClientEnv,
+    ctx: &ClientContext,
     mut transport: Transport,
     error: &str,
     protocol: Option<HubProtocol>,
     close: &WsClose,
 ) {
+    let env = &*ctx.env;
     Metrics::inc(&env.metrics.handshakes_failed);
     tracing::debug!(error, "handshake failed");
+    super::log::handshake_failed(ctx, transport.kind(), error);
     let frame = handshake::error_response(error);
     // The handshake answer goes out in the frame type of the chosen protocol.
     let _ = write_frame(

@@ -20,6 +20,7 @@
 //! the connection out of its hub (whose routed clients are then closed) and the slot guard
 //! frees its connection slot.
 
+mod log;
 pub(crate) mod machine;
 pub(crate) mod socket;
 
@@ -66,6 +67,8 @@ pub(crate) struct ServerContext {
     pub server_id: String,
     /// The connection's slot in the process-wide limit.
     pub slot: ConnectionSlot,
+    /// The hub server's address (for the resource logs).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// What the machine looks up: the connection index, the hub's client count, the mode policy.
@@ -163,7 +166,9 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         if !actions.is_empty() {
             match handshake_actions(&mut socket, actions).await {
                 Handshook::Open(connection_type, answer) => break (connection_type, answer),
-                Handshook::Close(close) => {
+                Handshook::Close(close, why) => {
+                    let why = why.as_deref().unwrap_or(close.reason.as_str());
+                    log::refused(&ctx, why);
                     socket.close(&close).await;
                     return;
                 }
@@ -204,6 +209,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     }
     Metrics::inc(&env.metrics.server_connections_opened);
     Metrics::inc(&env.metrics.server_connections_current);
+    log::started(&ctx, connection_type);
     let registered = Registered {
         hub: ctx.hub.clone(),
         id: handle.id(),
@@ -214,6 +220,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     for frame in answer {
         if socket.send(frame).await.is_err() {
             registered.release().await;
+            log::ended(&ctx, "its socket failed during the handshake", false);
             drop(ctx.slot);
             return;
         }
@@ -234,11 +241,14 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         machine,
         spare: Vec::new(),
         closing: WsClose::normal(),
+        ended: Ended::default(),
     };
     io.serve(rx, input).await;
     let closing = std::mem::replace(&mut io.closing, WsClose::normal());
+    let ended = std::mem::take(&mut io.ended);
 
     registered.release().await;
+    log::ended(&ctx, &ended.why, ended.normal);
     socket.close(&closing).await;
     drop(ctx.slot);
 }
@@ -283,8 +293,9 @@ enum Handshook {
     /// Accepted: the answer (encoded frames) is written once the connection is registered, so
     /// that a hub server that has its answer is already known to its hub.
     Open(ConnectionType, Vec<Bytes>),
-    /// Refused: close the socket with this frame (even when writing the refusal failed).
-    Close(WsClose),
+    /// Refused: close the socket with this frame (even when writing the refusal failed); the
+    /// refusal's text, when the answer had one.
+    Close(WsClose, Option<String>),
     /// The socket failed.
     Gone,
 }
@@ -292,9 +303,19 @@ enum Handshook {
 /// Carry out the handshake's actions.
 async fn handshake_actions<S: ServerSocket>(socket: &mut S, actions: Vec<Action>) -> Handshook {
     let mut answer = Vec::new();
+    let mut refusal = None;
     for action in actions {
         match action {
-            Action::Send(msg) => answer.push(service::encode(&msg)),
+            Action::Send(msg) => {
+                if let ServiceMessage::HandshakeResponse {
+                    error_message: Some(error),
+                    ..
+                } = &msg
+                {
+                    refusal = Some(error.clone());
+                }
+                answer.push(service::encode(&msg));
+            }
             Action::Open(connection_type) => return Handshook::Open(connection_type, answer),
             Action::Close(closing) => {
                 // The refusal's answer first; the close frame follows even if it failed.
@@ -303,7 +324,7 @@ async fn handshake_actions<S: ServerSocket>(socket: &mut S, actions: Vec<Action>
                         break;
                     }
                 }
-                return Handshook::Close(close_frame(&closing));
+                return Handshook::Close(close_frame(&closing), refusal);
             }
             _ => return Handshook::Gone,
         }
@@ -323,6 +344,32 @@ struct ServerIo<'a, S> {
     /// The close frame the socket gets when the connection ends (normal unless the server's
     /// input was refused).
     closing: WsClose,
+    /// Why the connection ended, for the resource logs.
+    ended: Ended,
+}
+
+/// Why a hub-server connection ended, in words, and whether that is normal.
+struct Ended {
+    why: std::borrow::Cow<'static, str>,
+    normal: bool,
+}
+
+impl Default for Ended {
+    fn default() -> Self {
+        Self {
+            why: "the hub server closed its connection".into(),
+            normal: true,
+        }
+    }
+}
+
+impl Ended {
+    fn abnormal(why: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self {
+            why: why.into(),
+            normal: false,
+        }
+    }
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
@@ -340,10 +387,12 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 // The Ref the wait answers with is not Send: drop it inside.
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
                     self.closing = WsClose::going_away();
+                    self.ended.why = "the broker is stopping".into();
                     return;
                 }
                 _ = self.handle.close_requested() => {
                     tracing::info!(server = self.handle.server_id(), "closing hub server connection (service mode changed)");
+                    self.ended.why = "the service mode changed and no longer takes hub servers".into();
                     return;
                 }
                 frame = rx.recv() => {
@@ -370,9 +419,15 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                             rx.written();
                             self.machine.on_sent(Instant::now());
                         }
-                        Ok(Err(_)) => return,
+                        Ok(Err(_)) => {
+                            self.ended = Ended::abnormal("a write to its socket failed");
+                            return;
+                        }
                         Err(_elapsed) => {
                             Metrics::inc(&self.env.metrics.send_timeouts);
+                            self.ended = Ended::abnormal(
+                                "a write did not finish within limits.send_timeout_secs: the hub server stopped reading",
+                            );
                             return;
                         }
                     }
@@ -388,6 +443,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                         Incoming::Invalid(close) => {
                             tracing::warn!(server = self.handle.server_id(), code = close.code, reason = %close.reason, "hub server input refused");
                             Metrics::inc(&self.env.metrics.protocol_errors);
+                            self.ended = Ended::abnormal(format!("its input was refused: {}", close.reason));
                             self.closing = close;
                             return;
                         }
@@ -422,6 +478,12 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 Ok(Some((msg, used))) => {
                     offset += used;
                     if let Some(msg) = msg {
+                        log::message(
+                            &self.env.events,
+                            self.hub.name().as_str(),
+                            self.handle.server_id(),
+                            &msg,
+                        );
                         let spare = std::mem::take(&mut self.spare);
                         let actions = self.machine.on_message_with(msg, spare);
                         if !self.apply(actions).await {
@@ -489,6 +551,10 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                         tracing::warn!(server = self.handle.server_id(), "hub server timed out");
                     }
                     self.closing = close_frame(&closing);
+                    self.ended = match &closing {
+                        Closing::HubGone => Ended::abnormal("its hub failed"),
+                        _ => Ended::abnormal(self.closing.reason.clone()),
+                    };
                     return false;
                 }
             }

@@ -129,6 +129,7 @@ use self::route::{Op, Query, resolve, route_not_found};
 use super::{ApiError, bearer_token};
 use crate::auth::Audience;
 use crate::close::CloseReason;
+use crate::http::logs::{RestTarget, rest_message};
 use crate::http::state::{Broker, client_token};
 use crate::hub::{ExistsQuery, HubError, HubGone, HubReply, Scope};
 use crate::id::{ConnectionId, GroupName, UserId, validate_user_id};
@@ -219,6 +220,7 @@ async fn dispatch(
         Op::Broadcast => {
             let excluded = query.excluded();
             let msg = read_message(req, payload, shared).await?;
+            rest_message(shared, req, &hub, RestTarget::All);
             if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_all(msg, excluded)
                     .await
@@ -228,6 +230,7 @@ async fn dispatch(
         }
         Op::SendUser(user) => {
             let msg = read_message(req, payload, shared).await?;
+            rest_message(shared, req, &hub, RestTarget::User(&user));
             if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_user(UserId::from(user), msg)
                     .await
@@ -238,6 +241,7 @@ async fn dispatch(
         Op::SendGroup(group) => {
             let excluded = query.excluded();
             let msg = read_message(req, payload, shared).await?;
+            rest_message(shared, req, &hub, RestTarget::Group(&group));
             if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_group(GroupName::from(group), msg, excluded, Vec::new())
                     .await
@@ -247,6 +251,7 @@ async fn dispatch(
         }
         Op::SendConnection(id) => {
             let msg = read_message(req, payload, shared).await?;
+            rest_message(shared, req, &hub, RestTarget::Connection(&id));
             if let Some(h) = shared.hubs.for_operation(&hub)? {
                 h.send_connection(ConnectionId::from(id.as_str()), msg)
                     .await
