@@ -32,6 +32,9 @@ enum Command {
     /// Send a message to a hub's clients through the REST API (all, a user, a group or a
     /// connection).
     Send(crate::cli_send::SendArgs),
+    /// Watch a running broker's live trace: connects, disconnects and their reasons, messages,
+    /// HTTP requests, as they happen.
+    Trace(crate::cli_trace::TraceArgs),
     /// Check a configuration file and exit.
     CheckConfig(ConfigArg),
     /// Print the built-in default configuration as TOML.
@@ -169,6 +172,9 @@ struct AdminArgs {
     /// Remove every upstream rule.
     #[arg(long, conflicts_with = "set_upstreams")]
     clear_upstream: bool,
+    /// Change a resource-log category's level, like connectivity=info (repeatable).
+    #[arg(long = "log-level", value_name = "CATEGORY=LEVEL")]
+    log_levels: Vec<String>,
     /// A PEM file of CA certificates to trust for an https:// broker, besides the system's
     /// (SSL_CERT_FILE and SSL_CERT_DIR apply too).
     #[arg(long = "ca-file", value_name = "FILE", env = "SWITCHBOARD_CA_FILE")]
@@ -374,6 +380,7 @@ pub(crate) fn main() -> i32 {
         },
         Command::Admin(args) => admin(&args),
         Command::Send(args) => crate::cli_send::main(args),
+        Command::Trace(args) => crate::cli_trace::main(args),
         Command::CheckConfig(arg) => {
             let args = ServeArgs {
                 config: arg,
@@ -431,6 +438,21 @@ fn admin(args: &AdminArgs) -> i32 {
             .collect();
         patch.insert("upstream".into(), serde_json::Value::from(rules));
     }
+    let mut levels = serde_json::Map::new();
+    for setting in &args.log_levels {
+        let parsed = setting.split_once('=').and_then(|(category, level)| {
+            let category = switchboard::events::Category::parse(category.trim())?;
+            let level = level.trim().parse::<switchboard::config::LogLevel>().ok()?;
+            Some((category, level))
+        });
+        let Some((category, level)) = parsed else {
+            eprintln!(
+                "switchboard: --log-level: '{setting}' is not like connectivity=info (categories: connectivity, messaging, http; levels: off, error, warning, info, debug)"
+            );
+            return EXIT_CONFIG;
+        };
+        levels.insert(category.as_str().into(), level.as_str().into());
+    }
     let base = args.url.trim_end_matches('/');
     let keys = switchboard::auth::AccessKeys::new(vec![args.access_key.clone()]);
     let token = keys.mint(
@@ -453,6 +475,20 @@ fn admin(args: &AdminArgs) -> i32 {
     };
     let result: Result<(u16, String), reqwest::Error> = runtime.block_on(async {
         let client = reqwest::Client::builder().tls_certs_merge(roots).build()?;
+        if !levels.is_empty() {
+            let response = client
+                .patch(format!("{base}/admin/logs"))
+                .json(&levels)
+                .bearer_auth(&token)
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            let body = response.text().await?;
+            if status != 200 || patch.is_empty() {
+                return Ok((status, body));
+            }
+            println!("{body}");
+        }
         let url = format!("{base}/admin/settings");
         let request = if patch.is_empty() {
             client.get(url)

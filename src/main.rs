@@ -10,6 +10,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 mod cli;
 mod cli_send;
+mod cli_trace;
 
 fn main() {
     std::process::exit(cli::main());

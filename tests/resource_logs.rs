@@ -440,3 +440,94 @@ async fn json_resource_logs_on_stderr_with_levels_switched_at_runtime() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_trace_prints_events_and_admin_sets_levels() {
+    let (mut broker, base, _stderr) = serve_json_logs();
+    let key = common::TEST_KEY;
+    let port = base.rsplit(':').next().unwrap();
+    let cs = format!("Endpoint=http://127.0.0.1;Port={port};AccessKey={key};Version=1.0;");
+
+    // `admin --log-level`: the levels now in force.
+    let out = Command::new(BIN)
+        .args(["admin", "--url", &base, "--access-key", key])
+        .args([
+            "--log-level",
+            "connectivity=warning",
+            "--log-level",
+            "messaging=debug",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let levels: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        levels,
+        json!({ "connectivity": "warning", "messaging": "debug", "http": "info" })
+    );
+    let bad = Command::new(BIN)
+        .args([
+            "admin",
+            "--url",
+            &base,
+            "--access-key",
+            key,
+            "--log-level",
+            "loud",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+
+    // `trace`: one line per event of the hub, whatever the log levels.
+    let mut trace = Command::new(BIN)
+        .args(["trace", "--connection-string", &cs, "--hub", "chat"])
+        .env_remove("SWITCHBOARD_CONNECTION_STRING")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut watching = BufReader::new(trace.stderr.take().unwrap()).lines();
+    let first = watching.next().unwrap().unwrap();
+    assert!(first.contains("watching"), "{first}");
+    let (tx, rx) = mpsc::channel();
+    let stdout = trace.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let client = TestClient::connect(
+        &base,
+        "chat",
+        &client_token(key, "chat", Some("erin")),
+        "json",
+    )
+    .await
+    .unwrap();
+    let id = client.connection_id().to_owned();
+    let deadline = Instant::now() + WAIT;
+    let line = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a ConnectionStarted line from switchboard trace");
+        if line.contains("ConnectionStarted") {
+            break line;
+        }
+    };
+    assert!(
+        line.contains(&format!("hub=chat connection={id} user=erin transport=WebSockets ip=127.0.0.1: Connection started")),
+        "{line}"
+    );
+    client.close().await;
+    trace.kill().unwrap();
+    trace.wait().unwrap();
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+}
