@@ -270,6 +270,37 @@ impl Events {
         self.viewers.len()
     }
 
+    /// The resource logs' and the live trace's metrics, in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let series: [(&str, &str, &str, u64); 3] = [
+            (
+                "switchboard_log_lines_dropped_total",
+                "counter",
+                "Resource-log lines not written because their category had written logs.max_lines_per_second lines that second.",
+                self.lines_dropped(),
+            ),
+            (
+                "switchboard_trace_viewers",
+                "gauge",
+                "Live-trace viewers attached (GET /admin/trace).",
+                self.viewer_count() as u64,
+            ),
+            (
+                "switchboard_trace_dropped_total",
+                "counter",
+                "Events a live-trace viewer did not get because its queue was full (it reads slower than events happen).",
+                self.trace_dropped(),
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
+
     /// Attach a live-trace viewer; `None` when [`trace::MAX_VIEWERS`] are attached already.
     /// It stays attached until the returned handle is dropped.
     pub fn watch(self: &Arc<Self>, filter: TraceFilter) -> Option<trace::Watch> {

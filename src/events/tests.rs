@@ -122,6 +122,13 @@ async fn a_full_viewer_queue_drops_new_events_counts_them_and_says_so() {
     }
     assert_eq!(slow.dropped(), 10);
     assert_eq!(events.trace_dropped(), 10);
+    let mut text = String::new();
+    events.render_metrics(&mut text);
+    assert!(
+        text.contains("\nswitchboard_trace_dropped_total 10\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nswitchboard_trace_viewers 1\n"), "{text}");
     let chunk = slow.next_sse().await;
     let text = std::str::from_utf8(&chunk).unwrap();
     assert!(

@@ -48,7 +48,9 @@ async fn ready(shared: web::Data<Broker>) -> HttpResponse {
 }
 
 async fn metrics(shared: web::Data<Broker>) -> HttpResponse {
+    let mut text = shared.metrics.render();
+    shared.events.render_metrics(&mut text);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(shared.metrics.render())
+        .body(text)
 }
