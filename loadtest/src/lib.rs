@@ -24,6 +24,10 @@
 //! histograms (p50, p99, p99.9). `--workers N` spreads the receivers of S1, S4, S4b, S6, S8 and
 //! S10 over N processes ([`workers`], which also shows how to run and `merge` several generator
 //! processes by hand), since one process may hold at most 20,000 open files.
+//!
+//! `--report FILE.svg|FILE.html` draws the run for people: throughput and latency (p50, p90,
+//! p99, max) per second, sampled once a second off the hot path ([`timeline`]) and merged over
+//! worker processes, drawn by [`render`] (the HTML page adds the summary table).
 
 pub mod client;
 pub mod fallback;
@@ -148,9 +152,9 @@ pub struct Common {
     pub json_out: Option<PathBuf>,
     /// Write a report with throughput and latency (p50, p90, p99, max) per second to this
     /// file: `.svg` for the charts alone, `.html` for one self-contained page with the charts
-    /// and the summary table.
+    /// and the summary table. Repeatable (`--report run.svg --report run.html`).
     #[arg(long, global = true, value_name = "FILE.svg|FILE.html")]
-    pub report: Option<PathBuf>,
+    pub report: Vec<PathBuf>,
     /// No progress line.
     #[arg(long, global = true)]
     pub quiet: bool,
@@ -175,7 +179,7 @@ impl Common {
             workers: 0,
             worker_exe: None,
             json_out: None,
-            report: None,
+            report: Vec::new(),
             quiet: true,
         }
     }
@@ -400,10 +404,10 @@ pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
     if common.key.is_empty() {
         bail!("--key is required (the broker's access key)");
     }
-    if let Some(path) = &common.report {
+    for path in &common.report {
         render::Format::of(path)?;
     }
-    let record = common.report.is_some();
+    let record = !common.report.is_empty();
     if record {
         timeline::start()?;
     }

@@ -36,7 +36,7 @@ fn main() -> Result<()> {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = &cli.common.report {
+    for path in &cli.common.report {
         switchboard_loadtest::render::write(path, &report)?;
     }
     Ok(())

@@ -98,7 +98,7 @@ fn assert_ok(out: &std::process::Output) {
 async fn an_html_report_of_a_broadcast_over_two_worker_processes() {
     let (handle, url) = start();
     let dir = temp_dir("report-html");
-    let (page, report) = (dir.join("s4.html"), dir.join("s4.json"));
+    let (page, report, chart) = (dir.join("s4.html"), dir.join("s4.json"), dir.join("s4.svg"));
     let out = generator(args(
         &url,
         &[
@@ -116,6 +116,8 @@ async fn an_html_report_of_a_broadcast_over_two_worker_processes() {
             report.to_str().expect("utf-8"),
             "--report",
             page.to_str().expect("utf-8"),
+            "--report",
+            chart.to_str().expect("utf-8"),
             "s4-broadcast",
         ],
     ))
@@ -140,6 +142,8 @@ async fn an_html_report_of_a_broadcast_over_two_worker_processes() {
     let html = std::fs::read_to_string(&page).expect("the report");
     assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..100]);
     assert_eq!(html.matches("<svg").count(), 1, "one embedded SVG");
+    let svg = std::fs::read_to_string(&chart).expect("the second --report");
+    assert!(html.contains(&svg), "the same SVG as in the page");
     for want in [
         "<th>scenario</th><td>s4-broadcast</td>",
         "<th>connections</th><td>20 up, 0 dropped</td>",
