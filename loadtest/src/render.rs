@@ -424,19 +424,19 @@ fn latency_cells(l: &Latency) -> String {
 pub fn html(r: &Report) -> Result<String> {
     let chart = svg(r)?;
     let mut out = String::new();
-    let name = title(r);
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\" />\n\
          <title>switchboard-loadtest: {}</title>\n<style>\n\
          body {{ font-family: sans-serif; margin: 1.5em; max-width: 1000px; color: #222; }}\n\
+         h1 {{ font-size: 1.3em; }} h2 {{ font-size: 1.1em; }}\n\
          table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}\n\
          th, td {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}\n\
          td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}\n\
          svg {{ max-width: 100%; height: auto; }}\n\
-         </style>\n</head>\n<body>\n<h1>{}</h1>\n",
+         </style>\n</head>\n<body>\n<h1>switchboard-loadtest: {}</h1>\n",
         esc(&r.scenario),
-        esc(&name)
+        esc(&r.scenario)
     );
     out.push_str(&chart);
     out.push_str("\n<h2>Summary</h2>\n<table id=\"summary\">\n");
@@ -476,7 +476,11 @@ pub fn html(r: &Report) -> Result<String> {
     out.push_str("</table>\n<h2>Options</h2>\n<table id=\"options\">\n");
     if let Some(params) = r.params.as_object() {
         for (k, v) in params {
-            row(&mut out, k, &v.to_string());
+            row(
+                &mut out,
+                k,
+                &v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+            );
         }
     }
     out.push_str("</table>\n");

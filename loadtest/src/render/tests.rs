@@ -230,6 +230,10 @@ fn the_html_page_embeds_the_svg_and_the_summary_table_and_nothing_external() {
         page.contains("<th>connections</th><td>1000</td>"),
         "options"
     );
+    assert!(
+        page.contains("<th>protocol</th><td>json</td>"),
+        "strings without quotes"
+    );
     assert!(page.contains("<th>round_trips_per_second</th><td>30002.5</td>"));
     assert!(page.contains("&lt;b&gt;"), "escaped");
     assert!(!page.contains("<b>"));
