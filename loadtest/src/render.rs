@@ -173,12 +173,13 @@ fn title(r: &Report) -> String {
     if let Some(c) = p["connections"].as_u64() {
         let _ = write!(t, " · {c} connections");
     }
-    match p["rate"].as_f64() {
-        Some(rate) if rate > 0.0 => {
-            let _ = write!(t, " · paced at {}/s", si(rate));
-        }
-        Some(_) => t.push_str(" · closed loop / max rate"),
-        None => {}
+    // `--rate` 0 means "as fast as possible" for most scenarios, but S4b ramps its own rate:
+    // say only what was set.
+    if let Some(rate) = p["rate"].as_f64().filter(|r| *r > 0.0) {
+        let _ = write!(t, " · paced at {}/s", si(rate));
+    }
+    if let Some(s) = p["senders"].as_u64() {
+        let _ = write!(t, " · {s} senders");
     }
     if let Some(first) = r.samples.first() {
         let _ = write!(t, " · {}", utc(first.t.saturating_sub(1)));

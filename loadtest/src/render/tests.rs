@@ -139,7 +139,7 @@ fn the_svg_is_well_formed_with_both_charts_their_series_and_labels() {
         .find(|t| t.starts_with("s3-echo"))
         .expect("a title");
     assert!(
-        title.contains("json · 100 B · 1000 connections")
+        title.contains("json · 100 B · 1000 connections · 2026")
             && title.contains("2026-12-07 16:00:00 UTC"),
         "{title}"
     );
