@@ -179,7 +179,7 @@ fn title(r: &Report) -> String {
         let _ = write!(t, " · paced at {}/s", si(rate));
     }
     if let Some(s) = p["senders"].as_u64() {
-        let _ = write!(t, " · {s} senders");
+        let _ = write!(t, " · {s} sender{}", if s == 1 { "" } else { "s" });
     }
     if let Some(first) = r.samples.first() {
         let _ = write!(t, " · {}", utc(first.t.saturating_sub(1)));

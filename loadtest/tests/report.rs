@@ -221,6 +221,17 @@ async fn svg_reports_of_two_processes_side_by_side_and_their_merge() {
     assert_eq!(latency_count(&m["samples"]), 800);
     let svg = std::fs::read_to_string(path("m.svg")).expect("merged svg");
     assert!(has_text(&svg, "connects/s"));
+    // One saved run drawn again from its JSON: the same picture.
+    let out = generator(args(
+        &url,
+        &["--report", &path("a2.svg"), "merge", &path("a.json")],
+    ))
+    .await;
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(path("a2.svg")).expect("a2.svg"),
+        std::fs::read_to_string(path("a.svg")).expect("a.svg")
+    );
     // An unknown extension is refused before anything runs.
     let out = generator(args(&url, &["--report", &path("r.png"), "s2-connect"])).await;
     assert!(!out.status.success());

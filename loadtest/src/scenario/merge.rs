@@ -30,11 +30,20 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
     let Some(first) = inputs.first() else {
         bail!("nothing to merge");
     };
+    let merged: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    // One file keeps its options (`merge --report run.svg run.json` draws a saved run again);
+    // several have each their own share of the connections, so none of them speaks for all.
+    let params = match (&inputs[..], first["params"].as_object()) {
+        ([_], Some(p)) => {
+            let mut p = p.clone();
+            p.insert("merged".into(), merged.into());
+            Value::Object(p)
+        }
+        _ => serde_json::json!({ "merged": merged }),
+    };
     let mut r = Report::empty(
         first["scenario"].as_str().unwrap_or("merged").to_owned(),
-        serde_json::json!({
-            "merged": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-        }),
+        params,
         0.0,
     );
     let mut samples = Vec::new();
