@@ -24,13 +24,19 @@
 //! histograms (p50, p99, p99.9). `--workers N` spreads the receivers of S1, S4, S4b, S6, S8 and
 //! S10 over N processes ([`workers`], which also shows how to run and `merge` several generator
 //! processes by hand), since one process may hold at most 20,000 open files.
+//!
+//! `--report FILE.svg|FILE.html` draws the run for people: throughput and latency (p50, p90,
+//! p99, max) per second, sampled once a second off the hot path ([`timeline`]) and merged over
+//! worker processes, drawn by [`render`] (the HTML page adds the summary table).
 
 pub mod client;
 pub mod fallback;
 pub mod pool;
+pub mod render;
 pub mod scenario;
 pub mod sender;
 pub mod stats;
+pub mod timeline;
 pub mod tls;
 pub mod upstream;
 pub mod workers;
@@ -140,9 +146,15 @@ pub struct Common {
     /// The executable started for `--workers` (default: this one).
     #[arg(long, global = true, hide = true)]
     pub worker_exe: Option<PathBuf>,
-    /// Write the report as JSON to this file.
+    /// Write the report as JSON to this file (with `--report`, it holds the per-second samples
+    /// too, so `merge --report` can draw the runs of several processes).
     #[arg(long, global = true)]
     pub json_out: Option<PathBuf>,
+    /// Write a report with throughput and latency (p50, p90, p99, max) per second to this
+    /// file: `.svg` for the charts alone, `.html` for one self-contained page with the charts
+    /// and the summary table. Repeatable (`--report run.svg --report run.html`).
+    #[arg(long, global = true, value_name = "FILE.svg|FILE.html")]
+    pub report: Vec<PathBuf>,
     /// No progress line.
     #[arg(long, global = true)]
     pub quiet: bool,
@@ -167,6 +179,7 @@ impl Common {
             workers: 0,
             worker_exe: None,
             json_out: None,
+            report: Vec::new(),
             quiet: true,
         }
     }
@@ -376,18 +389,41 @@ pub enum Scenario {
         /// The receivers to open (JSON).
         #[arg(long)]
         spec: String,
+        /// Record a timeline for the parent's `--report`.
+        #[arg(long)]
+        timeline: bool,
     },
 }
 
-/// Runs `scenario`, returning its report.
+/// Runs `scenario`, returning its report; with `--report`, the report carries the run's
+/// per-second samples ([`timeline`]; write the file with [`render::write`]).
 pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
-    use crate::scenario::*;
     if let Scenario::Merge { files } = scenario {
-        return merge::run(files);
+        return scenario::merge::run(files);
     }
     if common.key.is_empty() {
         bail!("--key is required (the broker's access key)");
     }
+    for path in &common.report {
+        render::Format::of(path)?;
+    }
+    let record = !common.report.is_empty();
+    if record {
+        timeline::start()?;
+    }
+    let result = run_scenario(common, scenario).await;
+    let samples = if record {
+        timeline::finish()
+    } else {
+        Vec::new()
+    };
+    let mut report = result?;
+    report.samples = samples;
+    Ok(report)
+}
+
+async fn run_scenario(common: &Common, scenario: &Scenario) -> Result<Report> {
+    use crate::scenario::*;
     let spreads = matches!(
         scenario,
         Scenario::S1Hold { .. }
@@ -503,7 +539,7 @@ pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
             )
             .await
         }
-        Scenario::Merge { .. } => unreachable!("handled above"),
+        Scenario::Merge { .. } => bail!("merge is handled by run"),
         Scenario::Worker { .. } => {
             bail!("the worker mode is started by --workers, not run as a scenario")
         }

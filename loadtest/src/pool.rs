@@ -296,6 +296,7 @@ impl Pool {
             None
         };
         let hist = Arc::new(Hist::new());
+        crate::timeline::watch_hist(&hist);
         let ctx = Arc::new(Ctx {
             target: spec.target(),
             spec: spec.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const SHARDS: usize = 16;
 
@@ -16,7 +16,7 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Shared counters of a run. Latencies are recorded in µs into sharded histograms (one lock per
+/// Shared counters of a run. Latencies are recorded in µs into a sharded [`Hist`] (one lock per
 /// shard; a connection always uses the same shard) and merged at the end.
 pub struct Stats {
     /// Messages sent (invocations or accepted REST requests).
@@ -31,7 +31,7 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Connects completed (S2).
     pub connects: AtomicU64,
-    shards: Vec<Mutex<Histogram<u64>>>,
+    latency: Hist,
     start: Instant,
 }
 
@@ -51,16 +51,14 @@ impl Stats {
             connected: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             connects: AtomicU64::new(0),
-            shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+            latency: Hist::new(),
             start: Instant::now(),
         }
     }
 
     /// Records one latency in µs on shard `shard`.
     pub fn record_us(&self, shard: usize, us: u64) {
-        if let Ok(mut h) = self.shards[shard % SHARDS].lock() {
-            h.saturating_record(us.max(1));
-        }
+        self.latency.record_us(shard, us);
     }
 
     /// Time since the stats were created.
@@ -68,15 +66,24 @@ impl Stats {
         self.start.elapsed()
     }
 
-    /// All shards merged.
+    /// Every latency recorded here so far, merged.
     pub fn histogram(&self) -> Histogram<u64> {
-        let mut all = new_histogram();
-        for s in &self.shards {
-            if let Ok(h) = s.lock() {
-                let _ = all.add(&*h);
-            }
-        }
-        all
+        self.latency.cumulative()
+    }
+
+    /// The latencies recorded here (for the timeline, which reads it without resetting it).
+    pub(crate) fn latency(&self) -> &Hist {
+        &self.latency
+    }
+
+    /// `[sent, received, errors, connects]` now.
+    pub(crate) fn counts(&self) -> [u64; 4] {
+        [
+            Self::get(&self.sent),
+            Self::get(&self.received),
+            Self::get(&self.errors),
+            Self::get(&self.connects),
+        ]
     }
 
     fn get(c: &AtomicU64) -> u64 {
@@ -84,8 +91,10 @@ impl Stats {
     }
 
     /// Starts a progress line (on stderr, hidden when `quiet` or not a terminal) refreshed every
-    /// 500 ms with live rates until the returned guard is dropped.
+    /// 500 ms with live rates until the returned guard is dropped. The stats also join the
+    /// run's timeline, when one is being recorded (`--report`, see [`crate::timeline`]).
     pub fn progress(self: &std::sync::Arc<Self>, quiet: bool) -> ProgressGuard {
+        crate::timeline::watch_stats(self);
         let bar = if quiet {
             ProgressBar::hidden()
         } else {
@@ -141,10 +150,13 @@ impl Drop for ProgressGuard {
     }
 }
 
-/// A sharded latency histogram (µs) that can be taken and reset, for per-phase and
-/// per-interval figures.
+/// A sharded latency histogram (µs) for per-phase and per-interval figures: [`take`](Self::take)
+/// returns what was recorded since the previous take. The shards themselves only grow (a take
+/// subtracts a baseline instead of resetting them), so the timeline can read the same
+/// histogram once a second without disturbing the scenario's own takes.
 pub struct Hist {
     shards: Vec<Mutex<Histogram<u64>>>,
+    taken: Mutex<Histogram<u64>>,
 }
 
 impl Default for Hist {
@@ -158,6 +170,7 @@ impl Hist {
     pub fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+            taken: Mutex::new(new_histogram()),
         }
     }
 
@@ -168,16 +181,36 @@ impl Hist {
         }
     }
 
-    /// Everything recorded since the last `take`, merged; the shards are emptied.
-    pub fn take(&self) -> Histogram<u64> {
+    /// Everything recorded so far, merged.
+    pub fn cumulative(&self) -> Histogram<u64> {
         let mut all = new_histogram();
         for s in &self.shards {
-            if let Ok(mut h) = s.lock() {
+            if let Ok(h) = s.lock() {
                 let _ = all.add(&*h);
-                h.reset();
             }
         }
         all
+    }
+
+    /// Everything recorded since the last `take`, merged.
+    pub fn take(&self) -> Histogram<u64> {
+        let Ok(mut taken) = self.taken.lock() else {
+            return new_histogram();
+        };
+        let now = self.cumulative();
+        let mut since = now.clone();
+        since_baseline(&mut since, &taken);
+        *taken = now;
+        since
+    }
+}
+
+/// `h` minus `baseline`, an earlier state of the same histogram (so every count is at least the
+/// baseline's).
+pub(crate) fn since_baseline(h: &mut Histogram<u64>, baseline: &Histogram<u64>) {
+    if !baseline.is_empty() {
+        // Cannot fail: `baseline` is an earlier state of `h` with the same bounds.
+        let _ = h.subtract(baseline);
     }
 }
 
@@ -234,12 +267,15 @@ impl Tracker {
 }
 
 /// Latency percentiles in µs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Latency {
     /// Samples.
     pub count: u64,
     /// Median.
     pub p50_us: u64,
+    /// 90th percentile.
+    #[serde(default)]
+    pub p90_us: u64,
     /// 99th percentile.
     pub p99_us: u64,
     /// 99.9th percentile.
@@ -256,6 +292,7 @@ impl Latency {
         (!h.is_empty()).then(|| Self {
             count: h.len(),
             p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
             p99_us: h.value_at_quantile(0.99),
             p999_us: h.value_at_quantile(0.999),
             max_us: h.max(),
@@ -293,6 +330,9 @@ pub struct Report {
     pub latency: Option<Latency>,
     /// Scenario-specific figures (rates, RSS).
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Per-second samples of the run (only with `--report`; see [`crate::timeline`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<crate::timeline::Sample>,
 }
 
 impl Report {
@@ -312,6 +352,7 @@ impl Report {
             errors: 0,
             latency: None,
             extra: serde_json::Map::new(),
+            samples: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! | --- | --- |
 //! | (start: `worker --spec <PoolSpec JSON>`) | `READY <connected>` once every receiver is up or failed |
 //! | `CHECK <CheckRequest JSON>` | `SNAP <Snapshot JSON>` (counts, and latencies since the last check) |
+//! | `SAMPLES` (only with `--report`) | `SAMPLES <[Sample] JSON>`: the worker's timeline, ended |
 //! | `END` | `BYE` after closing every receiver, then exits |
 //!
 //! A worker whose stdin closes closes its receivers and exits; the parent kills workers it
@@ -43,6 +44,7 @@ use tokio::sync::mpsc;
 
 use crate::pool::{Expect, Pool, PoolSpec, Snapshot};
 use crate::stats::Stats;
+use crate::timeline::{self, Sample};
 
 /// One `CHECK` command.
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,6 +72,7 @@ impl Remote {
             .arg("worker")
             .arg("--spec")
             .arg(serde_json::to_string(spec)?)
+            .args(timeline::recording().then_some("--timeline"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -250,6 +253,16 @@ impl Fleet {
         if let Some(p) = self.local.take() {
             p.close().await;
         }
+        if timeline::recording() {
+            for r in &mut self.remote {
+                r.send("SAMPLES")?;
+            }
+            for r in &mut self.remote {
+                let samples: Vec<Sample> = serde_json::from_str(&r.expect("SAMPLES").await?)
+                    .context("a worker's SAMPLES")?;
+                timeline::absorb(samples);
+            }
+        }
         for r in &mut self.remote {
             r.send("END")?;
         }
@@ -266,10 +279,15 @@ impl Fleet {
 }
 
 /// The hidden `worker` mode: open the receivers of `spec`, then answer the parent's commands
-/// on stdin until `END` (or stdin closes).
-pub async fn worker_main(spec: &str) -> Result<()> {
+/// on stdin until `END` (or stdin closes). With `record_timeline`, samples the receivers once a
+/// second for the parent's `--report`.
+pub async fn worker_main(spec: &str, record_timeline: bool) -> Result<()> {
     let spec: PoolSpec = serde_json::from_str(spec).context("worker spec")?;
     let stats = Arc::new(Stats::new());
+    if record_timeline {
+        timeline::start()?;
+        timeline::watch_stats(&stats);
+    }
     let pool = Pool::open(spec, stats).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
@@ -295,6 +313,11 @@ pub async fn worker_main(spec: &str) -> Result<()> {
                 .check(&req.expect, Duration::from_millis(req.wait_ms))
                 .await;
             out(format!("SNAP {}", serde_json::to_string(&snap)?))?;
+        } else if line.trim() == "SAMPLES" {
+            out(format!(
+                "SAMPLES {}",
+                serde_json::to_string(&timeline::finish())?
+            ))?;
         } else if line.trim() == "END" {
             break;
         }

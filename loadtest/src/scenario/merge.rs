@@ -1,7 +1,9 @@
 //! `merge`: one report from the JSON reports of generator processes run in parallel (each with
 //! its own share of `--connections`). Counts are summed, `*_per_second` figures added, seconds
 //! and latency percentiles are the worst of the inputs (percentiles cannot be merged exactly
-//! without the histograms; prefer `--workers`, which merges histograms).
+//! without the histograms; prefer `--workers`, which merges histograms). Per-second samples
+//! (reports written with `--report`) merge exactly, second by second, for the merged
+//! `--report`.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::stats::{Latency, Report};
+use crate::timeline::Sample;
 
 fn u(v: &Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or(0)
@@ -27,13 +30,23 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
     let Some(first) = inputs.first() else {
         bail!("nothing to merge");
     };
+    let merged: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    // One file keeps its options (`merge --report run.svg run.json` draws a saved run again);
+    // several have each their own share of the connections, so none of them speaks for all.
+    let params = match (&inputs[..], first["params"].as_object()) {
+        ([_], Some(p)) => {
+            let mut p = p.clone();
+            p.insert("merged".into(), merged.into());
+            Value::Object(p)
+        }
+        _ => serde_json::json!({ "merged": merged }),
+    };
     let mut r = Report::empty(
         first["scenario"].as_str().unwrap_or("merged").to_owned(),
-        serde_json::json!({
-            "merged": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-        }),
+        params,
         0.0,
     );
+    let mut samples = Vec::new();
     for v in &inputs {
         if v["scenario"] != first["scenario"] {
             bail!("cannot merge {} with {}", v["scenario"], first["scenario"]);
@@ -47,10 +60,15 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
         r.lost += u(v, "lost");
         r.duplicates += u(v, "duplicates");
         r.errors += u(v, "errors");
+        if let Some(s) = v.get("samples") {
+            let s: Vec<Sample> = serde_json::from_value(s.clone()).context("samples")?;
+            samples.extend(s);
+        }
         if let Ok(l) = serde_json::from_value::<LatencyIn>(v["latency"].clone()) {
             let m = r.latency.get_or_insert(Latency {
                 count: 0,
                 p50_us: 0,
+                p90_us: 0,
                 p99_us: 0,
                 p999_us: 0,
                 max_us: 0,
@@ -63,6 +81,7 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
             }
             m.count = total;
             m.p50_us = m.p50_us.max(l.p50_us);
+            m.p90_us = m.p90_us.max(l.p90_us);
             m.p99_us = m.p99_us.max(l.p99_us);
             m.p999_us = m.p999_us.max(l.p999_us);
             m.max_us = m.max_us.max(l.max_us);
@@ -89,6 +108,7 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
     }
     r.extra
         .insert("merged_reports".into(), (inputs.len() as u64).into());
+    r.samples = crate::timeline::merge(samples);
     Ok(r)
 }
 
@@ -96,6 +116,8 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
 struct LatencyIn {
     count: u64,
     p50_us: u64,
+    #[serde(default)]
+    p90_us: u64,
     p99_us: u64,
     p999_us: u64,
     max_us: u64,

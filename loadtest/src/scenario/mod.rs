@@ -47,6 +47,7 @@ pub(crate) fn report(
         errors: stats.errors.load(Ordering::Relaxed),
         latency: Latency::of(&stats.histogram()),
         extra: serde_json::Map::new(),
+        samples: Vec::new(),
     }
 }
 

@@ -202,6 +202,7 @@ pub async fn churn(common: &Common, groups: usize, senders: usize) -> Result<Rep
     let token = Arc::new(target.rest_token(&format!("/api/hubs/{}", target.hub)));
     let http = sender::http_client(senders)?;
     let hist = Arc::new(Hist::new());
+    crate::timeline::watch_hist(&hist);
     let ids = Arc::new(ids);
     let per_sender_rate = common.rate / senders as f64;
     let start = tokio::time::Instant::now();

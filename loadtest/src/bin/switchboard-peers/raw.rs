@@ -336,6 +336,7 @@ pub(crate) fn echo(a: &EchoArgs) -> Result<Report> {
         errors: stats.errors.load(Ordering::Relaxed),
         latency: Latency::of(&stats.histogram()),
         extra: serde_json::Map::new(),
+        samples: Vec::new(),
     };
     r.extra.insert(
         "round_trips_per_second".into(),
@@ -565,6 +566,7 @@ pub(crate) fn fanout(a: &FanoutArgs) -> Result<Report> {
         errors: (a.connections - accepted) as u64,
         latency: None,
         extra: serde_json::Map::new(),
+        samples: Vec::new(),
     };
     for v in &variants {
         if let (Some(k), Some(fps)) = (
