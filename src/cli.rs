@@ -115,6 +115,10 @@ struct ServeArgs {
     /// longer open /admin, and this key opens nothing else.
     #[arg(long = "admin-key-file", env = "SWITCHBOARD_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
+    /// How many of the busiest hubs get their own series in /metrics; the rest are summed
+    /// under hub="(other)" [default: 10].
+    #[arg(long = "metrics-top-hubs", env = "SWITCHBOARD_METRICS_TOP_HUBS")]
+    metrics_top_hubs: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +236,9 @@ impl ServeArgs {
         }
         if !self.cors_allowed_origins.is_empty() {
             config.cors.allowed_origins = self.cors_allowed_origins.clone();
+        }
+        if let Some(top) = self.metrics_top_hubs {
+            config.metrics.top_hubs = top;
         }
         if let Some(admin) = &self.admin_listen {
             config.admin_listen = Some(admin.parse().map_err(|e| ConfigError {
