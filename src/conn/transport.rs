@@ -62,6 +62,15 @@ pub(crate) enum Transport {
 pub(crate) type Resumption = Detached;
 
 impl Transport {
+    /// Which transport it is.
+    pub(crate) fn kind(&self) -> TransportKind {
+        match self {
+            Self::WebSocket(_) => TransportKind::WebSockets,
+            Self::ServerSentEvents { .. } => TransportKind::ServerSentEvents,
+            Self::LongPolling { .. } => TransportKind::LongPolling,
+        }
+    }
+
     /// Whether the transport carries binary (MessagePack) frames.
     pub(crate) fn binary_supported(&self) -> bool {
         !matches!(self, Self::ServerSentEvents { .. })

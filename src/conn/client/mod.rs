@@ -30,9 +30,9 @@ use super::stateful::ReplayBuffer;
 use super::transport::{Resumption, Transport};
 use super::upstream;
 use crate::auth::{Identity, dotnet_claim_type};
-use crate::close::CloseReason;
+use crate::close::{CloseCategory, CloseReason};
 use crate::hub::HubHandle;
-use crate::id::ConnectionId;
+use crate::id::{ConnectionId, TransportKind};
 use crate::peer::ConnHandle;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{HubMessage, HubProtocol, handshake};
@@ -153,6 +153,7 @@ struct Registration {
     env: Arc<ClientEnv>,
     hub: HubHandle,
     conn: ConnHandle,
+    transport: TransportKind,
     left_hub: bool,
     server_told: bool,
     counted: bool,
@@ -161,14 +162,21 @@ struct Registration {
 impl Registration {
     /// Register an admitted client: index entry and open-connections gauge (the hub registered
     /// it when it admitted it).
-    fn new(env: Arc<ClientEnv>, hub: HubHandle, conn: ConnHandle) -> Self {
+    fn new(
+        env: Arc<ClientEnv>,
+        hub: HubHandle,
+        conn: ConnHandle,
+        transport: TransportKind,
+    ) -> Self {
         env.connections.insert(hub.name().clone(), conn.clone());
         Metrics::inc(&env.metrics.connections_opened);
         Metrics::inc(&env.metrics.connections_current);
+        env.metrics.labelled.client_opened(transport);
         Self {
             env,
             hub,
             conn,
+            transport,
             left_hub: false,
             server_told: false,
             counted: false,
@@ -182,10 +190,14 @@ impl Registration {
         self.left_hub = true;
     }
 
-    /// Count the connection closed.
-    fn count_closed(&mut self) {
+    /// Count the connection closed, under `category`.
+    fn count_closed(&mut self, category: CloseCategory) {
         Metrics::inc(&self.env.metrics.connections_closed);
         Metrics::dec(&self.env.metrics.connections_current);
+        self.env
+            .metrics
+            .labelled
+            .client_closed(self.transport, category);
         self.counted = true;
     }
 }
@@ -210,7 +222,8 @@ impl Drop for Registration {
             }
         }
         if !self.counted {
-            self.count_closed();
+            // The actor panicked, or its task was dropped.
+            self.count_closed(CloseCategory::ServiceTransientError);
         }
     }
 }
@@ -316,6 +329,7 @@ impl Admitted {
                 if ok {
                     let mut relay = Relay {
                         env,
+                        hub: ctx.hub.stats(),
                         conn,
                         server: &server,
                         protocol,
@@ -342,6 +356,7 @@ impl Admitted {
                 } else {
                     let mut actor = Actor {
                         env,
+                        hub: ctx.hub.stats(),
                         hub_name: ctx.hub.name().as_str(),
                         conn,
                         protocol,
@@ -418,7 +433,7 @@ impl Admitted {
                 .await;
         }
         registration.server_told = true;
-        registration.count_closed();
+        registration.count_closed(exit.category());
         if let Some(close) = exit.close_message()
             && let Ok(frame) = protocol.encode(&HubMessage::Close(close))
         {

@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::stateful::{Stateful, next_resumption, resume_or_end};
-use super::write::{drain_outbox, write_frame};
+use super::write::{count_in, count_out, drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
 use crate::close::CloseReason;
 use crate::conn::env::ClientEnv;
@@ -16,7 +16,7 @@ use crate::conn::transport::{Inbound, Transport};
 use crate::peer::{ConnHandle, ServerConnHandle};
 use crate::protocol::HubProtocol;
 use crate::protocol::framing::RecordScan;
-use crate::telemetry::Metrics;
+use crate::telemetry::{HubStats, Metrics};
 
 /// The handshake request a routed stateful client's hub server gets: version 1, because the
 /// broker, not the hub server, does the Ack/Sequence part of the protocol.
@@ -33,6 +33,8 @@ pub(super) fn handshake_v1(protocol: HubProtocol) -> Bytes {
 /// the duplicates a reconnect brings (see [`Stateful`]).
 pub(super) struct Relay<'a> {
     pub(super) env: &'a ClientEnv,
+    /// The hub's counters.
+    pub(super) hub: &'a HubStats,
     pub(super) conn: &'a ConnHandle,
     pub(super) server: &'a ServerConnHandle,
     pub(super) protocol: HubProtocol,
@@ -44,7 +46,6 @@ impl Relay<'_> {
         let mut out = BytesMut::new();
         // A stateful client's `input`: how far it was searched for the end of a message.
         let mut scan = RecordScan::default();
-        let mut received = 0u64;
         let abandoned_after = self.env.limits.negotiate_timeout();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,6 +77,9 @@ impl Relay<'_> {
                     }
                     _ = self.conn.outbox().ready() => {
                         let burst = drain_outbox(self.conn, &mut out);
+                        if let Some(frame) = &burst.frame {
+                            count_out(self.env, self.hub, &burst, frame);
+                        }
                         if let Some(frame) = burst.frame {
                             if let Some(st) = &mut self.stateful
                                 && let Err(exit) = st.record(&frame)
@@ -117,7 +121,8 @@ impl Relay<'_> {
                                 break 'relay reason;
                             }
                         };
-                        received += 1;
+                        // A relay parses nothing: each read counts as one message.
+                        count_in(self.env, self.hub, 1, bytes.len() as u64);
                         if let Err(exit) = self.forward(bytes, &mut input, &mut scan).await {
                             break 'relay exit;
                         }
@@ -125,7 +130,6 @@ impl Relay<'_> {
                 }
             }
         };
-        Metrics::add(&self.env.metrics.messages_received, received);
         exit
     }
 

@@ -7,23 +7,25 @@
 use bytes::{Bytes, BytesMut};
 
 use super::RETAINED_INPUT_CAPACITY;
-use crate::close::{CloseReason, WsClose};
+use crate::close::{CloseCategory, CloseReason, WsClose};
 use crate::conn::env::ClientEnv;
 use crate::conn::transport::{SendError, Transport};
 use crate::peer::ConnHandle;
 use crate::protocol::{HubProtocol, handshake};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Direction, Endpoint, HubStats, Metrics};
 
 /// Answer the handshake with an error and close the transport with `close` (a WebSocket's
-/// close frame).
+/// close frame); counted as a close of `category`.
 pub(super) async fn fail_handshake(
     env: &ClientEnv,
     mut transport: Transport,
     error: &str,
     protocol: Option<HubProtocol>,
     close: &WsClose,
+    category: CloseCategory,
 ) {
     Metrics::inc(&env.metrics.handshakes_failed);
+    env.metrics.labelled.close(Endpoint::Client, category);
     tracing::debug!(error, "handshake failed");
     let frame = handshake::error_response(error);
     // The handshake answer goes out in the frame type of the chosen protocol.
@@ -70,6 +72,28 @@ pub(super) struct Burst {
     pub(super) frame: Option<Bytes>,
     /// A close was requested; it comes after the frame.
     pub(super) close: Option<CloseReason>,
+    /// Hub messages in the frame.
+    pub(super) messages: u64,
+}
+
+/// Count hub messages a client sent (once per read): `messages` in `bytes` bytes.
+#[inline]
+pub(super) fn count_in(env: &ClientEnv, hub: &HubStats, messages: u64, bytes: u64) {
+    Metrics::add(&env.metrics.messages_received, messages);
+    env.metrics
+        .labelled
+        .traffic(Endpoint::Client, Direction::In, messages, bytes);
+    hub.traffic(Direction::In, messages, bytes);
+}
+
+/// Count a burst from the outbox written to the client.
+#[inline]
+pub(super) fn count_out(env: &ClientEnv, hub: &HubStats, burst: &Burst, frame: &Bytes) {
+    let bytes = frame.len() as u64;
+    env.metrics
+        .labelled
+        .traffic(Endpoint::Client, Direction::Out, burst.messages, bytes);
+    hub.traffic(Direction::Out, burst.messages, bytes);
 }
 
 /// Drain the connection's outbox into one frame. `out` is the coalescing buffer kept between
@@ -90,5 +114,6 @@ pub(super) fn drain_outbox(conn: &ConnHandle, out: &mut BytesMut) -> Burst {
     Burst {
         frame,
         close: drained.close.map(|c| c.reason),
+        messages: drained.frames as u64,
     }
 }

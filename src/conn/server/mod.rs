@@ -33,7 +33,7 @@ use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
 use self::socket::{Incoming, ServerSocket};
 use super::env::{ConnectionSlot, ServerEnv};
 use super::index::Lookup;
-use crate::close::{CloseReason, WsClose};
+use crate::close::{CloseCategory, CloseReason, WsClose};
 use crate::hub::{HubError, HubGone, HubHandle, HubReply};
 use crate::id::ServerConnId;
 use crate::peer::{PushError, ServerConnHandle, ServerOutbox, ServerOutboxBounds};
@@ -42,7 +42,7 @@ use crate::protocol::service::{
     self, ConnectionType, ServiceMessage, ServiceProtocolError, ack_status,
 };
 use crate::supervise::{ActorKind, supervised};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Direction, Endpoint, Metrics};
 
 /// Frames a server connection's outbox holds.
 const OUTBOX_CAPACITY: usize = 1024;
@@ -112,10 +112,11 @@ struct Registered {
 }
 
 impl Registered {
-    /// Leave the hub (waiting for room in its inbox) and the gauge.
-    async fn release(mut self) {
+    /// Leave the hub (waiting for room in its inbox) and the gauges; count the close.
+    async fn release(mut self, category: CloseCategory) {
         self.hub.unregister_server(self.id).await;
         Metrics::dec(&self.metrics.server_connections_current);
+        self.metrics.labelled.server_closed(category);
         self.released = true;
     }
 }
@@ -125,6 +126,9 @@ impl Drop for Registered {
         if !self.released {
             self.hub.unregister_server_detached(self.id);
             Metrics::dec(&self.metrics.server_connections_current);
+            self.metrics
+                .labelled
+                .server_closed(CloseCategory::ServiceTransientError);
         }
     }
 }
@@ -204,6 +208,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     }
     Metrics::inc(&env.metrics.server_connections_opened);
     Metrics::inc(&env.metrics.server_connections_current);
+    env.metrics.labelled.server_opened();
     let registered = Registered {
         hub: ctx.hub.clone(),
         id: handle.id(),
@@ -213,7 +218,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
 
     for frame in answer {
         if socket.send(frame).await.is_err() {
-            registered.release().await;
+            registered.release(CloseCategory::Normal).await;
             drop(ctx.slot);
             return;
         }
@@ -234,11 +239,12 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         machine,
         spare: Vec::new(),
         closing: WsClose::normal(),
+        category: CloseCategory::Normal,
     };
     io.serve(rx, input).await;
     let closing = std::mem::replace(&mut io.closing, WsClose::normal());
 
-    registered.release().await;
+    registered.release(io.category).await;
     socket.close(&closing).await;
     drop(ctx.slot);
 }
@@ -323,6 +329,8 @@ struct ServerIo<'a, S> {
     /// The close frame the socket gets when the connection ends (normal unless the server's
     /// input was refused).
     closing: WsClose,
+    /// What the close is counted as.
+    category: CloseCategory,
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
@@ -340,6 +348,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 // The Ref the wait answers with is not Send: drop it inside.
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
                     self.closing = WsClose::going_away();
+                    self.category = CloseCategory::ServiceReload;
                     return;
                 }
                 _ = self.handle.close_requested() => {
@@ -349,20 +358,26 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 frame = rx.recv() => {
                     let Some(first) = frame else { return };
                     // Coalesce whatever else is queued into one WebSocket frame.
+                    let mut frames = 1;
                     let frame = match rx.try_recv() {
                         None => first,
                         Some(second) => {
                             out.extend_from_slice(&first);
                             out.extend_from_slice(&second);
+                            frames += 1;
                             while out.len() < 256 * 1024 {
                                 match rx.try_recv() {
-                                    Some(more) => out.extend_from_slice(&more),
+                                    Some(more) => {
+                                        out.extend_from_slice(&more);
+                                        frames += 1;
+                                    }
                                     None => break,
                                 }
                             }
                             out.split().freeze()
                         }
                     };
+                    self.env.metrics.labelled.traffic(Endpoint::Server, Direction::Out, frames, frame.len() as u64);
                     let timeout = self.env.limits.send_timeout();
                     match tokio::time::timeout(timeout, self.socket.send(frame)).await {
                         Ok(Ok(())) => {
@@ -373,6 +388,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                         Ok(Err(_)) => return,
                         Err(_elapsed) => {
                             Metrics::inc(&self.env.metrics.send_timeouts);
+                            self.category = CloseCategory::SlowClient;
                             return;
                         }
                     }
@@ -382,12 +398,16 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 }
                 frame = self.socket.recv() => {
                     match frame {
-                        Incoming::Data(b) => input.extend_from_slice(&b),
+                        Incoming::Data(b) => {
+                            self.env.metrics.labelled.traffic(Endpoint::Server, Direction::In, 0, b.len() as u64);
+                            input.extend_from_slice(&b);
+                        }
                         Incoming::Control => continue,
                         Incoming::Gone => return,
                         Incoming::Invalid(close) => {
                             tracing::warn!(server = self.handle.server_id(), code = close.code, reason = %close.reason, "hub server input refused");
                             Metrics::inc(&self.env.metrics.protocol_errors);
+                            self.category = CloseCategory::BadRequest;
                             self.closing = close;
                             return;
                         }
@@ -416,29 +436,39 @@ impl<S: ServerSocket> ServerIo<'_, S> {
         // Freeze the buffer so that payloads are zero-copy slices of it.
         let buf = input.split().freeze();
         let mut offset = 0;
-        while offset < buf.len() {
-            let rest = buf.slice(offset..);
-            match service::decode_bytes(&rest, max_frame) {
-                Ok(Some((msg, used))) => {
-                    offset += used;
-                    if let Some(msg) = msg {
-                        let spare = std::mem::take(&mut self.spare);
-                        let actions = self.machine.on_message_with(msg, spare);
-                        if !self.apply(actions).await {
-                            return false;
+        let mut messages = 0;
+        let ok = 'frames: {
+            while offset < buf.len() {
+                let rest = buf.slice(offset..);
+                match service::decode_bytes(&rest, max_frame) {
+                    Ok(Some((msg, used))) => {
+                        offset += used;
+                        messages += 1;
+                        if let Some(msg) = msg {
+                            let spare = std::mem::take(&mut self.spare);
+                            let actions = self.machine.on_message_with(msg, spare);
+                            if !self.apply(actions).await {
+                                break 'frames false;
+                            }
                         }
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
-                    let actions = self.machine.on_undecodable(e);
-                    return self.apply(actions).await;
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
+                        let actions = self.machine.on_undecodable(e);
+                        break 'frames self.apply(actions).await;
+                    }
                 }
             }
-        }
-        input.extend_from_slice(&buf[offset..]);
-        true
+            input.extend_from_slice(&buf[offset..]);
+            true
+        };
+        // Counted once per read (the bytes when they arrived).
+        self.env
+            .metrics
+            .labelled
+            .traffic(Endpoint::Server, Direction::In, messages, 0);
+        ok
     }
 
     /// Carry out the machine's actions in order; false when the connection must end. The
@@ -488,6 +518,12 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     if closing == Closing::TimedOut {
                         tracing::warn!(server = self.handle.server_id(), "hub server timed out");
                     }
+                    self.category = match closing {
+                        Closing::TimedOut => CloseCategory::PingTimeout,
+                        Closing::Malformed(_) | Closing::BadHandshake => CloseCategory::BadRequest,
+                        Closing::HubGone => CloseCategory::ServiceTransientError,
+                        Closing::NotAdmitted => CloseCategory::Normal,
+                    };
                     self.closing = close_frame(&closing);
                     return false;
                 }

@@ -6,7 +6,7 @@ use super::Hub;
 use crate::hub::SerializedMessage;
 use crate::id::{ConnectionId, GroupName, UserId};
 use crate::peer::{ConnHandle, PushError, Pushed};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Direction, Endpoint, Metrics};
 
 /// Per-fan-out tallies, added to the metrics once.
 #[derive(Default)]
@@ -16,6 +16,8 @@ pub(super) struct Tally {
     dropped: u64,
     /// Delivered by a direct write to the connection's socket.
     written: u64,
+    /// Bytes of those.
+    written_bytes: u64,
 }
 
 impl Hub {
@@ -110,6 +112,13 @@ impl Hub {
         Metrics::add(&self.metrics.outbox_dropped, t.dropped + t.overflowed);
         Metrics::add(&self.metrics.socket_writes, t.written);
         Metrics::add(&self.metrics.direct_writes, t.written);
+        if t.written != 0 {
+            // Direct writes bypass the connections' tasks, which count what they write.
+            let labelled = &self.metrics.labelled;
+            labelled.traffic(Endpoint::Client, Direction::Out, t.written, t.written_bytes);
+            self.stats
+                .traffic(Direction::Out, t.written, t.written_bytes);
+        }
     }
 }
 
@@ -128,7 +137,10 @@ pub(super) fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally,
         } {
             Ok(pushed) => {
                 t.delivered += 1;
-                t.written += u64::from(pushed == Pushed::Written);
+                if pushed == Pushed::Written {
+                    t.written += 1;
+                    t.written_bytes += bytes.len() as u64;
+                }
             }
             Err(PushError::Full) => t.overflowed += 1,
             Err(PushError::Closed) => t.dropped += 1,
