@@ -5,7 +5,7 @@
 //!
 //! Every series is a pre-allocated relaxed atomic indexed by small enums, so counting never
 //! allocates, formats or locks; the label strings are only written by [`Labelled::render`].
-//! Callers count once per batch (a socket read, an outbox burst, a fan-out).
+//! Callers count once per batch (a socket read, a fan-out), never per recipient.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::stateful::{Stateful, next_resumption, resume_or_end};
-use super::write::{count_in, count_out, drain_outbox, write_frame};
+use super::write::{count_in, drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
 use crate::close::CloseReason;
 use crate::conn::env::ClientEnv;
@@ -77,9 +77,6 @@ impl Relay<'_> {
                     }
                     _ = self.conn.outbox().ready() => {
                         let burst = drain_outbox(self.conn, &mut out);
-                        if let Some(frame) = &burst.frame {
-                            count_out(self.env, self.hub, &burst, frame);
-                        }
                         if let Some(frame) = burst.frame {
                             if let Some(st) = &mut self.stateful
                                 && let Err(exit) = st.record(&frame)

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::state::{Next, ServedState, Step, Tick, next_input};
 use super::stateful::{Stateful, next_resumption, resume_or_end};
-use super::write::{count_in, count_out, drain_outbox, write_frame};
+use super::write::{count_in, drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
 use crate::close::CloseReason;
 use crate::conn::env::ClientEnv;
@@ -22,7 +22,7 @@ use crate::conn::upstream::{self, UpstreamLink};
 use crate::peer::ConnHandle;
 use crate::protocol::framing::RecordScan;
 use crate::protocol::{self, HubProtocol};
-use crate::telemetry::{HubStats, Metrics};
+use crate::telemetry::{Direction, Endpoint, HubStats, Metrics};
 use crate::upstream::{UpstreamConnection, unframed_invocation as upstream_body};
 
 pub(super) struct Actor<'a> {
@@ -76,9 +76,6 @@ impl Actor<'_> {
                 }
                 _ = self.conn.outbox().ready() => {
                     let burst = drain_outbox(self.conn, &mut out);
-                    if let Some(frame) = &burst.frame {
-                        count_out(self.env, self.hub, &burst, frame);
-                    }
                     if let Some(frame) = burst.frame {
                         if let Some(st) = &mut self.stateful
                             && let Err(exit) = st.record(&frame)
@@ -250,7 +247,12 @@ impl Actor<'_> {
                 if let Ok(frame) = self.protocol.encode(&completion) {
                     // Queued behind earlier deliveries to keep order; an overflow closes the
                     // connection through the outbox.
-                    let _ = self.conn.outbox().push(frame);
+                    let len = frame.len() as u64;
+                    if self.conn.outbox().push(frame).is_ok() {
+                        let labelled = &self.env.metrics.labelled;
+                        labelled.traffic(Endpoint::Client, Direction::Out, 1, len);
+                        self.hub.traffic(Direction::Out, 1, len);
+                    }
                 }
                 None
             }

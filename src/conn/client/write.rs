@@ -72,8 +72,6 @@ pub(super) struct Burst {
     pub(super) frame: Option<Bytes>,
     /// A close was requested; it comes after the frame.
     pub(super) close: Option<CloseReason>,
-    /// Hub messages in the frame.
-    pub(super) messages: u64,
 }
 
 /// Count hub messages a client sent (once per read): `messages` in `bytes` bytes.
@@ -84,16 +82,6 @@ pub(super) fn count_in(env: &ClientEnv, hub: &HubStats, messages: u64, bytes: u6
         .labelled
         .traffic(Endpoint::Client, Direction::In, messages, bytes);
     hub.traffic(Direction::In, messages, bytes);
-}
-
-/// Count a burst from the outbox written to the client.
-#[inline]
-pub(super) fn count_out(env: &ClientEnv, hub: &HubStats, burst: &Burst, frame: &Bytes) {
-    let bytes = frame.len() as u64;
-    env.metrics
-        .labelled
-        .traffic(Endpoint::Client, Direction::Out, burst.messages, bytes);
-    hub.traffic(Direction::Out, burst.messages, bytes);
 }
 
 /// Drain the connection's outbox into one frame. `out` is the coalescing buffer kept between
@@ -114,6 +102,5 @@ pub(super) fn drain_outbox(conn: &ConnHandle, out: &mut BytesMut) -> Burst {
     Burst {
         frame,
         close: drained.close.map(|c| c.reason),
-        messages: drained.frames as u64,
     }
 }

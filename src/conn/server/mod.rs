@@ -240,6 +240,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         spare: Vec::new(),
         closing: WsClose::normal(),
         category: CloseCategory::Normal,
+        delivered: (0, 0),
     };
     io.serve(rx, input).await;
     let closing = std::mem::replace(&mut io.closing, WsClose::normal());
@@ -331,6 +332,9 @@ struct ServerIo<'a, S> {
     closing: WsClose,
     /// What the close is counted as.
     category: CloseCategory,
+    /// Messages and bytes handed to client outboxes since the last count (counted once per
+    /// read, not per message).
+    delivered: (u64, u64),
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
@@ -463,11 +467,15 @@ impl<S: ServerSocket> ServerIo<'_, S> {
             input.extend_from_slice(&buf[offset..]);
             true
         };
-        // Counted once per read (the bytes when they arrived).
-        self.env
-            .metrics
-            .labelled
-            .traffic(Endpoint::Server, Direction::In, messages, 0);
+        // Counted once per read (the bytes when they arrived), with what the read's messages
+        // handed to clients.
+        let labelled = &self.env.metrics.labelled;
+        labelled.traffic(Endpoint::Server, Direction::In, messages, 0);
+        let (delivered, bytes) = std::mem::take(&mut self.delivered);
+        if delivered != 0 {
+            labelled.traffic(Endpoint::Client, Direction::Out, delivered, bytes);
+            self.hub.stats().traffic(Direction::Out, delivered, bytes);
+        }
         ok
     }
 
@@ -493,8 +501,13 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 },
                 Action::Deliver(conn, bytes) => {
                     let metrics = &self.env.metrics;
+                    let len = bytes.len() as u64;
                     match conn.outbox().push(bytes) {
-                        Ok(()) => Metrics::inc(&metrics.messages_delivered),
+                        Ok(()) => {
+                            Metrics::inc(&metrics.messages_delivered);
+                            self.delivered.0 += 1;
+                            self.delivered.1 += len;
+                        }
                         Err(PushError::Full) => Metrics::inc(&metrics.outbox_overflow),
                         Err(PushError::Closed) => Metrics::inc(&metrics.outbox_dropped),
                     }
