@@ -131,6 +131,10 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     log_levels: Vec<String>,
+    /// How many of the busiest hubs get their own series in /metrics; the rest are summed
+    /// under hub="(other)" [default: 10].
+    #[arg(long = "metrics-top-hubs", env = "SWITCHBOARD_METRICS_TOP_HUBS")]
+    metrics_top_hubs: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +290,9 @@ impl ServeArgs {
         }
         for setting in &self.log_levels {
             set_log_level(&mut config, setting)?;
+        }
+        if let Some(top) = self.metrics_top_hubs {
+            config.metrics.top_hubs = top;
         }
         if let Some(admin) = &self.admin_listen {
             config.admin_listen = Some(admin.parse().map_err(|e| ConfigError {

@@ -78,41 +78,102 @@ pub enum CloseReason {
     HubFailed,
 }
 
-/// The category a close is counted and logged under (Azure's close categories where they
-/// exist); a fixed, small set, so it can be a metric label.
+/// The category a close is counted and logged under: Azure SignalR Service's
+/// `ConnectionCloseCategory` dimension (its `ConnectionCloseCount` metric), whose names in
+/// snake case are the `category` label of `switchboard_connection_closes_total`. A fixed, small
+/// set, so it can be a metric label. Azure also counts connections refused before or during
+/// the handshake (unauthorized, throttled, no app server); so does Switchboard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CloseCategory {
-    /// The client or the application ended it.
+    /// The client ended it (a Close message, or its transport ended).
     Normal,
-    /// Malformed or oversized input.
-    ProtocolError,
+    /// Refused by a connection limit or a per-tenant throttle (HTTP 429).
+    Throttled,
+    /// The client stopped sending (pings), or stopped polling.
+    PingTimeout,
+    /// No app server to serve the client (Default mode without a hub server, a Classic-mode
+    /// client's invocation).
+    NoAvailableServerConnection,
+    /// The upstream refused the client's `connected` event, or could not be reached.
+    InvokeUpstreamFailed,
     /// The client could not keep up (outbox overflow, send timeout).
     SlowClient,
-    /// The client stopped sending pings, or stopped polling.
-    PingTimeout,
-    /// The app server went away.
-    AppServerGone,
-    /// No app server to serve it.
-    NoAppServer,
-    /// The broker is stopping.
-    Shutdown,
-    /// Something failed inside the broker.
-    ServerError,
+    /// The handshake did not complete: no handshake in time, a protocol that cannot be served,
+    /// or the client left during it.
+    HandshakeError,
+    /// The app server the client was routed to went away.
+    ServerConnectionClosed,
+    /// Something failed inside the broker (a hub actor's panic).
+    ServiceTransientError,
+    /// Malformed or oversized input.
+    BadRequest,
+    /// The application closed it: the app server, the REST API or the embedding API.
+    ClosedByAppServer,
+    /// The broker is stopping (Azure's name for an instance going away).
+    ServiceReload,
+    /// Refused for a missing, invalid or expired token (HTTP 401).
+    Unauthorized,
 }
 
 impl CloseCategory {
-    /// The label value.
+    /// Every category, in the order they are rendered.
+    pub const ALL: [Self; 13] = [
+        Self::Normal,
+        Self::Throttled,
+        Self::PingTimeout,
+        Self::NoAvailableServerConnection,
+        Self::InvokeUpstreamFailed,
+        Self::SlowClient,
+        Self::HandshakeError,
+        Self::ServerConnectionClosed,
+        Self::ServiceTransientError,
+        Self::BadRequest,
+        Self::ClosedByAppServer,
+        Self::ServiceReload,
+        Self::Unauthorized,
+    ];
+
+    /// The label value: Azure's name in snake case.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Normal => "normal",
-            Self::ProtocolError => "protocol_error",
-            Self::SlowClient => "slow_client",
+            Self::Throttled => "throttled",
             Self::PingTimeout => "ping_timeout",
-            Self::AppServerGone => "app_server_gone",
-            Self::NoAppServer => "no_app_server",
-            Self::Shutdown => "shutdown",
-            Self::ServerError => "server_error",
+            Self::NoAvailableServerConnection => "no_available_server_connection",
+            Self::InvokeUpstreamFailed => "invoke_upstream_failed",
+            Self::SlowClient => "slow_client",
+            Self::HandshakeError => "handshake_error",
+            Self::ServerConnectionClosed => "server_connection_closed",
+            Self::ServiceTransientError => "service_transient_error",
+            Self::BadRequest => "bad_request",
+            Self::ClosedByAppServer => "closed_by_app_server",
+            Self::ServiceReload => "service_reload",
+            Self::Unauthorized => "unauthorized",
         }
+    }
+
+    /// Azure's name (`ConnectionCloseCategory` dimension value).
+    pub fn azure_name(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Throttled => "Throttled",
+            Self::PingTimeout => "PingTimeout",
+            Self::NoAvailableServerConnection => "NoAvailableServerConnection",
+            Self::InvokeUpstreamFailed => "InvokeUpstreamFailed",
+            Self::SlowClient => "SlowClient",
+            Self::HandshakeError => "HandshakeError",
+            Self::ServerConnectionClosed => "ServerConnectionClosed",
+            Self::ServiceTransientError => "ServiceTransientError",
+            Self::BadRequest => "BadRequest",
+            Self::ClosedByAppServer => "ClosedByAppServer",
+            Self::ServiceReload => "ServiceReload",
+            Self::Unauthorized => "Unauthorized",
+        }
+    }
+
+    /// Its index in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -168,21 +229,20 @@ impl CloseReason {
     /// The category it is counted under.
     pub fn category(&self) -> CloseCategory {
         match self {
-            Self::ClientClosed | Self::ByApplication(_) | Self::ByAppServer => {
-                CloseCategory::Normal
-            }
+            Self::ClientClosed => CloseCategory::Normal,
+            Self::ByApplication(_) | Self::ByAppServer => CloseCategory::ClosedByAppServer,
             Self::ProtocolError(_)
             | Self::MessageTooLarge(_)
             | Self::InvalidPayload(_)
-            | Self::ReconnectBufferFull => CloseCategory::ProtocolError,
+            | Self::ReconnectBufferFull => CloseCategory::BadRequest,
             Self::SlowClient | Self::SendTimeout | Self::PollBufferFull => {
                 CloseCategory::SlowClient
             }
             Self::PingTimeout | Self::Abandoned => CloseCategory::PingTimeout,
-            Self::AppServerGone => CloseCategory::AppServerGone,
-            Self::NoAppServer => CloseCategory::NoAppServer,
-            Self::Shutdown => CloseCategory::Shutdown,
-            Self::HubFailed => CloseCategory::ServerError,
+            Self::AppServerGone => CloseCategory::ServerConnectionClosed,
+            Self::NoAppServer => CloseCategory::NoAvailableServerConnection,
+            Self::Shutdown => CloseCategory::ServiceReload,
+            Self::HubFailed => CloseCategory::ServiceTransientError,
         }
     }
 
@@ -295,22 +355,28 @@ mod tests {
                 Some("bye"),
                 false,
                 true,
-                "normal",
+                "closed_by_app_server",
             ),
             (
                 CloseReason::ByApplication(None),
                 None,
                 false,
                 true,
-                "normal",
+                "closed_by_app_server",
             ),
-            (CloseReason::ByAppServer, None, false, false, "normal"),
+            (
+                CloseReason::ByAppServer,
+                None,
+                false,
+                false,
+                "closed_by_app_server",
+            ),
             (
                 CloseReason::ProtocolError("bad".into()),
                 Some("Connection closed with an error. bad"),
                 false,
                 true,
-                "protocol_error",
+                "bad_request",
             ),
             (
                 CloseReason::PingTimeout,
@@ -331,7 +397,7 @@ mod tests {
                 Some("Connection closed with an error. bad text"),
                 false,
                 true,
-                "protocol_error",
+                "bad_request",
             ),
             (CloseReason::SendTimeout, None, false, false, "slow_client"),
             (
@@ -347,28 +413,28 @@ mod tests {
                 Some(APP_SERVER_GONE),
                 true,
                 true,
-                "app_server_gone",
+                "server_connection_closed",
             ),
             (
                 CloseReason::NoAppServer,
                 Some(NO_APP_SERVER),
                 false,
                 true,
-                "no_app_server",
+                "no_available_server_connection",
             ),
             (
                 CloseReason::Shutdown,
                 Some(SHUTDOWN),
                 true,
                 true,
-                "shutdown",
+                "service_reload",
             ),
             (
                 CloseReason::HubFailed,
                 Some(HUB_FAILED),
                 true,
                 true,
-                "server_error",
+                "service_transient_error",
             ),
         ];
         for (reason, text, reconnect, sends, category) in cases {
@@ -413,5 +479,28 @@ mod tests {
             CloseReason::from_protocol_error(&e),
             CloseReason::MessageTooLarge("The maximum message size of 10B was exceeded.".into())
         );
+    }
+
+    #[test]
+    fn categories_are_listed_in_index_order_with_distinct_labels() {
+        for (i, c) in CloseCategory::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
+            assert_eq!(
+                c.as_str(),
+                snake(c.azure_name()),
+                "the label is Azure's name in snake case"
+            );
+        }
+    }
+
+    fn snake(name: &str) -> String {
+        let mut out = String::new();
+        for (i, ch) in name.chars().enumerate() {
+            if ch.is_ascii_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        }
+        out
     }
 }

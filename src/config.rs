@@ -19,12 +19,14 @@ mod cluster;
 mod cors;
 mod limits;
 mod logs;
+mod metrics;
 mod network;
 mod tls;
 pub use cluster::ClusterConfig;
 pub use cors::CorsConfig;
 pub use limits::LimitsConfig;
 pub use logs::{LogFormat, LogLevel, LogsConfig};
+pub use metrics::MetricsConfig;
 pub use network::{
     Cidr, DefaultAction, NetworkConfig, NetworkPolicy, NetworkRule, RequestKind, parse_address,
 };
@@ -134,6 +136,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Resource logs: format and each category's level.
     pub logs: LogsConfig,
+    /// What `/metrics` says about individual hubs.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -163,6 +167,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             network: NetworkConfig::default(),
             logs: LogsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -346,13 +351,19 @@ impl Config {
     }
 
     /// Every numeric setting with its key, its smallest and its largest allowed value.
-    fn bounds(&self) -> [(&'static str, u64, u64, u64); 30] {
+    fn bounds(&self) -> [(&'static str, u64, u64, u64); 31] {
         let l = &self.limits;
         let t = &self.throttle;
         // usize → u64 never truncates on the platforms Switchboard builds for.
         let n = |v: usize| v as u64;
         [
             ("workers", n(self.workers), 0, MAX_WORKERS),
+            (
+                "metrics.top_hubs",
+                n(self.metrics.top_hubs),
+                0,
+                metrics::MAX_TOP_HUBS,
+            ),
             (
                 "limits.max_message_size",
                 n(l.max_message_size),

@@ -162,6 +162,10 @@ impl Switchboard {
         };
         let limits = self.config.limits.clone();
         let metrics = Arc::new(Metrics::default());
+        metrics
+            .labelled
+            .set_connection_limit(limits.max_connections);
+        metrics.labelled.hubs.set_top(self.config.metrics.top_hubs);
         let keys = Arc::new(KeyRing::new(self.keys));
         let policy = Arc::new(Policy::new(self.config.mode, self.upstream_rules));
         let connections = Arc::new(ConnectionIndex::default());

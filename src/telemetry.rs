@@ -4,9 +4,20 @@
 //! paths add to a counter once per batch (a fan-out adds its delivered count once, not once per
 //! recipient). The counters are plain atomics rather than a metrics facade so that tests and the
 //! embedding API can read exact values (`Metrics::get`) without a recorder.
+//!
+//! The counters below are unlabelled (or have a fixed label set written into their names);
+//! the families with labels — connections by transport, closes by Azure's close category,
+//! traffic, REST and upstream latency histograms, per-hub series for the busiest hubs, and the
+//! gauges computed at scrape time — are in [`families`] and [`hubs`], rendered after them.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub mod families;
+pub mod hubs;
+
+pub use families::{Direction, Endpoint, Histogram, Labelled, RestOperation, UpstreamEvent};
+pub use hubs::{HubRegistry, HubStats};
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $field:ident => $name:literal $({$label:literal})?, $kind:literal, $help:literal; )*) => {
@@ -14,6 +25,8 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $( $(#[$doc])* pub $field: AtomicU64, )*
+            /// The labelled families.
+            pub labelled: Labelled,
         }
 
         /// Metric names (with their label set, for the series of a labelled family), for lookups
@@ -38,15 +51,25 @@ macro_rules! counters {
                     let _ = writeln!(out, "{} {}", names::$field, self.$field.load(Ordering::Relaxed));
                 )*
                 let _ = family;
+                let open = self.connections_current.load(Ordering::Relaxed)
+                    + self.server_connections_current.load(Ordering::Relaxed);
+                self.labelled.render(&mut out, open);
                 out
             }
 
             /// The current value of the metric called `name` (a labelled series with its label
-            /// set, e.g. `switchboard_throttled_total{by="ip"}`).
+            /// set, e.g. `switchboard_throttled_total{by="ip"}`, or of a labelled family as
+            /// rendered, e.g. `switchboard_connection_closes_total{endpoint="client",category="normal"}`;
+            /// fractional values are rounded down). Looking up a labelled family renders them
+            /// all (and ranks the hubs, as a scrape does): for tests and occasional reads.
             pub fn get(&self, name: &str) -> Option<u64> {
                 match name {
                     $( names::$field => Some(self.$field.load(Ordering::Relaxed)), )*
-                    _ => None,
+                    _ => {
+                        let mut out = String::new();
+                        self.labelled.render(&mut out, 0);
+                        series_value(&out, name)
+                    }
                 }
             }
         }
@@ -181,6 +204,15 @@ counters! {
     cluster_nodes_lost => "switchboard_cluster_nodes_lost_total", "counter", "Other nodes that left or stopped heartbeating.";
 }
 
+/// The value of series `name` in rendered text (rounded down).
+fn series_value(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        let v: f64 = value.parse().ok()?;
+        Some(v as u64)
+    })
+}
+
 impl Metrics {
     /// The counter of requests of `kind` refused by the network rules.
     pub fn network_denied(&self, kind: crate::config::RequestKind) -> &AtomicU64 {
@@ -294,6 +326,39 @@ mod tests {
             m.get(names::actor_panics_client),
             Some(1),
             "series are looked up by their full name"
+        );
+    }
+
+    #[test]
+    fn get_reads_labelled_families_as_rendered() {
+        let m = Metrics::default();
+        m.labelled
+            .close(Endpoint::Client, crate::close::CloseCategory::PingTimeout);
+        m.labelled.rest_request(
+            RestOperation::Send,
+            202,
+            std::time::Duration::from_millis(3),
+        );
+        assert_eq!(
+            m.get(
+                "switchboard_connection_closes_total{endpoint=\"client\",category=\"ping_timeout\"}"
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            m.get("switchboard_rest_request_duration_seconds_count{operation=\"send\"}"),
+            Some(1)
+        );
+        assert_eq!(
+            m.get("switchboard_rest_responses_total{operation=\"send\",status=\"2xx\"}"),
+            Some(1)
+        );
+        assert_eq!(m.get("switchboard_connection_closes_total"), None);
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE switchboard_rest_request_duration_seconds histogram\n")
+                .count(),
+            1
         );
     }
 }

@@ -43,6 +43,7 @@ fn bad_configuration_is_one_line_naming_the_key() {
         ("mode = \"turbo\"\n", "mode"),
         ("listen = \"nowhere\"\n", "listen"),
         ("colour = 3\n", "colour"),
+        ("[metrics]\ntop_hubs = 5000\n", "metrics.top_hubs"),
     ];
     for (text, key) in cases {
         let path = temp_file("bad.toml", text);
@@ -55,6 +56,7 @@ fn bad_configuration_is_one_line_naming_the_key() {
     for (flag, value, key) in [
         ("--mode", "turbo", "mode"),
         ("--listen", "nowhere", "listen"),
+        ("--metrics-top-hubs", "5000", "metrics.top_hubs"),
     ] {
         let out = run(&["serve", flag, value]);
         let stderr = String::from_utf8(out.stderr).unwrap();

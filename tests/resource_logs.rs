@@ -160,6 +160,7 @@ async fn the_live_trace_says_why_each_client_left() {
     assert_eq!(refused["level"], "Warning");
     assert_eq!(prop(&refused, "collection"), "Authorization");
     assert_eq!(refused["properties"]["statusCode"], 401);
+    assert_eq!(prop(&refused, "closeCategory"), "unauthorized");
 
     // A broadcast through the REST API: message tracing.
     let rest = common::Rest::new(&base, &key);

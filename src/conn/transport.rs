@@ -62,11 +62,6 @@ pub(crate) enum Transport {
 pub(crate) type Resumption = Detached;
 
 impl Transport {
-    /// Whether the transport carries binary (MessagePack) frames.
-    pub(crate) fn binary_supported(&self) -> bool {
-        !matches!(self, Self::ServerSentEvents { .. })
-    }
-
     /// Which transport it is.
     pub(crate) fn kind(&self) -> TransportKind {
         match self {
@@ -74,6 +69,11 @@ impl Transport {
             Self::ServerSentEvents { .. } => TransportKind::ServerSentEvents,
             Self::LongPolling { .. } => TransportKind::LongPolling,
         }
+    }
+
+    /// Whether the transport carries binary (MessagePack) frames.
+    pub(crate) fn binary_supported(&self) -> bool {
+        !matches!(self, Self::ServerSentEvents { .. })
     }
 
     /// Whether the server sends keep-alive Pings (long polling has inherent keep-alive).

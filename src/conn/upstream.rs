@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::env::ClientEnv;
 use crate::peer::ConnHandle;
 use crate::protocol::{Completion, CompletionOutcome, HubMessage, HubProtocol};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, UpstreamEvent};
 use crate::upstream::{self, Category, DotSegment, UpstreamConnection, UpstreamRequest};
 
 /// Completion error when a connection has too many upstream calls waiting.
@@ -174,7 +174,17 @@ async fn worker(
                 };
                 let request = UpstreamRequest::invocation(url, &info, &target, protocol, body);
                 Metrics::inc(&env.metrics.upstream_calls);
+                let started = std::time::Instant::now();
                 let result = env.upstream.call(&request, keys.all()).await;
+                let event = if invocation_id.is_some() {
+                    UpstreamEvent::Invocation
+                } else {
+                    UpstreamEvent::Message
+                };
+                let status = result.as_ref().ok().map(|r| r.status);
+                env.metrics
+                    .labelled
+                    .upstream_call(event, status, started.elapsed());
                 if !matches!(&result, Ok(r) if (200..300).contains(&r.status)) {
                     Metrics::inc(&env.metrics.upstream_failures);
                 }
@@ -221,10 +231,15 @@ pub(crate) async fn send_disconnected(
     };
     let request = UpstreamRequest::disconnected(url, info, error);
     Metrics::inc(&env.metrics.upstream_calls);
+    let started = std::time::Instant::now();
     let result = env
         .upstream
         .call_event(&request, env.keys.current().all())
         .await;
+    let status = result.as_ref().ok().map(|r| r.status);
+    env.metrics
+        .labelled
+        .upstream_call(UpstreamEvent::Disconnected, status, started.elapsed());
     if !matches!(&result, Ok(r) if (200..300).contains(&r.status)) {
         Metrics::inc(&env.metrics.upstream_failures);
     }
@@ -245,11 +260,16 @@ pub(crate) async fn send_connected(
     };
     let request = UpstreamRequest::connected(url, info);
     Metrics::inc(&env.metrics.upstream_calls);
-    match env
+    let started = std::time::Instant::now();
+    let result = env
         .upstream
         .call_event(&request, env.keys.current().all())
-        .await
-    {
+        .await;
+    let status = result.as_ref().ok().map(|r| r.status);
+    env.metrics
+        .labelled
+        .upstream_call(UpstreamEvent::Connected, status, started.elapsed());
+    match result {
         Ok(r) if (200..300).contains(&r.status) => Ok(true),
         Ok(r) => {
             Metrics::inc(&env.metrics.upstream_failures);

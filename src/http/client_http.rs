@@ -32,7 +32,7 @@ use super::client_ws::{
 };
 use super::edge::BodyError;
 use super::negotiate::hub_param;
-use super::{ApiError, authenticate_client, query_value};
+use super::{ApiError, authenticate_client, count_refused_connect, query_value};
 use crate::conn::client::{self, ClientContext};
 use crate::conn::owner::{Owner, Refusal};
 use crate::conn::sse::SseSocket;
@@ -91,7 +91,8 @@ pub(crate) async fn get(
         TransportKind::LongPolling
     };
     let hub = hub_param(&req)?;
-    let identity = authenticate_client(&req, &shared, &hub)?;
+    let identity = authenticate_client(&req, &shared, &hub)
+        .inspect_err(|e| count_refused_connect(&shared, e))?;
     let owner = Owner::of(&hub, &identity);
 
     match shared.http.get_for(&token, &owner) {
@@ -116,7 +117,8 @@ pub(crate) async fn get(
         Err(refusal) => return Ok(refused(&shared, refusal)),
     };
     let shared = shared.into_inner();
-    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)?;
+    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)
+        .inspect_err(|e| count_refused_connect(&shared, e))?;
     // Pipes rather than tokio channels: an idle connection's queues hold no memory.
     let limits = &shared.config.limits;
     let inbound_tx = Arc::new(Pipe::new(INBOUND_CAPACITY, limits.max_message_size));

@@ -14,7 +14,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::negotiate::hub_param;
-use super::{ApiError, authenticate_client, query_value};
+use super::{ApiError, authenticate_client, count_refused_connect, query_value};
 use crate::conn::client::{self, ClientContext, Resume};
 use crate::conn::owner::{Owner, Refusal};
 use crate::conn::transport::Transport;
@@ -103,7 +103,8 @@ async fn connect(
         return Ok(not_supported(TransportKind::WebSockets));
     }
     let hub = hub_param(&req)?;
-    let identity = authenticate_client(&req, &shared, &hub)?;
+    let identity = authenticate_client(&req, &shared, &hub)
+        .inspect_err(|e| count_refused_connect(&shared, e))?;
     let owner = Owner::of(&hub, &identity);
 
     // The resumable entry (a guard) is dropped with `resume` on every early return below: a
@@ -126,14 +127,20 @@ async fn connect(
         },
         None => {
             // Connecting without negotiate counts as a negotiation.
-            super::throttle::admit_negotiation(&shared, &req, &identity)?;
+            super::throttle::admit_negotiation(&shared, &req, &identity)
+                .inspect_err(|e| count_refused_connect(&shared, e))?;
             ConnectionId::random()
         }
     };
 
     let shared = shared.into_inner();
-    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)?;
-    let hub_handle = shared.hubs.get_or_create(&hub).map_err(ApiError::from)?;
+    let slot = super::throttle::reserve_client_slot(&shared, &req, &identity)
+        .inspect_err(|e| count_refused_connect(&shared, e))?;
+    let hub_handle = shared
+        .hubs
+        .get_or_create(&hub)
+        .map_err(ApiError::from)
+        .inspect_err(|e| count_refused_connect(&shared, e))?;
 
     let max = shared.config.limits.max_message_size;
     let ctx = ClientContext {

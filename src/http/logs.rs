@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 use super::edge::{BodyError, read_body};
+use crate::close::CloseCategory;
 use crate::config::LogLevel;
 use crate::events::{Category, ConnectionType, Event, TraceFilter};
 use crate::http::state::Broker;
@@ -113,6 +114,7 @@ pub(crate) fn auth_failed(
             ip: super::network::client_ip(req, shared),
             hub: Some(hub),
             connection_type: Some(kind),
+            close_category: Some(CloseCategory::Unauthorized.as_str()),
             path: Some(req.path()),
             status_code: Some(error.status.as_u16()),
             ..Event::new(
@@ -137,6 +139,7 @@ pub(crate) fn throttled(shared: &Broker, req: &HttpRequest, user: Option<&str>, 
             hub: hub.as_deref(),
             user_id: user,
             connection_type: Some(ConnectionType::Client),
+            close_category: Some(CloseCategory::Throttled.as_str()),
             path: Some(req.path()),
             status_code: Some(error.status.as_u16()),
             ..Event::new(

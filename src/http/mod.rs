@@ -232,6 +232,22 @@ pub(crate) fn authenticate_client(
     })
 }
 
+/// Count a refused client connect request as Azure does, under the close category of its
+/// status: 401 `unauthorized`, 429 `throttled`, 503 (stopping) `service_reload`.
+pub(crate) fn count_refused_connect(shared: &Broker, err: &ApiError) {
+    use crate::close::CloseCategory;
+    let category = match err.status {
+        StatusCode::UNAUTHORIZED => CloseCategory::Unauthorized,
+        StatusCode::TOO_MANY_REQUESTS => CloseCategory::Throttled,
+        StatusCode::SERVICE_UNAVAILABLE => CloseCategory::ServiceReload,
+        _ => return,
+    };
+    shared
+        .metrics
+        .labelled
+        .close(crate::telemetry::Endpoint::Client, category);
+}
+
 /// Reserve a slot in the process-wide connection limit, or answer 429 (counted); 503 once a
 /// graceful stop has begun.
 pub(crate) fn reserve_slot(shared: &Broker) -> Result<crate::conn::env::ConnectionSlot, ApiError> {

@@ -35,7 +35,7 @@ use crate::id::ConnectionId;
 use crate::peer::ConnHandle;
 use crate::peer::ServerConnHandle;
 use crate::supervise::{self, ActorKind};
-use crate::telemetry::Metrics;
+use crate::telemetry::{HubStats, Metrics};
 use indexmap::IndexMap;
 
 /// How long a membership without ttl is remembered at most (Azure: one year).
@@ -73,6 +73,8 @@ pub(super) struct Hub {
     rx: mpsc::Receiver<HubCommand>,
     settings: HubSettings,
     metrics: Arc<Metrics>,
+    /// This hub's counters (direct writes, group and user counts).
+    stats: Arc<HubStats>,
     /// In the order they connected (a removal moves the last into its place): a fan-out walks
     /// their memory in the order it was allocated, not at random.
     connections: IndexMap<ConnectionId, Entry>,
@@ -112,6 +114,7 @@ impl Hub {
         rx: mpsc::Receiver<HubCommand>,
         settings: HubSettings,
         metrics: Arc<Metrics>,
+        stats: Arc<HubStats>,
         client_count: Arc<AtomicUsize>,
         membership_epoch: Arc<AtomicU64>,
         registry: Weak<RegistryShared>,
@@ -127,6 +130,7 @@ impl Hub {
             rx,
             settings,
             metrics,
+            stats,
             connections: IndexMap::new(),
             users: HashMap::new(),
             groups: HashMap::new(),
@@ -178,13 +182,18 @@ impl Hub {
                 break;
             }
         }
+        self.stats.set_sizes(0, 0);
         tracing::debug!(hub = %self.name, "hub actor stopped");
     }
 
     /// Run `step`; a panic inside it fails the hub.
     fn guarded(&mut self, step: impl FnOnce(&mut Self) -> Next) -> Next {
         match std::panic::catch_unwind(AssertUnwindSafe(|| step(self))) {
-            Ok(next) => next,
+            Ok(next) => {
+                // Two stores, read only by a scrape (`switchboard_groups`, `switchboard_users`).
+                self.stats.set_sizes(self.groups.len(), self.users.len());
+                next
+            }
             Err(payload) => {
                 supervise::report(
                     ActorKind::Hub,

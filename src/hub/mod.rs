@@ -33,7 +33,7 @@ use crate::protocol::HubProtocol;
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
 use crate::supervise::{ActorKind, supervised};
-use crate::telemetry::Metrics;
+use crate::telemetry::{HubStats, Metrics};
 
 /// Where a close or send is aimed.
 #[derive(Clone, Debug)]
@@ -179,9 +179,16 @@ pub struct HubHandle {
     clients: Arc<AtomicUsize>,
     membership_epoch: Arc<AtomicU64>,
     cluster: Option<Arc<Cluster>>,
+    /// The hub's counters (per-hub metrics).
+    stats: Arc<HubStats>,
 }
 
 impl HubHandle {
+    /// The hub's counters, for what its connections count themselves.
+    pub fn stats(&self) -> &HubStats {
+        &self.stats
+    }
+
     /// The hub's name.
     pub fn name(&self) -> &HubName {
         &self.name
@@ -736,11 +743,17 @@ impl HubRegistry {
         let (tx, rx) = mpsc::channel(shared.settings.inbox_capacity);
         let clients = Arc::new(AtomicUsize::new(0));
         let membership_epoch = Arc::new(AtomicU64::new(0));
+        let stats = shared
+            .metrics
+            .labelled
+            .hubs
+            .register(name.as_str(), clients.clone());
         let hub = actor::Hub::new(
             name.clone(),
             rx,
             shared.settings.clone(),
             shared.metrics.clone(),
+            stats.clone(),
             clients.clone(),
             membership_epoch.clone(),
             Arc::downgrade(shared),
@@ -758,6 +771,7 @@ impl HubRegistry {
             clients,
             membership_epoch,
             cluster: shared.settings.cluster.clone(),
+            stats,
         };
         hubs.insert(name, handle.clone());
         Ok(handle)

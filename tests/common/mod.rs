@@ -16,6 +16,7 @@
 
 pub mod fake_server;
 pub mod management;
+pub mod prom;
 pub mod redis_server;
 pub mod tls;
 pub mod ws;

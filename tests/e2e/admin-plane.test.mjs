@@ -36,6 +36,15 @@ describe('admin plane on its own port', () => {
     const connected = /^switchboard_connections (\d+)$/m.exec(text);
     assert.ok(connected, 'the metrics name the current connections');
     assert.ok(Number(connected[1]) >= 1, 'the connected client is counted');
+    // The official client connects over WebSockets, and the broadcast went out to it.
+    const series = (name) => {
+      const m = new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text);
+      assert.ok(m, `${name} in /metrics`);
+      return Number(m[1]);
+    };
+    assert.ok(series('switchboard_connections_by_transport{endpoint="client",transport="websockets"}') >= 1);
+    assert.ok(series('switchboard_messages_total{endpoint="client",direction="out"}') >= 1);
+    assert.ok(series('switchboard_bytes_total{endpoint="client",direction="out"}') > 0);
 
     const token = broker.restToken(`${admin}/admin/settings`);
     const settings = await fetch(`${admin}/admin/settings`, { headers: { Authorization: `Bearer ${token}` } });

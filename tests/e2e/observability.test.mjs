@@ -71,13 +71,13 @@ describe('live trace and resource logs', () => {
         await broker.closeConnection(hub, id, 'maintenance window');
         await client.waitClosed();
         const ended = await eventually(() => find(viewer, 'ConnectionEnded', id), `ConnectionEnded of ${id}`);
-        assert.equal(ended.properties.closeCategory, 'normal');
+        assert.equal(ended.properties.closeCategory, 'closed_by_app_server');
         assert.match(ended.properties.message, /maintenance window/);
 
         // The same line on stderr, as JSON.
         const line = await eventually(() => broker.stderrText.split('\n').find((l) => l.includes(`"ConnectionEnded"`) && l.includes(id)),
           `the ConnectionEnded line of ${id} on stderr`, WAIT_MS);
-        assert.equal(JSON.parse(line).properties.closeCategory, 'normal');
+        assert.equal(JSON.parse(line).properties.closeCategory, 'closed_by_app_server');
         assert.deepEqual(viewer.dropped, []);
       } finally {
         viewer.close();

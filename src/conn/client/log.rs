@@ -68,7 +68,9 @@ pub(super) fn started(
 pub(super) fn ended(ctx: &ClientContext, transport: TransportKind, reason: &CloseReason) {
     let category = reason.category();
     let level = match category {
-        CloseCategory::Normal | CloseCategory::Shutdown => LogLevel::Info,
+        CloseCategory::Normal | CloseCategory::ClosedByAppServer | CloseCategory::ServiceReload => {
+            LogLevel::Info
+        }
         _ => LogLevel::Warning,
     };
     let events = &ctx.env.events;
@@ -82,20 +84,28 @@ pub(super) fn ended(ctx: &ClientContext, transport: TransportKind, reason: &Clos
     });
 }
 
-/// The handshake failed with `error` (the text the client got).
-pub(super) fn handshake_failed(ctx: &ClientContext, transport: TransportKind, error: &str) {
+/// The handshake failed with `error` (the text the client got), counted as `category`.
+pub(super) fn handshake_failed(
+    ctx: &ClientContext,
+    transport: TransportKind,
+    error: &str,
+    category: CloseCategory,
+) {
     let events = &ctx.env.events;
     if !events.enabled(Category::Connectivity, LogLevel::Warning) {
         return;
     }
     let message = format!("Handshake failed: {error}");
-    events.emit(&client_event(
-        ctx,
-        transport,
-        LogLevel::Warning,
-        "HandshakeFailed",
-        &message,
-    ));
+    events.emit(&Event {
+        close_category: Some(category.as_str()),
+        ..client_event(
+            ctx,
+            transport,
+            LogLevel::Warning,
+            "HandshakeFailed",
+            &message,
+        )
+    });
 }
 
 /// Why a connection ended, in words: the Close message's text when there is one.

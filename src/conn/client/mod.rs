@@ -30,9 +30,9 @@ use super::stateful::ReplayBuffer;
 use super::transport::{Resumption, Transport};
 use super::upstream;
 use crate::auth::{Identity, dotnet_claim_type};
-use crate::close::CloseReason;
+use crate::close::{CloseCategory, CloseReason};
 use crate::hub::HubHandle;
-use crate::id::ConnectionId;
+use crate::id::{ConnectionId, TransportKind};
 use crate::peer::ConnHandle;
 use crate::protocol::service::{self, Extensions, ServiceMessage};
 use crate::protocol::{HubMessage, HubProtocol, handshake};
@@ -157,6 +157,7 @@ struct Registration {
     env: Arc<ClientEnv>,
     hub: HubHandle,
     conn: ConnHandle,
+    transport: TransportKind,
     left_hub: bool,
     server_told: bool,
     counted: bool,
@@ -165,14 +166,21 @@ struct Registration {
 impl Registration {
     /// Register an admitted client: index entry and open-connections gauge (the hub registered
     /// it when it admitted it).
-    fn new(env: Arc<ClientEnv>, hub: HubHandle, conn: ConnHandle) -> Self {
+    fn new(
+        env: Arc<ClientEnv>,
+        hub: HubHandle,
+        conn: ConnHandle,
+        transport: TransportKind,
+    ) -> Self {
         env.connections.insert(hub.name().clone(), conn.clone());
         Metrics::inc(&env.metrics.connections_opened);
         Metrics::inc(&env.metrics.connections_current);
+        env.metrics.labelled.client_opened(transport);
         Self {
             env,
             hub,
             conn,
+            transport,
             left_hub: false,
             server_told: false,
             counted: false,
@@ -186,10 +194,14 @@ impl Registration {
         self.left_hub = true;
     }
 
-    /// Count the connection closed.
-    fn count_closed(&mut self) {
+    /// Count the connection closed, under `category`.
+    fn count_closed(&mut self, category: CloseCategory) {
         Metrics::inc(&self.env.metrics.connections_closed);
         Metrics::dec(&self.env.metrics.connections_current);
+        self.env
+            .metrics
+            .labelled
+            .client_closed(self.transport, category);
         self.counted = true;
     }
 }
@@ -214,7 +226,8 @@ impl Drop for Registration {
             }
         }
         if !self.counted {
-            self.count_closed();
+            // The actor panicked, or its task was dropped.
+            self.count_closed(CloseCategory::ServiceTransientError);
         }
     }
 }
@@ -320,7 +333,8 @@ impl Admitted {
                 if ok {
                     let mut relay = Relay {
                         env,
-                        hub: ctx.hub.name().as_str(),
+                        hub_name: ctx.hub.name().as_str(),
+                        hub: ctx.hub.stats(),
                         conn,
                         server: &server,
                         protocol,
@@ -347,6 +361,7 @@ impl Admitted {
                 } else {
                     let mut actor = Actor {
                         env,
+                        hub: ctx.hub.stats(),
                         hub_name: ctx.hub.name().as_str(),
                         conn,
                         protocol,
@@ -424,7 +439,7 @@ impl Admitted {
                 .await;
         }
         registration.server_told = true;
-        registration.count_closed();
+        registration.count_closed(exit.category());
         if let Some(close) = exit.close_message()
             && let Ok(frame) = protocol.encode(&HubMessage::Close(close))
         {

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 
 use super::write::fail_handshake;
 use super::{Admitted, ClientContext, Registration, Resume};
-use crate::close::{CloseReason, WsClose};
+use crate::close::{CloseCategory, CloseReason, WsClose};
 use crate::conn::transport::{Inbound, Transport};
 use crate::conn::upstream;
 use crate::hub::{AdmitError, AdmitRequest};
@@ -21,7 +21,7 @@ use crate::protocol::framing::RecordScan;
 use crate::protocol::handshake::{self, HandshakeRequest};
 use crate::routing::ClientRoute;
 use crate::routing::sticky::StickyMode;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Endpoint, Metrics};
 use crate::upstream::UpstreamConnection;
 
 /// The handshake and admission; `None` when the connection ended there.
@@ -42,24 +42,30 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
             Request::Complete(req, consumed) => break (req, input.split_to(consumed).freeze()),
             Request::Incomplete => {}
             Request::Fail(text, close) => {
-                fail_handshake(&ctx, transport, &text, None, &close).await;
+                let category = CloseCategory::BadRequest;
+                fail_handshake(&ctx, transport, &text, None, &close, category).await;
                 return None;
             }
         }
         tokio::select! {
             inbound = transport.recv() => match inbound {
                 Inbound::Data(b) => input.extend_from_slice(&b),
-                Inbound::Gone | Inbound::Closed => return None,
+                Inbound::Gone | Inbound::Closed => {
+                    // Azure's HandshakeError: the client left before its handshake completed.
+                    env.metrics.labelled.close(Endpoint::Client, CloseCategory::HandshakeError);
+                    return None;
+                }
                 Inbound::Invalid(reason) => {
                     Metrics::inc(&env.metrics.protocol_errors);
                     let (text, close) = refused_before_handshake(&reason);
-                    fail_handshake(&ctx, transport, text, None, &close).await;
+                    fail_handshake(&ctx, transport, text, None, &close, CloseCategory::BadRequest).await;
                     return None;
                 }
             },
             _ = tokio::time::sleep_until(deadline) => {
                 let normal = WsClose::normal();
-                fail_handshake(&ctx, transport, handshake::HANDSHAKE_CANCELED, None, &normal).await;
+                let category = CloseCategory::HandshakeError;
+                fail_handshake(&ctx, transport, handshake::HANDSHAKE_CANCELED, None, &normal, category).await;
                 return None;
             }
         }
@@ -69,7 +75,16 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let protocol = match choose_protocol(&request, transport.binary_supported()) {
         Ok(p) => p,
         Err((text, frame_kind)) => {
-            fail_handshake(&ctx, transport, &text, frame_kind, &WsClose::normal()).await;
+            let category = CloseCategory::HandshakeError;
+            fail_handshake(
+                &ctx,
+                transport,
+                &text,
+                frame_kind,
+                &WsClose::normal(),
+                category,
+            )
+            .await;
             return None;
         }
     };
@@ -86,7 +101,16 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let policy = env.policy.snapshot();
     let serverless = policy.is_serverless();
     if serverless && let Err(text) = upstream::send_connected(&env, &upstream_info).await {
-        fail_handshake(&ctx, transport, &text, Some(protocol), &WsClose::normal()).await;
+        let category = CloseCategory::InvokeUpstreamFailed;
+        fail_handshake(
+            &ctx,
+            transport,
+            &text,
+            Some(protocol),
+            &WsClose::normal(),
+            category,
+        )
+        .await;
         return None;
     }
 
@@ -116,18 +140,37 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
     let (conn, route) = match ctx.hub.admit(admit).await {
         Ok(admitted) => admitted,
         Err(AdmitError::Refused(text)) => {
-            fail_handshake(&ctx, transport, &text, Some(protocol), &WsClose::normal()).await;
+            let category = CloseCategory::NoAvailableServerConnection;
+            fail_handshake(
+                &ctx,
+                transport,
+                &text,
+                Some(protocol),
+                &WsClose::normal(),
+                category,
+            )
+            .await;
             return None;
         }
         Err(AdmitError::Gone(_)) => {
             // The hub failed (or the broker is stopping) while the client shook hands: a fresh
             // hub serves it when it connects again.
             let text = CloseReason::HubFailed.message().unwrap_or_default();
-            fail_handshake(&ctx, transport, &text, Some(protocol), &WsClose::normal()).await;
+            let category = CloseCategory::ServiceTransientError;
+            fail_handshake(
+                &ctx,
+                transport,
+                &text,
+                Some(protocol),
+                &WsClose::normal(),
+                category,
+            )
+            .await;
             return None;
         }
     };
-    let registration = Registration::new(env.clone(), ctx.hub.clone(), conn.clone());
+    let registration =
+        Registration::new(env.clone(), ctx.hub.clone(), conn.clone(), transport.kind());
     // In a cluster, the user's remembered group memberships are in the engine.
     ctx.hub.apply_remembered(&conn).await;
     tracing::debug!(connection = %ctx.connection_id, hub = %ctx.hub.name(), protocol = protocol.name(), ?route, "client connected");

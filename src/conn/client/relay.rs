@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::stateful::{Stateful, next_resumption, resume_or_end};
-use super::write::{drain_outbox, write_frame};
+use super::write::{count_in, drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
 use crate::close::CloseReason;
 use crate::conn::env::ClientEnv;
@@ -16,7 +16,7 @@ use crate::conn::transport::{Inbound, Transport};
 use crate::peer::{ConnHandle, ServerConnHandle};
 use crate::protocol::HubProtocol;
 use crate::protocol::framing::RecordScan;
-use crate::telemetry::Metrics;
+use crate::telemetry::{HubStats, Metrics};
 
 /// The handshake request a routed stateful client's hub server gets: version 1, because the
 /// broker, not the hub server, does the Ack/Sequence part of the protocol.
@@ -34,7 +34,9 @@ pub(super) fn handshake_v1(protocol: HubProtocol) -> Bytes {
 pub(super) struct Relay<'a> {
     pub(super) env: &'a ClientEnv,
     /// The hub's name (for the resource logs).
-    pub(super) hub: &'a str,
+    pub(super) hub_name: &'a str,
+    /// The hub's counters.
+    pub(super) hub: &'a HubStats,
     pub(super) conn: &'a ConnHandle,
     pub(super) server: &'a ServerConnHandle,
     pub(super) protocol: HubProtocol,
@@ -46,7 +48,6 @@ impl Relay<'_> {
         let mut out = BytesMut::new();
         // A stateful client's `input`: how far it was searched for the end of a message.
         let mut scan = RecordScan::default();
-        let mut received = 0u64;
         let abandoned_after = self.env.limits.negotiate_timeout();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -119,7 +120,8 @@ impl Relay<'_> {
                                 break 'relay reason;
                             }
                         };
-                        received += 1;
+                        // A relay parses nothing: each read counts as one message.
+                        count_in(self.env, self.hub, 1, bytes.len() as u64);
                         if let Err(exit) = self.forward(bytes, &mut input, &mut scan).await {
                             break 'relay exit;
                         }
@@ -127,7 +129,6 @@ impl Relay<'_> {
                 }
             }
         };
-        Metrics::add(&self.env.metrics.messages_received, received);
         exit
     }
 
@@ -175,7 +176,7 @@ impl Relay<'_> {
         };
         super::log::forwarded(
             &self.env.events,
-            self.hub,
+            self.hub_name,
             self.conn.id().as_str(),
             self.server.server_id(),
             bytes.len(),

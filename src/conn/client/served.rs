@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::state::{Next, ServedState, Step, Tick, next_input};
 use super::stateful::{Stateful, next_resumption, resume_or_end};
-use super::write::{drain_outbox, write_frame};
+use super::write::{count_in, drain_outbox, write_frame};
 use super::{Exit, RETAINED_INPUT_CAPACITY};
 use crate::close::CloseReason;
 use crate::conn::env::ClientEnv;
@@ -22,12 +22,14 @@ use crate::conn::upstream::{self, UpstreamLink};
 use crate::peer::ConnHandle;
 use crate::protocol::framing::RecordScan;
 use crate::protocol::{self, HubProtocol};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Direction, Endpoint, HubStats, Metrics};
 use crate::upstream::{UpstreamConnection, unframed_invocation as upstream_body};
 
 pub(super) struct Actor<'a> {
     pub(super) env: &'a Arc<ClientEnv>,
     pub(super) hub_name: &'a str,
+    /// The hub's counters.
+    pub(super) hub: &'a HubStats,
     pub(super) conn: &'a ConnHandle,
     pub(super) protocol: HubProtocol,
     /// The decisions: liveness bookkeeping and what each message asks for.
@@ -170,6 +172,7 @@ impl Actor<'_> {
     fn process_input(&mut self, input: &mut BytesMut, scan: &mut RecordScan) -> Option<Exit> {
         let max = self.env.limits.max_message_size;
         let mut received = 0u64;
+        let before = input.len();
         let exit = loop {
             match next_input(self.protocol, input, max, scan) {
                 Next::Message(msg) => {
@@ -201,7 +204,12 @@ impl Actor<'_> {
                 }
             }
         };
-        Metrics::add(&self.env.metrics.messages_received, received);
+        count_in(
+            self.env,
+            self.hub,
+            received,
+            before.saturating_sub(input.len()) as u64,
+        );
         if input.is_empty() && input.capacity() > RETAINED_INPUT_CAPACITY {
             *input = BytesMut::new();
         }
@@ -247,7 +255,12 @@ impl Actor<'_> {
                 if let Ok(frame) = self.protocol.encode(&completion) {
                     // Queued behind earlier deliveries to keep order; an overflow closes the
                     // connection through the outbox.
-                    let _ = self.conn.outbox().push(frame);
+                    let len = frame.len() as u64;
+                    if self.conn.outbox().push(frame).is_ok() {
+                        let labelled = &self.env.metrics.labelled;
+                        labelled.traffic(Endpoint::Client, Direction::Out, 1, len);
+                        self.hub.traffic(Direction::Out, 1, len);
+                    }
                 }
                 None
             }

@@ -7,26 +7,28 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{ClientContext, RETAINED_INPUT_CAPACITY};
-use crate::close::{CloseReason, WsClose};
+use crate::close::{CloseCategory, CloseReason, WsClose};
 use crate::conn::env::ClientEnv;
 use crate::conn::transport::{SendError, Transport};
 use crate::peer::ConnHandle;
 use crate::protocol::{HubProtocol, handshake};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Direction, Endpoint, HubStats, Metrics};
 
 /// Answer the handshake with an error and close the transport with `close` (a WebSocket's
-/// close frame).
+/// close frame); counted as a close of `category`.
 pub(super) async fn fail_handshake(
     ctx: &ClientContext,
     mut transport: Transport,
     error: &str,
     protocol: Option<HubProtocol>,
     close: &WsClose,
+    category: CloseCategory,
 ) {
     let env = &*ctx.env;
     Metrics::inc(&env.metrics.handshakes_failed);
+    env.metrics.labelled.close(Endpoint::Client, category);
     tracing::debug!(error, "handshake failed");
-    super::log::handshake_failed(ctx, transport.kind(), error);
+    super::log::handshake_failed(ctx, transport.kind(), error, category);
     let frame = handshake::error_response(error);
     // The handshake answer goes out in the frame type of the chosen protocol.
     let _ = write_frame(
@@ -72,6 +74,16 @@ pub(super) struct Burst {
     pub(super) frame: Option<Bytes>,
     /// A close was requested; it comes after the frame.
     pub(super) close: Option<CloseReason>,
+}
+
+/// Count hub messages a client sent (once per read): `messages` in `bytes` bytes.
+#[inline]
+pub(super) fn count_in(env: &ClientEnv, hub: &HubStats, messages: u64, bytes: u64) {
+    Metrics::add(&env.metrics.messages_received, messages);
+    env.metrics
+        .labelled
+        .traffic(Endpoint::Client, Direction::In, messages, bytes);
+    hub.traffic(Direction::In, messages, bytes);
 }
 
 /// Drain the connection's outbox into one frame. `out` is the coalescing buffer kept between

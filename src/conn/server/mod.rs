@@ -34,7 +34,7 @@ use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
 use self::socket::{Incoming, ServerSocket};
 use super::env::{ConnectionSlot, ServerEnv};
 use super::index::Lookup;
-use crate::close::{CloseReason, WsClose};
+use crate::close::{CloseCategory, CloseReason, WsClose};
 use crate::hub::{HubError, HubGone, HubHandle, HubReply};
 use crate::id::ServerConnId;
 use crate::peer::{PushError, ServerConnHandle, ServerOutbox, ServerOutboxBounds};
@@ -43,7 +43,7 @@ use crate::protocol::service::{
     self, ConnectionType, ServiceMessage, ServiceProtocolError, ack_status,
 };
 use crate::supervise::{ActorKind, supervised};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Direction, Endpoint, Metrics};
 
 /// Frames a server connection's outbox holds.
 const OUTBOX_CAPACITY: usize = 1024;
@@ -115,10 +115,11 @@ struct Registered {
 }
 
 impl Registered {
-    /// Leave the hub (waiting for room in its inbox) and the gauge.
-    async fn release(mut self) {
+    /// Leave the hub (waiting for room in its inbox) and the gauges; count the close.
+    async fn release(mut self, category: CloseCategory) {
         self.hub.unregister_server(self.id).await;
         Metrics::dec(&self.metrics.server_connections_current);
+        self.metrics.labelled.server_closed(category);
         self.released = true;
     }
 }
@@ -128,6 +129,9 @@ impl Drop for Registered {
         if !self.released {
             self.hub.unregister_server_detached(self.id);
             Metrics::dec(&self.metrics.server_connections_current);
+            self.metrics
+                .labelled
+                .server_closed(CloseCategory::ServiceTransientError);
         }
     }
 }
@@ -210,6 +214,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     Metrics::inc(&env.metrics.server_connections_opened);
     Metrics::inc(&env.metrics.server_connections_current);
     log::started(&ctx, connection_type);
+    env.metrics.labelled.server_opened();
     let registered = Registered {
         hub: ctx.hub.clone(),
         id: handle.id(),
@@ -219,7 +224,7 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
 
     for frame in answer {
         if socket.send(frame).await.is_err() {
-            registered.release().await;
+            registered.release(CloseCategory::Normal).await;
             log::ended(&ctx, "its socket failed during the handshake", false);
             drop(ctx.slot);
             return;
@@ -242,12 +247,14 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
         spare: Vec::new(),
         closing: WsClose::normal(),
         ended: Ended::default(),
+        category: CloseCategory::Normal,
+        delivered: (0, 0),
     };
     io.serve(rx, input).await;
     let closing = std::mem::replace(&mut io.closing, WsClose::normal());
     let ended = std::mem::take(&mut io.ended);
 
-    registered.release().await;
+    registered.release(io.category).await;
     log::ended(&ctx, &ended.why, ended.normal);
     socket.close(&closing).await;
     drop(ctx.slot);
@@ -346,6 +353,11 @@ struct ServerIo<'a, S> {
     closing: WsClose,
     /// Why the connection ended, for the resource logs.
     ended: Ended,
+    /// What the close is counted as.
+    category: CloseCategory,
+    /// Messages and bytes handed to client outboxes since the last count (counted once per
+    /// read, not per message).
+    delivered: (u64, u64),
 }
 
 /// Why a hub-server connection ended, in words, and whether that is normal.
@@ -388,6 +400,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
                     self.closing = WsClose::going_away();
                     self.ended.why = "the broker is stopping".into();
+                    self.category = CloseCategory::ServiceReload;
                     return;
                 }
                 _ = self.handle.close_requested() => {
@@ -398,20 +411,26 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 frame = rx.recv() => {
                     let Some(first) = frame else { return };
                     // Coalesce whatever else is queued into one WebSocket frame.
+                    let mut frames = 1;
                     let frame = match rx.try_recv() {
                         None => first,
                         Some(second) => {
                             out.extend_from_slice(&first);
                             out.extend_from_slice(&second);
+                            frames += 1;
                             while out.len() < 256 * 1024 {
                                 match rx.try_recv() {
-                                    Some(more) => out.extend_from_slice(&more),
+                                    Some(more) => {
+                                        out.extend_from_slice(&more);
+                                        frames += 1;
+                                    }
                                     None => break,
                                 }
                             }
                             out.split().freeze()
                         }
                     };
+                    self.env.metrics.labelled.traffic(Endpoint::Server, Direction::Out, frames, frame.len() as u64);
                     let timeout = self.env.limits.send_timeout();
                     match tokio::time::timeout(timeout, self.socket.send(frame)).await {
                         Ok(Ok(())) => {
@@ -428,6 +447,7 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                             self.ended = Ended::abnormal(
                                 "a write did not finish within limits.send_timeout_secs: the hub server stopped reading",
                             );
+                            self.category = CloseCategory::SlowClient;
                             return;
                         }
                     }
@@ -437,13 +457,17 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 }
                 frame = self.socket.recv() => {
                     match frame {
-                        Incoming::Data(b) => input.extend_from_slice(&b),
+                        Incoming::Data(b) => {
+                            self.env.metrics.labelled.traffic(Endpoint::Server, Direction::In, 0, b.len() as u64);
+                            input.extend_from_slice(&b);
+                        }
                         Incoming::Control => continue,
                         Incoming::Gone => return,
                         Incoming::Invalid(close) => {
                             tracing::warn!(server = self.handle.server_id(), code = close.code, reason = %close.reason, "hub server input refused");
                             Metrics::inc(&self.env.metrics.protocol_errors);
                             self.ended = Ended::abnormal(format!("its input was refused: {}", close.reason));
+                            self.category = CloseCategory::BadRequest;
                             self.closing = close;
                             return;
                         }
@@ -472,35 +496,49 @@ impl<S: ServerSocket> ServerIo<'_, S> {
         // Freeze the buffer so that payloads are zero-copy slices of it.
         let buf = input.split().freeze();
         let mut offset = 0;
-        while offset < buf.len() {
-            let rest = buf.slice(offset..);
-            match service::decode_bytes(&rest, max_frame) {
-                Ok(Some((msg, used))) => {
-                    offset += used;
-                    if let Some(msg) = msg {
-                        log::message(
-                            &self.env.events,
-                            self.hub.name().as_str(),
-                            self.handle.server_id(),
-                            &msg,
-                        );
-                        let spare = std::mem::take(&mut self.spare);
-                        let actions = self.machine.on_message_with(msg, spare);
-                        if !self.apply(actions).await {
-                            return false;
+        let mut messages = 0;
+        let ok = 'frames: {
+            while offset < buf.len() {
+                let rest = buf.slice(offset..);
+                match service::decode_bytes(&rest, max_frame) {
+                    Ok(Some((msg, used))) => {
+                        offset += used;
+                        messages += 1;
+                        if let Some(msg) = msg {
+                            log::message(
+                                &self.env.events,
+                                self.hub.name().as_str(),
+                                self.handle.server_id(),
+                                &msg,
+                            );
+                            let spare = std::mem::take(&mut self.spare);
+                            let actions = self.machine.on_message_with(msg, spare);
+                            if !self.apply(actions).await {
+                                break 'frames false;
+                            }
                         }
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
-                    let actions = self.machine.on_undecodable(e);
-                    return self.apply(actions).await;
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(server = self.handle.server_id(), error = %e, "malformed message from hub server");
+                        let actions = self.machine.on_undecodable(e);
+                        break 'frames self.apply(actions).await;
+                    }
                 }
             }
+            input.extend_from_slice(&buf[offset..]);
+            true
+        };
+        // Counted once per read (the bytes when they arrived), with what the read's messages
+        // handed to clients.
+        let labelled = &self.env.metrics.labelled;
+        labelled.traffic(Endpoint::Server, Direction::In, messages, 0);
+        let (delivered, bytes) = std::mem::take(&mut self.delivered);
+        if delivered != 0 {
+            labelled.traffic(Endpoint::Client, Direction::Out, delivered, bytes);
+            self.hub.stats().traffic(Direction::Out, delivered, bytes);
         }
-        input.extend_from_slice(&buf[offset..]);
-        true
+        ok
     }
 
     /// Carry out the machine's actions in order; false when the connection must end. The
@@ -525,8 +563,13 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                 },
                 Action::Deliver(conn, bytes) => {
                     let metrics = &self.env.metrics;
+                    let len = bytes.len() as u64;
                     match conn.outbox().push(bytes) {
-                        Ok(()) => Metrics::inc(&metrics.messages_delivered),
+                        Ok(()) => {
+                            Metrics::inc(&metrics.messages_delivered);
+                            self.delivered.0 += 1;
+                            self.delivered.1 += len;
+                        }
                         Err(PushError::Full) => Metrics::inc(&metrics.outbox_overflow),
                         Err(PushError::Closed) => Metrics::inc(&metrics.outbox_dropped),
                     }
@@ -550,6 +593,12 @@ impl<S: ServerSocket> ServerIo<'_, S> {
                     if closing == Closing::TimedOut {
                         tracing::warn!(server = self.handle.server_id(), "hub server timed out");
                     }
+                    self.category = match closing {
+                        Closing::TimedOut => CloseCategory::PingTimeout,
+                        Closing::Malformed(_) | Closing::BadHandshake => CloseCategory::BadRequest,
+                        Closing::HubGone => CloseCategory::ServiceTransientError,
+                        Closing::NotAdmitted => CloseCategory::Normal,
+                    };
                     self.closing = close_frame(&closing);
                     self.ended = match &closing {
                         Closing::HubGone => Ended::abnormal("its hub failed"),

@@ -133,7 +133,7 @@ use crate::http::logs::{RestTarget, rest_message};
 use crate::http::state::{Broker, client_token};
 use crate::hub::{ExistsQuery, HubError, HubGone, HubReply, Scope};
 use crate::id::{ConnectionId, GroupName, UserId, validate_user_id};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, RestOperation};
 
 /// Register the REST routes (one handler for everything under `/api/`).
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -149,9 +149,13 @@ async fn handle(
     payload: web::Payload,
     shared: web::Data<Broker>,
 ) -> HttpResponse {
+    let started = std::time::Instant::now();
     let metrics = &shared.metrics;
     Metrics::inc(&metrics.rest_requests);
     let head = req.method() == Method::HEAD;
+    // Resolved again by `dispatch`: a pure function over the path, cheap next to a request.
+    let operation =
+        resolve(req.method(), req.path()).map_or(RestOperation::Other, |route| route.op.metric());
     let resp = match dispatch(&req, payload, &shared).await {
         Ok(resp) => resp,
         Err(err) => {
@@ -165,6 +169,9 @@ async fn handle(
     if resp.status().is_client_error() {
         Metrics::inc(&metrics.rest_errors);
     }
+    metrics
+        .labelled
+        .rest_request(operation, resp.status().as_u16(), started.elapsed());
     resp
 }
 

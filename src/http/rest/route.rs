@@ -10,6 +10,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::http::ApiError;
 use crate::id::ConnectionId;
+use crate::telemetry::RestOperation;
 
 /// A resolved REST operation. Names are percent-decoded, not yet validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +53,35 @@ pub(super) enum Op {
     RemoveUserFromAllGroups(String),
     ListGroupConnections(String),
     GenerateToken,
+}
+
+impl Op {
+    /// The operation's label in the REST metrics (a bounded set).
+    pub(super) fn metric(&self) -> RestOperation {
+        match self {
+            Self::Health => RestOperation::Health,
+            Self::Unsupported(_) => RestOperation::Other,
+            Self::Broadcast | Self::SendUser(_) | Self::SendGroup(_) | Self::SendConnection(_) => {
+                RestOperation::Send
+            }
+            Self::CloseAll
+            | Self::CloseUser(_)
+            | Self::CloseGroup(_)
+            | Self::CloseConnection(_) => RestOperation::CloseConnections,
+            Self::ConnectionExists(_)
+            | Self::UserExists(_)
+            | Self::GroupExists(_)
+            | Self::UserInGroup { .. } => RestOperation::CheckExistence,
+            Self::AddConnectionToGroup { .. }
+            | Self::RemoveConnectionFromGroup { .. }
+            | Self::RemoveConnectionFromAllGroups(_)
+            | Self::AddUserToGroup { .. }
+            | Self::RemoveUserFromGroup { .. }
+            | Self::RemoveUserFromAllGroups(_) => RestOperation::GroupMembership,
+            Self::ListGroupConnections(_) => RestOperation::ListConnections,
+            Self::GenerateToken => RestOperation::GenerateToken,
+        }
+    }
 }
 
 /// An operation and where it applies.

@@ -6,7 +6,7 @@ use super::Hub;
 use crate::hub::SerializedMessage;
 use crate::id::{ConnectionId, GroupName, UserId};
 use crate::peer::{ConnHandle, PushError, Pushed};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Direction, Endpoint, Metrics};
 
 /// Per-fan-out tallies, added to the metrics once.
 #[derive(Default)]
@@ -16,6 +16,8 @@ pub(super) struct Tally {
     dropped: u64,
     /// Delivered by a direct write to the connection's socket.
     written: u64,
+    /// Bytes delivered (queued or written).
+    bytes: u64,
 }
 
 impl Hub {
@@ -27,8 +29,12 @@ impl Hub {
             return false;
         };
         let mut t = Tally::default();
+        let len = payload.len() as u64;
         match e.conn.outbox().push(payload) {
-            Ok(()) => t.delivered += 1,
+            Ok(()) => {
+                t.delivered += 1;
+                t.bytes += len;
+            }
             Err(PushError::Full) => t.overflowed += 1,
             Err(PushError::Closed) => t.dropped += 1,
         }
@@ -110,6 +116,11 @@ impl Hub {
         Metrics::add(&self.metrics.outbox_dropped, t.dropped + t.overflowed);
         Metrics::add(&self.metrics.socket_writes, t.written);
         Metrics::add(&self.metrics.direct_writes, t.written);
+        // Counted here, once per fan-out by the hub's own task, rather than by each
+        // connection's task as it writes: no shared counter is touched per recipient.
+        let labelled = &self.metrics.labelled;
+        labelled.traffic(Endpoint::Client, Direction::Out, t.delivered, t.bytes);
+        self.stats.traffic(Direction::Out, t.delivered, t.bytes);
     }
 }
 
@@ -128,6 +139,7 @@ pub(super) fn deliver(conn: &ConnHandle, msg: &SerializedMessage, t: &mut Tally,
         } {
             Ok(pushed) => {
                 t.delivered += 1;
+                t.bytes += bytes.len() as u64;
                 t.written += u64::from(pushed == Pushed::Written);
             }
             Err(PushError::Full) => t.overflowed += 1,
