@@ -120,7 +120,8 @@ pub struct Event<'a> {
     /// The hub server (its server id) of a server connection or a routed client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_id: Option<&'a str>,
-    /// A closed connection's close category (as in `switchboard_connections_closed_total`).
+    /// A closed or refused connection's close category (the `category` of
+    /// `switchboard_connection_closes_total`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_category: Option<&'static str>,
     /// Messaging: the message's kind, e.g. `BroadcastDataMessage`, `Invocation`.
