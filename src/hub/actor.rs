@@ -356,6 +356,10 @@ impl Hub {
                 let _ = reply.send(Ok(ids));
             }
             HubCommand::Remote { origin, op } => self.remote(origin, op),
+            HubCommand::Inventory { query, reply } => {
+                // The admin console may have gone away; nothing to undo.
+                let _ = reply.send(self.inventory(query));
+            }
             HubCommand::ApplyRemembered {
                 id,
                 groups,
@@ -868,6 +872,7 @@ fn expiry(now: Instant, ttl: Duration) -> Instant {
 
 mod direct;
 mod fanout;
+mod inventory;
 mod link;
 mod remote;
 mod servers;

@@ -48,6 +48,13 @@ pub(super) enum HubCommand {
         /// Its id.
         id: ServerConnId,
     },
+    /// A page of what the hub holds, for the admin inventory (this node's only).
+    Inventory {
+        /// What to list.
+        query: super::inventory::InventoryQuery,
+        /// The page.
+        reply: oneshot::Sender<super::inventory::Inventory>,
+    },
     /// The ids of the app servers connected to this hub.
     ServerIds {
         /// Distinct server ids, sorted.

@@ -7,6 +7,7 @@
 mod actor;
 mod cluster;
 mod command;
+pub(crate) mod inventory;
 mod message;
 
 use std::borrow::Cow;
@@ -96,6 +97,8 @@ pub(crate) struct AdmitRequest {
     pub user: Option<UserId>,
     /// The hub protocol from the handshake request.
     pub protocol: HubProtocol,
+    /// The transport (recorded on the handle for the admin inventory).
+    pub transport: Option<crate::id::TransportKind>,
     /// Outbox bounds: messages.
     pub outbox_max_messages: usize,
     /// Outbox bounds: bytes.
@@ -401,6 +404,15 @@ impl HubHandle {
             carrying_clients_only,
         })
         .await
+    }
+
+    /// A page of what the hub holds on this node (admin inventory).
+    pub(crate) async fn inventory(
+        &self,
+        query: inventory::InventoryQuery,
+    ) -> Result<inventory::Inventory, HubGone> {
+        self.ask(|reply| HubCommand::Inventory { query, reply })
+            .await
     }
 
     /// The ids of the app servers connected to this hub, distinct and sorted.

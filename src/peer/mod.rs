@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use self::outbox::{CloseRequest, DirectWrite, Outbox, PushError, Pushed, Written};
 pub use self::server::{ServerConnHandle, ServerGone, ServerOutbox, ServerOutboxBounds};
 use crate::close::CloseReason;
-use crate::id::{ConnectionId, UserId};
+use crate::id::{ConnectionId, TransportKind, UserId};
 use crate::protocol::HubProtocol;
 
 /// The shared part of a connection, visible to hubs and the REST API.
@@ -28,6 +28,12 @@ struct ConnShared {
     outbox: Outbox,
     ready: AtomicBool,
     server: Option<ServerConnHandle>,
+    /// The transport, for the admin inventory (`None` for handles made without one, in tests).
+    /// With `connected_at`, 5 bytes that sit in the struct's padding: the allocation does not
+    /// grow (see the `inventory_fields_fit_in_padding` test).
+    transport: Option<TransportKind>,
+    /// When the handle was made (the client was admitted), in seconds since the Unix epoch.
+    connected_at: u32,
     /// Client invocations (server → client with a result) not answered yet:
     /// (invocation id, caller server id). Empty, and unallocated, for almost every client.
     pending_invocations: parking_lot::Mutex<Vec<(String, String)>>,
@@ -52,6 +58,8 @@ impl ConnHandle {
             outbox,
             ready: AtomicBool::new(true),
             server: None,
+            transport: None,
+            connected_at: unix_secs(),
             pending_invocations: parking_lot::Mutex::new(Vec::new()),
         }))
     }
@@ -72,8 +80,31 @@ impl ConnHandle {
             outbox,
             ready: AtomicBool::new(false),
             server: Some(server),
+            transport: None,
+            connected_at: unix_secs(),
             pending_invocations: parking_lot::Mutex::new(Vec::new()),
         }))
+    }
+
+    /// The same handle, recording its transport. Only for a handle just made (not cloned yet).
+    #[must_use]
+    pub(crate) fn with_transport(mut self, transport: Option<TransportKind>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.transport = transport;
+        } else {
+            debug_assert!(false, "with_transport on a shared handle");
+        }
+        self
+    }
+
+    /// The transport the client connected with, if recorded.
+    pub fn transport(&self) -> Option<TransportKind> {
+        self.0.transport
+    }
+
+    /// When the client was admitted, in seconds since the Unix epoch.
+    pub fn connected_at(&self) -> u32 {
+        self.0.connected_at
     }
 
     /// The hub-server connection this client sticks to (Default mode), if any.
@@ -140,5 +171,46 @@ impl ConnHandle {
             reason,
             flush: true,
         });
+    }
+}
+
+/// Seconds since the Unix epoch, as 32 bits (enough until 2106).
+fn unix_secs() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ConnShared` as it was before the admin inventory's `transport` and `connected_at`.
+    #[allow(dead_code)]
+    struct WithoutInventory {
+        id: ConnectionId,
+        user: Option<UserId>,
+        protocol: HubProtocol,
+        outbox: Outbox,
+        ready: AtomicBool,
+        server: Option<ServerConnHandle>,
+        pending_invocations: parking_lot::Mutex<Vec<(String, String)>>,
+    }
+
+    #[test]
+    fn inventory_fields_fit_in_padding() {
+        assert_eq!(
+            size_of::<ConnShared>(),
+            size_of::<WithoutInventory>(),
+            "an idle connection must not grow for the admin inventory"
+        );
+    }
+
+    #[test]
+    fn transport_and_connect_time_are_recorded() {
+        let c = ConnHandle::new("a".into(), None, HubProtocol::Json, Outbox::new(1, 1))
+            .with_transport(Some(TransportKind::LongPolling));
+        assert_eq!(c.transport(), Some(TransportKind::LongPolling));
+        assert!(c.connected_at() > 1_700_000_000);
     }
 }

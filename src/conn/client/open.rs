@@ -125,6 +125,7 @@ pub(super) async fn open(mut ctx: ClientContext, mut transport: Transport) -> Op
         id: ctx.connection_id.clone(),
         user: ctx.identity.user_id.as_deref().map(UserId::from),
         protocol,
+        transport: Some(transport.kind()),
         outbox_max_messages: limits.outbox_max_messages,
         outbox_max_bytes: limits.outbox_max_bytes,
         policy: policy.clone(),

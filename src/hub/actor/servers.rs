@@ -78,6 +78,7 @@ impl Hub {
             }
             _ => ConnHandle::new(r.id, r.user, r.protocol, outbox),
         };
+        let conn = conn.with_transport(r.transport);
         self.connect(conn.clone());
         Ok((conn, route))
     }
