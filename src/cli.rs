@@ -142,8 +142,8 @@ struct TokenArgs {
     #[command(flatten)]
     serve: ServeArgs,
     /// Hub the token is for.
-    #[arg(long)]
-    hub: String,
+    #[arg(long, required_unless_present = "admin")]
+    hub: Option<String>,
     /// User id (the token's nameid); may start with '-'.
     #[arg(long, allow_hyphen_values = true)]
     user: Option<String>,
@@ -154,6 +154,10 @@ struct TokenArgs {
     /// every REST operation on that hub) instead of a client token.
     #[arg(long)]
     rest: bool,
+    /// Print an admin token (audience `<endpoint>/admin`: the admin API and the web console at
+    /// /admin/console), signed with the admin key when one is configured, else an access key.
+    #[arg(long, conflicts_with_all = ["hub", "rest", "user"])]
+    admin: bool,
 }
 
 #[derive(Args, Debug)]
@@ -523,19 +527,42 @@ fn admin(args: &AdminArgs) -> i32 {
 }
 
 fn token(config: &Config, args: &TokenArgs) -> i32 {
+    let endpoint = config.public_endpoint_or(config.listen);
+    let base = switchboard::auth::audience_base(&endpoint);
+    if args.admin {
+        let key = match (&config.admin_key, config.access_keys.first()) {
+            (Some(key), _) | (None, Some(key)) => key.clone(),
+            (None, None) => {
+                eprintln!(
+                    "switchboard: invalid configuration: access_keys: a key is needed to sign tokens (--access-key, --admin-key-file, SWITCHBOARD_ACCESS_KEY or the config file)"
+                );
+                return EXIT_CONFIG;
+            }
+        };
+        let keys = switchboard::auth::AccessKeys::new(vec![key]);
+        let token = keys.mint(&format!("{base}/admin"), args.ttl.as_secs(), &[]);
+        let admin = config
+            .admin_listen
+            .map_or(endpoint.clone(), |a| format!("http://{a}"));
+        println!("URL: {admin}/admin/console");
+        println!("Token: {token}");
+        return 0;
+    }
+    let Some(hub) = args.hub.as_deref() else {
+        eprintln!("switchboard: --hub is needed (or --admin)");
+        return EXIT_CONFIG;
+    };
     if config.access_keys.is_empty() {
         eprintln!(
             "switchboard: invalid configuration: access_keys: a key is needed to sign tokens (--access-key, SWITCHBOARD_ACCESS_KEY or the config file)"
         );
         return EXIT_CONFIG;
     }
-    if let Err(e) = switchboard::id::validate_hub_name(&args.hub) {
+    if let Err(e) = switchboard::id::validate_hub_name(hub) {
         eprintln!("switchboard: {e}");
         return EXIT_CONFIG;
     }
     let keys = switchboard::auth::AccessKeys::new(config.access_keys.clone());
-    let endpoint = config.public_endpoint_or(config.listen);
-    let base = switchboard::auth::audience_base(&endpoint);
     let claims: Vec<(&str, &str)> = args
         .user
         .as_deref()
@@ -543,19 +570,19 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
         .unwrap_or_default();
     if args.rest {
         let token = keys.mint(
-            &format!("{base}/api/hubs/{}", args.hub),
+            &format!("{base}/api/hubs/{}", hub),
             args.ttl.as_secs(),
             &claims,
         );
-        println!("URL: {endpoint}/api/hubs/{}", args.hub);
+        println!("URL: {endpoint}/api/hubs/{}", hub);
         println!("Token: {token}");
     } else {
         let token = keys.mint(
-            &format!("{base}/client/?hub={}", args.hub),
+            &format!("{base}/client/?hub={}", hub),
             args.ttl.as_secs(),
             &claims,
         );
-        println!("URL: {endpoint}/client/?hub={}", args.hub);
+        println!("URL: {endpoint}/client/?hub={}", hub);
         println!("Token: {token}");
     }
     0

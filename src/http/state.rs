@@ -64,6 +64,8 @@ pub(crate) struct Broker {
     pub(crate) admin_keys: Option<AccessKeys>,
     /// Resource logs and the live trace.
     pub(crate) events: Arc<Events>,
+    /// When the broker started (the admin overview's uptime).
+    pub(crate) started: std::time::Instant,
 }
 
 /// The parts a [`Broker`] is built from (see [`Switchboard::start`](crate::Switchboard::start)).
@@ -121,6 +123,7 @@ impl Broker {
             network,
             admin_keys,
             events: p.events,
+            started: std::time::Instant::now(),
         }
     }
 }

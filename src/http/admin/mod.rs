@@ -1,11 +1,19 @@
-//! `GET` / `PATCH /admin/settings`: read and change the runtime settings (service mode, access
-//! keys) without a restart.
+//! The admin plane: `GET` / `PATCH /admin/settings` (here), the inventory of what this node
+//! holds ([`inventory`]: `/admin/overview`, `/admin/hubs/...`, `/admin/servers`) and the web
+//! console that shows both ([`console`]: `/admin/console`).
 //!
-//! Authenticated like the REST API: a bearer JWT signed with an access key (with `admin_key`
-//! set, with that key only), whose audience path is `/admin/settings` (or `/admin`). `PATCH` takes `{"mode": "...", "accessKeys": [...]}` (any
-//! subset); it is validated as a whole and answered with the settings now in force. Keys are
-//! never shown, only their count. The token is checked before the body is read; the body is at
-//! most 256 KiB (413) and must arrive within `limits.body_timeout_secs` (408).
+//! Settings: read and change the runtime settings (service mode, access keys, upstream rules)
+//! without a restart. Every JSON endpoint is authenticated like the REST API: a bearer JWT
+//! signed with an access key (with `admin_key` set, with that key only), whose audience path is
+//! `/admin/settings` or `/admin` ([`authorize`]). `PATCH` takes
+//! `{"mode": "...", "accessKeys": [...], "upstream": [...]}` (any subset); it is validated as a
+//! whole and answered with the settings now in force. Keys are never shown, only their count.
+//! The token is checked before the body is read; the body is at most 256 KiB (413) and must
+//! arrive within `limits.body_timeout_secs` (408). The console's static files need no token:
+//! they hold no data, and the page asks for one.
+
+mod counters;
+mod inventory;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,6 +31,7 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/settings", web::get().to(get));
     cfg.route("/admin/settings", web::patch().to(patch));
+    inventory::configure(cfg);
 }
 
 /// Check an admin request's token (with `allow_query`, also `access_token` in the query); a
