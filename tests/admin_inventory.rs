@@ -316,3 +316,43 @@ async fn hub_server_connections_and_the_clients_routed_to_them() {
     assert_eq!(overview["serverConnections"], 2, "{overview}");
     handle.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_without_a_token_under_a_strict_policy() {
+    let (handle, base, _key) = common::start(ServiceMode::Serverless).await;
+    let http = reqwest::Client::new();
+    for (path, content_type, marker) in [
+        ("/admin/console", "text/html", "console.js"),
+        ("/admin/console/", "text/html", "console.js"),
+        (
+            "/admin/console/console.js",
+            "text/javascript",
+            "textContent",
+        ),
+        ("/admin/console/console.css", "text/css", "@media"),
+    ] {
+        let res = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+        let headers = res.headers().clone();
+        let ct = headers["content-type"].to_str().unwrap();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains(marker), "{path} holds {marker}");
+    }
+    let res = http
+        .get(format!("{base}/admin/console/../settings"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status().as_u16(), 200);
+    let res = http
+        .get(format!("{base}/admin/console/secret.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    handle.stop().await;
+}

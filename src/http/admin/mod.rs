@@ -12,6 +12,7 @@
 //! arrive within `limits.body_timeout_secs` (408). The console's static files need no token:
 //! they hold no data, and the page asks for one.
 
+mod console;
 mod counters;
 mod inventory;
 
@@ -32,6 +33,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/settings", web::get().to(get));
     cfg.route("/admin/settings", web::patch().to(patch));
     inventory::configure(cfg);
+    console::configure(cfg);
 }
 
 /// Check an admin request's token (with `allow_query`, also `access_token` in the query); a
