@@ -252,16 +252,17 @@
     function draw(series1, series2) {
       const all = series1.concat(series2 || []).filter((v) => v !== null);
       const max = Math.max(1, ...all);
-      const pts = (s) => s.map((v, i) => `${i + SAMPLES - s.length},${100 - ((v || 0) / max) * 96}`).join(" ");
+      // Until the window is full, the samples so far stretch across the whole width.
+      const x = (i, n) => (n < 2 ? SAMPLES - 1 : (i * (SAMPLES - 1)) / (n - 1));
+      const pts = (s) => s.map((v, i) => `${x(i, s.length)},${100 - ((v || 0) / max) * 96}`).join(" ");
       path1.setAttribute("points", pts(series1));
-      if (series1.length) {
-        area.setAttribute("points", `${SAMPLES - series1.length},100 ${pts(series1)} ${SAMPLES - 1},100`);
-      }
+      if (series1.length) area.setAttribute("points", `0,100 ${pts(series1)} ${SAMPLES - 1},100`);
       if (path2 && series2) path2.setAttribute("points", pts(series2));
       const last1 = series1[series1.length - 1];
       const last2 = series2 ? series2[series2.length - 1] : undefined;
       now.textContent = series2 ? `${format(last1)} / ${format(last2)}` : format(last1);
-      peak.textContent = `peak ${format(max)} over ${Math.round((SAMPLES * POLL_MS) / 60000)} min`;
+      const secs = Math.round((Math.max(series1.length, 1) * POLL_MS) / 1000);
+      peak.textContent = `peak ${format(all.length ? Math.max(...all) : 0)} in the last ${fmtDuration(secs)}`;
     }
     return { el, draw };
   }
