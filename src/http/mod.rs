@@ -7,7 +7,7 @@
 //! | `GET /server/?hub=&cid=` (WebSocket, hub servers) | [`server_ws`] |
 //! | `/api/...`, `/api/v1/...` | [`rest`] |
 //! | `/api/health`, `/healthz`, `/readyz`, `/metrics` | [`health`] |
-//! | `GET`/`PATCH /admin/settings` | [`admin`] |
+//! | `GET`/`PATCH /admin/settings`, `/admin/overview`, `/admin/hubs/...`, `/admin/servers`, `/admin/console` | [`admin`] |
 //! | `GET`/`PATCH /admin/logs`, `GET /admin/trace` | [`logs`] |
 //!
 //! Browser clients send credentialed, preflighted requests, so every response to a request
