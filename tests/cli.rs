@@ -141,6 +141,91 @@ fn token_prints_a_url_and_a_valid_client_token() {
     assert_eq!(out.status.code(), Some(64));
 }
 
+#[test]
+fn token_admin_prints_the_console_url_and_an_admin_token() {
+    let out = run(&[
+        "token",
+        "--admin",
+        "--access-key",
+        TOKEN_KEY,
+        "--listen",
+        "127.0.0.1:9000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("URL: http://127.0.0.1:9000/admin/console")
+    );
+    let token = lines.next().unwrap().strip_prefix("Token: ").unwrap();
+    let keys = switchboard::auth::AccessKeys::new(vec![TOKEN_KEY.into()]);
+    keys.validate(token, switchboard::auth::Audience::Admin, 0)
+        .unwrap();
+    assert!(
+        keys.validate(
+            token,
+            switchboard::auth::Audience::Client { hub: "chat" },
+            0
+        )
+        .is_err(),
+        "an admin token is no client token"
+    );
+
+    // With an admin key it signs with that key, and names the admin port.
+    let admin_key = "admin-key-for-token-0123456789abcdefghijklm";
+    let file = temp_file("tokenadminkey", &format!("{admin_key}\n"));
+    let out = run(&[
+        "token",
+        "--admin",
+        "--access-key",
+        TOKEN_KEY,
+        "--admin-key-file",
+        file.to_str().unwrap(),
+        "--admin-listen",
+        "127.0.0.1:9090",
+    ]);
+    let _ = std::fs::remove_file(&file);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("URL: http://127.0.0.1:9090/admin/console")
+    );
+    let token = lines.next().unwrap().strip_prefix("Token: ").unwrap();
+    let admin = switchboard::auth::AccessKeys::new(vec![admin_key.into()]);
+    admin
+        .validate(token, switchboard::auth::Audience::Admin, 0)
+        .unwrap();
+    assert!(
+        keys.validate(token, switchboard::auth::Audience::Admin, 0)
+            .is_err()
+    );
+
+    // --admin and --hub are one or the other; neither is a usage error.
+    assert_eq!(
+        run(&[
+            "token",
+            "--admin",
+            "--hub",
+            "chat",
+            "--access-key",
+            TOKEN_KEY
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["token", "--access-key", TOKEN_KEY]).status.code(),
+        Some(2)
+    );
+}
+
 /// `switchboard serve` on a free port in Serverless mode with `extra` options, and its output.
 fn spawn_serve(
     extra: &[&std::ffi::OsStr],
