@@ -589,7 +589,7 @@
 
   function trace(view) {
     view.append(h("h1", null, "Live trace"),
-      h("p", { class: "muted" }, "Events of this node as they happen (Azure's resource-log shape). Set the log levels in Settings to choose what is produced."));
+      h("p", { class: "muted" }, "Events of this node as they happen, in Azure's resource-log shape: every level of the chosen categories, whatever the log levels (those decide what is written to the broker's log)."));
     const cats = [["connectivity", "Connectivity"], ["messaging", "Messaging"], ["http", "HTTP requests"]];
     const boxes = Object.fromEntries(cats.map(([id]) => [id, h("input", { type: "checkbox", checked: true, id: `cat-${id}` })]));
     const hubF = h("input", { id: "trace-hub", placeholder: "any" });
@@ -652,6 +652,7 @@
         });
         if (res.status === 401) { signOut("The broker refused the token. Sign in again."); return; }
         if (res.status === 404) { status.textContent = "This broker does not serve the live trace (/admin/trace)."; return; }
+        if (res.status === 429) { status.textContent = "Too many viewers are watching this broker's trace; try again when one stops."; return; }
         if (!res.ok || !res.body) { status.textContent = `The trace answered ${res.status}.`; return; }
         status.textContent = "Live: waiting for events…";
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -154,6 +154,10 @@ describe('web console in headless Chromium', () => {
     await page.selectOption('#log-messaging', 'debug');
     await page.selectOption('#log-connectivity', 'debug');
     await page.click('button:has-text("Apply levels")');
+    await eventually(async () => {
+      const res = await fetch(`${broker.base}/admin/logs`, { headers: { Authorization: `Bearer ${adminToken(broker.accessKey)}` } });
+      return (await res.json()).messaging === 'debug';
+    }, 'the log levels applied from the settings page');
     await page.click('#nav a[data-page=trace]');
     await page.fill('#trace-hub', hub);
     await page.click('#trace-start');
