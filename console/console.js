@@ -345,8 +345,9 @@
     const status = h("span", { class: "muted" });
     const prev = h("button", { class: "secondary", type: "button", onclick: () => { after = stack.pop() ?? null; show(); } }, "← Previous");
     const next = h("button", { class: "secondary", type: "button" }, "Next →");
+    const refresh = h("button", { class: "secondary", type: "button", onclick: () => show() }, "Refresh");
     const body = h("div");
-    container.append(body, h("div", { class: "pager" }, prev, next, status));
+    container.append(body, h("div", { class: "pager" }, prev, next, refresh, status));
     let nextAfter = null;
     next.addEventListener("click", () => { stack.push(after); after = nextAfter; show(); });
     async function show() {

@@ -31,8 +31,9 @@
 //!   connection), each given a narrow environment (`ClientEnv`, `ServerEnv`) instead of the
 //!   broker's state.
 //! - `http` (crate-private): actix-web glue: negotiate, the client and server WebSocket
-//!   endpoints, SSE and long polling, the REST API, health, metrics and the admin endpoint; it
-//!   holds the broker's state.
+//!   endpoints, SSE and long polling, the REST API, health, metrics, the admin API (settings,
+//!   inventory, logs, trace) and the web console (`console/`, embedded); it holds the broker's
+//!   state.
 //! - [`config`]: `switchboard.toml`, environment and flag layering; validation.
 //! - [`upstream`]: Serverless upstream webhooks: rules, signed `X-ASRS-*` calls, response → Completion.
 //! - [`telemetry`]: counters (`switchboard_*`) and their Prometheus rendering.
