@@ -53,7 +53,7 @@ macro_rules! counters {
                 let _ = family;
                 let open = self.connections_current.load(Ordering::Relaxed)
                     + self.server_connections_current.load(Ordering::Relaxed);
-                self.labelled.render(&mut out, open);
+                self.labelled.render(&mut out, open, true);
                 out
             }
 
@@ -67,7 +67,7 @@ macro_rules! counters {
                     $( names::$field => Some(self.$field.load(Ordering::Relaxed)), )*
                     _ => {
                         let mut out = String::new();
-                        self.labelled.render(&mut out, 0);
+                        self.labelled.render(&mut out, 0, false);
                         series_value(&out, name)
                     }
                 }

@@ -333,8 +333,10 @@ impl Labelled {
     }
 
     /// Write every family; `connections` is the number of open connections (clients and hub
-    /// servers) for the quota.
-    pub(super) fn render(&self, out: &mut String, connections: u64) {
+    /// servers) for the quota. A `scrape` also ranks the hubs and samples the CPU, which starts
+    /// their next window; a lookup ([`Metrics::get`](super::Metrics::get)) must not, or a
+    /// console polling the counters would shift Prometheus's windows.
+    pub(super) fn render(&self, out: &mut String, connections: u64, scrape: bool) {
         family(
             out,
             "switchboard_connections_by_transport",
@@ -475,8 +477,10 @@ impl Labelled {
             "switchboard_connection_quota_utilization_ratio {quota}"
         );
 
-        self.render_cpu(out);
-        self.hubs.render(out);
+        if scrape {
+            self.render_cpu(out);
+            self.hubs.render(out);
+        }
     }
 
     /// `process_cpu_seconds_total` and the server load since the previous scrape.
@@ -602,7 +606,7 @@ mod tests {
         l.close(Endpoint::Client, CloseCategory::Unauthorized);
         l.traffic(Endpoint::Server, Direction::Out, 3, 120);
         let mut out = String::new();
-        l.render(&mut out, 5);
+        l.render(&mut out, 5, true);
         for line in [
             "switchboard_connections_by_transport{endpoint=\"client\",transport=\"serversentevents\"} 1\n",
             "switchboard_connections_by_transport{endpoint=\"client\",transport=\"websockets\"} 0\n",
@@ -617,9 +621,27 @@ mod tests {
         }
         l.set_connection_limit(10);
         let mut out = String::new();
-        l.render(&mut out, 5);
+        l.render(&mut out, 5, true);
         assert!(out.contains("switchboard_connection_quota_utilization_ratio 0.5\n"));
         assert!(out.contains("switchboard_server_load_ratio "));
         assert!(out.contains("process_cpu_seconds_total "));
+    }
+
+    #[test]
+    fn a_lookup_starts_no_new_scrape_window() {
+        let l = Labelled::default();
+        let window = l.cpu.lock().as_ref().map(|s| s.at);
+        let mut out = String::new();
+        l.render(&mut out, 0, false);
+        assert!(out.contains("switchboard_connections_by_transport"));
+        assert!(
+            !out.contains("switchboard_server_load_ratio"),
+            "a lookup neither samples the CPU nor ranks the hubs"
+        );
+        assert_eq!(
+            l.cpu.lock().as_ref().map(|s| s.at),
+            window,
+            "the CPU window is left to the scrapes"
+        );
     }
 }
