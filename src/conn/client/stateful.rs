@@ -194,6 +194,9 @@ impl Stateful {
         let old = std::mem::replace(transport, Transport::WebSocket(socket));
         old.close(&WsClose::normal(), env.limits.send_timeout())
             .await;
+        // Counted before the replay is written: a client that has its replay already finds
+        // its return counted.
+        Metrics::inc(&env.metrics.reconnects);
         let (first, frames) = self.replay.resume();
         let Ok(sequence) = protocol.encode(&HubMessage::Sequence { sequence_id: first }) else {
             return false;
@@ -209,7 +212,6 @@ impl Stateful {
                 return false;
             }
         }
-        Metrics::inc(&env.metrics.reconnects);
         true
     }
 }
