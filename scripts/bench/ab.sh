@@ -11,7 +11,7 @@
 #
 #   scripts/bench/ab.sh /path/to/old/switchboard target/release/switchboard
 #
-# Environment: ROUNDS [2], DUR [20], RESULTS [target/bench-ab/<UTC time>].
+# Environment: ROUNDS [2], DUR [20], SCENARIOS ["s3 s4b s6"], RESULTS [target/bench-ab/<UTC time>].
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -79,7 +79,7 @@ s4b() { # label bin round
 log "results in $RESULTS"
 for r in $(seq "$ROUNDS"); do
   if (( r % 2 )); then order=("old $OLD" "new $NEW"); else order=("new $NEW" "old $OLD"); fi
-  for scenario in s3 s4b s6; do
+  for scenario in ${SCENARIOS:-s3 s4b s6}; do
     for entry in "${order[@]}"; do
       read -r label bin <<<"$entry"
       log "round $r: $scenario $label"
