@@ -536,15 +536,15 @@ async fn broadcasts_to_idle_websockets_are_written_by_the_hub_whole_and_in_order
     let (mut a, _) = connect_json(&base, &key, "chat", None).await;
     let (mut b, _) = connect_json(&base, &key, "chat", None).await;
     let rest = Rest::new(&base, &key);
-    // One at a time, as a chat sends: the hub's inbox holds nothing else, the clients' tasks
-    // wait with their sockets lent.
+    // One at a time, as a chat sends, each received before the next is sent: the hub's inbox
+    // holds nothing else, and the clients' tasks are back waiting with their sockets lent (had
+    // all twenty been sent at once, a task slowed by a busy machine could still be writing the
+    // first ones when the last arrived, and none would be written directly).
+    let (mut pending_a, mut pending_b) = (Vec::new(), Vec::new());
     for i in 0..20 {
         rest.broadcast("chat", "m", json!([i])).await;
-    }
-    for ws in [&mut a, &mut b] {
-        let mut pending = Vec::new();
-        for i in 0..20 {
-            let v = next_json(ws, &mut pending).await;
+        for (ws, pending) in [(&mut a, &mut pending_a), (&mut b, &mut pending_b)] {
+            let v = next_json(ws, pending).await;
             assert_eq!(
                 (v["target"].as_str(), &v["arguments"]),
                 (Some("m"), &json!([i]))
