@@ -141,13 +141,8 @@ describe('web console in headless Chromium', () => {
     await page.close();
   });
 
-  test('a broadcast shows in the live trace', async (t) => {
+  test('a broadcast shows in the live trace', async () => {
     const { broker } = ctx;
-    const probe = await fetch(`${broker.base}/admin/logs`, { headers: { Authorization: `Bearer ${adminToken(broker.accessKey)}` } });
-    if (probe.status === 404) {
-      t.skip('this broker has no /admin/logs and /admin/trace yet (src/events)');
-      return;
-    }
     const hub = unique('traced');
     const client = await broker.connect(hub, { protocol: 'json', userId: 'tracy' });
     const page = await signedIn();
@@ -249,12 +244,11 @@ describe('web console in headless Chromium', () => {
     await client.stop();
   });
 
-  test('overview screenshot with a few busy clients', async (t) => {
-    const file = process.env.SWITCHBOARD_CONSOLE_SCREENSHOT;
-    if (!file) {
-      t.skip('set SWITCHBOARD_CONSOLE_SCREENSHOT=<file.png> to save one');
-      return;
-    }
+  // Not a check but how docs/console.png is made: defined only when asked for, so the suite
+  // reports no skipped test.
+  const screenshot = process.env.SWITCHBOARD_CONSOLE_SCREENSHOT;
+  if (screenshot) test('overview screenshot with a few busy clients', async () => {
+    const file = screenshot;
     const { broker } = ctx;
     const page = await signedIn();
     const plan = [];
