@@ -109,6 +109,7 @@ enum Next {
 
 impl Hub {
     /// A hub with no connections, reading `rx`.
+    #[allow(clippy::too_many_arguments)] // each is a distinct piece of the hub's surroundings
     pub(super) fn new(
         name: HubName,
         rx: mpsc::Receiver<HubCommand>,

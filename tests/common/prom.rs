@@ -131,9 +131,7 @@ impl Scrape {
 }
 
 fn parse_sample(line: &str) -> Result<Sample> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .context("no value")?;
+    let name_end = line.find(['{', ' ']).context("no value")?;
     let name = &line[..name_end];
     ensure!(
         !name.is_empty()

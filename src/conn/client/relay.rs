@@ -57,7 +57,7 @@ impl Relay<'_> {
         if self.stateful.is_none() {
             transport.lend_to(self.conn, self.protocol);
         }
-        let exit = 'relay: {
+        'relay: {
             if !input.is_empty()
                 && let Err(exit) = self
                     .forward(input.split().freeze(), &mut input, &mut scan)
@@ -128,8 +128,7 @@ impl Relay<'_> {
                     }
                 }
             }
-        };
-        exit
+        }
     }
 
     /// Hand client bytes to the hub server. A stateful client's bytes are collected into
