@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,7 +22,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use super::edge::{BodyError, read_body};
 use crate::close::CloseCategory;
 use crate::config::LogLevel;
 use crate::events::{Category, ConnectionType, Event, TraceFilter};
@@ -254,18 +252,8 @@ async fn patch_levels(
     shared: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
     super::admin::authorize(&req, &shared, false)?;
-    let timeout = shared.config.limits.body_timeout();
-    let body = read_body(&mut payload, MAX_BODY_BYTES, 0, timeout)
-        .await
-        .map_err(|e| match e {
-            BodyError::TimedOut(t) => ApiError::request_timeout(t),
-            BodyError::TooLarge(_) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Error.PayloadTooLarge",
-                format!("Invalid log levels: {e}."),
-            ),
-            BodyError::Read(_) => ApiError::bad_request(format!("Invalid log levels: {e}.")),
-        })?;
+    let body =
+        super::admin::read_admin_body(&mut payload, &shared, MAX_BODY_BYTES, "log levels").await?;
     let mut patch: Levels = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "Invalid log levels: {e} (expected {{\"connectivity\"|\"messaging\"|\"http\": \"off\"|\"error\"|\"warning\"|\"info\"|\"debug\"}})"

@@ -71,6 +71,28 @@ async fn get(req: HttpRequest, shared: web::Data<Broker>) -> Result<HttpResponse
     Ok(HttpResponse::Ok().json(shared.settings_view()))
 }
 
+/// An admin request's body: at most `max` bytes (413), within `limits.body_timeout_secs`
+/// (408); errors say "Invalid {what}: ...".
+pub(crate) async fn read_admin_body(
+    payload: &mut web::Payload,
+    shared: &Broker,
+    max: usize,
+    what: &str,
+) -> Result<bytes::BytesMut, ApiError> {
+    let timeout = shared.config.limits.body_timeout();
+    read_body(payload, max, 0, timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TimedOut(t) => ApiError::request_timeout(t),
+            BodyError::TooLarge(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Error.PayloadTooLarge",
+                format!("Invalid {what}: {e}."),
+            ),
+            BodyError::Read(_) => ApiError::bad_request(format!("Invalid {what}: {e}.")),
+        })
+}
+
 async fn patch(
     req: HttpRequest,
     mut payload: web::Payload,
@@ -78,18 +100,7 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     // The token first: nothing of the body is read for a caller without one.
     authorize(&req, &shared, false)?;
-    let timeout = shared.config.limits.body_timeout();
-    let body = read_body(&mut payload, MAX_BODY_BYTES, 0, timeout)
-        .await
-        .map_err(|e| match e {
-            BodyError::TimedOut(t) => ApiError::request_timeout(t),
-            BodyError::TooLarge(_) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Error.PayloadTooLarge",
-                format!("Invalid settings: {e}."),
-            ),
-            BodyError::Read(_) => ApiError::bad_request(format!("Invalid settings: {e}.")),
-        })?;
+    let body = read_admin_body(&mut payload, &shared, MAX_BODY_BYTES, "settings").await?;
     let patch: SettingsPatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid settings: {e}")))?;
     shared
