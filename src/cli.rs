@@ -12,7 +12,7 @@ use switchboard::config::{Config, ConfigError, ServiceMode};
 use switchboard::{Switchboard, telemetry};
 
 /// `EX_USAGE`: the configuration is wrong.
-const EXIT_CONFIG: i32 = 64;
+pub(crate) const EXIT_CONFIG: i32 = 64;
 
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version, about = "A self-hosted SignalR Service")]
@@ -28,7 +28,7 @@ enum Command {
     /// Print a client URL and an access token for a hub.
     Token(TokenArgs),
     /// Show or change a running broker's runtime settings (mode, access keys, upstreams).
-    Admin(AdminArgs),
+    Admin(crate::cli_admin::AdminArgs),
     /// Send a message to a hub's clients through the REST API (all, a user, a group or a
     /// connection).
     Send(crate::cli_send::SendArgs),
@@ -158,35 +158,6 @@ struct TokenArgs {
     /// /admin/console), signed with the admin key when one is configured, else an access key.
     #[arg(long, conflicts_with_all = ["hub", "rest", "user"])]
     admin: bool,
-}
-
-#[derive(Args, Debug)]
-struct AdminArgs {
-    /// The broker's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "SWITCHBOARD_URL")]
-    url: String,
-    /// An access key of the broker (signs the admin token).
-    #[arg(long = "access-key", env = "SWITCHBOARD_ACCESS_KEY")]
-    access_key: String,
-    /// Change the service mode (default, serverless, classic).
-    #[arg(long)]
-    mode: Option<String>,
-    /// Replace the access keys (give it twice for primary and secondary).
-    #[arg(long = "set-access-key")]
-    set_access_keys: Vec<String>,
-    /// Replace the upstream rules with these URL templates (all hubs, categories, events).
-    #[arg(long = "set-upstream")]
-    set_upstreams: Vec<String>,
-    /// Remove every upstream rule.
-    #[arg(long, conflicts_with = "set_upstreams")]
-    clear_upstream: bool,
-    /// Change a resource-log category's level, like connectivity=info (repeatable).
-    #[arg(long = "log-level", value_name = "CATEGORY=LEVEL")]
-    log_levels: Vec<String>,
-    /// A PEM file of CA certificates to trust for an https:// broker, besides the system's
-    /// (SSL_CERT_FILE and SSL_CERT_DIR apply too).
-    #[arg(long = "ca-file", value_name = "FILE", env = "SWITCHBOARD_CA_FILE")]
-    ca_file: Option<PathBuf>,
 }
 
 /// Apply one `--log-level category=level`.
@@ -389,7 +360,7 @@ pub(crate) fn main() -> i32 {
             Ok(config) => token(&config, &args),
             Err(e) => config_error(&e),
         },
-        Command::Admin(args) => admin(&args),
+        Command::Admin(args) => crate::cli_admin::main(&args),
         Command::Send(args) => crate::cli_send::main(args),
         Command::Trace(args) => crate::cli_trace::main(args),
         Command::CheckConfig(arg) => {
@@ -421,109 +392,6 @@ pub(crate) fn main() -> i32 {
 fn config_error(e: &ConfigError) -> i32 {
     eprintln!("switchboard: {e}");
     EXIT_CONFIG
-}
-
-fn admin(args: &AdminArgs) -> i32 {
-    let mut patch = serde_json::Map::new();
-    if let Some(mode) = &args.mode {
-        if let Err(message) = mode.parse::<ServiceMode>() {
-            eprintln!("switchboard: invalid configuration: mode: {message}");
-            return EXIT_CONFIG;
-        }
-        patch.insert(
-            "mode".into(),
-            serde_json::Value::from(mode.to_ascii_lowercase()),
-        );
-    }
-    if !args.set_access_keys.is_empty() {
-        patch.insert(
-            "accessKeys".into(),
-            serde_json::Value::from(args.set_access_keys.clone()),
-        );
-    }
-    if args.clear_upstream || !args.set_upstreams.is_empty() {
-        let rules: Vec<serde_json::Value> = args
-            .set_upstreams
-            .iter()
-            .map(|t| serde_json::json!({ "url_template": t }))
-            .collect();
-        patch.insert("upstream".into(), serde_json::Value::from(rules));
-    }
-    let mut levels = serde_json::Map::new();
-    for setting in &args.log_levels {
-        let parsed = setting.split_once('=').and_then(|(category, level)| {
-            let category = switchboard::events::Category::parse(category.trim())?;
-            let level = level.trim().parse::<switchboard::config::LogLevel>().ok()?;
-            Some((category, level))
-        });
-        let Some((category, level)) = parsed else {
-            eprintln!(
-                "switchboard: --log-level: '{setting}' is not like connectivity=info (categories: connectivity, messaging, http; levels: off, error, warning, info, debug)"
-            );
-            return EXIT_CONFIG;
-        };
-        levels.insert(category.as_str().into(), level.as_str().into());
-    }
-    let base = args.url.trim_end_matches('/');
-    let keys = switchboard::auth::AccessKeys::new(vec![args.access_key.clone()]);
-    let token = keys.mint(
-        &format!("{}/admin/settings", switchboard::auth::audience_base(base)),
-        300,
-        &[],
-    );
-    let Some(runtime) = runtime() else {
-        return 1;
-    };
-    let roots = match &args.ca_file {
-        Some(path) => match switchboard_sdk::tls::reqwest_roots(Some(path)) {
-            Ok(roots) => roots,
-            Err(e) => {
-                eprintln!("switchboard: --ca-file: {e}");
-                return EXIT_CONFIG;
-            }
-        },
-        None => Vec::new(),
-    };
-    let result: Result<(u16, String), reqwest::Error> = runtime.block_on(async {
-        let client = reqwest::Client::builder().tls_certs_merge(roots).build()?;
-        if !levels.is_empty() {
-            let response = client
-                .patch(format!("{base}/admin/logs"))
-                .json(&levels)
-                .bearer_auth(&token)
-                .send()
-                .await?;
-            let status = response.status().as_u16();
-            let body = response.text().await?;
-            if status != 200 || patch.is_empty() {
-                return Ok((status, body));
-            }
-            println!("{body}");
-        }
-        let url = format!("{base}/admin/settings");
-        let request = if patch.is_empty() {
-            client.get(url)
-        } else {
-            client.patch(url).json(&patch)
-        };
-        let response = request.bearer_auth(token).send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.text().await?))
-    });
-    match result {
-        Ok((200, body)) => {
-            println!("{body}");
-            0
-        }
-        Ok((status, body)) => {
-            eprintln!("switchboard: the broker answered {status}: {body}");
-            1
-        }
-        Err(e) => {
-            eprintln!("switchboard: cannot reach {base}: {e}");
-            1
-        }
-    }
 }
 
 fn token(config: &Config, args: &TokenArgs) -> i32 {
@@ -598,7 +466,7 @@ fn with_key_placeholder(connection_string: &str, what: &str) -> String {
 }
 
 /// A single-threaded tokio runtime (the HTTP workers bring their own threads).
-fn runtime() -> Option<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

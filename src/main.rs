@@ -9,6 +9,7 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 mod cli;
+mod cli_admin;
 mod cli_send;
 mod cli_trace;
 
