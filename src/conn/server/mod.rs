@@ -20,6 +20,7 @@
 //! the connection out of its hub (whose routed clients are then closed) and the slot guard
 //! frees its connection slot.
 
+mod edges;
 mod log;
 pub(crate) mod machine;
 pub(crate) mod socket;
@@ -28,8 +29,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
+use self::edges::{Ended, Handshook, close_frame, frame_ready, handshake_actions};
 use self::machine::{Action, Closing, HubOp, ServerMachine, Then, World, ack};
 use self::socket::{Incoming, ServerSocket};
 use super::env::{ConnectionSlot, ServerEnv};
@@ -38,10 +40,7 @@ use crate::close::{CloseCategory, CloseReason, WsClose};
 use crate::hub::{HubError, HubGone, HubHandle, HubReply};
 use crate::id::ServerConnId;
 use crate::peer::{PushError, ServerConnHandle, ServerOutbox, ServerOutboxBounds};
-use crate::protocol::framing;
-use crate::protocol::service::{
-    self, ConnectionType, ServiceMessage, ServiceProtocolError, ack_status,
-};
+use crate::protocol::service::{self, ServiceMessage, ServiceProtocolError, ack_status};
 use crate::supervise::{ActorKind, supervised};
 use crate::telemetry::{Direction, Endpoint, Metrics};
 
@@ -260,85 +259,6 @@ async fn serve_connection<S: ServerSocket>(ctx: ServerContext, mut socket: S) {
     drop(ctx.slot);
 }
 
-/// Whether `input` starts with a complete frame, or with a prefix the decoder refuses: only then
-/// is the buffer frozen and decoded. A frame arriving in small pieces stays where it is until it
-/// is whole; freezing it and copying the rest back on every piece would cost time quadratic in
-/// its length.
-fn frame_ready(input: &[u8], max_frame: usize) -> bool {
-    match framing::read_varint(input) {
-        Ok(None) => false,
-        Ok(Some((len, prefix))) => len > max_frame || input.len() - prefix >= len,
-        Err(_) => true,
-    }
-}
-
-/// The close frame that ends a connection the machine closes: a refused handshake is a policy
-/// violation (1008), a frame over the size limit 1009, a malformed message 1002, each with its
-/// reason; the other ends are normal.
-fn close_frame(closing: &Closing) -> WsClose {
-    match closing {
-        Closing::BadHandshake => WsClose::new(
-            WsClose::POLICY,
-            "The first message must be a HandshakeRequest.",
-        ),
-        Closing::Malformed(e @ ServiceProtocolError::FrameTooLarge { .. }) => {
-            WsClose::new(WsClose::TOO_BIG, &e.to_string())
-        }
-        Closing::Malformed(e) => {
-            WsClose::new(WsClose::PROTOCOL_ERROR, &format!("Malformed message: {e}"))
-        }
-        Closing::TimedOut => WsClose::new(
-            WsClose::NORMAL,
-            "Nothing received from the hub server within the server timeout.",
-        ),
-        Closing::NotAdmitted | Closing::HubGone => WsClose::normal(),
-    }
-}
-
-/// How the handshake ended.
-enum Handshook {
-    /// Accepted: the answer (encoded frames) is written once the connection is registered, so
-    /// that a hub server that has its answer is already known to its hub.
-    Open(ConnectionType, Vec<Bytes>),
-    /// Refused: close the socket with this frame (even when writing the refusal failed); the
-    /// refusal's text, when the answer had one.
-    Close(WsClose, Option<String>),
-    /// The socket failed.
-    Gone,
-}
-
-/// Carry out the handshake's actions.
-async fn handshake_actions<S: ServerSocket>(socket: &mut S, actions: Vec<Action>) -> Handshook {
-    let mut answer = Vec::new();
-    let mut refusal = None;
-    for action in actions {
-        match action {
-            Action::Send(msg) => {
-                if let ServiceMessage::HandshakeResponse {
-                    error_message: Some(error),
-                    ..
-                } = &msg
-                {
-                    refusal = Some(error.clone());
-                }
-                answer.push(service::encode(&msg));
-            }
-            Action::Open(connection_type) => return Handshook::Open(connection_type, answer),
-            Action::Close(closing) => {
-                // The refusal's answer first; the close frame follows even if it failed.
-                for frame in answer {
-                    if socket.send(frame).await.is_err() {
-                        break;
-                    }
-                }
-                return Handshook::Close(close_frame(&closing), refusal);
-            }
-            _ => return Handshook::Gone,
-        }
-    }
-    Handshook::Gone
-}
-
 /// The open connection: the socket, the machine, and what its actions reach.
 struct ServerIo<'a, S> {
     env: &'a ServerEnv,
@@ -358,30 +278,6 @@ struct ServerIo<'a, S> {
     /// Messages and bytes handed to client outboxes since the last count (counted once per
     /// read, not per message).
     delivered: (u64, u64),
-}
-
-/// Why a hub-server connection ended, in words, and whether that is normal.
-struct Ended {
-    why: std::borrow::Cow<'static, str>,
-    normal: bool,
-}
-
-impl Default for Ended {
-    fn default() -> Self {
-        Self {
-            why: "the hub server closed its connection".into(),
-            normal: true,
-        }
-    }
-}
-
-impl Ended {
-    fn abnormal(why: impl Into<std::borrow::Cow<'static, str>>) -> Self {
-        Self {
-            why: why.into(),
-            normal: false,
-        }
-    }
 }
 
 impl<S: ServerSocket> ServerIo<'_, S> {
