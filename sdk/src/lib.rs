@@ -62,6 +62,7 @@
 
 pub mod connection_string;
 pub mod context;
+pub mod http_error;
 pub mod hub;
 pub mod management;
 pub mod negotiate;

@@ -494,7 +494,8 @@ async fn unreachable_service_is_an_http_error() {
     let err = mgr.hub("chat").send_all("t", (), &[]).await.unwrap_err();
     assert!(matches!(err, ManagementError::Http(_)), "{err}");
     assert!(
-        err.to_string().starts_with("request to the service failed"),
+        err.to_string()
+            .starts_with(&format!("connection refused at http://127.0.0.1:{port}")),
         "{err}"
     );
 }

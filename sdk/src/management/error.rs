@@ -31,7 +31,7 @@ pub enum ManagementError {
         message: String,
     },
     /// The HTTP request failed: connection refused, timeout, TLS, ...
-    #[error("request to the service failed: {}", error_chain(.0))]
+    #[error("{}", crate::http_error::describe(.0))]
     Http(#[source] reqwest::Error),
     /// The persistent transport failed: no Weak server connection came up, the Ack timed
     /// out or failed, the connection closed, ...
@@ -61,19 +61,4 @@ impl From<reqwest::Error> for ManagementError {
     fn from(err: reqwest::Error) -> Self {
         Self::Http(err)
     }
-}
-
-/// An error and its sources, `: `-separated (reqwest's own text omits the cause).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
