@@ -1,9 +1,9 @@
-//! Command line: `serve` (the default), `token`, `check-config`, `print-default-config`.
+//! Command line: `serve` (the default), `token`, `admin`, `send`, `trace`, `check-config`,
+//! `print-default-config`.
 //!
 //! Flags override the TOML file; each flag can also come from a `SWITCHBOARD_*` environment
 //! variable (the flag wins over the variable).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Run the broker (the default when no command is given).
     Serve(ServeArgs),
-    /// Print a client URL and an access token for a hub.
+    /// Print a client URL and an access token for a hub of the broker a connection string names
+    /// (or a REST or admin token).
     Token(TokenArgs),
     /// Show or change a running broker's runtime settings (mode, access keys, upstreams).
     Admin(crate::cli_admin::AdminArgs),
@@ -52,7 +53,8 @@ struct ConfigArg {
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on, like 127.0.0.1:8080, 0.0.0.0:8080 (every interface) or
+    /// localhost:8080 [default: 127.0.0.1:8080].
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     listen: Option<String>,
     /// Service mode: default, serverless or classic [default: default].
@@ -140,7 +142,7 @@ struct ServeArgs {
 #[derive(Args, Debug)]
 struct TokenArgs {
     #[command(flatten)]
-    serve: ServeArgs,
+    broker: crate::cli_broker::BrokerArgs,
     /// Hub the token is for.
     #[arg(long, required_unless_present = "admin")]
     hub: Option<String>,
@@ -155,7 +157,8 @@ struct TokenArgs {
     #[arg(long)]
     rest: bool,
     /// Print an admin token (audience `<endpoint>/admin`: the admin API and the web console at
-    /// /admin/console), signed with the admin key when one is configured, else an access key.
+    /// /admin/console). With --admin-listen, name that port and the admin key in the connection
+    /// string.
     #[arg(long, conflicts_with_all = ["hub", "rest", "user"])]
     admin: bool,
 }
@@ -215,10 +218,11 @@ impl ServeArgs {
         };
         // Parsed here rather than by clap so that a bad value is one line naming the key.
         if let Some(listen) = &self.listen {
-            config.listen = listen.parse::<SocketAddr>().map_err(|_| ConfigError {
-                key: "listen".into(),
-                message: format!("'{listen}' is not an address like 127.0.0.1:8080"),
-            })?;
+            config.listen =
+                switchboard::config::parse_listen(listen).map_err(|message| ConfigError {
+                    key: "listen".into(),
+                    message,
+                })?;
         }
         if let Some(mode) = &self.mode {
             config.mode = mode.parse::<ServiceMode>().map_err(|message| ConfigError {
@@ -270,10 +274,12 @@ impl ServeArgs {
             config.metrics.top_hubs = top;
         }
         if let Some(admin) = &self.admin_listen {
-            config.admin_listen = Some(admin.parse().map_err(|e| ConfigError {
-                key: "admin_listen".into(),
-                message: format!("'{admin}' is not an address like 127.0.0.1:9090: {e}"),
-            })?);
+            config.admin_listen = Some(switchboard::config::parse_listen(admin).map_err(
+                |message| ConfigError {
+                    key: "admin_listen".into(),
+                    message,
+                },
+            )?);
         }
         if let Some(path) = &self.admin_key_file {
             let keys = read_key_file(path).map_err(|e| ConfigError {
@@ -356,10 +362,7 @@ pub(crate) fn main() -> i32 {
             Ok(config) => serve(config, &args),
             Err(e) => config_error(&e),
         },
-        Command::Token(args) => match args.serve.load() {
-            Ok(config) => token(&config, &args),
-            Err(e) => config_error(&e),
-        },
+        Command::Token(args) => token(&args),
         Command::Admin(args) => crate::cli_admin::main(&args),
         Command::Send(args) => crate::cli_send::main(args),
         Command::Trace(args) => crate::cli_trace::main(args),
@@ -394,25 +397,21 @@ fn config_error(e: &ConfigError) -> i32 {
     EXIT_CONFIG
 }
 
-fn token(config: &Config, args: &TokenArgs) -> i32 {
-    let endpoint = config.public_endpoint_or(config.listen);
-    let base = switchboard::auth::audience_base(&endpoint);
+/// `switchboard token`: a URL of the broker the connection string names, and a token for it.
+fn token(args: &TokenArgs) -> i32 {
+    let cs = match args.broker.parse() {
+        Ok(cs) => cs,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let keys = switchboard::auth::AccessKeys::new(vec![cs.access_key().to_owned()]);
+    let base = cs.audience_base();
+    let ttl = args.ttl.as_secs();
     if args.admin {
-        let key = match (&config.admin_key, config.access_keys.first()) {
-            (Some(key), _) | (None, Some(key)) => key.clone(),
-            (None, None) => {
-                eprintln!(
-                    "switchboard: invalid configuration: access_keys: a key is needed to sign tokens (--access-key, --admin-key-file, SWITCHBOARD_ACCESS_KEY or the config file)"
-                );
-                return EXIT_CONFIG;
-            }
-        };
-        let keys = switchboard::auth::AccessKeys::new(vec![key]);
-        let token = keys.mint(&format!("{base}/admin"), args.ttl.as_secs(), &[]);
-        let admin = config
-            .admin_listen
-            .map_or(endpoint.clone(), |a| format!("http://{a}"));
-        println!("URL: {admin}/admin/console");
+        let token = keys.mint(&format!("{base}/admin"), ttl, &[]);
+        println!("URL: {}/admin/console", cs.endpoint());
         println!("Token: {token}");
         return 0;
     }
@@ -420,37 +419,22 @@ fn token(config: &Config, args: &TokenArgs) -> i32 {
         eprintln!("switchboard: --hub is needed (or --admin)");
         return EXIT_CONFIG;
     };
-    if config.access_keys.is_empty() {
-        eprintln!(
-            "switchboard: invalid configuration: access_keys: a key is needed to sign tokens (--access-key, SWITCHBOARD_ACCESS_KEY or the config file)"
-        );
-        return EXIT_CONFIG;
-    }
     if let Err(e) = switchboard::id::validate_hub_name(hub) {
-        eprintln!("switchboard: {e}");
+        eprintln!("switchboard: --hub: {e}");
         return EXIT_CONFIG;
     }
-    let keys = switchboard::auth::AccessKeys::new(config.access_keys.clone());
     let claims: Vec<(&str, &str)> = args
         .user
         .as_deref()
         .map(|u| vec![("nameid", u)])
         .unwrap_or_default();
     if args.rest {
-        let token = keys.mint(
-            &format!("{base}/api/hubs/{}", hub),
-            args.ttl.as_secs(),
-            &claims,
-        );
-        println!("URL: {endpoint}/api/hubs/{}", hub);
+        let token = keys.mint(&format!("{base}/api/hubs/{hub}"), ttl, &claims);
+        println!("URL: {}/api/hubs/{hub}", cs.endpoint());
         println!("Token: {token}");
     } else {
-        let token = keys.mint(
-            &format!("{base}/client/?hub={}", hub),
-            args.ttl.as_secs(),
-            &claims,
-        );
-        println!("URL: {endpoint}/client/?hub={}", hub);
+        let token = keys.mint(&cs.client_audience(hub), ttl, &claims);
+        println!("URL: {}", cs.client_url(hub));
         println!("Token: {token}");
     }
     0
@@ -490,6 +474,7 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
         let mode = config.mode;
         let generated_key = config.access_keys.is_empty();
         let tls = config.tls.enabled();
+        let public_endpoint_given = !config.public_endpoint.is_empty();
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let admin_listener = match config.admin_listen {
@@ -528,6 +513,19 @@ fn serve(config: Config, args: &ServeArgs) -> i32 {
             None => with_key_placeholder(&connection_string, "the access key you gave"),
         };
         println!("Connection string: {shown}");
+        if handle.local_addr().ip().is_unspecified() && !public_endpoint_given {
+            match switchboard::config::host_name() {
+                Some(host) => println!(
+                    "Public endpoint: {}, by this machine's name {host} (listening on every \
+                     interface; set --public-endpoint if clients reach it by another name)",
+                    handle.endpoint()
+                ),
+                None => println!(
+                    "Public endpoint: this machine has no usable name: set --public-endpoint to \
+                     the URL clients reach it by"
+                ),
+            }
+        }
         println!("Mode: {mode}");
         if let Some(admin) = handle.admin_addr() {
             println!("Admin and metrics: http://{admin}");

@@ -13,12 +13,9 @@ use crate::cli::{EXIT_CONFIG, runtime};
 
 #[derive(Args, Debug)]
 pub(crate) struct AdminArgs {
-    /// The broker's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "SWITCHBOARD_URL")]
-    url: String,
-    /// An access key of the broker (signs the admin token).
-    #[arg(long = "access-key", env = "SWITCHBOARD_ACCESS_KEY")]
-    access_key: String,
+    /// The broker (with --admin-listen: that port and the admin key).
+    #[command(flatten)]
+    broker: crate::cli_broker::BrokerArgs,
     /// Change the service mode (default, serverless, classic).
     #[arg(long)]
     mode: Option<String>,
@@ -81,13 +78,17 @@ pub(crate) fn main(args: &AdminArgs) -> i32 {
         };
         levels.insert(category.as_str().into(), level.as_str().into());
     }
-    let base = args.url.trim_end_matches('/');
-    let keys = switchboard::auth::AccessKeys::new(vec![args.access_key.clone()]);
-    let token = keys.mint(
-        &format!("{}/admin/settings", switchboard::auth::audience_base(base)),
-        300,
-        &[],
-    );
+    let cs = match args.broker.parse() {
+        Ok(cs) => cs,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let endpoint = cs.endpoint();
+    let base = endpoint.as_str();
+    let keys = switchboard::auth::AccessKeys::new(vec![cs.access_key().to_owned()]);
+    let token = keys.mint(&format!("{}/admin/settings", cs.audience_base()), 300, &[]);
     let Some(runtime) = runtime() else {
         return 1;
     };
@@ -137,7 +138,7 @@ pub(crate) fn main(args: &AdminArgs) -> i32 {
             1
         }
         Err(e) => {
-            eprintln!("switchboard: cannot reach {base}: {e}");
+            eprintln!("switchboard: {}", switchboard_sdk::http_error::describe(&e));
             1
         }
     }

@@ -9,7 +9,6 @@
 
 use clap::Args;
 use serde_json::value::RawValue;
-use switchboard_sdk::ConnectionString;
 use switchboard_sdk::management::{ManagementClient, ManagementError};
 
 /// `EX_USAGE`: the arguments are wrong.
@@ -20,14 +19,8 @@ const EXIT_FAILED: i32 = 1;
 /// Arguments of `switchboard send`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct SendArgs {
-    /// Connection string of the service (Endpoint=...;AccessKey=...;).
-    #[arg(
-        long,
-        env = "SWITCHBOARD_CONNECTION_STRING",
-        hide_env_values = true,
-        value_name = "CS"
-    )]
-    pub(crate) connection_string: String,
+    #[command(flatten)]
+    pub(crate) broker: crate::cli_broker::BrokerArgs,
     /// Hub to send to.
     #[arg(long, value_name = "HUB")]
     pub(crate) hub: String,
@@ -115,9 +108,9 @@ pub(crate) async fn run(args: SendArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return usage(&e),
     };
-    let cs: ConnectionString = match args.connection_string.parse() {
+    let cs = match args.broker.parse() {
         Ok(cs) => cs,
-        Err(e) => return usage(&format!("--connection-string: {e}")),
+        Err(e) => return usage(&e),
     };
     // Kept as raw JSON: the values reach the clients exactly as written.
     let values: Vec<Box<RawValue>> = match serde_json::from_str(&args.args) {
@@ -219,7 +212,9 @@ mod tests {
 
     fn args(user: Option<&str>, group: Option<&str>, connection: Option<&str>) -> SendArgs {
         SendArgs {
-            connection_string: "Endpoint=http://127.0.0.1;Port=9;AccessKey=k;".into(),
+            broker: crate::cli_broker::BrokerArgs {
+                connection_string: "Endpoint=http://127.0.0.1;Port=9;AccessKey=k;".into(),
+            },
             hub: "chat".into(),
             target: "t".into(),
             args: "[]".into(),
@@ -264,7 +259,7 @@ mod tests {
         not_array.args = "{}".into();
         assert_eq!(run(not_array).await, EXIT_USAGE);
         let mut bad_cs = args(None, None, None);
-        bad_cs.connection_string = "nonsense".into();
+        bad_cs.broker.connection_string = "nonsense".into();
         assert_eq!(run(bad_cs).await, EXIT_USAGE);
         let mut bad_hub = args(None, None, None);
         bad_hub.hub = "1hub".into();

@@ -8,7 +8,6 @@ use std::io::Write as _;
 
 use clap::Args;
 use serde_json::Value;
-use switchboard_sdk::ConnectionString;
 
 /// `EX_USAGE`: the arguments are wrong.
 const EXIT_USAGE: i32 = 64;
@@ -18,15 +17,10 @@ const EXIT_FAILED: i32 = 1;
 /// Arguments of `switchboard trace`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct TraceArgs {
-    /// Connection string of the broker whose /admin serves the trace (Endpoint=...;AccessKey=...;
-    /// with --admin-listen, that port and the admin key).
-    #[arg(
-        long,
-        env = "SWITCHBOARD_CONNECTION_STRING",
-        hide_env_values = true,
-        value_name = "CS"
-    )]
-    pub(crate) connection_string: String,
+    /// The broker whose /admin serves the trace (with --admin-listen: that port and the admin
+    /// key).
+    #[command(flatten)]
+    pub(crate) broker: crate::cli_broker::BrokerArgs,
     /// Only these categories: connectivity, messaging, http (comma-separated) [default: all].
     #[arg(long, value_name = "LIST")]
     pub(crate) categories: Option<String>,
@@ -61,9 +55,9 @@ pub(crate) fn main(args: TraceArgs) -> i32 {
 }
 
 async fn run(args: TraceArgs) -> i32 {
-    let cs: ConnectionString = match args.connection_string.parse() {
+    let cs = match args.broker.parse() {
         Ok(cs) => cs,
-        Err(e) => return usage(&format!("--connection-string: {e}")),
+        Err(e) => return usage(&e),
     };
     let roots = match switchboard_sdk::tls::reqwest_roots(args.ca_file.as_deref()) {
         Ok(roots) => roots,
@@ -94,7 +88,7 @@ async fn run(args: TraceArgs) -> i32 {
     let mut response = match client.get(&url).bearer_auth(token).send().await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("switchboard: cannot reach {base}: {e}");
+            eprintln!("switchboard: {}", switchboard_sdk::http_error::describe(&e));
             return EXIT_FAILED;
         }
     };

@@ -17,6 +17,7 @@ use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 
 mod cluster;
 mod cors;
+mod host;
 mod limits;
 mod logs;
 mod metrics;
@@ -24,6 +25,7 @@ mod network;
 mod tls;
 pub use cluster::ClusterConfig;
 pub use cors::CorsConfig;
+pub use host::{host_name, parse_listen};
 pub use limits::LimitsConfig;
 pub use logs::{LogFormat, LogLevel, LogsConfig};
 pub use metrics::MetricsConfig;
@@ -90,7 +92,8 @@ impl std::str::FromStr for ServiceMode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on: `127.0.0.1:8080`, `[::]:8080` or a name like `localhost:8080`.
+    #[serde(deserialize_with = "host::deserialize_listen")]
     pub listen: SocketAddr,
     /// Service mode of every hub.
     pub mode: ServiceMode,
@@ -102,6 +105,7 @@ pub struct Config {
     pub public_endpoint: String,
     /// A second listener, plain HTTP, for `/admin` and `/metrics` (and `/healthz`, `/readyz`),
     /// e.g. `127.0.0.1:9090`: the public listener then serves neither. Unset: both on `listen`.
+    #[serde(deserialize_with = "host::deserialize_listen_opt")]
     pub admin_listen: Option<SocketAddr>,
     /// The key `/admin` tokens are signed with instead of the access keys: with it, an access key
     /// no longer opens the admin API, and this key opens nothing else.
@@ -539,10 +543,18 @@ impl Config {
     }
 
     /// The public endpoint, defaulting to `http://<listen>` (`https://` with TLS on).
+    /// Listening on every interface (`0.0.0.0`, `[::]`), the host is this machine's name, which
+    /// other machines may know it by (set `public_endpoint` if they use another).
     pub fn public_endpoint_or(&self, bound: SocketAddr) -> String {
         if self.public_endpoint.is_empty() {
             let scheme = if self.tls.enabled() { "https" } else { "http" };
-            format!("{scheme}://{bound}")
+            if bound.ip().is_unspecified()
+                && let Some(host) = host_name()
+            {
+                format!("{scheme}://{host}:{}", bound.port())
+            } else {
+                format!("{scheme}://{bound}")
+            }
         } else {
             self.public_endpoint.trim_end_matches('/').to_owned()
         }

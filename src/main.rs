@@ -10,6 +10,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 mod cli;
 mod cli_admin;
+mod cli_broker;
 mod cli_send;
 mod cli_trace;
 

@@ -16,6 +16,7 @@ fn run(args: &[&str]) -> std::process::Output {
         .env_remove("SWITCHBOARD_MODE")
         .env_remove("SWITCHBOARD_ACCESS_KEY")
         .env_remove("SWITCHBOARD_ACCESS_KEY_FILE")
+        .env_remove("SWITCHBOARD_CONNECTION_STRING")
         .output()
         .unwrap()
 }
@@ -79,8 +80,13 @@ fn the_example_config_checks_out() {
     );
 }
 
+/// The connection string of the `token` tests: a broker at 127.0.0.1:9000.
+fn token_cs() -> String {
+    format!("Endpoint=http://127.0.0.1;Port=9000;AccessKey={TOKEN_KEY};Version=1.0;")
+}
+
 #[test]
-fn token_prints_a_url_and_a_valid_client_token() {
+fn token_prints_a_url_of_the_named_broker_and_a_valid_client_token() {
     let out = run(&[
         "token",
         "--hub",
@@ -89,10 +95,8 @@ fn token_prints_a_url_and_a_valid_client_token() {
         "ann",
         "--ttl",
         "10m",
-        "--access-key",
-        TOKEN_KEY,
-        "--listen",
-        "127.0.0.1:9000",
+        "--connection-string",
+        &token_cs(),
     ]);
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -113,21 +117,22 @@ fn token_prints_a_url_and_a_valid_client_token() {
     assert_eq!(id.user_id.as_deref(), Some("ann"));
     assert!(id.expires_at <= switchboard::auth::unix_now() + 600);
 
-    let out = run(&[
-        "token",
-        "--hub",
-        "chat",
-        "--rest",
-        "--access-key",
-        TOKEN_KEY,
-    ]);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let token = stdout
-        .lines()
-        .nth(1)
-        .unwrap()
-        .strip_prefix("Token: ")
+    // The connection string may come from the environment; a ClientEndpoint names the URL.
+    let out = Command::new(BIN)
+        .args(["token", "--hub", "chat", "--rest"])
+        .env(
+            "SWITCHBOARD_CONNECTION_STRING",
+            format!("Endpoint=https://sb.example.com;AccessKey={TOKEN_KEY};Version=1.0;"),
+        )
+        .output()
         .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("URL: https://sb.example.com/api/hubs/chat")
+    );
+    let token = lines.next().unwrap().strip_prefix("Token: ").unwrap();
     keys.validate(
         token,
         switchboard::auth::Audience::Rest {
@@ -136,21 +141,73 @@ fn token_prints_a_url_and_a_valid_client_token() {
         0,
     )
     .unwrap();
-    // Without a key there is nothing to sign with.
-    let out = run(&["token", "--hub", "chat"]);
+    let out = run(&[
+        "token",
+        "--hub",
+        "chat",
+        "--connection-string",
+        &format!(
+            "Endpoint=http://10.0.0.1;Port=8080;ClientEndpoint=https://chat.example.com;AccessKey={TOKEN_KEY};"
+        ),
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().next(),
+        Some("URL: https://chat.example.com/client/?hub=chat")
+    );
+
+    // Without a connection string there is nothing to sign with: a usage error.
+    let out = Command::new(BIN)
+        .args(["token", "--hub", "chat"])
+        .env_remove("SWITCHBOARD_CONNECTION_STRING")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--connection-string"));
+    // The banner's placeholder, copied as is, is refused with what to do.
+    let out = run(&[
+        "token",
+        "--hub",
+        "chat",
+        "--connection-string",
+        "Endpoint=http://127.0.0.1;Port=8080;AccessKey=<the access key you gave>;Version=1.0;",
+    ]);
     assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("put the broker's access key in its place") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn token_shows_only_its_own_options() {
+    let out = run(&["token", "--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for own in [
+        "--connection-string",
+        "--hub",
+        "--user",
+        "--ttl",
+        "--rest",
+        "--admin",
+    ] {
+        assert!(help.contains(own), "{own} missing from: {help}");
+    }
+    for serves in [
+        "--listen",
+        "--mode",
+        "--access-key",
+        "--tls-cert",
+        "--cluster",
+    ] {
+        assert!(!help.contains(serves), "{serves} is serve's: {help}");
+    }
 }
 
 #[test]
 fn token_admin_prints_the_console_url_and_an_admin_token() {
-    let out = run(&[
-        "token",
-        "--admin",
-        "--access-key",
-        TOKEN_KEY,
-        "--listen",
-        "127.0.0.1:9000",
-    ]);
+    let out = run(&["token", "--admin", "--connection-string", &token_cs()]);
     assert!(
         out.status.success(),
         "{}",
@@ -176,36 +233,6 @@ fn token_admin_prints_the_console_url_and_an_admin_token() {
         "an admin token is no client token"
     );
 
-    // With an admin key it signs with that key, and names the admin port.
-    let admin_key = "admin-key-for-token-0123456789abcdefghijklm";
-    let file = temp_file("tokenadminkey", &format!("{admin_key}\n"));
-    let out = run(&[
-        "token",
-        "--admin",
-        "--access-key",
-        TOKEN_KEY,
-        "--admin-key-file",
-        file.to_str().unwrap(),
-        "--admin-listen",
-        "127.0.0.1:9090",
-    ]);
-    let _ = std::fs::remove_file(&file);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let mut lines = stdout.lines();
-    assert_eq!(
-        lines.next(),
-        Some("URL: http://127.0.0.1:9090/admin/console")
-    );
-    let token = lines.next().unwrap().strip_prefix("Token: ").unwrap();
-    let admin = switchboard::auth::AccessKeys::new(vec![admin_key.into()]);
-    admin
-        .validate(token, switchboard::auth::Audience::Admin, 0)
-        .unwrap();
-    assert!(
-        keys.validate(token, switchboard::auth::Audience::Admin, 0)
-            .is_err()
-    );
-
     // --admin and --hub are one or the other; neither is a usage error.
     assert_eq!(
         run(&[
@@ -213,15 +240,17 @@ fn token_admin_prints_the_console_url_and_an_admin_token() {
             "--admin",
             "--hub",
             "chat",
-            "--access-key",
-            TOKEN_KEY
+            "--connection-string",
+            &token_cs()
         ])
         .status
         .code(),
         Some(2)
     );
     assert_eq!(
-        run(&["token", "--access-key", TOKEN_KEY]).status.code(),
+        run(&["token", "--connection-string", &token_cs()])
+            .status
+            .code(),
         Some(2)
     );
 }
@@ -233,8 +262,19 @@ fn spawn_serve(
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
 ) {
+    spawn_serve_at("127.0.0.1:0", extra)
+}
+
+/// [`spawn_serve`] listening on `listen`.
+fn spawn_serve_at(
+    listen: &str,
+    extra: &[&std::ffi::OsStr],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--mode", "serverless"])
+        .args(["serve", "--listen", listen, "--mode", "serverless"])
         .args(extra)
         .env_remove("SWITCHBOARD_ACCESS_KEY")
         .env_remove("SWITCHBOARD_ACCESS_KEY_FILE")
@@ -278,9 +318,13 @@ fn serve_prints_the_address_and_connection_string() {
 
 /// `switchboard admin` against `url` with `key`: whether the broker accepted the key.
 fn admin_accepts(url: &str, key: &str) -> bool {
-    run(&["admin", "--url", url, "--access-key", key])
-        .status
-        .success()
+    run(&[
+        "admin",
+        "--connection-string",
+        &common::connection_string(url, key),
+    ])
+    .status
+    .success()
 }
 
 #[test]
@@ -335,14 +379,8 @@ fn a_bad_access_key_file_is_one_line_naming_it() {
         (three.clone(), "holds 3 keys"),
         (std::path::PathBuf::from("/nonexistent/keys"), "cannot read"),
     ] {
-        // `token` loads every option `serve` does.
-        let out = run(&[
-            "token",
-            "--hub",
-            "chat",
-            "--access-key-file",
-            path.to_str().unwrap(),
-        ]);
+        // Refused before anything listens.
+        let out = run(&["serve", "--access-key-file", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(64), "{path:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -352,9 +390,7 @@ fn a_bad_access_key_file_is_one_line_naming_it() {
     }
     // Given both ways, the command refuses at once.
     let out = run(&[
-        "token",
-        "--hub",
-        "chat",
+        "serve",
         "--access-key",
         "k",
         "--access-key-file",
@@ -369,7 +405,11 @@ fn a_bad_access_key_file_is_one_line_naming_it() {
 fn admin_over_tls(url: &str, key: &str, ca_file: Option<&std::path::Path>) -> bool {
     let mut command = Command::new(BIN);
     command
-        .args(["admin", "--url", url, "--access-key", key])
+        .args([
+            "admin",
+            "--connection-string",
+            &common::connection_string(url, key),
+        ])
         .env_remove("SWITCHBOARD_CA_FILE");
     if let Some(ca_file) = ca_file {
         command.arg("--ca-file").arg(ca_file);
@@ -515,26 +555,22 @@ fn an_admin_port_and_key_file_keep_the_admin_api_apart() {
 
 #[test]
 fn short_keys_are_refused_unless_insecure_short_key_and_a_given_key_is_not_printed() {
-    let out = run(&["token", "--hub", "chat", "--access-key", "k1"]);
+    let out = run(&["serve", "--access-key", "k1"]);
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("access_keys[0]") && stderr.contains("at least 32"),
         "{stderr}"
     );
-    let out = run(&[
-        "token",
-        "--hub",
-        "chat",
-        "--access-key",
-        "k1",
-        "--insecure-short-key",
+    let (mut child, mut lines) = spawn_serve(&[
+        "--access-key".as_ref(),
+        "k1".as_ref(),
+        "--insecure-short-key".as_ref(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let listening = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(listening.starts_with("Listening on "), "{listening}");
     let file = temp_file("short-admin", "admin-k\n");
     let out = run(&["serve", "--admin-key-file", file.to_str().unwrap()]);
     let _ = std::fs::remove_file(&file);
@@ -551,5 +587,119 @@ fn short_keys_are_refused_unless_insecure_short_key_and_a_given_key_is_not_print
     assert!(
         connection.ends_with(";AccessKey=<the access key you gave>;Version=1.0;"),
         "{connection}"
+    );
+}
+
+/// A port nothing listens on (bound, then let go).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn commands_against_a_dead_broker_say_connection_refused_at_its_address() {
+    let port = dead_port();
+    let cs = format!("Endpoint=http://127.0.0.1;Port={port};AccessKey={TOKEN_KEY};Version=1.0;");
+    let expected = format!(
+        "switchboard: connection refused at http://127.0.0.1:{port}: is the broker running and \
+         listening there?"
+    );
+    for args in [
+        vec!["admin", "--connection-string", &cs],
+        vec!["trace", "--connection-string", &cs],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim_end(), expected, "{args:?}");
+    }
+    let out = run(&[
+        "send",
+        "--connection-string",
+        &cs,
+        "--hub",
+        "chat",
+        "--target",
+        "t",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("connection refused at http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_have_no_colours_when_stderr_is_not_a_terminal() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-short-key"])
+        .args(["--access-key", "k"])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // actix logs its workers starting, at info, as the broker starts.
+    let line = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(line.contains("INFO"), "{line}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "an escape sequence in a pipe: {line:?}"
+    );
+}
+
+#[test]
+fn listen_takes_every_interface_and_names() {
+    // Every interface: the connection string names the machine, not 0.0.0.0.
+    let (mut child, mut lines) = spawn_serve_at("0.0.0.0:0", &[]);
+    let listening = lines.next().unwrap().unwrap();
+    let connection = lines.next().unwrap().unwrap();
+    let public = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let port = listening.rsplit(':').next().unwrap();
+    assert!(
+        listening.starts_with("Listening on http://0.0.0.0:"),
+        "{listening}"
+    );
+    match switchboard::config::host_name() {
+        Some(host) => {
+            assert!(
+                connection.starts_with(&format!(
+                    "Connection string: Endpoint=http://{host};Port={port};"
+                )),
+                "{connection}"
+            );
+            assert!(
+                public.starts_with(&format!("Public endpoint: http://{host}:{port}, "))
+                    && public.contains("--public-endpoint"),
+                "{public}"
+            );
+        }
+        None => assert!(public.contains("set --public-endpoint"), "{public}"),
+    }
+    assert!(!connection.contains("0.0.0.0"), "{connection}");
+
+    // A name.
+    let (mut child, mut lines) = spawn_serve_at("localhost:0", &[]);
+    let listening = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        listening.starts_with("Listening on http://127.0.0.1:")
+            || listening.starts_with("Listening on http://[::1]:"),
+        "{listening}"
     );
 }

@@ -451,7 +451,11 @@ async fn switchboard_trace_prints_events_and_admin_sets_levels() {
 
     // `admin --log-level`: the levels now in force.
     let out = Command::new(BIN)
-        .args(["admin", "--url", &base, "--access-key", key])
+        .args([
+            "admin",
+            "--connection-string",
+            &common::connection_string(&base, key),
+        ])
         .args([
             "--log-level",
             "connectivity=warning",
@@ -473,10 +477,8 @@ async fn switchboard_trace_prints_events_and_admin_sets_levels() {
     let bad = Command::new(BIN)
         .args([
             "admin",
-            "--url",
-            &base,
-            "--access-key",
-            key,
+            "--connection-string",
+            &common::connection_string(&base, key),
             "--log-level",
             "loud",
         ])

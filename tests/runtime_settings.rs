@@ -179,7 +179,11 @@ fn admin_cli_and_sighup_reload() -> Result<()> {
         .to_owned();
     let run = |args: &[&str]| -> Result<Value> {
         let out = Command::new(bin)
-            .args(["admin", "--url", &url, "--access-key", key])
+            .args([
+                "admin",
+                "--connection-string",
+                &common::connection_string(&url, key),
+            ])
             .args(args)
             .output()?;
         if !out.status.success() {

@@ -152,12 +152,8 @@ impl ClusterConfig {
 
 /// `<host name>-<8 random hex digits>`: unique across restarts, recognisable in logs.
 fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_default();
-    let host: String = host
-        .trim()
+    let host: String = super::host_name()
+        .unwrap_or_default()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         .take(40)

@@ -79,6 +79,17 @@ pub fn json_records(bytes: &[u8]) -> Vec<Value> {
 }
 
 /// Seconds since the Unix epoch.
+/// The connection string of the broker at `url` (`http://127.0.0.1:8080`, a trailing `/`
+/// allowed) with `key`, as `switchboard serve` prints it.
+pub fn connection_string(url: &str, key: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("scheme://host:port");
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .expect("host:port");
+    format!("Endpoint={scheme}://{host};Port={port};AccessKey={key};Version=1.0;")
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -18,9 +18,15 @@ import { startUpstream, framedCompletion, adminSettings, adminToken, runSwitchbo
 const SERVER_GONE = 'The app server this client was connected to has disconnected.';
 const noUpstream = (hub, target) => `Invocation failed: hub '${hub}' is in Serverless mode and no upstream is configured to handle '${target}'.`;
 
-/** `switchboard admin --url <base> --access-key <key> ...`; asserts exit 0 and returns the printed settings. */
+/** The connection string of the broker at `base` (`http://127.0.0.1:<port>`) with `key`. */
+function cs(base, key) {
+  const url = new URL(base);
+  return `Endpoint=${url.protocol}//${url.hostname};Port=${url.port};AccessKey=${key};Version=1.0;`;
+}
+
+/** `switchboard admin --connection-string <base, key> ...`; asserts exit 0 and returns the printed settings. */
 async function admin(base, key, ...args) {
-  const r = await runSwitchboard(['admin', '--url', base, '--access-key', key, ...args]);
+  const r = await runSwitchboard(['admin', '--connection-string', cs(base, key), ...args]);
   assert.equal(r.code, 0, `switchboard admin ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   assert.equal(r.stderr, '', `switchboard admin wrote to stderr: ${r.stderr}`);
   return JSON.parse(r.stdout);
@@ -159,7 +165,7 @@ describe('runtime settings: switchboard admin and /admin/settings with clients c
     const restOld = await broker.rest('POST', broker.apiPath(hub, ':send'), { body: { target: 'message', arguments: ['old key'] }, tokenOptions: { key: KEY } });
     assert.equal(restOld.status, 401, restOld.text);
     // the CLI signed with the old key is refused too
-    const cliOld = await runSwitchboard(['admin', '--url', broker.base, '--access-key', KEY]);
+    const cliOld = await runSwitchboard(['admin', '--connection-string', cs(broker.base, KEY)]);
     assert.equal(cliOld.code, 1, `stdout: ${cliOld.stdout}\nstderr: ${cliOld.stderr}`);
     assert.match(cliOld.stderr, /^switchboard: the broker answered 401: .*\n$/);
 
