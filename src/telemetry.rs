@@ -253,18 +253,21 @@ impl Metrics {
     }
 }
 
+/// Whether log lines on stderr may carry ANSI colours: only for a person at a terminal — not in
+/// files, pipes or journald — and not with `NO_COLOR` set (<https://no-color.org>).
+pub fn colours_wanted() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Install the tracing subscriber (log filter from `RUST_LOG`, default `info`), on stderr: text
 /// lines, or one JSON object per line with [`LogFormat::Json`](crate::config::LogFormat).
 pub fn init_tracing(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal: not in files, pipes or journald, nor with
-    // NO_COLOR set (https://no-color.org).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
+        .with_ansi(colours_wanted())
         .with_writer(std::io::stderr);
     // A second call (tests, embedding) keeps the first subscriber; that is fine.
     let _ = match format {
