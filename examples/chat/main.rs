@@ -2,9 +2,13 @@
 //! a browser page: the app side of Default mode, where Switchboard routes each client to one of
 //! the app's server connections and the app runs the hub methods.
 //!
-//! Run a broker in Default mode, then this example with the printed connection string:
+//! Install the page's browser client once (from the repository root; the official
+//! `@microsoft/signalr` package at the exact version `examples/chat/package.json` pins, as locked
+//! in `package-lock.json`), run a broker in Default mode, then this example with the printed
+//! connection string:
 //!
 //! ```sh
+//! npm ci --prefix examples/chat
 //! cargo run --release -- serve --access-key my-access-key-please-change-0123456789
 //! # Connection string: Endpoint=http://127.0.0.1;Port=8080;AccessKey=<the access key you gave>;Version=1.0;
 //! cargo run --example chat -- \
@@ -19,9 +23,17 @@
 //! read. Start a second copy with another `--server-id` and `--listen` port to see clients spread
 //! over both app servers (the page shows which one serves it).
 //!
-//! The page (`index.html`, embedded) loads the official browser client from a CDN and connects
-//! with `withUrl("http://127.0.0.1:5000/chat?user=<name>")`: the client posts to
-//! `/chat/negotiate?user=<name>`, which this app answers with the Azure redirect
+//! The page (`index.html`, embedded) loads nothing from the internet, so it works offline, in CI
+//! and on air-gapped hosts: this app serves the official browser client as `/signalr.min.js`
+//! (and its source map) from `examples/chat/node_modules/@microsoft/signalr/dist/browser/`,
+//! found at run time in the source directory the example was built from; `--signalr-js PATH`
+//! (or `CHAT_SIGNALR_JS`) names another copy, for a binary run elsewhere. Without the file the
+//! example still starts (the hub works for other clients) but says on stderr, and the page says
+//! in place of "Not connected.", to run `npm ci --prefix examples/chat`; the file is read on
+//! each request, so a reload after installing is enough.
+//!
+//! The page connects with `withUrl("http://127.0.0.1:5000/chat?user=<name>")`: the client posts
+//! to `/chat/negotiate?user=<name>`, which this app answers with the Azure redirect
 //! (`{"url": ".../client/?hub=chat", "accessToken": "..."}`), and follows it to the service.
 //!
 //! Hub methods, and what clients receive:
@@ -43,6 +55,7 @@
 //!
 //! Ctrl-C or SIGTERM stops it gracefully (`HubServer::stop`).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -60,6 +73,15 @@ use switchboard_sdk::{
 const HUB: &str = "chat";
 /// The browser page.
 const INDEX_HTML: &str = include_str!("index.html");
+/// The official browser client, where `npm ci --prefix examples/chat` installs it in the source
+/// directory this example is built from (read at run time: installing it needs no rebuild).
+const SIGNALR_JS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/chat/node_modules/@microsoft/signalr/dist/browser/signalr.min.js"
+);
+/// What a user who skipped the install step is told, on stderr and as the script's 404 body.
+const NOT_INSTALLED: &str =
+    "the SignalR browser client is not installed: run `npm ci --prefix examples/chat`";
 /// Lifetime of the client tokens minted by the negotiate endpoint.
 const CLIENT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Longest user id the negotiate endpoint accepts.
@@ -84,6 +106,10 @@ struct Args {
     /// Address of the page and the negotiate endpoint (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
+    /// The official browser client's `signalr.min.js`, served to the page as `/signalr.min.js`
+    /// (its `.map` beside it as `/signalr.min.js.map`).
+    #[arg(long, env = "CHAT_SIGNALR_JS", value_name = "PATH", default_value = SIGNALR_JS)]
+    signalr_js: PathBuf,
 }
 
 /// What `WhoAmI` returns.
@@ -209,6 +235,8 @@ fn hub() -> Hub {
 /// What the HTTP handlers need.
 struct AppState {
     connection_string: ConnectionString,
+    /// The browser client served as `/signalr.min.js`.
+    signalr_js: PathBuf,
 }
 
 /// CORS for any origin, with credentials (the browser client sends cookies and custom headers):
@@ -262,6 +290,50 @@ async fn index() -> HttpResponse {
         .body(INDEX_HTML)
 }
 
+/// `GET /signalr.min.js`: the official browser client, read from disk on each request; a 404
+/// saying how to install it when it is missing (the page then says so too).
+async fn signalr_js(state: web::Data<AppState>) -> HttpResponse {
+    serve_file(state.signalr_js.clone(), "text/javascript; charset=utf-8").await
+}
+
+/// `GET /signalr.min.js.map`: its source map (fetched by the browser's developer tools only).
+async fn signalr_js_map(state: web::Data<AppState>) -> HttpResponse {
+    let mut path = state.signalr_js.clone().into_os_string();
+    path.push(".map");
+    serve_file(path.into(), "application/json").await
+}
+
+/// The file at `path` (read on a blocking thread), or why not.
+async fn serve_file(path: PathBuf, content_type: &'static str) -> HttpResponse {
+    let read = {
+        let path = path.clone();
+        web::block(move || std::fs::read(path)).await
+    };
+    match read {
+        Ok(Ok(body)) => HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(body),
+        Ok(Err(err)) if err.kind() == std::io::ErrorKind::NotFound => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{NOT_INSTALLED} (no file at {})\n", path.display())),
+        Ok(Err(err)) => HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("cannot read {}: {err}\n", path.display())),
+        Err(err) => HttpResponse::InternalServerError().body(err.to_string()),
+    }
+}
+
+/// Says on stderr, once at start, when the page's browser client is missing.
+fn check_signalr_js(path: &Path) {
+    if !path.is_file() {
+        eprintln!(
+            "{HUB}: {NOT_INSTALLED} (no file at {}; --signalr-js PATH serves another copy)",
+            path.display()
+        );
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -313,14 +385,18 @@ async fn run(args: Args) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
+    check_signalr_js(&args.signalr_js);
     let state = web::Data::new(AppState {
         connection_string: connection_string.clone(),
+        signalr_js: args.signalr_js,
     });
     let http = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .route("/", web::get().to(index))
             .route("/index.html", web::get().to(index))
+            .route("/signalr.min.js", web::get().to(signalr_js))
+            .route("/signalr.min.js.map", web::get().to(signalr_js_map))
             .route("/chat/negotiate", web::post().to(negotiate))
             .route(
                 "/chat/negotiate",

@@ -76,7 +76,12 @@ describe('Default mode: example hub servers and the official client through the 
     assert.match(pre.headers.get('access-control-allow-headers') ?? '', /x-signalr-user-agent/);
     const page = await withTimeout(fetch(`${s.chat.base}/`), WAIT_MS, 'GET chat page');
     assert.equal(page.status, 200);
-    assert.match(await page.text(), /@microsoft\/signalr@10\.0\.11\/dist\/browser\/signalr\.min\.js/);
+    assert.match(await page.text(), /<script src="\/signalr\.min\.js"><\/script>/);
+    // the page's browser client, served by the app from `npm ci --prefix examples/chat`
+    const js = await withTimeout(fetch(`${s.chat.base}/signalr.min.js`), WAIT_MS, 'GET chat /signalr.min.js');
+    const jsBody = await js.text();
+    assert.equal(js.status, 200, `GET /signalr.min.js: ${js.status} ${jsBody.trim()} (install the example's client with \`npm ci --prefix examples/chat\` from the repository root)`);
+    assert.match(js.headers.get('content-type') ?? '', /^text\/javascript/);
   });
 
   for (const protocol of PROTOCOLS) {
