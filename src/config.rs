@@ -34,7 +34,7 @@ pub use network::{
 };
 pub use tls::TlsConfig;
 
-/// How a hub serves its clients (`spec/service-protocol.md` §6).
+/// How a hub serves its clients (`docs/protocol.md#service-modes`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceMode {

@@ -52,7 +52,7 @@ const T: Duration = Duration::from_secs(10);
 /// The Close error of a client whose hub server went away (`close.rs`).
 const APP_SERVER_GONE: &str = "Connection closed with an error. The app server this client was connected to has disconnected.";
 /// The Completion error of a blocking invocation whose upstream call failed in transport
-/// (refused, reset, garbage, timeout: all "as 500", spec §5.3).
+/// (refused, reset, garbage, timeout: all "as 500", docs/protocol.md#upstream-responses).
 const AS_500: &str = "Invocation failed, status code 500";
 /// The Close error (and `disconnected` event error) of a client timeout.
 const CLIENT_TIMEOUT: &str = "Connection closed with an error.";
@@ -484,7 +484,7 @@ async fn invoke(client: &mut TestClient, id: &str, target: &str, args: Value) ->
 /// Blocking invocations whose upstream is down (connection refused), resets the connection,
 /// hangs up without answering, answers bytes that are not HTTP, answers a truncated 200 body, or
 /// never answers (past `upstream_options.timeout_secs`): each gets the Completion error of a
-/// transport failure (`Invocation failed, status code 500`, spec §5.3), and the same connection
+/// transport failure (`Invocation failed, status code 500`), and the same connection
 /// is served normally right after. While one connection waits on the silent upstream, another
 /// connection's calls are answered.
 ///

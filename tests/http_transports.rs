@@ -1,5 +1,5 @@
-//! Server-Sent Events and long polling over real sockets (`spec/client-protocol.md` §2.2–§2.5,
-//! §7): the transport list of negotiate and how configuration and the `asrs.s.htt` claim narrow
+//! Server-Sent Events and long polling over real sockets (`docs/protocol.md#transports`): the
+//! transport list of negotiate and how configuration and the `asrs.s.htt` claim narrow
 //! it, the byte-level shape of both transports, every status code of the HTTP transport
 //! endpoints, the message size limit, the abandoned-poll timeout and tokens.
 //!
@@ -673,7 +673,7 @@ async fn delete_disposes_the_connection_at_once() {
     let lp = connect_lp(&http, &base, "del2", &client_token(&key, "del2", None)).await;
     assert_eq!(lp.delete().await.status, 202);
     // ASP.NET Core disposes and removes the connection on DELETE: a later POST is 404
-    // (§2.4 "unknown/disposed"), and the hub no longer lists it (the JS client's stop()).
+    // (an unknown or disposed id), and the hub no longer lists it (the JS client's stop()).
     let posted = lp
         .post(b"{\"type\":1,\"target\":\"note\",\"arguments\":[]}\x1e")
         .await;

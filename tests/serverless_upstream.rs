@@ -79,7 +79,7 @@ async fn events_invocations_and_answers() -> Result<()> {
     let mut client = TestClient::connect(&base, "calc", &token, "json").await?;
     let id = client.connection_id().to_owned();
 
-    // connected: the headers of §5.2, signature checked here with the key.
+    // connected: the upstream headers, signature checked here with the key.
     let connected = up.wait_for("/calc/api/connections/connected").await?;
     assert_eq!(
         connected.header_str("x-asrs-connection-id"),

@@ -1,10 +1,10 @@
-//! Stateful reconnect (`spec/client-protocol.md` §5.3) at the byte level, with a raw WebSocket
-//! client on tokio-tungstenite: negotiate with `useStatefulReconnect=true`, handshake version 2,
-//! drop the TCP connection without a close frame, come back with the same connection token and
-//! no handshake, and check the server's `Sequence`, the replay, Ack trimming, de-duplication of
-//! the client's replays, the fatal Sequence, the replay-buffer limit, handshake version 1 and the
-//! reconnect window; in Default mode the same for a client routed to a scripted hub server, which
-//! must see no disconnect inside the window and one after it.
+//! Stateful reconnect (`docs/protocol.md#stateful-reconnect`) at the byte level, with a raw
+//! WebSocket client on tokio-tungstenite: negotiate with `useStatefulReconnect=true`, handshake
+//! version 2, drop the TCP connection without a close frame, come back with the same connection
+//! token and no handshake, and check the server's `Sequence`, the replay, Ack trimming,
+//! de-duplication of the client's replays, the fatal Sequence, the replay-buffer limit,
+//! handshake version 1 and the reconnect window; in Default mode the same for a client routed to
+//! a scripted hub server, which must see no disconnect inside the window and one after it.
 //!
 //! Nothing here proves an absence with a sleep: "nothing else came" is always shown by a marker
 //! that arrives next (a broadcast, or the Completion error a blocking invocation gets in a

@@ -27,7 +27,7 @@ use switchboard::upstream::{
     UpstreamResponse, UpstreamRule, UpstreamRules, completion_for,
 };
 
-/// The two access keys every request is signed with (the §5.2 vector keys).
+/// The two access keys every request is signed with (the keys of the signature vectors).
 const KEYS: [&str; 2] = [
     "7aab239577fd4f24bc919802fb629f5f",
     "a5f2815d0d0c4b00bd27e832432f91ab",

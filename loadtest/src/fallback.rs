@@ -1,4 +1,4 @@
-//! Minimal Server-Sent Events and long-polling SignalR clients (`client-protocol.md` §2.2–§2.4):
+//! Minimal Server-Sent Events and long-polling SignalR clients (`docs/protocol.md#transports`):
 //! negotiate, open the receive side (`GET` with `Accept: text/event-stream`, or the first poll),
 //! `POST` the handshake, then read hub messages from `data:` events or from poll bodies. Every
 //! request carries the client token in `Authorization`, as the broker re-checks it on each one.

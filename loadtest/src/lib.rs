@@ -1,5 +1,5 @@
 //! `switchboard-loadtest`: the load generator for Switchboard's performance scenarios
-//! (`performance.md` §5 of the design notes). Every scenario is a subcommand sharing the
+//! (`docs/performance.md#scenarios`). Every scenario is a subcommand sharing the
 //! options of [`Common`]; each returns a [`Report`] (one-screen summary, optional JSON file).
 //!
 //! | subcommand | scenario |

@@ -512,7 +512,7 @@ async fn next_opt(conn: &mut Option<Conn>) -> Result<Option<HubMessage>> {
     }
 }
 
-/// Stateful-reconnect numbering on the receiving side (`client-protocol.md` §5.3).
+/// Stateful-reconnect numbering on the receiving side (`docs/protocol.md#stateful-reconnect`).
 #[derive(Default)]
 struct Numbering {
     /// Number of the last tracked message received.

@@ -7,7 +7,7 @@
 //! `serde_json` `&RawValue` and keeps its exact text, the writer copies raw JSON text through and
 //! transcodes MessagePack values. Readers accept any property order (the JS client writes `type`
 //! last), skip unknown properties and ignore anything after the first JSON value of a record, as
-//! .NET does. Writers use the .NET property order (client-protocol.md §4.3).
+//! .NET does. Writers use the .NET property order (`docs/protocol.md#encodings`).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -1,7 +1,7 @@
 //! The MessagePack hub protocol codec (`MessagePackHubProtocolWorker.cs`): VarInt-framed
-//! MessagePack arrays ⇄ [`HubMessage`]. This module owns the array layouts of
-//! client-protocol.md §4.4, the exact .NET error texts, and the small MessagePack writer and
-//! marker walker the transcoder shares.
+//! MessagePack arrays ⇄ [`HubMessage`]. This module owns the array layouts
+//! (`docs/protocol.md#encodings`), the exact .NET error texts, and the small MessagePack writer
+//! and marker walker the transcoder shares.
 //!
 //! Payload values are never decoded: the reader walks MessagePack markers (with `rmp::Marker`,
 //! iteratively, so nesting depth cannot overflow the stack) only to find where a value ends, and

@@ -1,7 +1,7 @@
-//! The negotiate exchange (`NegotiateProtocol.cs`, client-protocol.md §1): the server's JSON
-//! response written byte for byte like .NET, the query parameters that choose the negotiate
-//! version, and the client-side response parser (with the .NET client's checks and texts) used by
-//! the load generator and tests.
+//! The negotiate exchange (`NegotiateProtocol.cs`, `docs/protocol.md#negotiate`): the server's
+//! JSON response written byte for byte like .NET, the query parameters that choose the
+//! negotiate version, and the client-side response parser (with the .NET client's checks and
+//! texts) used by the load generator and tests.
 //!
 //! Pure text in, text out; the HTTP handler owns status codes, headers and id generation.
 
@@ -95,7 +95,7 @@ impl NegotiateResponse {
     }
 
     /// The JSON body, byte for byte as .NET's `NegotiateProtocol.WriteResponse` writes it
-    /// (client-protocol.md §1.3 property order).
+    /// (property order: `docs/protocol.md#negotiate`).
     pub fn to_json(&self) -> String {
         write_response(&Fields {
             negotiate_version: i64::from(self.negotiate_version),

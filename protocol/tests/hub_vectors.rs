@@ -1,4 +1,4 @@
-//! Every entry of `protocol/tests/vectors/hub-protocol.json` (client-protocol.md §6) run through the
+//! Every entry of `protocol/tests/vectors/hub-protocol.json` (`docs/protocol.md#test-vectors`) run through the
 //! protocol module: valid hub messages decode to the vector's neutral `message`, `roundtrip`
 //! entries re-encode byte for byte, invalid entries are rejected with the .NET text, and the
 //! handshake, framing and negotiate entries go through their own modules. One test per vector
@@ -851,7 +851,7 @@ fn negotiate_invalid_vectors() {
 }
 
 /// Every entry of the file belongs to exactly one of the groups above, with the counts of
-/// client-protocol.md §6.
+/// `docs/protocol.md#test-vectors`.
 #[test]
 fn vector_file_totals() {
     let valid = file()["vectors"].as_array().expect("vectors");

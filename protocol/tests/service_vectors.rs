@@ -1,4 +1,4 @@
-//! Every entry of `protocol/tests/vectors/service-protocol.json` (service-protocol.md §8) run through the
+//! Every entry of `protocol/tests/vectors/service-protocol.json` (`docs/protocol.md#test-vectors`) run through the
 //! service-protocol codec (`switchboard_protocol::service`): each `framed_hex` decodes through
 //! `decode` and `decode_bytes`, consuming the whole buffer, and each `encoded_hex` through
 //! `decode_body`, to the vector's neutral `message`; `roundtrip` entries re-encode byte for byte.

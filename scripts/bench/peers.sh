@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Switchboard and its peers side by side, on this machine, in one session (performance.md §2.5,
-# §4, §6): installs what is missing (nginx + Nchan from Debian, socket.io from the committed
-# lockfile), builds the release binaries, then for each repetition
+# Switchboard and its peers side by side, on this machine, in one session (docs/performance.md:
+# peers, ground rules): installs what is missing (nginx + Nchan from Debian, socket.io from the
+# committed lockfile), builds the release binaries, then for each repetition
 #   1. measures the machine's raw ceilings (TCP echo, raw fan-out: `switchboard-peers raw-echo`,
 #      `raw-fanout`),
 #   2. holds CONNS connections on each system in turn: connect time, server RSS per connection
@@ -98,7 +98,7 @@ for b in "$LT" "$PEERS" "$SB"; do
   [[ -x $b ]] || { echo "missing $b (build with cargo build --release)" >&2; exit 1; }
 done
 
-# One process may hold at most ~19,990 sockets here (performance.md §1.2).
+# One process may hold at most ~19,990 sockets here (docs/performance.md#limits).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (( $(ulimit -n) < CONNS + 100 )); then
   echo "open-file limit $(ulimit -n) is too low for CONNS=$CONNS" >&2

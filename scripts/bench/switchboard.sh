@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Switchboard's scenario suite S1–S11 (performance.md §5) with switchboard-loadtest, on this
-# machine, over 127.0.0.1: builds the release binaries, starts the brokers it needs (a fresh
+# Switchboard's scenario suite S1–S11 (docs/performance.md#scenarios) with switchboard-loadtest,
+# on this machine, over 127.0.0.1: builds the release binaries, starts the brokers it needs (a fresh
 # one per scenario run; the echo example for S3), runs every scenario's full run for JSON and
 # MessagePack at 100 B and 2,048 B where the payload or protocol matters, writes one JSON report
 # per run into RESULTS (plus summary.txt with every one-screen summary), and stops whatever it

@@ -1,8 +1,8 @@
 //! One client routed through a server connection, as ASP.NET Core's `HubConnectionHandler` and
-//! `DefaultHubDispatcher` handle it (`spec/service-protocol.md` §3.5, `spec/client-protocol.md`
-//! §3–§5): the client's byte stream arrives as ConnectionData, starting with its SignalR handshake
-//! request, which is answered here; then hub messages are decoded with the crate's codecs and
-//! dispatched.
+//! `DefaultHubDispatcher` handle it (`docs/protocol.md`: client lifecycle, hub protocol,
+//! keep-alive): the client's byte stream arrives as ConnectionData, starting with its SignalR
+//! handshake request, which is answered here; then hub messages are decoded with the crate's
+//! codecs and dispatched.
 //!
 //! [`ClientState`] is owned by the connection actor (no locks on the receive path): handshake,
 //! framing buffer, upload-stream channels, keep-alive and timeouts. [`ClientInfo`] is the part

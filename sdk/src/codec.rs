@@ -1,7 +1,7 @@
 //! Typed values ⇄ hub-protocol raw values, for the SDK: serde types become JSON text
 //! (`serde_json`) or MessagePack bytes (`rmp-serde`, structs as maps keyed by field name, like
 //! the .NET serializer) and back; argument lists become framed Invocations, once per protocol,
-//! in the payload maps of the service protocol (§3.6).
+//! in the payload maps of the service protocol (`docs/protocol.md#payload-maps`).
 //!
 //! This module owns no I/O and no state. The envelope codecs are the crate's own
 //! ([`HubProtocol::encode`]); only argument values, results and stream items pass through serde.

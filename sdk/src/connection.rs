@@ -1,5 +1,5 @@
 //! The server-connection actor: one tokio task per connection slot of a [`HubServer`]
-//! (`spec/service-protocol.md` §3.1, §3.3, §3.8). It connects to `/server/?hub=&cid=` with a
+//! (`docs/protocol.md#service-protocol`). It connects to `/server/?hub=&cid=` with a
 //! freshly minted token, performs the service handshake, then runs one `select!` loop over the
 //! WebSocket, its bounded outbox, a heartbeat tick and the shutdown signal, until the connection
 //! is lost (then it reconnects with back-off) or the server stops (graceful `fin` / `finack`).
@@ -679,7 +679,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         Ok(())
     }
 
-    /// The Ping sub-protocol (§3.8).
+    /// The Ping sub-protocol (`docs/protocol.md#ping-sub-protocol`).
     fn on_ping(&mut self, messages: Vec<String>) -> Result<(), SessionEnd> {
         if messages.is_empty() {
             return Ok(());

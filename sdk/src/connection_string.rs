@@ -1,6 +1,6 @@
-//! Azure SignalR connection strings (`spec/service-protocol.md` §1): parsing with the .NET SDK's
-//! rules, the URLs an app server derives from them (§1.2), and the access-key tokens it mints
-//! for its server connections and for its clients (§2.1, §2.2).
+//! Azure SignalR connection strings (`docs/protocol.md#connection-strings-and-urls`): parsing with
+//! the .NET SDK's rules, the URLs an app server derives from them, and the access-key tokens it
+//! mints for its server connections and for its clients (`docs/protocol.md#access-tokens`).
 //!
 //! This module owns no I/O. The audience of every token is `<scheme>://<host>` of `Endpoint`
 //! — no port, no path — even when `ClientEndpoint` / `ServerEndpoint` point elsewhere, exactly
@@ -22,7 +22,8 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// JWT registered claim names the SDK escapes as `asrs.u.<name>` when they come from the app's
-/// own claims (§2.4), so a user claim can never overwrite `aud` or `exp`.
+/// own claims (`docs/protocol.md#access-tokens`), so a user claim can never overwrite `aud` or
+/// `exp`.
 const ESCAPED_CLAIMS: &[&str] = &[
     "aud", "exp", "iat", "nbf", "iss", "actort", "acr", "azp", "c_hash", "jti", "nonce",
 ];
@@ -152,12 +153,13 @@ impl BaseUrl {
 /// A parsed Azure SignalR connection string, e.g.
 /// `Endpoint=http://127.0.0.1;Port=8080;AccessKey=<key>;Version=1.0;`.
 ///
-/// Rules (§1.1): `;`-separated `key=value` properties; empty segments dropped; a segment without
-/// `=` ignored; split on the first `=` only; keys case-insensitive; whitespace trimmed; duplicate
-/// keys and fewer than two properties are errors. `Endpoint` (http/https) and `AccessKey` (used
-/// as UTF-8 bytes, never base64-decoded) are required; `Port` overrides the port of `Endpoint`
-/// only; `ClientEndpoint` / `ServerEndpoint` replace the base URL handed to clients / used for
-/// server connections. Unknown properties are ignored.
+/// Rules (`docs/protocol.md#connection-strings-and-urls`): `;`-separated `key=value` properties;
+/// empty segments dropped; a segment without `=` ignored; split on the first `=` only; keys
+/// case-insensitive; whitespace trimmed; duplicate keys and fewer than two properties are errors.
+/// `Endpoint` (http/https) and `AccessKey` (used as UTF-8 bytes, never base64-decoded) are
+/// required; `Port` overrides the port of `Endpoint` only; `ClientEndpoint` / `ServerEndpoint`
+/// replace the base URL handed to clients / used for server connections. Unknown properties are
+/// ignored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionString {
     endpoint: BaseUrl,
@@ -366,7 +368,7 @@ impl ConnectionString {
 }
 
 /// The hub name the SDK puts in URLs and audiences: lower-cased, prefixed with
-/// `<application name lower-cased>_` when an application name is configured (§1.2).
+/// `<application name lower-cased>_` when an application name is configured.
 pub fn hub_url_name(hub: &str, application_name: Option<&str>) -> String {
     match application_name {
         Some(app) if !app.is_empty() => format!("{}_{}", app, hub).to_lowercase(),

@@ -1,13 +1,15 @@
 //! What hub code works with: the [`Context`] of the calling client, and the proxies that send to
 //! clients ([`HubClients`], [`CallerClients`], [`ClientProxy`], [`SingleClientProxy`]) and manage
-//! groups ([`HubGroups`]) — the SDK's `Clients` / `Groups` (`spec/service-protocol.md` §3.10).
+//! groups ([`HubGroups`]) — the SDK's `Clients` / `Groups`
+//! (`docs/protocol.md#what-the-sdk-sends`).
 //!
-//! A send serialises its arguments once per hub protocol into a payload map (§3.6) and goes to
-//! the service as BroadcastData, GroupBroadcastData, MultiGroupBroadcastData, UserData,
-//! MultiUserData or MultiConnectionData. Inside a hub call, sends and group operations go out on
-//! the caller's own server connection (as the SDK's `ClientConnectionScope` does), so they keep
-//! their order with the caller's Completion. A send to one client routed through this server
-//! carries only that client's protocol and uses that client's connection.
+//! A send serialises its arguments once per hub protocol into a payload map
+//! (`docs/protocol.md#payload-maps`) and goes to the service as BroadcastData,
+//! GroupBroadcastData, MultiGroupBroadcastData, UserData, MultiUserData or MultiConnectionData.
+//! Inside a hub call, sends and group operations go out on the caller's own server connection
+//! (as the SDK's `ClientConnectionScope` does), so they keep their order with the caller's
+//! Completion. A send to one client routed through this server carries only that client's
+//! protocol and uses that client's connection.
 
 use std::fmt;
 use std::ops::Deref;
@@ -483,7 +485,7 @@ impl SingleClientProxy {
     ///
     /// A client routed through this server gets the Invocation on its own connection and its
     /// Completion is matched here. Any other client is reached with ClientInvocation
-    /// (`spec/service-protocol.md` §3.11); its router server answers with ClientCompletion or
+    /// (`docs/protocol.md#client-invocation`); its router server answers with ClientCompletion or
     /// ErrorCompletion. Fails with [`SdkError::ClientError`] when the client answers with an
     /// error (the JS client's `Client didn't provide a result.` included),
     /// [`SdkError::ClientDisconnected`] when it leaves first, and

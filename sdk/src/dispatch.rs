@@ -1,5 +1,5 @@
 //! Running a client's hub calls, as ASP.NET Core's `DefaultHubDispatcher` does
-//! (`spec/client-protocol.md` §4.2): method lookup (case-insensitive), invocation mode checks,
+//! (`docs/protocol.md#hub-protocol`): method lookup (case-insensitive), invocation mode checks,
 //! argument binding, the Completion or the StreamItems + Completion that answer, and the .NET
 //! error texts a client sees.
 //!

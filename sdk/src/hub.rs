@@ -1,6 +1,6 @@
 //! The definition of a hub: its methods and its connect / disconnect handlers, registered as
 //! closures (no macros), plus [`HubError`] and the ASP.NET Core error texts a client sees
-//! (`DefaultHubDispatcher.cs`, `ErrorMessageHelper.cs`; `spec/client-protocol.md` §4.2).
+//! (`DefaultHubDispatcher.cs`, `ErrorMessageHelper.cs`; `docs/protocol.md#encodings`).
 //!
 //! This module owns type erasure: every handler is stored as a closure that binds its typed
 //! arguments from the invocation's raw argument array (JSON or MessagePack, through serde) and

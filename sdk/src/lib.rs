@@ -4,12 +4,13 @@
 //!
 //! The application builds a [`Hub`] (methods, streaming methods, upload methods, connect and
 //! disconnect handlers) and starts a [`HubServer`], which opens N WebSocket *server connections*
-//! to `/server/?hub=<hub>` (`spec/service-protocol.md` §3). The service routes each client to
-//! one of them; the SDK answers the client's SignalR handshake itself, decodes its hub messages
-//! with the crate's codecs ([`crate::protocol`]) and runs hub methods, exactly as ASP.NET Core's
-//! `HubConnectionHandler` would. Sends to other clients, groups and users go to the service as
-//! multicast messages (§3.10). [`negotiate_response`] gives the app's own web server the Azure
-//! redirect answer the official clients follow.
+//! to `/server/?hub=<hub>` (`docs/protocol.md#service-protocol`). The service routes each client
+//! to one of them; the SDK answers the client's SignalR handshake itself, decodes its hub
+//! messages with the crate's codecs ([`crate::protocol`]) and runs hub methods, exactly as
+//! ASP.NET Core's `HubConnectionHandler` would. Sends to other clients, groups and users go to
+//! the service as multicast messages (`docs/protocol.md#what-the-sdk-sends`).
+//! [`negotiate_response`] gives the app's own web server the Azure redirect answer the official
+//! clients follow.
 //!
 //! ```no_run
 //! use switchboard_sdk::{ConnectionString, Context, Hub, HubError, HubServer};

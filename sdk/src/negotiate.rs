@@ -1,5 +1,5 @@
-//! The app server's own negotiate endpoint (`spec/service-protocol.md` §3.5 step 1,
-//! `spec/client-protocol.md` §1.4, §1.7): the Azure redirect answer
+//! The app server's own negotiate endpoint (`docs/protocol.md#negotiate`, "The Azure flow"):
+//! the Azure redirect answer
 //! `{"url":"<client endpoint>/client/?hub=<hub>","accessToken":"<client jwt>"}` that the official
 //! clients follow to the service.
 //!

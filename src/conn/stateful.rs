@@ -1,13 +1,14 @@
-//! Stateful reconnect (`spec/client-protocol.md` §5.3), sans-IO: numbering, the replay buffer,
-//! acknowledgements and de-duplication for one connection.
+//! Stateful reconnect (`docs/protocol.md#stateful-reconnect`), sans-IO: numbering, the replay
+//! buffer, acknowledgements and de-duplication for one connection.
 //!
 //! Only hub invocation messages (types 1–5) are counted, each side numbering what it sends 1,
 //! 2, 3, …. Sent messages stay in the replay buffer until the client acknowledges them; the
 //! buffer is bounded (100,000 bytes by default, the reference value) and exceeding it closes the
 //! connection (the decision the issue asks for; the reference implementations block instead).
 //! After a reconnect the server first sends `Sequence` with the id of the oldest message it is
-//! about to replay — the value both shipping implementations use (§5.3's "Uncertainty") — and
-//! then replays; incoming messages whose number was already processed are dropped.
+//! about to replay — the value both shipping implementations use, although the newest text of
+//! HubProtocol.md says otherwise ("The Sequence value" in docs/protocol.md) — and then replays;
+//! incoming messages whose number was already processed are dropped.
 
 use std::collections::VecDeque;
 

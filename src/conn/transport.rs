@@ -1,5 +1,5 @@
 //! The transports a client connection actor runs over: WebSockets, Server-Sent Events and long
-//! polling (`spec/client-protocol.md` §2). The actor sees one interface — receive client bytes,
+//! polling (`docs/protocol.md#transports`). The actor sees one interface — receive client bytes,
 //! send one frame, close — so lifecycle, routing, groups, limits and errors are identical on
 //! every transport.
 //!

@@ -1,4 +1,4 @@
-//! Server-Sent Events and long polling (`spec/client-protocol.md` §2.2–§2.5): the HTTP side of
+//! Server-Sent Events and long polling (`docs/protocol.md#transports`): the HTTP side of
 //! the two fallback transports. Both are adapters in front of the same client connection actor
 //! as WebSockets ([`Transport`]); this module only turns requests into transport events.
 //!

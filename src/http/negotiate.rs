@@ -1,5 +1,5 @@
 //! `POST /client/negotiate?hub=H`: the second negotiate of the Azure flow, answered by the
-//! service itself (`spec/client-protocol.md` §1).
+//! service itself (`docs/protocol.md#negotiate`).
 //!
 //! The request must carry a client token for the hub (Bearer header, or the `access_token`
 //! query as a fallback). Version 0 and 1 are answered as ASP.NET Core does; a version error is

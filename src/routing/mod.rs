@@ -49,8 +49,8 @@ pub fn admit_client(mode: ServiceMode, servers_connected: bool) -> Admission {
 }
 
 /// Whether a hub-server connection of this kind is accepted in `mode`
-/// (`spec/service-protocol.md` §3.3): Weak connections (send-only) in every mode, connections
-/// that carry clients everywhere but Serverless.
+/// (`docs/protocol.md#connection-types`): Weak connections (send-only) in every mode,
+/// connections that carry clients everywhere but Serverless.
 pub fn admit_server(mode: ServiceMode, carries_clients: bool) -> Result<(), String> {
     if mode == ServiceMode::Serverless && carries_clients {
         Err(SERVERLESS_REFUSES_SERVERS.to_owned())
@@ -105,7 +105,7 @@ pub fn route_client_message(
         ClientRoute::Serverless => match msg {
             HubMessage::Invocation(inv) if has_upstream(&inv.target) => MessageAction::ToUpstream,
             HubMessage::StreamInvocation(inv) if has_upstream(&inv.target) => {
-                // Upstreams receive Invocation messages only (§5.2).
+                // Upstreams receive Invocation messages only (docs/protocol.md#upstream-requests).
                 MessageAction::RejectInvocation(STREAMING_NOT_UPSTREAMED.to_owned())
             }
             HubMessage::Invocation(inv) | HubMessage::StreamInvocation(inv) => {

@@ -1,4 +1,5 @@
-//! Choosing the hub-server connection a new client sticks to (`spec/service-protocol.md` §3.7).
+//! Choosing the hub-server connection a new client sticks to
+//! (`docs/protocol.md#routing-and-stickiness`).
 //!
 //! The choice is made once, at connect time, and kept for the client's lifetime. Without a
 //! sticky claim the connection with the fewest routed clients wins (ties: the earliest

@@ -31,7 +31,7 @@ pub const DEFAULT_MAX_QUEUE_PER_HOST: usize = 512;
 pub const DEFAULT_EVENT_RETRIES: u32 = 2;
 /// Default first back-off before an event retry, in milliseconds (doubled per retry).
 pub const DEFAULT_RETRY_BASE_MS: u64 = 500;
-/// Largest 200 body accepted (§5.3: the emulator refuses bodies over 16 MB).
+/// Largest 200 body accepted (the emulator refuses bodies over 16 MB).
 pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 16 * 1024 * 1024;
 /// Upper bound of one retry back-off, whatever the base and the retry count.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
@@ -288,7 +288,7 @@ impl UpstreamClient {
         &self.inner.options
     }
 
-    /// Sends one request: `POST request.url` with the `X-ASRS-*` headers of §5.2 (signed with
+    /// Sends one request: `POST request.url` with the `X-ASRS-*` upstream headers (signed with
     /// every key in `keys`) and `Content-Type`. Waits for a concurrency slot of the URL's origin
     /// (or fails at once with [`UpstreamError::Overloaded`] when the queue is full), then
     /// applies the timeout to the exchange and reads the body up to the size limit. Never
@@ -413,7 +413,7 @@ impl UpstreamClient {
         let announced = response.content_length();
         let too_large = announced.is_some_and(|len| len > max as u64);
         if status != StatusCode::OK {
-            // §5.3 ignores the body of any other status; keep it when it is small enough to be
+            // The body of any other status is ignored; keep it when it is small enough to be
             // worth logging, drop it (without reading it) otherwise.
             let body = if too_large {
                 Bytes::new()
@@ -512,7 +512,7 @@ const X_ASRS_USER_CLAIMS: HeaderName = HeaderName::from_static("x-asrs-user-clai
 const X_ASRS_CLIENT_QUERY: HeaderName = HeaderName::from_static("x-asrs-client-query");
 const X_ASRS_SIGNATURE: HeaderName = HeaderName::from_static("x-asrs-signature");
 
-/// The §5.2 headers of `request`.
+/// The upstream headers of `request` (`docs/protocol.md#upstream-requests`).
 pub(super) fn headers(request: &UpstreamRequest, keys: &[String]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(9);
     map.insert(X_ASRS_CONNECTION_ID, header_value(&request.connection_id));

@@ -1,5 +1,6 @@
-//! Upstream webhooks (Serverless mode, service-protocol §5): which URL receives a client event,
-//! the HTTP request that carries it, and how the answer becomes the client's Completion.
+//! Upstream webhooks (Serverless mode, `docs/protocol.md#upstream-webhooks`): which URL receives
+//! a client event, the HTTP request that carries it, and how the answer becomes the client's
+//! Completion.
 //!
 //! This module owns the upstream rules ([`UpstreamRules`], built from `switchboard.toml`
 //! `[[upstream]]` entries or the emulator's `settings.json`), the request shape
@@ -10,7 +11,7 @@
 //! [`UpstreamClient::call_event`] (connected/disconnected) before reading the client's next
 //! message (the emulator keeps per-connection order the same way) and writes the Completion.
 //!
-//! # Choices where §5 says "unknown"
+//! # Choices the public sources leave open
 //!
 //! - **Pattern case sensitivity**: ordinal (case-sensitive), as the emulator's `HashSet<string>`.
 //!   `*` anywhere in a comma list matches everything; items are trimmed. Category items other
@@ -19,7 +20,7 @@
 //!   whole body. The emulator inherits .NET `HttpClient`'s 100 s; 30 s matches the JS client's
 //!   default server timeout, so a dead upstream holds a connection's message loop no longer than
 //!   a silent server would. The timer starts once the request has a concurrency slot; time spent
-//!   queued is bounded by the queue size instead. A timeout is a transport failure (§5.3: as 500).
+//!   queued is bounded by the queue size instead. A timeout is a transport failure (as 500).
 //! - **Retries**: invocations are never retried (a retry could run a hub method twice).
 //!   `connected`/`disconnected` events ([`UpstreamClient::call_event`]) retry only *connection*
 //!   failures — the request provably never reached the upstream — [`DEFAULT_EVENT_RETRIES`]
@@ -37,9 +38,10 @@
 //!   `X-ASRS-Signature` are omitted when empty, as the emulator does. Header values are sent as
 //!   their UTF-8 bytes; control characters (which HTTP cannot carry) become spaces. Header names
 //!   go out lower-case on HTTP/1.1 and HTTP/2 (names are case-insensitive).
-//! - **Response bodies**: a 200 body over [`DEFAULT_MAX_RESPONSE_SIZE`] (16 MiB, §5.3) is
-//!   [`UpstreamError::ResponseTooLarge`]; the body of any other status is ignored (§5.3), so an
-//!   oversized one is dropped rather than reported.
+//! - **Response bodies**: a 200 body over [`DEFAULT_MAX_RESPONSE_SIZE`] (16 MiB, as in the
+//!   emulator) is [`UpstreamError::ResponseTooLarge`]; the body of any other status is ignored
+//!   (`docs/protocol.md#upstream-responses`), so an oversized one is dropped rather than
+//!   reported.
 //! - **Proxies**: the standard `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables are honoured, as
 //!   .NET's `HttpClient` does on Linux.
 
@@ -227,9 +229,10 @@ pub fn content_type(protocol: HubProtocol) -> &'static str {
     }
 }
 
-/// Encodes `invocation` in `protocol` without framing, as the upstream body (§5.2): the JSON
-/// object without its trailing 0x1E, or the MessagePack array without its VarInt prefix
-/// (re-serialised from the parsed message, as the emulator does).
+/// Encodes `invocation` in `protocol` without framing, as the upstream body
+/// (`docs/protocol.md#upstream-requests`): the JSON object without its trailing 0x1E, or the
+/// MessagePack array without its VarInt prefix (re-serialised from the parsed message, as the
+/// emulator does).
 pub fn unframed_invocation(
     protocol: HubProtocol,
     invocation: &Invocation,
@@ -271,8 +274,8 @@ pub fn signature(keys: &[String], connection_id: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// How a blocking invocation's upstream answer becomes the client's Completion (§5.3), framed
-/// in `protocol`:
+/// How a blocking invocation's upstream answer becomes the client's Completion
+/// (`docs/protocol.md#upstream-responses`), framed in `protocol`:
 ///
 /// | Upstream result | Completion |
 /// | --- | --- |

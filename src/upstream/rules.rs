@@ -1,6 +1,7 @@
-//! Upstream rules (§5.1): which URL, if any, receives an event of a hub. Owns the rule type as
-//! written in `switchboard.toml` and in the emulator's `settings.json`, the compiled matcher and
-//! the URL template expansion. Pure: no I/O except [`load_emulator_settings`] reading its file.
+//! Upstream rules (`docs/protocol.md#upstream-rules`): which URL, if any, receives an event of
+//! a hub. Owns the rule type as written in `switchboard.toml` and in the emulator's
+//! `settings.json`, the compiled matcher and the URL template expansion. Pure: no I/O except
+//! [`load_emulator_settings`] reading its file.
 
 use std::path::Path;
 
@@ -235,7 +236,7 @@ struct CompiledRule {
 }
 
 /// Compiled, ordered rules: for an event, the **first** rule whose three patterns match wins;
-/// no match means the event is not delivered (§5.1).
+/// no match means the event is not delivered.
 ///
 /// Categories and events are compared ordinally (case-sensitive), like the emulator; the real
 /// service's behaviour is unknown. Hub names are case-insensitive in Switchboard (one hub per

@@ -23,7 +23,7 @@ fn conn() -> UpstreamConnection {
 
 #[test]
 fn signature_vectors() {
-    // §5.2 (the Functions extension's test vectors).
+    // The Functions extension's test vectors (docs/protocol.md#upstream-requests).
     let id = "0f9c97a2f0bf4706afe87a14e0797b11";
     let k1 = "7aab239577fd4f24bc919802fb629f5f".to_owned();
     let k2 = "a5f2815d0d0c4b00bd27e832432f91ab".to_owned();
@@ -135,7 +135,7 @@ fn header<'a>(map: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a [u8
 
 #[test]
 fn request_headers() {
-    // The §5.2 vector keys; conn() uses the vector's connection id.
+    // The signature vectors' keys; conn() uses the vectors' connection id.
     let keys = vec![
         "7aab239577fd4f24bc919802fb629f5f".to_owned(),
         "a5f2815d0d0c4b00bd27e832432f91ab".to_owned(),

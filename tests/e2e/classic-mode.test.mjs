@@ -1,4 +1,5 @@
-// 9. Classic mode (service-protocol §6): the route is decided per client AT CONNECT TIME.
+// 9. Classic mode (docs/protocol.md#service-modes): the route is decided per client AT
+//    CONNECT TIME.
 //    * While no hub server is connected, a client (direct token for /client/?hub=chat) is
 //      accepted in a limited serverless state: it receives REST sends, and the first invocation
 //      it sends makes the broker close it with `No app server is currently connected to the

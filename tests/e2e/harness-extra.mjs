@@ -223,7 +223,10 @@ export const HAVE_MSGPACK_LIB = msgpackLib !== undefined;
 // ---------------------------------------------------------------------------
 // signatures, tokens
 
-/** `sha256=<hex>` of HMAC-SHA256(key, connectionId) for each key, comma-joined (§5.2). */
+/**
+ * `sha256=<hex>` of HMAC-SHA256(key, connectionId) for each key, comma-joined
+ * (docs/protocol.md#upstream-requests).
+ */
 export function upstreamSignature(keys, connectionId) {
   return keys.map((k) => `sha256=${createHmac('sha256', Buffer.from(k, 'utf8')).update(connectionId, 'utf8').digest('hex')}`).join(',');
 }

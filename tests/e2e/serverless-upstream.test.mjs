@@ -1,7 +1,7 @@
-// 8. Serverless mode with upstream webhooks (service-protocol §5): a real HTTP upstream written
-//    here with node:http receives the `connected` / invocation / `disconnected` events of the
-//    official JS clients (JSON and MessagePack) and answers them; its answers become the
-//    clients' Completions.
+// 8. Serverless mode with upstream webhooks (docs/protocol.md#upstream-webhooks): a real HTTP
+//    upstream written here with node:http receives the `connected` / invocation /
+//    `disconnected` events of the official JS clients (JSON and MessagePack) and answers them;
+//    its answers become the clients' Completions.
 //
 // Three brokers, one upstream server (each test uses its own hub, so handlers never clash):
 //   * `--config` file with `[[upstream]]` and `[upstream_options] timeout_secs = 1`,
@@ -48,7 +48,7 @@ function hubHandler(protocol) {
       case 'Empty200':
         return { status: 200 };
       case 'Forbidden':
-        // §5.3: the body of a non-200 answer is ignored, even a valid Completion
+        // The body of a non-200 answer is ignored, even a valid Completion
         return { status: 403, body: framedCompletion(protocol, id, 'must be ignored') };
       case 'Hang':
         return 'hold';

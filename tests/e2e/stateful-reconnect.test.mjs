@@ -1,4 +1,4 @@
-// Stateful reconnect (client-protocol §5.3) with the official JS client's
+// Stateful reconnect (docs/protocol.md#stateful-reconnect) with the official JS client's
 // `.withStatefulReconnect()` over WebSockets, JSON and MessagePack.
 //
 // The clients reach the broker THROUGH A TCP PROXY written here (node:net on 127.0.0.1:0

@@ -1,6 +1,6 @@
 //! Access-key JWTs: validation per endpoint kind, and minting.
 //!
-//! Tokens are what the Azure SignalR SDKs mint (`spec/service-protocol.md` §2): compact JWS,
+//! Tokens are what the Azure SignalR SDKs mint (`docs/protocol.md#access-tokens`): compact JWS,
 //! HS256 or HS512, signed with the UTF-8 bytes of an access key. Any configured key is accepted
 //! (primary and secondary, for rotation); `kid` is ignored because the SDK's value is a
 //! per-process hash. `exp` is required and checked with a small skew, `nbf` when present.

@@ -1,5 +1,5 @@
-//! The messages of the Azure SignalR service protocol (`spec/service-protocol.md` §3.4): what app
-//! servers ("hub servers") and the service exchange over `/server/?hub=`.
+//! The messages of the Azure SignalR service protocol (`docs/protocol.md#message-catalogue`):
+//! what app servers ("hub servers") and the service exchange over `/server/?hub=`.
 //!
 //! Field names follow the Azure SDK's C# properties (`groupName`, `excludedList`, ...) in
 //! snake_case. Byte payloads are [`Bytes`] slices of the received frame, so forwarding a
@@ -86,7 +86,7 @@ pub mod ack_status {
 
 /// One service-protocol message, by type id.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[allow(missing_docs)] // fields are documented by the spec table they mirror (§3.4)
+#[allow(missing_docs)] // the fields of docs/protocol.md#message-catalogue
 pub enum ServiceMessage {
     /// 1, S→Svc.
     HandshakeRequest {
@@ -103,7 +103,7 @@ pub enum ServiceMessage {
         extensions: Extensions,
         connection_id: Option<String>,
     },
-    /// 3, both: keep-alive or a key/value sub-protocol (§3.8).
+    /// 3, both: keep-alive or a key/value sub-protocol (`docs/protocol.md#ping-sub-protocol`).
     Ping { messages: Vec<String> },
     /// 4, Svc→S.
     OpenConnection {

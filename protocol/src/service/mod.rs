@@ -1,15 +1,17 @@
 //! The Azure SignalR service protocol, SANS-IO: the binary protocol hub servers ("app servers")
-//! speak with the service over `/server/?hub=` (`spec/service-protocol.md` §3).
+//! speak with the service over `/server/?hub=` (`docs/protocol.md#service-protocol`).
 //!
 //! A frame is a VarInt length prefix (the same framing as the MessagePack hub protocol,
 //! [`framing`]) followed by one MessagePack array whose first element is the type id;
 //! [`ServiceMessage`] has one variant per type id 1–40.
 //!
-//! The reader follows the rules of the SDK's `ServiceProtocol.cs` reader (§3.2):
+//! The reader follows the rules of the SDK's `ServiceProtocol.cs` reader
+//! (`docs/protocol.md#framing-and-reader-rules`):
 //! * an unknown type id is skipped, never fatal (`Ok(Some((None, consumed)))`);
-//! * shorter arrays of older peers are accepted down to each type's minimum length (§3.4 "min"),
-//!   the missing members take their empty values (no extensions, no headers, `None`, `false`);
-//!   an array shorter than the minimum is an error (the SDK would read past the array);
+//! * shorter arrays of older peers are accepted down to each type's minimum length ("min" in
+//!   `docs/protocol.md#message-catalogue`), the missing members take their empty values (no
+//!   extensions, no headers, `None`, `false`); an array shorter than the minimum is an error
+//!   (the SDK would read past the array);
 //! * elements beyond those a type defines, and bytes left in the frame after the array, are
 //!   ignored;
 //! * claim, header and payload maps are read as sequences of pairs: order and duplicates are
@@ -25,11 +27,12 @@
 //!   (`Int32`, `UInt64` for the tracing id) are errors;
 //! * byte payloads may be `bin` or (MessagePack's old spec) `str`.
 //!
-//! The writer produces exactly the bytes of the newest SDK writer (the `roundtrip` vectors of
-//! §8): its array layout for every type (7-item HandshakeRequest, 6-item Ack, ...), the shortest
-//! integer forms except ConnectionFlowControl's fixed `d2` int32 fields, nil for `None`, `90` /
-//! `80` for empty lists and maps, `bin` for payloads and an extension map holding only the
-//! present members in key order. Older layouts are read but never written.
+//! The writer produces exactly the bytes of the newest SDK writer (the `roundtrip` vectors,
+//! `docs/protocol.md#test-vectors`): its array layout for every type (7-item HandshakeRequest,
+//! 6-item Ack, ...), the shortest integer forms except ConnectionFlowControl's fixed `d2` int32
+//! fields, nil for `None`, `90` / `80` for empty lists and maps, `bin` for payloads and an
+//! extension map holding only the present members in key order. Older layouts are read but
+//! never written.
 //!
 //! Decoding never panics: malformed input of any kind is a [`ServiceProtocolError`].
 
@@ -128,7 +131,7 @@ pub fn encode(msg: &ServiceMessage) -> Bytes {
     out.freeze()
 }
 
-/// Builds a `Ping { messages }` of the Ping sub-protocol (§3.8) from key/value pairs:
+/// Builds a `Ping { messages }` of the Ping sub-protocol from key/value pairs:
 /// `ping(&[("status", "1")])` is `[3, "status", "1"]`; `ping(&[])` is the keep-alive `[3]`.
 pub fn ping(pairs: &[(&str, &str)]) -> ServiceMessage {
     let mut messages = Vec::with_capacity(pairs.len() * 2);
@@ -193,7 +196,8 @@ mod tests {
 
     #[test]
     fn handshake_response_of_the_minimum_service() {
-        // §3.14: answer any HandshakeRequest with [2, "", {}, nil].
+        // The minimal success answer to any HandshakeRequest: [2, "", {}, nil]
+        // (docs/protocol.md#service-handshake).
         let msg = ServiceMessage::HandshakeResponse {
             error_message: Some(String::new()),
             extensions: Extensions::default(),

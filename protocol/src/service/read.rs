@@ -46,7 +46,7 @@ pub(super) fn parse_body(src: Source<'_>, body: &[u8]) -> Result<Option<ServiceM
 }
 
 /// The shortest array (type id included) the reader accepts for a type; `None` for an unknown
-/// type (§3.4 "min").
+/// type ("min" in `docs/protocol.md#message-catalogue`).
 fn min_len(type_id: u8) -> Option<u32> {
     Some(match type_id {
         1 | 2 | 15 => 2,

@@ -23,13 +23,15 @@
 //!
 //! # Transports
 //!
-//! [`ManagementClient::new`] uses the data-plane REST API (`spec/service-protocol.md` §4.3,
+//! [`ManagementClient::new`] uses the data-plane REST API (`docs/protocol.md#rest-api`,
 //! api-version 2022-06-01): one HTTPS request per operation, each with its own access-key token
-//! (`aud` = audience base + path + `?[application=…&]api-version=…`, §2.2), exactly as the
-//! SDK's transient mode. [`ManagementClient::persistent`] is the SDK's persistent mode: per hub,
-//! one [`HubServer`] of Weak server connections (§3.3, connection type 2,
-//! accepted in every service mode; [`ManagementOptions::connection_count`], default 1), started on
-//! the hub's first operation, over which operations travel as service-protocol messages (§3.10):
+//! (`aud` = audience base + path + `?[application=…&]api-version=…`,
+//! `docs/protocol.md#access-tokens`), exactly as the SDK's transient mode.
+//! [`ManagementClient::persistent`] is the SDK's persistent mode: per hub, one [`HubServer`] of
+//! Weak server connections (connection type 2, `docs/protocol.md#connection-types`, accepted in
+//! every service mode; [`ManagementOptions::connection_count`], default 1), started on the hub's
+//! first operation, over which operations travel as service-protocol messages
+//! (`docs/protocol.md#what-the-sdk-sends`):
 //!
 //! | operation | persistent transport |
 //! | --- | --- |

@@ -1,9 +1,10 @@
 //! The persistent transport: one [`HubServer`] of Weak server connections per hub
-//! (`connectionType` 2, `spec/service-protocol.md` §3.1, §3.3), started on the hub's first
+//! (`connectionType` 2, `docs/protocol.md#connection-types`), started on the hub's first
 //! operation and kept until the client shuts down — the Management SDK's persistent mode.
 //!
-//! The service routes no client to a Weak connection; the hub server only sends (§3.10) and asks
-//! (the `*WithAck` checks and group operations).
+//! The service routes no client to a Weak connection; the hub server only sends
+//! (`docs/protocol.md#what-the-sdk-sends`) and asks (the `*WithAck` checks and group
+//! operations).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The REST transport: URLs, tokens and answers of the data-plane REST API
-//! (`spec/service-protocol.md` §1.2, §2.2, §4.3), built the way the Azure Management SDK builds
-//! them.
+//! (`docs/protocol.md`: connection strings and URLs, access tokens, REST API), built the way the
+//! Azure Management SDK builds them.
 //!
 //! URL: `<server endpoint>/api/hubs/<hub>/<op>?[application=<app>&]api-version=2022-06-01`, then
 //! the operation's own query (`excluded`, `reason`, `ttl`). Path segments and query values are

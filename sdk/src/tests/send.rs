@@ -1,6 +1,6 @@
-//! Sends and groups against the fake service: each proxy maps to the service message of §3.10
-//! with a payload map holding the framed invocation once per protocol; group operations and
-//! existence checks wait for the service's Ack.
+//! Sends and groups against the fake service: each proxy maps to its service message
+//! (`docs/protocol.md#what-the-sdk-sends`) with a payload map holding the framed invocation once
+//! per protocol; group operations and existence checks wait for the service's Ack.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The stateful-reconnect wrapper of a client connection (`spec/client-protocol.md` §5.3):
+//! The stateful-reconnect wrapper of a client connection (`docs/protocol.md#stateful-reconnect`):
 //! the [`ReplayBuffer`] (numbering, replay, de-duplication, in [`crate::conn::stateful`]) plus
 //! where the client's next WebSocket arrives, the wait for it and the switch to it.
 //!
@@ -45,7 +45,7 @@ pub(super) async fn resume_or_end(
     }
 }
 
-/// A stateful-reconnect connection (`spec/client-protocol.md` §5.3): the numbering and replay
+/// A stateful-reconnect connection (`docs/protocol.md#stateful-reconnect`): the numbering and replay
 /// buffer ([`ReplayBuffer`]) and where the client's next WebSocket arrives. The same state
 /// serves a client the broker answers itself and a client routed to a hub server.
 pub(super) struct Stateful {

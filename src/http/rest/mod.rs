@@ -1,4 +1,4 @@
-//! The data-plane REST API (`spec/service-protocol.md` §4): what applications and the Azure
+//! The data-plane REST API (`docs/protocol.md#rest-api`): what applications and the Azure
 //! SignalR Management SDK call to send messages, manage groups and close connections.
 //!
 //! This module owns request parsing (path, query, body), authorization and the mapping of each

@@ -1,6 +1,7 @@
 //! `switchboard-peers`: the peers Switchboard is compared with, driven with the same connection
 //! counts, payload and rates as `switchboard-loadtest`, and the machine's raw ceilings
-//! (performance.md §1.5, §1.6, §2.5, §4). `scripts/bench/peers.sh` runs it all.
+//! (`docs/performance.md`: raw ceilings, peers, ground rules). `scripts/bench/peers.sh` runs it
+//! all.
 //!
 //! - `nchan-hold`, `socketio-hold`: hold N subscribers; connect time, drops, server RSS per
 //!   connection (summed over the server processes).

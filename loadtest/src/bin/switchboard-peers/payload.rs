@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 
-/// Latency limit of a passing step (Azure's capacity criterion, performance.md §4).
+/// Latency limit of a passing step (Azure's capacity criterion,
+/// `docs/performance.md#ground-rules`).
 pub(crate) const P99_LIMIT_US: u64 = 1_000_000;
 /// A step must publish at least this share of its target rate.
 pub(crate) const MIN_RATE_SHARE: f64 = 0.95;

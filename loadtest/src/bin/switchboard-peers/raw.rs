@@ -1,5 +1,5 @@
-//! The machine's raw ceilings (performance.md §1.5 and §1.6), measured with plain TCP so every
-//! result can be put as a share of them:
+//! The machine's raw ceilings (`docs/performance.md#raw-ceilings`), measured with plain TCP so
+//! every result can be put as a share of them:
 //!
 //! - `raw-echo`: a single-threaded echo server in a child process and N closed-loop clients
 //!   (one message in flight each) on one thread in this process; round trips/s.
@@ -8,7 +8,7 @@
 //!   bytes; frames/s measured at the receivers.
 //!
 //! Server and load live in two processes, so each holds N sockets (the 20,000-fd cap allows
-//! N ≈ 19.9k), and `--pin` puts them on CPU0 and CPU1 as §1 did.
+//! N ≈ 19.9k), and `--pin` puts them on CPU0 and CPU1 as the reference measurements did.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ pub(crate) struct EchoArgs {
     /// Seconds of warm-up.
     #[arg(long, default_value_t = 1.0)]
     pub(crate) warmup: f64,
-    /// Server threads (1 = a single-threaded event loop, as in §1.5).
+    /// Server threads (1 = a single-threaded event loop, as in the reference echo measurement).
     #[arg(long, default_value_t = 1)]
     pub(crate) server_threads: usize,
     /// Pin the server to CPU0 and the clients to CPU1 (taskset).

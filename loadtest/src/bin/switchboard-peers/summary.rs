@@ -355,7 +355,7 @@ pub(crate) fn summarize(dir: &Path) -> Result<(String, serde_json::Value)> {
          by more than 5 %. \"≥\" means every broadcast step passed, so the true maximum is \
          higher. A broadcast step passes when every subscriber stayed up and got every message \
          exactly once, p99 < 1 s, and at least 95 % of the requested publish rate was sent \
-         (performance.md §5 S4b).\n",
+         (docs/performance.md, S4b).\n",
     );
     json.insert("table".into(), table.into());
     json.insert("hold_connections".into(), hold_conns);
