@@ -9,7 +9,7 @@
 //!
 //! ```sh
 //! npm ci --prefix examples/chat
-//! cargo run --release -- serve --access-key my-access-key-please-change-0123456789
+//! switchboard serve --access-key my-access-key-please-change-0123456789
 //! # Connection string: Endpoint=http://127.0.0.1;Port=8080;AccessKey=<the access key you gave>;Version=1.0;
 //! cargo run --example chat -- \
 //!     --connection-string "Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-access-key-please-change-0123456789;Version=1.0;" \
@@ -442,6 +442,7 @@ async fn run(args: Args) -> Result<(), String> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(switchboard::telemetry::colours_wanted())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

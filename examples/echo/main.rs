@@ -16,7 +16,7 @@
 //! Run it against a broker in Default mode:
 //!
 //! ```sh
-//! cargo run --release -- serve --access-key my-access-key-please-change-0123456789
+//! switchboard serve --access-key my-access-key-please-change-0123456789
 //! # Connection string: Endpoint=http://127.0.0.1;Port=8080;AccessKey=<the access key you gave>;Version=1.0;
 //! cargo run --example echo -- \
 //!     --connection-string "Endpoint=http://127.0.0.1;Port=8080;AccessKey=my-access-key-please-change-0123456789;Version=1.0;" \
