@@ -5,6 +5,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+
+use crate::failure::{ErrorKind, Failure};
 use bytes::{Buf, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use switchboard::auth::AccessKeys;
@@ -114,18 +116,26 @@ pub async fn negotiate(
     if stateful {
         url.push_str("&useStatefulReconnect=true");
     }
-    let r = http
-        .post(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .context("negotiate")?;
+    let r = match http.post(&url).bearer_auth(token).send().await {
+        Ok(r) => r,
+        Err(e) => return Err(Failure::request("negotiate", &target.url, &e).into()),
+    };
     if !r.status().is_success() {
-        bail!("negotiate answered {}", r.status());
+        return Err(Failure::answered("negotiate", &url, r).await.into());
     }
-    let body: serde_json::Value = r.json().await.context("negotiate body")?;
+    let body: serde_json::Value = match r.json().await {
+        Ok(b) => b,
+        Err(e) => return Err(Failure::request("negotiate's answer", &url, &e).into()),
+    };
     let Some(id) = body.get("connectionId").and_then(|v| v.as_str()) else {
-        bail!("negotiate answer without a connection id: {body}");
+        return Err(Failure::new(
+            ErrorKind::Protocol,
+            format!(
+                "negotiate at {} answered without a connection id: {body}",
+                target.url
+            ),
+        )
+        .into());
     };
     let token = body
         .get("connectionToken")
@@ -158,6 +168,8 @@ pub struct Client {
     protocol: HubProtocol,
     buf: BytesMut,
     negotiated: Option<Negotiated>,
+    /// The reason of the broker's close frame, once one came.
+    close_reason: Option<String>,
 }
 
 impl Client {
@@ -204,24 +216,56 @@ impl Client {
             protocol: target.protocol,
             buf: BytesMut::new(),
             negotiated,
+            close_reason: None,
         };
         let request = handshake::encode_request(target.protocol.name(), version);
-        client
+        if let Err(e) = client
             .ws
             .send(Message::text(
                 String::from_utf8_lossy(&request).into_owned(),
             ))
-            .await?;
+            .await
+        {
+            return Err(Failure::websocket("handshake", &target.url, &e).into());
+        }
         loop {
-            if let Some((error, consumed)) = handshake::parse_response(&client.buf)? {
-                client.buf.advance(consumed);
-                if let Some(e) = error {
-                    bail!("handshake refused: {e}");
+            match handshake::parse_response(&client.buf) {
+                Ok(Some((error, consumed))) => {
+                    client.buf.advance(consumed);
+                    if let Some(e) = error {
+                        return Err(Failure::new(
+                            ErrorKind::Protocol,
+                            format!("the broker at {} refused the handshake: {e}", target.url),
+                        )
+                        .into());
+                    }
+                    return Ok(client);
                 }
-                return Ok(client);
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Failure::new(
+                        ErrorKind::Protocol,
+                        format!("handshake answer from {}: {e}", target.url),
+                    )
+                    .into());
+                }
             }
-            if !client.read_frame().await? {
-                bail!("closed during the handshake");
+            match client.read_frame().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Failure::new(
+                        ErrorKind::ClosedByServer,
+                        format!(
+                            "the broker at {} closed the connection during the handshake{}",
+                            target.url,
+                            client.closed_because()
+                        ),
+                    )
+                    .into());
+                }
+                Err(e) => {
+                    return Err(e.context(format!("handshake with {}", target.url)));
+                }
             }
         }
     }
@@ -247,6 +291,7 @@ impl Client {
             protocol: target.protocol,
             buf: BytesMut::new(),
             negotiated: Some(negotiated.clone()),
+            close_reason: None,
         })
     }
 
@@ -270,6 +315,14 @@ impl Client {
         drop(self);
     }
 
+    /// ": <reason>" of the broker's close frame, or "" (for messages).
+    pub fn closed_because(&self) -> String {
+        self.close_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    }
+
     /// Reads one WebSocket frame into the buffer; `false` when the connection ended.
     async fn read_frame(&mut self) -> Result<bool> {
         loop {
@@ -282,7 +335,17 @@ impl Client {
                     self.buf.extend_from_slice(&b);
                     return Ok(true);
                 }
-                Some(Ok(Message::Close(_))) | None => return Ok(false),
+                Some(Ok(Message::Close(frame))) => {
+                    self.close_reason = frame.map(|f| {
+                        if f.reason.is_empty() {
+                            format!("close code {}", u16::from(f.code))
+                        } else {
+                            format!("{} (close code {})", f.reason, u16::from(f.code))
+                        }
+                    });
+                    return Ok(false);
+                }
+                None => return Ok(false),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
             }
@@ -344,9 +407,15 @@ async fn open_ws(
         ws_url.push_str("&id=");
         ws_url.push_str(id);
     }
-    let mut req = ws_url.as_str().into_client_request()?;
+    let mut req = ws_url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("the WebSocket URL of {}", target.url))?;
     req.headers_mut()
         .insert("Authorization", format!("Bearer {token}").parse()?);
+    let failed = |e: tokio_tungstenite::tungstenite::Error| -> anyhow::Error {
+        Failure::websocket("WebSocket connect", &target.url, &e).into()
+    };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0);
@@ -360,24 +429,26 @@ async fn open_ws(
                 crate::tls::connector(),
             )
             .await
-            .context("websocket connect")?
+            .map_err(failed)?
             .0
         }
         Some(size) => {
             let url = reqwest::Url::parse(&target.url).context("broker URL")?;
             let host = url.host_str().unwrap_or("127.0.0.1");
             let port = url.port_or_known_default().unwrap_or(80);
+            let io = |e: std::io::Error| failed(e.into());
             let addr = tokio::net::lookup_host((host, port))
-                .await?
+                .await
+                .map_err(io)?
                 .next()
-                .context("broker address")?;
+                .with_context(|| format!("no address for {}", target.url))?;
             let socket = if addr.is_ipv4() {
                 tokio::net::TcpSocket::new_v4()?
             } else {
                 tokio::net::TcpSocket::new_v6()?
             };
             socket.set_recv_buffer_size(size as u32)?;
-            let stream = socket.connect(addr).await.context("tcp connect")?;
+            let stream = socket.connect(addr).await.map_err(io)?;
             stream.set_nodelay(true)?;
             tokio_tungstenite::client_async_tls_with_config(
                 req,
@@ -386,7 +457,7 @@ async fn open_ws(
                 crate::tls::connector(),
             )
             .await
-            .context("websocket connect")?
+            .map_err(failed)?
             .0
         }
     };

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::{Negotiated, Target, negotiate};
+use crate::failure::{ErrorKind, Failure};
 
 /// Largest hub message accepted.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -73,9 +74,9 @@ impl HttpConn {
                     .header("accept", "text/event-stream")
                     .send()
                     .await
-                    .context("SSE GET")?;
+                    .map_err(|e| Failure::request("SSE GET", &target.url, &e))?;
                 if resp.status().as_u16() != 200 {
-                    bail!("SSE GET answered {}", resp.status());
+                    return Err(Failure::answered("SSE GET", &url, resp).await.into());
                 }
                 tokio::spawn(read_sse(resp, tx))
             }
@@ -85,9 +86,9 @@ impl HttpConn {
                     .bearer_auth(&token)
                     .send()
                     .await
-                    .context("first poll")?;
+                    .map_err(|e| Failure::request("first poll", &target.url, &e))?;
                 if resp.status().as_u16() != 200 {
-                    bail!("first poll answered {}", resp.status());
+                    return Err(Failure::answered("first poll", &url, resp).await.into());
                 }
                 tokio::spawn(read_polls(http.clone(), url.clone(), token.clone(), tx))
             }
@@ -110,14 +111,27 @@ impl HttpConn {
             if let Some((error, consumed)) = handshake::parse_response(&conn.buf)? {
                 conn.buf.advance(consumed);
                 if let Some(e) = error {
-                    bail!("handshake refused: {e}");
+                    return Err(Failure::new(
+                        ErrorKind::Protocol,
+                        format!("the broker at {} refused the handshake: {e}", target.url),
+                    )
+                    .into());
                 }
                 return Ok(conn);
             }
             match conn.rx.recv().await {
                 Some(Ok(b)) => conn.buf.extend_from_slice(&b),
                 Some(Err(e)) => return Err(e.context("during the handshake")),
-                None => bail!("closed during the handshake"),
+                None => {
+                    return Err(Failure::new(
+                        ErrorKind::ClosedByServer,
+                        format!(
+                            "the broker at {} ended the connection during the handshake",
+                            target.url
+                        ),
+                    )
+                    .into());
+                }
             }
         }
     }
@@ -147,9 +161,10 @@ impl HttpConn {
             )
             .body(body)
             .send()
-            .await?;
+            .await
+            .map_err(|e| Failure::request("POST", &self.url, &e))?;
         if r.status().as_u16() != 200 {
-            bail!("POST answered {}", r.status());
+            return Err(Failure::answered("POST", &self.url, r).await.into());
         }
         Ok(())
     }
@@ -294,9 +309,9 @@ async fn read_polls(
             },
             // The connection is over.
             204 => return,
-            status => {
+            _ => {
                 let _ = tx
-                    .send(Err(anyhow::anyhow!("poll answered {status}")))
+                    .send(Err(Failure::answered("poll", &url, resp).await.into()))
                     .await;
                 return;
             }

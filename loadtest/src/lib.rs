@@ -28,8 +28,29 @@
 //! `--report FILE.svg|FILE.html` draws the run for people: throughput and latency (p50, p90,
 //! p99, max) per second, sampled once a second off the hot path ([`timeline`]) and merged over
 //! worker processes, drawn by [`render`] (the HTML page adds the summary table).
+//!
+//! Pointing at a broker: `--connection-string` (or `SWITCHBOARD_CONNECTION_STRING`) in Azure's
+//! format, `Endpoint=http://127.0.0.1;Port=8080;AccessKey=<key>;Version=1.0;`, parsed with
+//! [`switchboard_sdk::ConnectionString`]: the endpoint (with `Port`) is the broker URL, the
+//! access key mints the tokens; an explicit `--url` or `--key` overrides its part. `--url`
+//! and `--key` alone work as before.
+//!
+//! A failing run says so ([`verdict`]): it stops early when no connection came up after the
+//! connect phase, or when errors dominate (at least 10 errors, and more errors than successes,
+//! over the last 5 s); a finished run with more errors than connections and messages fails too.
+//! Errors are counted by kind ([`failure::ErrorKind`]: `unauthorized` with the broker's 401
+//! message, `http_status`, `connection_refused` naming the URL, `timeout`, `tls`, `dns`,
+//! `closed_by_server` with its Close reason, `protocol`, `check`, `other`), each with its first
+//! message, in the summary and in the JSON report (`error_kinds`, `failure`, `stopped_early`);
+//! worker processes' kinds are merged into the parent's report.
+//!
+//! Exit codes of the binary: 0 the run succeeded; 1 the run failed (no connection came up,
+//! errors dominated, the broker was unreachable, a file could not be written), with one line
+//! `switchboard-loadtest: <why>` on stderr; 2 a usage error (clap's, or the options checked by
+//! [`check_usage`] and a connection string that does not parse).
 
 pub mod client;
+pub mod failure;
 pub mod fallback;
 pub mod pool;
 pub mod render;
@@ -39,6 +60,7 @@ pub mod stats;
 pub mod timeline;
 pub mod tls;
 pub mod upstream;
+pub mod verdict;
 pub mod workers;
 
 use std::path::PathBuf;
@@ -99,7 +121,18 @@ impl Transport {
 /// Options shared by every scenario.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// Broker base URL.
+    /// The broker's connection string, in Azure's format
+    /// (`Endpoint=http://127.0.0.1;Port=8080;AccessKey=<key>;Version=1.0;`): sets the broker URL
+    /// (Endpoint with Port) and the access key; an explicit --url or --key wins.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_CONNECTION_STRING",
+        hide_env_values = true,
+        global = true,
+        value_name = "CS"
+    )]
+    pub connection_string: Option<String>,
+    /// Broker base URL (default: the connection string's endpoint, else http://127.0.0.1:8080).
     #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
     pub url: String,
     /// Where the receivers connect, when not `--url` (repeatable; with `--workers`, worker `w`
@@ -107,8 +140,9 @@ pub struct Common {
     /// REST calls at `--url` (S12).
     #[arg(long = "receiver-url", global = true)]
     pub receiver_urls: Vec<String>,
-    /// Access key of the broker (tokens are minted with it).
-    #[arg(long, default_value = "", global = true)]
+    /// Access key of the broker (tokens are minted with it); required unless the connection
+    /// string gives it.
+    #[arg(long, default_value = "", hide_default_value = true, global = true)]
     pub key: String,
     /// A PEM file of CA certificates to trust for an https:// broker, besides the system's
     /// (SSL_CERT_FILE and SSL_CERT_DIR apply too).
@@ -121,19 +155,19 @@ pub struct Common {
     #[arg(long, value_enum, default_value = "json", global = true)]
     pub protocol: Protocol,
     /// Padding bytes in each message's payload.
-    #[arg(long, default_value_t = 100, global = true)]
+    #[arg(long, default_value_t = 100, global = true, value_parser = count)]
     pub payload_bytes: usize,
     /// Client connections (S1, S3, S4, S6–S11) or total connects (S2).
-    #[arg(long, default_value_t = 1000, global = true)]
+    #[arg(long, default_value_t = 1000, global = true, value_parser = count)]
     pub connections: usize,
     /// Messages per second in total (0 = as fast as possible).
-    #[arg(long, default_value_t = 0.0, global = true)]
+    #[arg(long, default_value_t = 0.0, global = true, value_parser = rate)]
     pub rate: f64,
     /// Seconds to run (hold time for S1; the longest run for S2; one step for S4b).
-    #[arg(long, default_value_t = 10.0, global = true)]
+    #[arg(long, default_value_t = 10.0, global = true, value_parser = non_negative)]
     pub duration: f64,
     /// Connections opened concurrently during the ramp (S2: concurrent connecting workers).
-    #[arg(long, default_value_t = 200, global = true)]
+    #[arg(long, default_value_t = 200, global = true, value_parser = count)]
     pub parallel: usize,
     /// Negotiate (POST /client/negotiate) before each WebSocket connect (always on for S2 and
     /// for the scenarios that need connection ids or fallback transports).
@@ -141,7 +175,7 @@ pub struct Common {
     pub negotiate: bool,
     /// Spread the receivers over this many generator processes (S1, S4, S4b, S6, S8, S10); 0 =
     /// all in this process. Each process may hold at most 20,000 open files.
-    #[arg(long, default_value_t = 0, global = true)]
+    #[arg(long, default_value_t = 0, global = true, value_parser = count)]
     pub workers: usize,
     /// The executable started for `--workers` (default: this one).
     #[arg(long, global = true, hide = true)]
@@ -164,6 +198,7 @@ impl Common {
     /// Defaults for `url` and `key` (for tests and embedding).
     pub fn new(url: &str, key: &str) -> Self {
         Self {
+            connection_string: None,
             url: url.to_owned(),
             receiver_urls: Vec::new(),
             key: key.to_owned(),
@@ -182,6 +217,24 @@ impl Common {
             report: Vec::new(),
             quiet: true,
         }
+    }
+
+    /// Applies `--connection-string`, if given: its endpoint (with `Port`) becomes the URL
+    /// unless `url_given`, its access key the key unless `key_given`. The error (a string that
+    /// does not parse) never quotes the string, which holds the key.
+    pub fn apply_connection_string(&mut self, url_given: bool, key_given: bool) -> Result<()> {
+        let Some(text) = &self.connection_string else {
+            return Ok(());
+        };
+        let cs = switchboard_sdk::ConnectionString::parse(text)
+            .map_err(|e| anyhow::anyhow!("--connection-string: {e}"))?;
+        if !url_given {
+            self.url = cs.endpoint();
+        }
+        if !key_given {
+            cs.access_key().clone_into(&mut self.key);
+        }
+        Ok(())
     }
 
     pub(crate) fn target(&self) -> Target {
@@ -221,7 +274,7 @@ pub enum Scenario {
         /// Each connection joins one of this many groups after the ramp (it connects as user
         /// `h<index>`, added with `PUT /api/hubs/{hub}/users/h<index>/groups/g<index % N>?ttl=0`);
         /// 0 = no group.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = count)]
         groups: usize,
     },
     /// S2: `--connections` full connects (negotiate + WebSocket + handshake, then close) from
@@ -240,7 +293,7 @@ pub enum Scenario {
     /// `--senders` concurrent senders (one sequence each).
     S4Broadcast {
         /// Concurrent REST senders, each with its own sequence stream.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = count)]
         senders: usize,
     },
     /// S4b: maximum broadcast. Steps of `--duration` s from `--start-rate` broadcasts/s,
@@ -248,16 +301,16 @@ pub enum Scenario {
     /// cannot reach the rate; reports the highest passing step (deliveries/s).
     S4bMax {
         /// Concurrent REST senders, each with its own sequence stream.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = count)]
         senders: usize,
         /// Broadcasts per second of the first step.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = non_negative)]
         start_rate: f64,
         /// Rate multiplier between steps.
-        #[arg(long, default_value_t = 1.5)]
+        #[arg(long, default_value_t = 1.5, value_parser = non_negative)]
         factor: f64,
         /// Most steps.
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, default_value_t = 15, value_parser = count)]
         max_steps: usize,
         /// A step fails when its p99 exceeds this (Azure's criterion: 1 s).
         #[arg(long, default_value_t = 1000)]
@@ -271,13 +324,13 @@ pub enum Scenario {
     /// membership is checked against the group listing.
     S5Groups {
         /// Groups.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = count)]
         groups: usize,
         /// Connections per group (not with --churn).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = count)]
         group_size: usize,
         /// Concurrent REST clients.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = count)]
         senders: usize,
         /// Join/leave churn instead of group sends.
         #[arg(long)]
@@ -287,7 +340,7 @@ pub enum Scenario {
     /// (one receiver each) for `--duration` s, at `--rate`/s in total (0 = max).
     S6RestUser {
         /// Concurrent HTTP clients.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = count)]
         concurrency: usize,
     },
     /// S7: Serverless mode with the built-in upstream receiver on `--upstream-listen`:
@@ -301,7 +354,7 @@ pub enum Scenario {
         #[arg(long, default_value = "127.0.0.1:18090")]
         upstream_listen: std::net::SocketAddr,
         /// Threads of the upstream receiver.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = count)]
         upstream_workers: usize,
     },
     /// S8: `--sse` Server-Sent Events and `--long-polling` long-polling clients (and
@@ -310,16 +363,16 @@ pub enum Scenario {
     /// always speak JSON (SSE is text only).
     S8Fallback {
         /// SSE clients (default: --connections).
-        #[arg(long)]
+        #[arg(long, value_parser = count)]
         sse: Option<usize>,
         /// Long-polling clients (default: --connections).
-        #[arg(long)]
+        #[arg(long, value_parser = count)]
         long_polling: Option<usize>,
         /// WebSocket clients for comparison.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = count)]
         websockets: usize,
         /// Concurrent REST senders.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = count)]
         senders: usize,
     },
     /// S9: slow consumer. A baseline S4-style broadcast phase, then the same phase while one
@@ -328,17 +381,17 @@ pub enum Scenario {
     /// at /metrics), and the others' p99 against the baseline; the others must lose nothing.
     S9SlowConsumer {
         /// Concurrent REST senders.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = count)]
         senders: usize,
         /// Seconds of the baseline phase (default: --duration).
-        #[arg(long)]
+        #[arg(long, value_parser = non_negative)]
         baseline_duration: Option<f64>,
         /// SO_RCVBUF of the slow connection's socket.
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 4096, value_parser = count)]
         slow_rcvbuf: usize,
         /// Seconds to wait after the slow phase for the broker to cut the slow connection
         /// (it may first wait out `limits.send_timeout_secs`).
-        #[arg(long, default_value_t = 15.0)]
+        #[arg(long, default_value_t = 15.0, value_parser = non_negative)]
         cut_wait: f64,
         /// Control run: the "slow" connection keeps reading, so the others' p99 change shows
         /// what the two phases differ by without a slow consumer.
@@ -352,10 +405,10 @@ pub enum Scenario {
         #[arg(long)]
         server_pid: Option<u32>,
         /// Seconds between samples.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
         interval: f64,
         /// Concurrent REST senders.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = count)]
         senders: usize,
     },
     /// S11: stateful reconnect. `--connections` clients negotiate with
@@ -364,16 +417,16 @@ pub enum Scenario {
     /// token after `--down-ms`; every client must see every message once, in order.
     S11Reconnect {
         /// Share of the connections that are killed and resumed.
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.1, value_parser = non_negative)]
         fraction: f64,
         /// Milliseconds without a connection.
         #[arg(long, default_value_t = 500)]
         down_ms: u64,
         /// When the kills happen, as a share of --duration.
-        #[arg(long, default_value_t = 0.3)]
+        #[arg(long, default_value_t = 0.3, value_parser = non_negative)]
         kill_at: f64,
         /// Concurrent REST senders.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = count)]
         senders: usize,
     },
     /// Merge the JSON reports of generator processes run in parallel (see --json-out): counts
@@ -395,23 +448,139 @@ pub enum Scenario {
     },
 }
 
-/// Runs `scenario`, returning its report; with `--report`, the report carries the run's
-/// per-second samples ([`timeline`]; write the file with [`render::write`]).
-pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
-    if let Scenario::Merge { files } = scenario {
-        return scenario::merge::run(files);
+/// The largest number of seconds, or rate, an option takes (about 31 years).
+const MAX_NUMBER: f64 = 1e9;
+/// The largest count an option takes (connections, senders, bytes, …).
+const MAX_COUNT: usize = 100_000_000;
+
+/// A number from 0 to [`MAX_NUMBER`] (for the seconds, rates and shares of the options).
+fn non_negative(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=MAX_NUMBER).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("must be a number from 0 to {MAX_NUMBER:e}")),
+        Err(e) => Err(e.to_string()),
     }
-    if common.key.is_empty() {
-        bail!("--key is required (the broker's access key)");
+}
+
+/// `--rate`: 0 (as fast as possible), or from 0.001 to [`MAX_NUMBER`] per second.
+fn rate(s: &str) -> std::result::Result<f64, String> {
+    match non_negative(s)? {
+        v if v == 0.0 || v >= 0.001 => Ok(v),
+        _ => Err("must be 0 (as fast as possible) or at least 0.001 per second".to_owned()),
     }
+}
+
+/// A count from 0 to [`MAX_COUNT`].
+fn count(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v <= MAX_COUNT => Ok(v),
+        Ok(_) => Err(format!("must be at most {MAX_COUNT}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether `url` is an absolute http:// or https:// URL with a host.
+fn http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+impl Scenario {
+    /// The name reports carry (`s4-broadcast`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::S1Hold { .. } => "s1-hold",
+            Self::S2Connect => "s2-connect",
+            Self::S3Echo => "s3-echo",
+            Self::S3bEcho => "s3b-echo",
+            Self::S4Broadcast { .. } => "s4-broadcast",
+            Self::S4bMax { .. } => "s4b-max",
+            Self::S5Groups { .. } => "s5-groups",
+            Self::S6RestUser { .. } => "s6-rest-user",
+            Self::S7Upstream { .. } => "s7-upstream",
+            Self::S8Fallback { .. } => "s8-fallback",
+            Self::S9SlowConsumer { .. } => "s9-slow-consumer",
+            Self::S10Soak { .. } => "s10-soak",
+            Self::S11Reconnect { .. } => "s11-reconnect",
+            Self::Merge { .. } => "merge",
+            Self::Worker { .. } => "worker",
+        }
+    }
+
+    /// Whether `--workers` can spread its receivers.
+    fn spreads(&self) -> bool {
+        matches!(
+            self,
+            Self::S1Hold { .. }
+                | Self::S4Broadcast { .. }
+                | Self::S4bMax { .. }
+                | Self::S6RestUser { .. }
+                | Self::S8Fallback { .. }
+                | Self::S10Soak { .. }
+        )
+    }
+}
+
+/// The options' mistakes that only show together (a usage error, before anything runs): no
+/// access key, a URL that is not http(s), `--workers` or several `--receiver-url` where they do
+/// not apply, a `--report` file that is neither `.svg` nor `.html`.
+pub fn check_usage(common: &Common, scenario: &Scenario) -> Result<()> {
     for path in &common.report {
         render::Format::of(path)?;
+    }
+    if matches!(scenario, Scenario::Merge { .. } | Scenario::Worker { .. }) {
+        return Ok(());
+    }
+    if common.key.is_empty() {
+        bail!("--key or --connection-string is required (the broker's access key)");
+    }
+    if !http_url(&common.url) {
+        bail!(
+            "--url '{}' is not an http:// or https:// URL (e.g. http://127.0.0.1:8080)",
+            common.url
+        );
+    }
+    if let Some(bad) = common.receiver_urls.iter().find(|u| !http_url(u)) {
+        bail!("--receiver-url '{bad}' is not an http:// or https:// URL");
+    }
+    if common.workers > 0 && !scenario.spreads() {
+        bail!(
+            "--workers applies to s1-hold, s4-broadcast, s4b-max, s6-rest-user, s8-fallback and \
+             s10-soak; run several processes and `merge` their reports for the others"
+        );
+    }
+    if common.receiver_urls.len() > 1 {
+        if matches!(scenario, Scenario::S5Groups { .. }) {
+            bail!("s5-groups takes at most one --receiver-url");
+        }
+        if common.workers == 0 {
+            bail!("several --receiver-url need --workers (one process per node at least)");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `scenario`, returning its report; with `--report`, the report carries the run's
+/// per-second samples ([`timeline`]; write the file with [`render::write`]).
+///
+/// A run that fails ([`verdict`]: no connection came up, or errors dominate) still returns its
+/// report, with `failure` set (and `stopped_early` when it was cut short); an `Err` is a run
+/// that could not be made at all (bad options, a port in use, an unreadable file).
+pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
+    check_usage(common, scenario)?;
+    if let Scenario::Merge { files } = scenario {
+        return scenario::merge::run(files);
     }
     let record = !common.report.is_empty();
     if record {
         timeline::start()?;
     }
-    let result = run_scenario(common, scenario).await;
+    let result = verdict::supervise(
+        scenario.name(),
+        common.params(serde_json::json!({})),
+        run_scenario(common, scenario),
+    )
+    .await;
     let samples = if record {
         timeline::finish()
     } else {
@@ -424,21 +593,6 @@ pub async fn run(common: &Common, scenario: &Scenario) -> Result<Report> {
 
 async fn run_scenario(common: &Common, scenario: &Scenario) -> Result<Report> {
     use crate::scenario::*;
-    let spreads = matches!(
-        scenario,
-        Scenario::S1Hold { .. }
-            | Scenario::S4Broadcast { .. }
-            | Scenario::S4bMax { .. }
-            | Scenario::S6RestUser { .. }
-            | Scenario::S8Fallback { .. }
-            | Scenario::S10Soak { .. }
-    );
-    if common.workers > 0 && !spreads {
-        bail!(
-            "--workers applies to s1-hold, s4-broadcast, s4b-max, s6-rest-user, s8-fallback and \
-             s10-soak; run several processes and `merge` their reports for the others"
-        );
-    }
     match scenario {
         Scenario::S1Hold {
             server_pid,

@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::{self, Client, ConnectOptions, Negotiated, Target};
+use crate::failure::{ErrorKind, ErrorKinds};
 use crate::fallback::{HttpConn, HttpTransport};
 use crate::stats::{Hist, Stats, Tracker, add_pairs, empty_histogram, histogram_pairs};
 use crate::{KEEP_ALIVE, Protocol, Transport};
@@ -139,6 +140,9 @@ pub struct Snapshot {
     pub duplicates: u64,
     /// Errors (failed connects, undecodable load messages).
     pub errors: u64,
+    /// The errors by kind.
+    #[serde(default)]
+    pub error_kinds: ErrorKinds,
     /// Latency `(µs, count)` pairs recorded since the previous check.
     pub histogram: Vec<(u64, u64)>,
 }
@@ -155,6 +159,7 @@ impl Snapshot {
         self.lost += other.lost;
         self.duplicates += other.duplicates;
         self.errors += other.errors;
+        self.error_kinds.absorb(&other.error_kinds);
         let mut h = empty_histogram();
         add_pairs(&mut h, &self.histogram);
         add_pairs(&mut h, &other.histogram);
@@ -333,15 +338,15 @@ impl Pool {
                 match conn {
                     Ok(conn) => {
                         slot.state.store(UP, Ordering::Relaxed);
-                        ctx.stats.connected.fetch_add(1, Ordering::Relaxed);
+                        ctx.stats.opened_one();
                         receive(&ctx, &slot, conn, rx, stop).await;
                     }
                     Err(e) => {
                         slot.state.store(FAILED, Ordering::Relaxed);
+                        ctx.stats.failure(&e);
                         if let Ok(mut end) = slot.end.lock() {
                             *end = Some(format!("{e:#}"));
                         }
-                        ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }));
@@ -405,6 +410,7 @@ impl Pool {
             snap.duplicates += dups;
         }
         snap.errors = self.stats.errors.load(Ordering::Relaxed);
+        snap.error_kinds = self.stats.error_kinds();
         snap.histogram = histogram_pairs(&self.hist.take());
         snap
     }
@@ -646,7 +652,13 @@ fn on_message(
                     }
                 }
                 None => {
-                    ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    ctx.stats.error(ErrorKind::Protocol, || {
+                        format!(
+                            "an undecodable load message from {}: {}",
+                            ctx.target.url,
+                            crate::failure::truncate(&format!("{:?}", inv.arguments), 100)
+                        )
+                    });
                 }
             }
         }

@@ -469,6 +469,20 @@ pub fn html(r: &Report) -> Result<String> {
         ),
     );
     row(&mut out, "errors", &r.errors.to_string());
+    for (name, c) in r.error_kinds.by_count() {
+        let first = c
+            .first
+            .as_deref()
+            .map_or(String::new(), |f| format!(" (first: {f})"));
+        row(
+            &mut out,
+            &format!("errors: {name}"),
+            &format!("{}{first}", c.count),
+        );
+    }
+    if let Some(f) = &r.failure {
+        row(&mut out, "FAILED", f);
+    }
     row(
         &mut out,
         "latency",

@@ -156,7 +156,7 @@ pub async fn run(
         );
         tasks.push(tokio::spawn(async move {
             let mut attempts = 0u64;
-            while tokio::time::Instant::now() < end {
+            while tokio::time::Instant::now() < end && !stats.stopping() {
                 if plan_rate > 0.0 {
                     // One global schedule: send n at n / rate, sender k taking n ≡ k (mod
                     // senders).
@@ -170,12 +170,9 @@ pub async fn run(
                 let (s, url) = &mine[(attempts % mine.len() as u64) as usize];
                 attempts += 1;
                 let seq = streams.sent[*s].load(Ordering::Relaxed);
-                let ok = send_load(&http, url, &token, *s as u64, seq, &pad).await;
-                if ok {
+                if send_load(&http, url, &token, *s as u64, seq, &pad, &stats).await {
                     streams.sent[*s].fetch_add(1, Ordering::Relaxed);
                     stats.sent.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }));
@@ -185,7 +182,9 @@ pub async fn run(
     }
     if plan.rate > 0.0 {
         // A paced phase lasts its whole duration, even when the last send came earlier.
-        tokio::time::sleep_until(end).await;
+        stats
+            .hold(end.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
     }
     Ok(Phase {
         seconds: start.elapsed().as_secs_f64(),
@@ -193,7 +192,9 @@ pub async fn run(
     })
 }
 
-/// POSTs one load message `[sender, seq, now, pad]` to `url`; `true` when answered 202.
+/// POSTs one load message `[sender, seq, now, pad]` to `url`; `true` when answered 202. A
+/// failure is counted in `stats` by kind (the broker's message read only for the first of
+/// its kind).
 pub async fn send_load(
     http: &reqwest::Client,
     url: &str,
@@ -201,6 +202,7 @@ pub async fn send_load(
     sender: u64,
     seq: u64,
     pad: &str,
+    stats: &Stats,
 ) -> bool {
     let body = format!(
         "{{\"target\":\"{}\",\"arguments\":{}}}",
@@ -214,5 +216,8 @@ pub async fn send_load(
         .body(body)
         .send()
         .await;
-    matches!(r, Ok(r) if r.status().as_u16() == 202)
+    match r {
+        Ok(r) if r.status().as_u16() == 202 => true,
+        r => stats.answered("REST send", url, r, |s| s == 202).await,
+    }
 }

@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+
+use crate::failure::{ErrorKind, ErrorKinds, ErrorTally, Failure};
 
 const SHARDS: usize = 16;
 
@@ -23,14 +25,19 @@ pub struct Stats {
     pub sent: AtomicU64,
     /// Messages received by the clients (duplicates included).
     pub received: AtomicU64,
-    /// Errors: failed connects, failed sends, non-2xx answers, broken connections.
+    /// Errors: failed connects, failed sends, non-2xx answers, broken connections. Count them
+    /// with [`error`](Self::error) or [`failure`](Self::failure), which also count their kind.
     pub errors: AtomicU64,
     /// Connections currently up.
     pub connected: AtomicU64,
+    /// Connections that came up (completed their handshake) so far.
+    pub opened: AtomicU64,
     /// Connections that went down before the end of the run.
     pub dropped: AtomicU64,
     /// Connects completed (S2).
     pub connects: AtomicU64,
+    kinds: ErrorTally,
+    stop: AtomicBool,
     latency: Hist,
     start: Instant,
 }
@@ -49,8 +56,11 @@ impl Stats {
             received: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             connected: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             connects: AtomicU64::new(0),
+            kinds: ErrorTally::new(),
+            stop: AtomicBool::new(false),
             latency: Hist::new(),
             start: Instant::now(),
         }
@@ -59,6 +69,109 @@ impl Stats {
     /// Records one latency in µs on shard `shard`.
     pub fn record_us(&self, shard: usize, us: u64) {
         self.latency.record_us(shard, us);
+    }
+
+    /// Counts one error of `kind`; `message` (what failed, where, what the broker said) is
+    /// called only for the first error of its kind.
+    pub fn error(&self, kind: ErrorKind, message: impl FnOnce() -> String) {
+        self.errors_n(kind, 1, message);
+    }
+
+    /// Counts `n` errors of `kind` (see [`error`](Self::error)).
+    pub fn errors_n(&self, kind: ErrorKind, n: u64, message: impl FnOnce() -> String) {
+        if n > 0 {
+            self.errors.fetch_add(n, Ordering::Relaxed);
+            self.kinds.record(kind, n, message);
+        }
+    }
+
+    /// Counts `e` as one error of its kind ([`crate::failure::kind_of`]).
+    pub fn failure(&self, e: &anyhow::Error) -> ErrorKind {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.kinds.record_error(e)
+    }
+
+    /// Counts the errors of `kinds` (counted elsewhere: a worker process) here too.
+    pub fn absorb_errors(&self, kinds: &ErrorKinds) {
+        for (name, c) in &kinds.0 {
+            let kind = ErrorKind::from_name(name).unwrap_or(ErrorKind::Other);
+            self.errors_n(kind, c.count, || c.first.clone().unwrap_or_default());
+        }
+    }
+
+    /// Counts the failed request `what` at `url` (its message is formatted only when its kind
+    /// has none yet).
+    pub fn request_error(&self, what: &str, url: &str, e: &reqwest::Error) {
+        self.error(Failure::request_kind(e), || {
+            Failure::request(what, url, e).into_message()
+        });
+    }
+
+    /// Counts the unexpected answer `resp` to `what` at `url` (401: unauthorized, else an HTTP
+    /// status); its body, the broker's message, is read only when its kind has no message yet.
+    pub async fn bad_answer(&self, what: &str, url: &str, resp: reqwest::Response) {
+        let kind = Failure::status_kind(resp.status().as_u16());
+        if self.kinds.wants_message(kind) {
+            let f = Failure::answered(what, url, resp).await;
+            self.error(kind, || f.into_message());
+        } else {
+            self.error(kind, String::new);
+        }
+    }
+
+    /// Counts the outcome of a request whose answer should satisfy `ok` (the status): `true`
+    /// when it did, else the error is counted by kind.
+    pub async fn answered(
+        &self,
+        what: &str,
+        url: &str,
+        r: Result<reqwest::Response, reqwest::Error>,
+        ok: impl Fn(u16) -> bool,
+    ) -> bool {
+        match r {
+            Ok(resp) if ok(resp.status().as_u16()) => true,
+            Ok(resp) => {
+                self.bad_answer(what, url, resp).await;
+                false
+            }
+            Err(e) => {
+                self.request_error(what, url, &e);
+                false
+            }
+        }
+    }
+
+    /// The errors counted here, by kind.
+    pub fn error_kinds(&self) -> ErrorKinds {
+        self.kinds.snapshot()
+    }
+
+    /// Counts one connection that came up (it is up now).
+    pub fn opened_one(&self) {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Asks the run's loops to end now (the run has failed: [`crate::verdict`]).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the run was asked to end.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps `d`, or less when the run is asked to end.
+    pub async fn hold(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        while !self.stopping() {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        }
     }
 
     /// Time since the stats were created.
@@ -92,9 +205,11 @@ impl Stats {
 
     /// Starts a progress line (on stderr, hidden when `quiet` or not a terminal) refreshed every
     /// 500 ms with live rates until the returned guard is dropped. The stats also join the
-    /// run's timeline, when one is being recorded (`--report`, see [`crate::timeline`]).
+    /// run's timeline, when one is being recorded (`--report`, see [`crate::timeline`]), and
+    /// the watch that stops a failing run early ([`crate::verdict`]).
     pub fn progress(self: &std::sync::Arc<Self>, quiet: bool) -> ProgressGuard {
         crate::timeline::watch_stats(self);
+        crate::verdict::watch(self);
         let bar = if quiet {
             ProgressBar::hidden()
         } else {
@@ -326,6 +441,13 @@ pub struct Report {
     pub duplicates: u64,
     /// Errors of any kind.
     pub errors: u64,
+    /// The errors by kind (`unauthorized`, `connection_refused`, …: see
+    /// [`crate::failure::ErrorKind`]), each with its count and the first one's message.
+    pub error_kinds: ErrorKinds,
+    /// Why the run failed (`None`: it did not; see [`crate::verdict`] for the rules).
+    pub failure: Option<String>,
+    /// Whether it stopped before its end because it had failed.
+    pub stopped_early: bool,
     /// Latency (payload timestamp → receipt, or connect time for S2).
     pub latency: Option<Latency>,
     /// Scenario-specific figures (rates, RSS).
@@ -350,6 +472,9 @@ impl Report {
             lost: 0,
             duplicates: 0,
             errors: 0,
+            error_kinds: ErrorKinds::default(),
+            failure: None,
+            stopped_early: false,
             latency: None,
             extra: serde_json::Map::new(),
             samples: Vec::new(),
@@ -391,6 +516,21 @@ impl Report {
                 }
                 _ => s.push_str(&format!("  {k}: {v}\n")),
             }
+        }
+        let kinds = self.error_kinds.by_count();
+        if !kinds.is_empty() {
+            s.push_str("  errors by kind:\n");
+            for (name, c) in kinds {
+                match &c.first {
+                    Some(first) => {
+                        s.push_str(&format!("    {name}: {} (first: {first})\n", c.count))
+                    }
+                    None => s.push_str(&format!("    {name}: {}\n", c.count)),
+                }
+            }
+        }
+        if let Some(f) = &self.failure {
+            s.push_str(&format!("  FAILED: {f}\n"));
         }
         s
     }

@@ -208,6 +208,9 @@ impl Fleet {
         stats
             .connected
             .store(connected, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .opened
+            .fetch_add(connected, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             local: None,
             remote,

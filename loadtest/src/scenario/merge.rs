@@ -1,5 +1,6 @@
 //! `merge`: one report from the JSON reports of generator processes run in parallel (each with
-//! its own share of `--connections`). Counts are summed, `*_per_second` figures added, seconds
+//! its own share of `--connections`). Counts (errors by kind too) are summed, a failed input
+//! makes the merged report fail, `*_per_second` figures added, seconds
 //! and latency percentiles are the worst of the inputs (percentiles cannot be merged exactly
 //! without the histograms; prefer `--workers`, which merges histograms). Per-second samples
 //! (reports written with `--report`) merge exactly, second by second, for the merged
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::failure::ErrorKinds;
 use crate::stats::{Latency, Report};
 use crate::timeline::Sample;
 
@@ -47,7 +49,8 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
         0.0,
     );
     let mut samples = Vec::new();
-    for v in &inputs {
+    let mut failures = Vec::new();
+    for (v, file) in inputs.iter().zip(files) {
         if v["scenario"] != first["scenario"] {
             bail!("cannot merge {} with {}", v["scenario"], first["scenario"]);
         }
@@ -60,6 +63,15 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
         r.lost += u(v, "lost");
         r.duplicates += u(v, "duplicates");
         r.errors += u(v, "errors");
+        if let Some(k) = v.get("error_kinds") {
+            let k: ErrorKinds = serde_json::from_value(k.clone())
+                .with_context(|| format!("error_kinds of {}", file.display()))?;
+            r.error_kinds.absorb(&k);
+        }
+        if let Some(f) = v["failure"].as_str() {
+            failures.push(format!("{}: {f}", file.display()));
+        }
+        r.stopped_early |= v["stopped_early"].as_bool().unwrap_or(false);
         if let Some(s) = v.get("samples") {
             let s: Vec<Sample> = serde_json::from_value(s.clone()).context("samples")?;
             samples.extend(s);
@@ -105,6 +117,9 @@ pub fn run(files: &[PathBuf]) -> Result<Report> {
                 }
             }
         }
+    }
+    if !failures.is_empty() {
+        r.failure = Some(failures.join("; "));
     }
     r.extra
         .insert("merged_reports".into(), (inputs.len() as u64).into());

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::pool::{PoolSpec, Snapshot};
+use crate::pool::{Expect, Pool, PoolSpec, Snapshot};
 use crate::stats::{Latency, Report, Stats};
 use crate::workers::Fleet;
 use crate::{Common, Transport};
@@ -45,6 +45,9 @@ pub(crate) fn report(
         lost: 0,
         duplicates: 0,
         errors: stats.errors.load(Ordering::Relaxed),
+        error_kinds: stats.error_kinds(),
+        failure: None,
+        stopped_early: false,
         latency: Latency::of(&stats.histogram()),
         extra: serde_json::Map::new(),
         samples: Vec::new(),
@@ -67,28 +70,53 @@ pub(crate) fn apply_snapshot(
     r.lost = snap.lost;
     r.duplicates = snap.duplicates;
     // A local pool counts its errors in `stats` too.
-    r.errors = if local {
-        stats.errors.load(Ordering::Relaxed)
-    } else {
-        stats.errors.load(Ordering::Relaxed) + snap.errors
-    };
+    r.errors = stats.errors.load(Ordering::Relaxed);
+    r.error_kinds = stats.error_kinds();
+    if !local {
+        r.errors += snap.errors;
+        r.error_kinds.absorb(&snap.error_kinds);
+    }
     r.latency = Latency::of(hist);
 }
 
-/// Opens the receivers of `spec` as `--workers` says.
+/// Opens the receivers of `spec` as `--workers` says. When none came up, the run stops here
+/// ([`crate::verdict::require_connections`]), with the worker processes' errors counted in
+/// `stats`.
 pub(crate) async fn open_fleet(
     common: &Common,
     spec: PoolSpec,
     stats: &Arc<Stats>,
 ) -> Result<Fleet> {
-    Fleet::open_at(
+    let attempts = spec.connections as u64;
+    let mut fleet = Fleet::open_at(
         spec,
         common.workers,
         common.worker_exe.as_ref(),
         stats,
         &common.receiver_urls,
     )
-    .await
+    .await?;
+    if fleet.connected() == 0 && attempts > 0 {
+        if fleet.local().is_none() {
+            let snap = fleet.check(&Expect::Nothing, Duration::ZERO).await?;
+            stats.absorb_errors(&snap.error_kinds);
+        }
+        fleet.close().await?;
+        return Err(crate::verdict::no_connection(stats, attempts).into());
+    }
+    Ok(fleet)
+}
+
+/// Opens `spec`'s receivers in this process; none up stops the run
+/// ([`crate::verdict::require_connections`]).
+pub(crate) async fn open_pool(spec: PoolSpec, stats: &Arc<Stats>) -> Result<Pool> {
+    let attempts = spec.connections as u64;
+    let pool = Pool::open(spec, stats.clone()).await?;
+    if pool.connected() == 0 && attempts > 0 {
+        pool.close().await;
+        return Err(crate::verdict::no_connection(stats, attempts).into());
+    }
+    Ok(pool)
 }
 
 /// A pool spec for `common` on `transport` (SSE is JSON only).

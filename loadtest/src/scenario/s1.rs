@@ -2,7 +2,7 @@
 //! connected / dropped and the broker's RSS per connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -16,28 +16,27 @@ use crate::{Common, DRAIN, Transport};
 /// Requests in flight while joining groups.
 const JOIN_PARALLEL: usize = 64;
 
-/// Adds user `h<i>` to group `g<i % groups>` for every `i` (current connections only);
-/// returns the number of failed requests.
-async fn join_groups(common: &Common, groups: usize) -> Result<u64> {
+/// Adds user `h<i>` to group `g<i % groups>` for every `i` (current connections only); failed
+/// requests are counted in `stats`.
+async fn join_groups(common: &Common, groups: usize, stats: &Arc<Stats>) -> Result<()> {
     let target = common.target();
     let token = Arc::new(target.rest_token(&format!("/api/hubs/{}", target.hub)));
     let http = sender::http_client(JOIN_PARALLEL)?;
     let next = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..JOIN_PARALLEL {
-        let (target, token, http, next, failed) = (
+        let (target, token, http, next, stats) = (
             target.clone(),
             token.clone(),
             http.clone(),
             next.clone(),
-            failed.clone(),
+            stats.clone(),
         );
         let n = common.connections;
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
+                if i >= n || stats.stopping() {
                     break;
                 }
                 let url = format!(
@@ -49,16 +48,16 @@ async fn join_groups(common: &Common, groups: usize) -> Result<u64> {
                     ))
                 );
                 let r = http.put(&url).bearer_auth(token.as_str()).send().await;
-                if !matches!(r, Ok(r) if r.status().is_success()) {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
+                stats
+                    .answered("group join", &url, r, |s| (200..300).contains(&s))
+                    .await;
             }
         }));
     }
     for t in tasks {
         t.await?;
     }
-    Ok(failed.load(Ordering::Relaxed))
+    Ok(())
 }
 
 /// Runs S1.
@@ -79,12 +78,9 @@ pub async fn run(
     let mut fleet = open_fleet(common, spec, &stats).await?;
     let ramp = start.elapsed().as_secs_f64();
     let up_after_ramp = fleet.connected();
-    let join_failures = if groups > 0 {
-        join_groups(common, groups).await?
-    } else {
-        0
-    };
-    stats.errors.fetch_add(join_failures, Ordering::Relaxed);
+    if groups > 0 {
+        join_groups(common, groups, &stats).await?;
+    }
     // What the broker lists as group members.
     let mut members = 0u64;
     if groups > 0 {
@@ -94,13 +90,13 @@ pub async fn run(
         for g in 0..groups {
             match super::s5::listing(&http, &target, &token, g).await {
                 Ok(ids) => members += ids.len() as u64,
-                Err(_) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                Err(e) => {
+                    stats.failure(&e);
                 }
             }
         }
     }
-    tokio::time::sleep(common.duration()).await;
+    stats.hold(common.duration()).await;
     let rss_after = server_pid.and_then(rss_kib);
     let snap = fleet.check(&Expect::Nothing, DRAIN).await?;
     let local = fleet.local().is_some();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{apply_snapshot, metric, per, report, spec_for};
-use crate::pool::{Control, Expect, Pool};
+use crate::pool::{Control, Expect};
 use crate::sender::{self, Dest, Plan, Streams};
 use crate::stats::{Report, Stats};
 use crate::{Common, DRAIN, Transport};
@@ -38,7 +38,7 @@ pub async fn run(common: &Common, kills: Kills, senders: usize) -> Result<Report
     let mut spec = spec_for(common, Transport::Websockets);
     spec.negotiate = true;
     spec.stateful = true;
-    let pool = Pool::open(spec, stats.clone()).await?;
+    let pool = super::open_pool(spec, &stats).await?;
     let target = common.target();
     let senders = senders.max(1);
     let http = sender::http_client(senders + 1)?;
@@ -56,7 +56,9 @@ pub async fn run(common: &Common, kills: Kills, senders: usize) -> Result<Report
             (target.clone(), http.clone(), streams.clone(), stats.clone());
         tokio::spawn(async move { sender::run(&target, &http, &plan, &streams, &stats).await })
     };
-    tokio::time::sleep(common.duration().mul_f64(kills.at.clamp(0.0, 1.0))).await;
+    stats
+        .hold(common.duration().mul_f64(kills.at.clamp(0.0, 1.0)))
+        .await;
     let up: Vec<_> = pool.slots().iter().filter(|s| s.is_up()).cloned().collect();
     let n_kill = ((up.len() as f64 * kills.fraction).round() as usize).min(up.len());
     let victims: Vec<_> = (0..n_kill)

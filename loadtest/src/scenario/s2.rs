@@ -27,7 +27,10 @@ pub async fn run(common: &Common) -> Result<Report> {
         let (target, http, stats, claimed) =
             (target.clone(), http.clone(), stats.clone(), claimed.clone());
         workers.push(tokio::spawn(async move {
-            while Instant::now() < deadline && claimed.fetch_add(1, Ordering::Relaxed) < total {
+            while Instant::now() < deadline
+                && !stats.stopping()
+                && claimed.fetch_add(1, Ordering::Relaxed) < total
+            {
                 let t0 = Instant::now();
                 match Client::connect(&target, None, Some(&http)).await {
                     Ok(c) => {
@@ -35,8 +38,8 @@ pub async fn run(common: &Common) -> Result<Report> {
                         stats.connects.fetch_add(1, Ordering::Relaxed);
                         c.close().await;
                     }
-                    Err(_) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    Err(e) => {
+                        stats.failure(&e);
                     }
                 }
             }

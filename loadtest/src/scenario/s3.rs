@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use switchboard::protocol::{CompletionOutcome, HubMessage, Invocation, RawValue};
 use tokio::sync::Semaphore;
 
 use super::{pace, report, staggered};
 use crate::client::{self, Client, ConnectOptions};
+use crate::failure::{ErrorKind, Failure};
 use crate::sender::http_client;
 use crate::stats::{Report, Stats, Tracker};
 use crate::{Common, KEEP_ALIVE};
@@ -18,7 +19,8 @@ use crate::{Common, KEEP_ALIVE};
 pub(crate) const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects `common.connections` clients, at most `common.parallel` at a time (negotiating
-/// when `negotiate`); failures are counted as errors.
+/// when `negotiate`); failures are counted as errors, and none up stops the run
+/// ([`crate::verdict::require_connections`]).
 pub(crate) async fn connect_all(
     common: &Common,
     stats: &Arc<Stats>,
@@ -52,24 +54,26 @@ pub(crate) async fn connect_all(
     for t in tasks {
         match t.await? {
             Ok(c) => {
-                stats.connected.fetch_add(1, Ordering::Relaxed);
+                stats.opened_one();
                 clients.push(c);
             }
-            Err(_) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                stats.failure(&e);
             }
         }
     }
+    crate::verdict::require_connections(stats, clients.len() as u64, common.connections as u64)?;
     Ok(clients)
 }
 
-/// One blocking invocation of `target`; the Completion's result (`None` for void or error).
+/// One blocking invocation of `target`: the Completion's result, or what it said instead
+/// (`Err(None)` for a void completion, `Err(Some(error))` for an error).
 pub(crate) async fn invoke_once(
     client: &mut Client,
     target: &str,
     id: &str,
     args: RawValue,
-) -> Result<Option<RawValue>> {
+) -> Result<Result<RawValue, Option<String>>> {
     client
         .send(&HubMessage::Invocation(Invocation {
             headers: Vec::new(),
@@ -83,14 +87,30 @@ pub(crate) async fn invoke_once(
         match client.next_message().await? {
             Some(HubMessage::Completion(c)) if c.invocation_id == id => {
                 return Ok(match c.outcome {
-                    CompletionOutcome::Result(v) => Some(v),
-                    _ => None,
+                    CompletionOutcome::Result(v) => Ok(v),
+                    CompletionOutcome::Void => Err(None),
+                    CompletionOutcome::Error(e) => Err(Some(e)),
                 });
             }
-            Some(HubMessage::Close(_)) | None => bail!("connection closed"),
+            Some(HubMessage::Close(c)) => return Err(closed(Some(c.error), client).into()),
+            None => return Err(closed(None, client).into()),
             Some(_) => {}
         }
     }
+}
+
+/// The broker closed `client`'s connection: with the Close message's error (`close`), else the
+/// close frame's reason.
+pub(crate) fn closed(close: Option<Option<String>>, client: &Client) -> Failure {
+    let reason = match close {
+        Some(Some(error)) => format!(" with a Close message: {error}"),
+        Some(None) => " with a Close message".to_owned(),
+        None => client.closed_because(),
+    };
+    Failure::new(
+        ErrorKind::ClosedByServer,
+        format!("the broker closed the connection{reason}"),
+    )
 }
 
 /// Closed-loop invocations of `method` by every client for `--duration` s: `args(i, seq, ts)`
@@ -119,7 +139,7 @@ pub(crate) async fn closed_loop(
             let mut tracker = Tracker::default();
             let mut seq = 0u64;
             let mut ping = tokio::time::Instant::now();
-            while tokio::time::Instant::now() < end {
+            while tokio::time::Instant::now() < end && !stats.stopping() {
                 pace(start, seq, per_client_rate).await;
                 if ping.elapsed() >= KEEP_ALIVE {
                     ping = tokio::time::Instant::now();
@@ -135,21 +155,29 @@ pub(crate) async fn closed_loop(
                 match tokio::time::timeout(ECHO_TIMEOUT, invoke_once(&mut client, method, &id, a))
                     .await
                 {
-                    Ok(Ok(Some(v))) => match payload(&v) {
+                    Ok(Ok(Ok(v))) => match payload(&v) {
                         Some((sender, q, ts)) if sender == i as u64 => {
                             tracker.on_message(sender, q);
                             stats.received.fetch_add(1, Ordering::Relaxed);
                             stats.record_us(i, client::now_us().saturating_sub(ts));
                         }
-                        _ => {
-                            stats.errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                        _ => stats.error(ErrorKind::Protocol, || {
+                            format!("{method} returned something else than its payload")
+                        }),
                     },
-                    Ok(Ok(None)) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    Ok(Ok(Err(error))) => stats.error(ErrorKind::Protocol, || match error {
+                        Some(e) => format!("{method} completed with an error: {e}"),
+                        None => format!("{method} completed without a result"),
+                    }),
+                    Ok(Err(e)) => {
+                        stats.failure(&e);
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
                     }
-                    Ok(Err(_)) | Err(_) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    Err(_) => {
+                        stats.error(ErrorKind::Timeout, || {
+                            format!("{method} had no answer within {} s", ECHO_TIMEOUT.as_secs())
+                        });
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
                         break;
                     }

@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use anyhow::Result;
 use switchboard::protocol::HubMessage;
 
-use super::s3::{ECHO_TIMEOUT, connect_all};
+use super::s3::{ECHO_TIMEOUT, closed, connect_all};
 use super::{pace, report, staggered};
 use crate::client::{self, Client};
+use crate::failure::ErrorKind;
 use crate::sender::{http_client, send_load};
 use crate::stats::{Report, Stats, Tracker};
 use crate::{Common, KEEP_ALIVE};
@@ -38,7 +39,8 @@ async fn wait_for(
                     return Ok(None);
                 }
             }
-            Some(HubMessage::Close(_)) | None => anyhow::bail!("connection closed"),
+            Some(HubMessage::Close(c)) => return Err(closed(Some(c.error), client).into()),
+            None => return Err(closed(None, client).into()),
             Some(_) => {}
         }
     }
@@ -61,7 +63,9 @@ pub async fn run(common: &Common) -> Result<Report> {
     for (i, mut client) in clients.into_iter().enumerate() {
         let start = staggered(start, i, n, per_client_rate);
         let Some(id) = client.connection_id().map(str::to_owned) else {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.error(ErrorKind::Protocol, || {
+                "a client has no connection id (negotiate gave none)".to_owned()
+            });
             continue;
         };
         let url = target.rest_url(&format!("/api/v1/hubs/{}/connections/{id}", target.hub));
@@ -71,7 +75,7 @@ pub async fn run(common: &Common) -> Result<Report> {
             let mut seq = 0u64;
             let mut ping = tokio::time::Instant::now();
             let sender = i as u64;
-            while tokio::time::Instant::now() < end {
+            while tokio::time::Instant::now() < end && !stats.stopping() {
                 pace(start, seq, per_client_rate).await;
                 if ping.elapsed() >= KEEP_ALIVE {
                     ping = tokio::time::Instant::now();
@@ -80,8 +84,7 @@ pub async fn run(common: &Common) -> Result<Report> {
                         break;
                     }
                 }
-                if !send_load(&http, &url, &token, sender, seq, &pad).await {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                if !send_load(&http, &url, &token, sender, seq, &pad, &stats).await {
                     continue;
                 }
                 stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -97,11 +100,24 @@ pub async fn run(common: &Common) -> Result<Report> {
                         stats.received.fetch_add(1, Ordering::Relaxed);
                         stats.record_us(i, client::now_us().saturating_sub(ts));
                     }
-                    Ok(Ok(None)) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    Ok(Ok(None)) => stats.error(ErrorKind::Protocol, || {
+                        format!(
+                            "client {sender} got another load message than its own {this} \
+                             (undecodable, someone else's, or out of order)"
+                        )
+                    }),
+                    Ok(Err(e)) => {
+                        stats.failure(&e);
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
                     }
-                    Ok(Err(_)) | Err(_) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    Err(_) => {
+                        stats.error(ErrorKind::Timeout, || {
+                            format!(
+                                "a message sent to its own connection did not come back within {} s",
+                                ECHO_TIMEOUT.as_secs()
+                            )
+                        });
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
                         break;
                     }

@@ -82,7 +82,7 @@ pub async fn run(common: &Common, ramp: Ramp) -> Result<Report> {
             Some(format!("{lost} lost, {dups} duplicates"))
         } else if dropped > 0 {
             Some(format!("{dropped} receivers dropped"))
-        } else if p99 > ramp.max_p99_ms * 1000 {
+        } else if p99 > ramp.max_p99_ms.saturating_mul(1000) {
             Some(format!("p99 {} ms > {} ms", p99 / 1000, ramp.max_p99_ms))
         } else if achieved < RATE_REACHED * rate {
             Some(format!(
@@ -99,6 +99,11 @@ pub async fn run(common: &Common, ramp: Ramp) -> Result<Report> {
         }));
         prev = snap.clone();
         last = Some(snap);
+        let failure = failure.or_else(|| {
+            stats
+                .stopping()
+                .then(|| "the run failed (see its errors)".to_owned())
+        });
         if let Some(f) = failure {
             stopped = f;
             break;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Result;
 
 use super::{apply_snapshot, pace, per, report, spec_for, staggered};
+use crate::failure::{ErrorKind, Failure};
 use crate::pool::{Expect, Pool};
 use crate::sender::{self, Dest, Plan, Streams, group_name};
 use crate::stats::{Hist, Latency, Report, Stats};
@@ -29,17 +30,26 @@ async fn open_pool(common: &Common, n: usize, stats: &Arc<Stats>) -> Result<Pool
         [one] => spec.url = one.clone(),
         _ => anyhow::bail!("s5-groups takes at most one --receiver-url"),
     }
-    Pool::open(spec, stats.clone()).await
+    super::open_pool(spec, stats).await
 }
 
-/// PUT or DELETE of connection `id` in group `g`; `Some(µs)` when answered 200.
-async fn membership(http: &reqwest::Client, url: &str, token: &str, add: bool) -> Option<u64> {
+/// PUT or DELETE of connection `id` in group `g`; `Some(µs)` when answered 200 (a failure is
+/// counted in `stats`).
+async fn membership(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    add: bool,
+    stats: &Stats,
+) -> Option<u64> {
     let t0 = std::time::Instant::now();
     let req = if add { http.put(url) } else { http.delete(url) };
-    match req.bearer_auth(token).send().await {
-        Ok(r) if r.status().as_u16() == 200 => Some(t0.elapsed().as_micros() as u64),
-        _ => None,
-    }
+    let r = req.bearer_auth(token).send().await;
+    let what = if add { "group add" } else { "group remove" };
+    stats
+        .answered(what, url, r, |s| s == 200)
+        .await
+        .then(|| t0.elapsed().as_micros() as u64)
 }
 
 /// Runs S5 (a) / (b).
@@ -81,16 +91,14 @@ pub async fn groups(
         let base = target.url.clone();
         let hub = hub.clone();
         tasks.push(tokio::spawn(async move {
-            loop {
+            while !stats.stopping() {
                 let k = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some((g, id)) = joins.get(k) else { break };
                 let url = format!(
                     "{base}/api/hubs/{hub}/groups/{}/connections/{id}?api-version=2022-06-01",
                     group_name(*g)
                 );
-                if membership(&http, &url, &token, true).await.is_none() {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                }
+                membership(&http, &url, &token, true, &stats).await;
             }
         }));
     }
@@ -166,11 +174,19 @@ pub(crate) async fn listing(
     );
     let mut ids = HashSet::new();
     loop {
-        let r = http.get(&url).bearer_auth(token).send().await?;
+        let r = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| Failure::request("group listing", &url, &e))?;
         if r.status().as_u16() != 200 {
-            anyhow::bail!("group listing answered {}", r.status());
+            return Err(Failure::answered("group listing", &url, r).await.into());
         }
-        let body: serde_json::Value = r.json().await?;
+        let body: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| Failure::request("group listing", &url, &e))?;
         for v in body["value"].as_array().into_iter().flatten() {
             if let Some(id) = v["connectionId"].as_str() {
                 ids.insert(id.to_owned());
@@ -227,7 +243,7 @@ pub async fn churn(common: &Common, groups: usize, senders: usize) -> Result<Rep
             let mine: Vec<usize> = (k..ids.len()).step_by(senders).collect();
             let mut member: HashMap<(usize, usize), bool> = HashMap::new();
             let mut n = 0u64;
-            while !mine.is_empty() && tokio::time::Instant::now() < end {
+            while !mine.is_empty() && tokio::time::Instant::now() < end && !stats.stopping() {
                 pace(start, n, per_sender_rate).await;
                 let c = mine[(n % mine.len() as u64) as usize];
                 let g = ((n / mine.len() as u64) % groups as u64) as usize;
@@ -238,16 +254,11 @@ pub async fn churn(common: &Common, groups: usize, senders: usize) -> Result<Rep
                     group_name(g),
                     ids[c]
                 );
-                match membership(&http, &url, &token, add).await {
-                    Some(us) => {
-                        member.insert((c, g), add);
-                        hist.record_us(k, us);
-                        stats.sent.fetch_add(1, Ordering::Relaxed);
-                        if add { &puts } else { &deletes }.fetch_add(1, Ordering::Relaxed);
-                    }
-                    None => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Some(us) = membership(&http, &url, &token, add, &stats).await {
+                    member.insert((c, g), add);
+                    hist.record_us(k, us);
+                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                    if add { &puts } else { &deletes }.fetch_add(1, Ordering::Relaxed);
                 }
             }
             member
@@ -267,11 +278,16 @@ pub async fn churn(common: &Common, groups: usize, senders: usize) -> Result<Rep
     for (g, want) in expected.iter().enumerate() {
         match listing(&http, &target, &token, g).await {
             Ok(have) => mismatches += have.symmetric_difference(want).count() as u64,
-            Err(_) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                stats.failure(&e);
             }
         }
     }
+    stats.errors_n(ErrorKind::Check, mismatches, || {
+        format!(
+            "{mismatches} group memberships listed by the broker differ from what the clients did"
+        )
+    });
     pool.close().await;
     let ops = stats.sent.load(Ordering::Relaxed);
     let mut r = report(
@@ -283,7 +299,6 @@ pub async fn churn(common: &Common, groups: usize, senders: usize) -> Result<Rep
         secs,
     );
     r.connected = ids.len() as u64;
-    r.errors += mismatches;
     r.latency = Latency::of(&hist.take());
     r.extra.insert("operations".into(), ops.into());
     r.extra

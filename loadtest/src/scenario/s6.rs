@@ -51,16 +51,14 @@ pub async fn run(common: &Common, concurrency: usize) -> Result<Report> {
                 .collect();
             let mut seqs = vec![0u64; mine.len()];
             let mut attempts = 0u64;
-            while tokio::time::Instant::now() < end {
+            while tokio::time::Instant::now() < end && !stats.stopping() {
                 pace(start, attempts, per_sender_rate).await;
                 let k = (attempts % mine.len() as u64) as usize;
                 attempts += 1;
                 let (_, url) = &mine[k];
-                if send_load(&http, url, &token, s as u64, seqs[k], &pad).await {
+                if send_load(&http, url, &token, s as u64, seqs[k], &pad, &stats).await {
                     seqs[k] += 1;
                     stats.sent.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
             for (k, (j, _)) in mine.iter().enumerate() {

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::s3::{closed_loop, connect_all};
 use super::{latency_json, per};
 use crate::Common;
 use crate::client;
+use crate::failure::ErrorKind;
 use crate::stats::{Report, Stats};
 use crate::upstream::{Receiver, url_template};
 
@@ -35,7 +36,9 @@ pub fn broker_command(common: &Common, upstream: SocketAddr) -> String {
 
 /// Runs S7.
 pub async fn run(common: &Common, listen: SocketAddr, workers: usize) -> Result<Report> {
-    let receiver = Receiver::bind(listen, workers)?;
+    let receiver = Receiver::bind(listen, workers).with_context(|| {
+        format!("starting the upstream receiver on {listen} (choose another --upstream-listen)")
+    })?;
     if !common.quiet {
         eprintln!(
             "s7-upstream: upstream receiver on {}; the broker must run as:\n  {}",
@@ -54,7 +57,7 @@ pub async fn run(common: &Common, listen: SocketAddr, workers: usize) -> Result<
     if up > 0 && connected_events == 0 {
         receiver.stop().await;
         anyhow::bail!(
-            "the upstream receiver got no connected event: start the broker as\n  {}",
+            "the upstream receiver got no connected event: start the broker as `{}`",
             broker_command(common, listen)
         );
     }
@@ -87,7 +90,18 @@ pub async fn run(common: &Common, listen: SocketAddr, workers: usize) -> Result<
         counters.errors.load(Ordering::Relaxed) + counters.unsigned.load(Ordering::Relaxed);
     receiver.stop().await;
     // Events missing at the upstream are errors.
-    r.errors += receiver_errors + up.abs_diff(connected) + connected.abs_diff(disconnected);
+    stats.errors_n(ErrorKind::Check, receiver_errors, || {
+        format!("the upstream receiver got {receiver_errors} requests it could not understand or that were unsigned")
+    });
+    let missing = up.abs_diff(connected) + connected.abs_diff(disconnected);
+    stats.errors_n(ErrorKind::Check, missing, || {
+        format!(
+            "upstream events missing: {up} clients, {connected} connected and {disconnected} \
+             disconnected events"
+        )
+    });
+    r.errors = stats.errors.load(Ordering::Relaxed);
+    r.error_kinds = stats.error_kinds();
     r.params = common.params(serde_json::json!({
         "upstream_listen": listen.to_string(), "upstream_workers": workers,
     }));

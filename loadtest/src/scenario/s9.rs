@@ -84,7 +84,7 @@ pub async fn run(
     spec.negotiate = true;
     spec.first_recv_buffer = Some(slow_rcvbuf);
     spec.connections = common.connections.max(2);
-    let pool = Pool::open(spec, stats.clone()).await?;
+    let pool = super::open_pool(spec, &stats).await?;
     let slow = pool.slots()[0].clone();
     let Some(slow_id) = slow.connection_id().map(str::to_owned) else {
         pool.close().await;
@@ -167,7 +167,7 @@ pub async fn run(
     // message cannot be written to a full socket).
     let cut_wait = if control { 0.0 } else { cut_wait.max(0.0) };
     let until = Instant::now() + Duration::from_secs_f64(cut_wait);
-    while !watcher.is_finished() && Instant::now() < until {
+    while !watcher.is_finished() && Instant::now() < until && !stats.stopping() {
         tokio::time::sleep(WATCH_EVERY).await;
     }
     let _ = stop_watch.send(true);
