@@ -43,6 +43,8 @@ fn start_with(config: Config) -> (SwitchboardHandle, Common) {
 }
 
 fn assert_clean(r: &Report) {
+    assert_eq!(r.failure, None, "{}", r.summary());
+    assert!(r.error_kinds.is_empty(), "{}", r.summary());
     assert_eq!(r.errors, 0, "{}", r.summary());
     assert_eq!(r.dropped, 0, "{}", r.summary());
     assert_eq!(r.lost, 0, "{}", r.summary());
