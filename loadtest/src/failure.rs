@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite;
 
 /// Longest message kept as a kind's sample, in characters.
-pub const SAMPLE_CHARS: usize = 200;
+pub const SAMPLE_CHARS: usize = 300;
 
 /// The kinds of errors, as the summary and the JSON report (`error_kinds`) name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -586,7 +586,7 @@ mod tests {
         assert_eq!(
             first.chars().count(),
             SAMPLE_CHARS + 1,
-            "200 characters and …"
+            "SAMPLE_CHARS characters and …"
         );
         assert_eq!(s.0["unauthorized"].first.as_deref(), Some("a b"));
         assert!(

@@ -17,9 +17,13 @@ const EXE: &str = env!("CARGO_BIN_EXE_switchboard-loadtest");
 const GIVE_UP: Duration = Duration::from_secs(120);
 
 fn start() -> (SwitchboardHandle, String) {
+    start_in(ServiceMode::Serverless)
+}
+
+fn start_in(mode: ServiceMode) -> (SwitchboardHandle, String) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let config = Config {
-        mode: ServiceMode::Serverless,
+        mode,
         listen: listener.local_addr().expect("local addr"),
         access_keys: vec![KEY.to_owned()],
         workers: 2,
@@ -229,6 +233,34 @@ async fn errors_dominating_a_running_scenario_stop_it() {
         "{r}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_carries_the_brokers_reason() {
+    // Default mode without an app server: the broker refuses every client, and says why.
+    let (handle, url) = start_in(ServiceMode::Default);
+    let args = strings(&[
+        "--url",
+        &url,
+        "--key",
+        KEY,
+        "--quiet",
+        "--hub",
+        "echo",
+        "--connections",
+        "3",
+        "--duration",
+        "300",
+        "s3-echo",
+    ]);
+    let out = generator(args, Vec::new()).await;
+    let all = assert_failed(&out);
+    assert!(
+        all.contains("no connection came up (3 attempts: 3 "),
+        "{all}"
+    );
+    assert!(all.contains("app servers are not connected"), "{all}");
     handle.stop().await;
 }
 
