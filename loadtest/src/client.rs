@@ -315,7 +315,7 @@ impl Client {
         drop(self);
     }
 
-    /// ": <reason>" of the broker's close frame, or "" (for messages).
+    /// `": <reason>"` of the broker's close frame, or `""` (for messages).
     pub fn closed_because(&self) -> String {
         self.close_reason
             .as_deref()
