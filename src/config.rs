@@ -3,7 +3,8 @@
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config`), then environment
 //! variables and flags (`SWITCHBOARD_LISTEN` / `--listen` and friends; a flag wins over its
 //! variable). [`Config::validate`] names the key at fault so that a bad configuration exits with
-//! one line. `switchboard.example.toml` at the repository root documents every key; a test keeps
+//! one line; a file that does not parse, or holds a value of the wrong type or an unknown key,
+//! is named with the line and column and what to write instead (`diagnose.rs`). `switchboard.example.toml` at the repository root documents every key; a test keeps
 //! it in sync with these structs.
 
 use std::fmt;
@@ -17,6 +18,7 @@ use crate::upstream::{UpstreamOptions, UpstreamRule, UpstreamRules};
 
 mod cluster;
 mod cors;
+mod diagnose;
 mod host;
 mod limits;
 mod logs;
@@ -229,11 +231,12 @@ pub const MAX_COUNT: u64 = 1 << 24;
 /// Upper bound of `workers`.
 pub const MAX_WORKERS: u64 = 1024;
 
-/// A configuration problem, naming the key at fault.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid configuration: {key}: {message}")]
+/// A configuration problem, naming the key at fault, or for a file that does not parse, the
+/// file, line and column.
+#[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    /// Dotted key path, e.g. `limits.max_message_size`.
+    /// Dotted key path, e.g. `limits.max_message_size`. Empty when the message names its place
+    /// itself: `switchboard.toml: line 3, column 8: string values must be quoted: ...`.
     pub key: String,
     /// What is wrong with it.
     pub message: String,
@@ -248,30 +251,32 @@ impl ConfigError {
     }
 }
 
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "invalid configuration: {}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Config {
-    /// Parse TOML text; errors name the key at fault.
+    /// Parse TOML text; errors give the line and column, and the key at fault, in plain words.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| {
-            ConfigError::new("(file)", e.message().replace('\n', " ").trim().to_owned())
-        })?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let message = e
-                .into_inner()
-                .message()
-                .replace('\n', " ")
-                .trim()
-                .to_owned();
-            ConfigError::new(if key == "." { "(file)".into() } else { key }, message)
-        })
+        diagnose::parse(text).map_err(|p| diagnose::error(None, text, &p))
     }
 
-    /// Read and parse a TOML file.
+    /// Read and parse a TOML file; errors start with the file's name, then as
+    /// [`from_toml`](Self::from_toml)'s.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
         })?;
-        Self::from_toml(&text)
+        let origin = path.display().to_string();
+        diagnose::parse(&text).map_err(|p| diagnose::error(Some(&origin), &text, &p))
     }
 
     /// Check values that parse but make no sense.
@@ -597,9 +602,9 @@ mod tests {
     #[test]
     fn wrong_type_names_the_key() {
         let err = Config::from_toml("[limits]\nmax_message_size = \"big\"\n").unwrap_err();
-        assert_eq!(err.key, "limits.max_message_size", "{err}");
+        assert!(err.message.contains("limits.max_message_size:"), "{err}");
         let err = Config::from_toml("mode = \"turbo\"\n").unwrap_err();
-        assert_eq!(err.key, "mode", "{err}");
+        assert!(err.message.contains(" mode: "), "{err}");
     }
 
     #[test]

@@ -101,8 +101,12 @@ async fn with_an_admin_key_only_it_opens_the_inventory() {
     let mut config = common::config(ServiceMode::Serverless);
     config.admin_key = Some(admin_key.to_owned());
     let (handle, base, key) = common::start_with(config).await;
-    let (status, _) = get(&base, "/admin/overview", Some(&admin_token(&key))).await;
+    let (status, body) = get(&base, "/admin/overview", Some(&admin_token(&key))).await;
     assert_eq!(status, 401, "an access key no longer opens /admin");
+    assert_eq!(
+        body["message"],
+        "Unauthorized: the token is not signed with this broker's admin key."
+    );
     let (status, body) = get(&base, "/admin/overview", Some(&admin_token(admin_key))).await;
     assert_eq!(status, 200, "{body}");
     handle.stop().await;

@@ -70,6 +70,40 @@ fn bad_configuration_is_one_line_naming_the_key() {
 }
 
 #[test]
+fn a_config_file_that_does_not_parse_names_the_file_line_and_column() {
+    let path = temp_file(
+        "syntax.toml",
+        "# Switchboard\nlisten = \"127.0.0.1:8080\"\nmode = serverless\n",
+    );
+    let file = path.to_str().unwrap();
+    for args in [
+        &["check-config", "--config", file][..],
+        &["serve", "--config", file][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert_eq!(
+            String::from_utf8(out.stderr).unwrap(),
+            format!(
+                "switchboard: {file}: line 3, column 8: string values must be quoted: mode = \"serverless\"\n"
+            )
+        );
+    }
+    let path = temp_file("unknown.toml", "[limits]\nmax_mesage_size = 3\n");
+    let out = run(&["check-config", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "switchboard: {}: line 2, column 1: unknown key 'max_mesage_size' in [limits]; did you mean 'max_message_size'? (known keys: max_message_size, ",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
 fn the_example_config_checks_out() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/switchboard.example.toml");
     let out = run(&["check-config", "--config", example]);

@@ -79,6 +79,15 @@ async fn negotiate_versions_and_errors() {
     let r = negotiate_raw(&base, "chat", Some("not-a-token"), "").await;
     assert_eq!(r.status, 401);
     assert_eq!(r.headers["content-type"], "application/json");
+    // A token signed with another key: said so in plain words.
+    let forged = client_token("another-key-that-is-long-enough-0123456789", "chat", None);
+    let r = negotiate_raw(&base, "chat", Some(&forged), "").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["code"], "Error.Unauthorized");
+    assert_eq!(
+        r.json()["message"],
+        "Unauthorized: the token is not signed with any of this broker's access keys."
+    );
     let r = negotiate_raw(&base, "9bad", Some(&tok), "").await;
     assert_eq!(r.status, 400);
     // A token for another hub does not open this one.

@@ -166,6 +166,12 @@ async fn bad_tokens_are_401() {
             .await;
         assert_eq!(r.status, 401, "{what}: {}", r.text());
         assert_error(&r, 401, "Error.Unauthorized");
+        if what == "forged" {
+            assert_eq!(
+                r.json()["message"],
+                "Unauthorized: the token is not signed with any of this broker's access keys."
+            );
+        }
     }
     // A token in the query is not accepted for REST.
     let token = rest_token(&key, path);

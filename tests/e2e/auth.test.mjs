@@ -112,6 +112,9 @@ describe('authentication', () => {
       for (const [what, opts] of cases) {
         const r = await broker.rest('POST', p, { body, ...opts });
         assertJson401(r, `POST ${p} with ${what}`);
+        if (what === 'forged signature') {
+          assert.equal(r.json.message, "Unauthorized: the token is not signed with any of this broker's access keys.", `POST ${p} with ${what}: message`);
+        }
       }
       // same for the other operation kinds
       const ops = [

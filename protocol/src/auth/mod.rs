@@ -61,10 +61,9 @@ pub enum AuthError {
         "Unauthorized: the access token is malformed or uses an unsupported algorithm ({0}); expected an HS256 or HS512 JWT."
     )]
     Malformed(String),
-    /// The signature matches none of the access keys.
-    #[error(
-        "Unauthorized: the access token signature is invalid (the signature key was not found)."
-    )]
+    /// The signature matches none of the access keys (Azure: 401, "The signature key was not
+    /// found").
+    #[error("Unauthorized: the token is not signed with any of this broker's access keys.")]
     BadSignature,
     /// `exp` is in the past.
     #[error("Unauthorized: the access token has expired.")]

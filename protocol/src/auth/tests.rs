@@ -65,6 +65,10 @@ fn rejects_forged_signature() {
         keys().validate_at(&t, CLIENT, NOW, 30),
         Err(AuthError::BadSignature)
     );
+    assert_eq!(
+        AuthError::BadSignature.to_string(),
+        "Unauthorized: the token is not signed with any of this broker's access keys."
+    );
 }
 
 #[test]

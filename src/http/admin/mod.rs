@@ -62,7 +62,14 @@ pub(crate) fn authorize(
     };
     result.map_err(|e| {
         Metrics::inc(&shared.metrics.auth_failures);
-        ApiError::from(e)
+        match e {
+            AuthError::BadSignature if shared.admin_keys.is_some() => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Error.Unauthorized",
+                "Unauthorized: the token is not signed with this broker's admin key.",
+            ),
+            e => ApiError::from(e),
+        }
     })
 }
 
