@@ -21,6 +21,8 @@ struct Cli {
     command: Option<Command>,
 }
 
+// One value, parsed once at start: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the broker (the default when no command is given).
