@@ -66,8 +66,11 @@ pub enum AuthError {
     #[error("Unauthorized: the token is not signed with any of this broker's access keys.")]
     BadSignature,
     /// `exp` is in the past.
-    #[error("Unauthorized: the access token has expired.")]
-    Expired,
+    #[error("Unauthorized: the access token expired {secs_ago} s ago; mint a new one.")]
+    Expired {
+        /// How long ago `exp` was, in seconds.
+        secs_ago: u64,
+    },
     /// `nbf` is in the future.
     #[error("Unauthorized: the access token is not valid yet.")]
     NotYetValid,
@@ -178,7 +181,9 @@ impl AccessKeys {
             .and_then(Value::as_f64)
             .ok_or(AuthError::MissingExpiry)? as u64;
         if exp.saturating_add(skew_secs) <= now {
-            return Err(AuthError::Expired);
+            return Err(AuthError::Expired {
+                secs_ago: now.saturating_sub(exp),
+            });
         }
         if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64)
             && (nbf as u64) > now.saturating_add(skew_secs)

@@ -107,7 +107,11 @@ fn expiry_with_skew() {
     );
     assert_eq!(
         keys().validate_at(&t, CLIENT, NOW, 5),
-        Err(AuthError::Expired)
+        Err(AuthError::Expired { secs_ago: 10 })
+    );
+    assert_eq!(
+        AuthError::Expired { secs_ago: 10 }.to_string(),
+        "Unauthorized: the access token expired 10 s ago; mint a new one."
     );
     c.as_object_mut().unwrap().remove("exp");
     let t = sign(Algorithm::HS256, PRIMARY, c);
