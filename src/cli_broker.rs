@@ -1,8 +1,29 @@
 //! The one way `token`, `send`, `admin` and `trace` name a broker: its connection string, as
 //! `switchboard serve` prints it (`--connection-string`, or `SWITCHBOARD_CONNECTION_STRING`).
 
+use std::future::Future;
+
 use clap::Args;
 use switchboard_sdk::ConnectionString;
+
+/// `EX_USAGE`: the arguments are wrong.
+pub(crate) const EXIT_USAGE: i32 = crate::cli::EXIT_CONFIG;
+/// The broker refused, or could not be reached.
+pub(crate) const EXIT_FAILED: i32 = 1;
+
+/// One usage error line; the exit code.
+pub(crate) fn usage(message: &str) -> i32 {
+    eprintln!("switchboard: {message}");
+    EXIT_USAGE
+}
+
+/// Runs a command's future on a fresh single-threaded runtime; its exit code.
+pub(crate) fn block_on(command: impl Future<Output = i32>) -> i32 {
+    match crate::cli::runtime() {
+        Some(runtime) => runtime.block_on(command),
+        None => EXIT_FAILED,
+    }
+}
 
 /// `--connection-string`, shared by the subcommands that talk to (or sign for) a broker.
 #[derive(Args, Debug, Clone)]

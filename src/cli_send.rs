@@ -11,10 +11,7 @@ use clap::Args;
 use serde_json::value::RawValue;
 use switchboard_sdk::management::{ManagementClient, ManagementError};
 
-/// `EX_USAGE`: the arguments are wrong.
-const EXIT_USAGE: i32 = 64;
-/// The service refused the send or could not be reached.
-const EXIT_FAILED: i32 = 1;
+use crate::cli_broker::{EXIT_FAILED, block_on, usage};
 
 /// Arguments of `switchboard send`.
 #[derive(Args, Debug, Clone)]
@@ -90,16 +87,7 @@ impl SendArgs {
 
 /// Runs `switchboard send` on a fresh single-threaded runtime; returns the exit code.
 pub(crate) fn main(args: SendArgs) -> i32 {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(run(args)),
-        Err(e) => {
-            eprintln!("switchboard: could not start the runtime: {e}");
-            EXIT_FAILED
-        }
-    }
+    block_on(run(args))
 }
 
 /// Runs `switchboard send`; returns the exit code.
@@ -169,15 +157,10 @@ pub(crate) async fn run(args: SendArgs) -> i32 {
     }
 }
 
-/// One usage error line; the exit code.
-fn usage(message: &str) -> i32 {
-    eprintln!("switchboard: {message}");
-    EXIT_USAGE
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli_broker::EXIT_USAGE;
 
     #[derive(clap::Parser)]
     struct Cli {

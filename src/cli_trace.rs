@@ -9,10 +9,7 @@ use std::io::Write as _;
 use clap::Args;
 use serde_json::Value;
 
-/// `EX_USAGE`: the arguments are wrong.
-const EXIT_USAGE: i32 = 64;
-/// The broker refused the viewer or could not be reached.
-const EXIT_FAILED: i32 = 1;
+use crate::cli_broker::{EXIT_FAILED, block_on, usage};
 
 /// Arguments of `switchboard trace`.
 #[derive(Args, Debug, Clone)]
@@ -42,16 +39,7 @@ pub(crate) struct TraceArgs {
 }
 
 pub(crate) fn main(args: TraceArgs) -> i32 {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(run(args)),
-        Err(e) => {
-            eprintln!("switchboard: could not start the runtime: {e}");
-            EXIT_FAILED
-        }
-    }
+    block_on(run(args))
 }
 
 async fn run(args: TraceArgs) -> i32 {
@@ -172,11 +160,6 @@ fn summary(v: &Value) -> String {
     line.push_str(": ");
     line.push_str(p["message"].as_str().unwrap_or_default());
     line
-}
-
-fn usage(message: &str) -> i32 {
-    eprintln!("switchboard: {message}");
-    EXIT_USAGE
 }
 
 #[cfg(test)]
